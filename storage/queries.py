@@ -1,0 +1,175 @@
+"""The queries the rest of ticketd needs, in one place per decision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from storage.models import (
+    TICKET_NUMBER_OFFSET,
+    Contact,
+    Event,
+    IngestRecord,
+    MailboxCursor,
+    Message,
+    StoredAttachment,
+    Ticket,
+    utcnow,
+)
+
+
+def find_ingested(session: Session, key: str) -> IngestRecord | None:
+    return session.scalar(select(IngestRecord).where(IngestRecord.ingest_key == key))
+
+
+def contact_for(session: Session, address: str, name: str = "", language: str | None = None) -> Contact:
+    """The contact of an address, created when new; safe against a concurrent creator."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(Contact)
+        .values(address=address, name=name, language=language, bouncing=False, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["address"])
+    )
+    contact = session.scalar(select(Contact).where(Contact.address == address))
+    assert contact is not None
+    return contact
+
+
+def ticket_for_references(session: Session, message_ids: Sequence[str]) -> Ticket | None:
+    """The ticket holding the newest stored message named by these Message-IDs.
+
+    This is the one threading lookup: an indexed equality on header_message_id.
+    """
+    ids = [m for m in message_ids if m][-50:]  # a References chain may be long; newest last
+    if not ids:
+        return None
+    row = session.execute(
+        select(Message.ticket_id)
+        .where(Message.header_message_id.in_(ids))
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()
+    return session.get(Ticket, row[0]) if row else None
+
+
+def create_ticket(session: Session, **fields: Any) -> Ticket:
+    now = fields.pop("now", None) or utcnow()
+    ticket = Ticket(created_at=now, updated_at=now, **fields)
+    session.add(ticket)
+    session.flush()
+    ticket.number = ticket.id + TICKET_NUMBER_OFFSET
+    return ticket
+
+
+def add_event(
+    session: Session, kind: str, ticket: Ticket | None = None, actor: str = "system", **data: Any
+) -> Event:
+    event = Event(ticket_id=ticket.id if ticket else None, kind=kind, actor=actor, data=data)
+    session.add(event)
+    return event
+
+
+def ticket_by_ref(session: Session, ref: str | int) -> Ticket | None:
+    """A ticket by its public number (10234 or "#10234")."""
+    text = str(ref).strip().lstrip("#")
+    if not text.isdigit():
+        return None
+    return session.scalar(
+        select(Ticket)
+        .where(Ticket.number == int(text))
+        .options(selectinload(Ticket.messages).selectinload(Message.attachments))
+    )
+
+
+def list_tickets(session: Session, status: str | None = None, limit: int = 200) -> list[Ticket]:
+    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if status:
+        query = query.where(Ticket.status == status)
+    return list(session.scalars(query))
+
+
+def count_tickets(session: Session) -> int:
+    return session.scalar(select(func.count(Ticket.id))) or 0
+
+
+def get_cursor(session: Session, mailbox: str) -> MailboxCursor | None:
+    return session.scalar(select(MailboxCursor).where(MailboxCursor.mailbox == mailbox))
+
+
+def save_cursor(session: Session, mailbox: str, uidvalidity: int, last_uid: int) -> bool:
+    """Store the mailbox position; True when UIDVALIDITY changed since the last save."""
+    cursor = get_cursor(session, mailbox)
+    if cursor is None:
+        session.add(MailboxCursor(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid))
+        return False
+    changed = cursor.uidvalidity != uidvalidity
+    if changed:
+        cursor.uidvalidity, cursor.last_uid = uidvalidity, last_uid
+    else:
+        cursor.last_uid = max(cursor.last_uid, last_uid)
+    cursor.updated_at = utcnow()
+    return changed
+
+
+def attachment_rows(message: Message, parts: Iterable[Any]) -> list[StoredAttachment]:
+    return [
+        StoredAttachment(
+            message=message,
+            filename=p.filename,
+            content_type=p.content_type,
+            size=p.size,
+            sha256=p.sha256,
+            inline=p.inline,
+            content_id=p.content_id,
+        )
+        for p in parts
+    ]
+
+
+def ticket_as_dict(ticket: Ticket) -> dict[str, Any]:
+    """The JSON shape of `ticketd show`; other tools read these names."""
+    return {
+        "id": ticket.id,
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "category": ticket.category,
+        "priority": ticket.priority,
+        "language": ticket.language,
+        "requester": ticket.requester.address,
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+        "linked_ticket": ticket.linked_ticket_id,
+        "messages": [_message_as_dict(m) for m in ticket.messages],
+    }
+
+
+def _message_as_dict(message: Message) -> dict[str, Any]:
+    return {
+        "direction": message.direction,
+        "kind": message.kind,
+        "from": message.sender,
+        "from_name": message.sender_name,
+        "subject": message.subject,
+        "message_id": message.header_message_id,
+        "date": _iso(message.created_at),
+        "text": message.visible_text,
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in message.attachments
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

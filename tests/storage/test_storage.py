@@ -1,0 +1,79 @@
+"""Storage on SQLite and PostgreSQL: schema, uniqueness, cursors, the attachment store."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from storage import db, queries
+from storage.blobs import BlobStore
+from storage.models import IngestRecord, TICKET_NUMBER_OFFSET
+
+
+def test_migrated_database_is_at_head(db_url: str) -> None:
+    engine = db.make_engine(db_url)
+    db.check_schema(engine)
+    assert db.current_revision(engine) == db.head_revision()
+
+
+def test_database_without_schema_is_refused_with_the_command_to_run(tmp_path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(db.SchemaError, match="ticketd db upgrade"):
+        db.check_schema(engine)
+
+
+def test_ticket_numbers_are_public_and_unique(db_url: str) -> None:
+    sessions = db.session_factory(db.make_engine(db_url))
+    with sessions.begin() as session:
+        who = queries.contact_for(session, "p@mail.test", "P")
+        first = queries.create_ticket(session, subject="a", requester=who)
+        second = queries.create_ticket(session, subject="b", requester=who)
+    assert first.number == first.id + TICKET_NUMBER_OFFSET
+    assert second.number == first.number + 1
+    with sessions() as session:
+        assert queries.ticket_by_ref(session, f"#{second.number}").subject == "b"
+        assert queries.ticket_by_ref(session, "nonsense") is None
+
+
+def test_contact_for_the_same_address_is_one_row(db_url: str) -> None:
+    sessions = db.session_factory(db.make_engine(db_url))
+    with sessions.begin() as session:
+        a = queries.contact_for(session, "p@mail.test", "P", "ru")
+    with sessions.begin() as session:
+        b = queries.contact_for(session, "p@mail.test", "Other name", "en")
+        assert (a.id, b.language) == (b.id, "ru")
+
+
+def test_second_record_with_the_same_ingest_key_is_refused(db_url: str) -> None:
+    sessions = db.session_factory(db.make_engine(db_url))
+    row = dict(ingest_key="k" * 64, outcome="ignored", raw_sha256="0" * 64)
+    with sessions.begin() as session:
+        session.add(IngestRecord(**row))
+    with pytest.raises(sa_exc.IntegrityError):
+        with sessions.begin() as session:
+            session.add(IngestRecord(**row))
+
+
+def test_cursor_reports_a_uidvalidity_change(db_url: str) -> None:
+    sessions = db.session_factory(db.make_engine(db_url))
+    with sessions.begin() as session:
+        assert queries.save_cursor(session, "box", 100, 5) is False
+    with sessions.begin() as session:
+        assert queries.save_cursor(session, "box", 100, 3) is False
+        assert queries.get_cursor(session, "box").last_uid == 5
+    with sessions.begin() as session:
+        assert queries.save_cursor(session, "box", 200, 1) is True
+        assert (queries.get_cursor(session, "box").uidvalidity,
+                queries.get_cursor(session, "box").last_uid) == (200, 1)
+
+
+def test_blob_store_is_content_addressed_and_byte_exact(tmp_path) -> None:
+    store = BlobStore(tmp_path)
+    raw = b"From: a@b\r\n\r\n\x00\xff binary"
+    digest = store.put_raw(raw)
+    assert store.put_raw(raw) == digest
+    assert store.get_raw(digest) == raw
+    assert store.raw_path(digest).read_bytes() != raw  # kept compressed
+    payload = bytes(range(256)) * 10
+    assert store.get_attachment(store.put_attachment(payload)) == payload
+    assert not list(tmp_path.rglob(".tmp-*"))
