@@ -1,0 +1,183 @@
+"""load_settings: one TOML file, then the environment, then secrets from files, then checks.
+
+Reading is all it does: no file or directory is created or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_origin
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from .errors import ConfigError, Problem
+from .schema import SECRET_FILES, SENSITIVE_KEYS, AtKey, Settings, ShowsValue, section_models
+
+ENV_PREFIX = "TICKETD_"
+ENV_CONFIG = "TICKETD_CONFIG"  # the file to load
+
+Data = dict[str, Any]
+Origins = dict[str, str]  # "imap.port" -> where its value was written
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """The checked settings, or ConfigError listing every problem found."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get(ENV_CONFIG)
+    source = str(path) if path is not None else "environment"
+    data = _read_toml(Path(path)) if path is not None else {}
+    origins: Origins = {}
+    problems = _refuse_secrets_in_file(data, source)
+    problems += _apply_environment(data, environ, origins)
+    problems += _read_secret_files(data, source, origins)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as error:
+        problems += [_problem(e, source, origins) for e in error.errors()]
+    if problems:
+        raise ConfigError.of(_first_per_key(problems))
+    return settings
+
+
+def _read_toml(path: Path) -> Data:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(str(path), None, f"cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:  # its message ends "(at line 3, column 7)"
+        raise ConfigError(str(path), None, f"not valid TOML: {error}") from None
+
+
+def _refuse_secrets_in_file(data: Data, source: str) -> list[Problem]:
+    return [Problem(source, f"{name}.{key}",
+                    f"secrets are not read from the configuration file: use {file_key} "
+                    f"or the environment variable TICKETD_{name.upper()}__{key.upper()}")
+            for name, section in data.items() if isinstance(section, dict)
+            for file_key, key in SECRET_FILES.items() if key in section]
+
+
+def _apply_environment(data: Data, environ: Mapping[str, str], origins: Origins) -> list[Problem]:
+    """TICKETD_<SECTION>__<KEY>=value, any case, overrides the file's value of that key."""
+    problems = []
+    models = section_models()
+    for variable in sorted(environ):
+        if not _names_a_setting(variable, models):
+            continue
+        name, _, key = variable[len(ENV_PREFIX):].lower().partition("__")
+        origin = f"environment {variable}"
+        field = models[name].model_fields.get(key) if name in models else None
+        if field is None:
+            problems.append(Problem(origin, None, "no such setting: expected TICKETD_<SECTION>"
+                                    "__<KEY> naming a key of the configuration file"))
+            continue
+        value: Any = environ[variable]
+        if get_origin(field.annotation) is tuple:  # a list is written as in TOML: ["a", "b"]
+            try:
+                value = tomllib.loads(f"value = {value}")["value"]
+            except tomllib.TOMLDecodeError as error:
+                problems.append(Problem(origin, f"{name}.{key}", f"not a TOML array: {error}"))
+                continue
+        section = data.setdefault(name, {})
+        if isinstance(section, dict):  # otherwise validation reports the section itself
+            section[key] = value
+            origins[f"{name}.{key}"] = origin
+    return problems
+
+
+def _names_a_setting(variable: str, sections: Mapping[str, object]) -> bool:
+    """TICKETD_<SECTION>__<KEY>, or a near miss like TICKETD_IMAP_PORT that must be reported.
+
+    Other TICKETD_ variables (TICKETD_CONFIG, the tests' TICKETD_FAILPOINT) are not ours.
+    """
+    if not variable.upper().startswith(ENV_PREFIX):
+        return False
+    rest = variable[len(ENV_PREFIX):].lower()
+    return "__" in rest or any(rest.startswith(f"{section}_") for section in sections)
+
+
+def _read_secret_files(data: Data, source: str, origins: Origins) -> list[Problem]:
+    """Put each secret file's content under its key; a secret set in the environment wins."""
+    problems = []
+    for name, section in data.items():
+        if not isinstance(section, dict):
+            continue
+        for file_key, key in SECRET_FILES.items():
+            if section.get(file_key) is None or key in section:
+                continue
+            dotted = f"{name}.{file_key}"
+            origin = origins.get(dotted, source)
+            try:
+                section[key] = _read_secret(section[file_key])
+                origins[f"{name}.{key}"] = origin
+            except ValueError as error:
+                problems.append(Problem(origin, dotted, str(error)))
+    return problems
+
+
+def _read_secret(path: object) -> str:
+    if not isinstance(path, str):
+        raise ValueError("must be a path (a string)")
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {path}: not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")  # the newline editors and echo add
+    if not text:
+        raise ValueError(f"{path} is empty")
+    return text
+
+
+def _problem(error: ErrorDetails, source: str, origins: Origins) -> Problem:
+    """A pydantic error in ticketd's words: where, which key, why."""
+    loc = [str(part) for part in error["loc"]]
+    complaint = error.get("ctx", {}).get("error")
+    if isinstance(complaint, AtKey):
+        loc.append(complaint.key)
+    key = ".".join(loc[:2]) + "".join(f"[{part}]" if part.isdigit() else f".{part}"
+                                      for part in loc[2:])
+    reason = _reason(error)
+    value = error.get("input")
+    # An unknown key may be a misspelt "password": its value is not repeated either.
+    if isinstance(value, str | int | float) and loc[-1] not in SENSITIVE_KEYS and \
+            error["type"] != "extra_forbidden" and \
+            not isinstance(complaint, ShowsValue | AtKey):
+        reason += f" (got {json.dumps(value, ensure_ascii=False)[:80]})"
+    return Problem(origins.get(".".join(loc[:2]), source), key, reason)
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind, message = error["type"], error["msg"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    context = error.get("ctx", {})
+    if kind == "value_error":
+        return str(context["error"])
+    if kind == "model_type":
+        return "must be a table"
+    if kind == "literal_error":  # pydantic says "'a', 'b' or 'c'"
+        return "must be one of " + str(context["expected"]).replace("'", '"').replace(" or ", ", ")
+    return message.replace("Input should be", "must be", 1)
+
+
+def _first_per_key(problems: list[Problem]) -> list[Problem]:
+    """An unreadable password file also leaves the password missing: say it once."""
+    seen: set[str] = set()
+    kept = []
+    for problem in problems:
+        if problem.key is None or problem.key not in seen:
+            kept.append(problem)
+            seen.add(problem.key or "")
+    return kept

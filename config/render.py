@@ -1,0 +1,61 @@
+"""The effective settings as TOML, for `ticketd check-config`: secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import PurePath
+
+from pydantic import BaseModel, SecretStr
+
+from .durations import format_duration
+from .schema import SECRET_FILES, Settings, section_models
+
+# postgresql://user:PASSWORD@host/db and ...?password=PASSWORD
+_URL_PASSWORD = re.compile(r"(?<=://)(?P<user>[^/@:]*):[^/@]*@|(?<=[?&]password=)[^&]*")
+
+
+def render_effective(settings: Settings) -> str:
+    """Every section and key with its value in effect; a secret that is set reads "***"."""
+    blocks = []
+    for name in section_models():
+        section = getattr(settings, name)
+        if section is None:
+            blocks.append(f"# [{name}] is not configured")
+        else:
+            lines = [f"{key} = {_value(key, value)}" if value is not None else f"# {key} is unset"
+                     for key, value in _items(section)]
+            blocks.append("\n".join([f"[{name}]", *lines]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _items(section: BaseModel) -> list[tuple[str, object]]:
+    # A secret that is not set is left out: its *_file key, shown unset, says enough.
+    return [(key, value) for key in type(section).model_fields
+            if (value := getattr(section, key)) is not None or key not in SECRET_FILES.values()]
+
+
+def _value(key: str, value: object) -> str:
+    if isinstance(value, SecretStr):
+        return '"***"'
+    if key == "url" and isinstance(value, str):
+        value = _URL_PASSWORD.sub(lambda m: f"{m['user']}:***@" if m["user"] is not None
+                                  else "***", value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, timedelta):
+        value = format_duration(value)
+    if isinstance(value, PurePath):
+        value = str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, BaseModel):
+        return "{ " + ", ".join(f"{k} = {_value(k, v)}" for k, v in _items(value)) + " }"
+    if isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
+        return "[\n" + "".join(f"    {_value(key, item)},\n" for item in value) + "]"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_value(key, item) for item in value) + "]"
+    raise TypeError(f"cannot render {key} = {value!r}")

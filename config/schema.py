@@ -1,0 +1,321 @@
+"""The settings schema: every section, key, default and check, in one place.
+
+Models are frozen and forbid unknown keys, so a typo in the file is an error, not a
+silently ignored line. Checks that involve two keys of a section are field validators
+that read ``info.data`` (the keys declared above them), so that every mistake of a
+file is reported in one go and each error names the key to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .durations import parse_duration
+
+DEFAULT_STORAGE_PATH = "/var/lib/ticketd"
+
+# Secrets never come from the config file: each is read from its *_file key at load
+# time, or given whole in the environment (TICKETD_IMAP__PASSWORD, ...).
+SECRET_FILES = {"password_file": "password", "oauth2_token_file": "oauth2_token",
+                "secret_file": "secret"}
+# Keys whose value is never repeated in an error message or printed.
+SENSITIVE_KEYS = frozenset(SECRET_FILES.values()) | {"url"}
+
+
+class ShowsValue(ValueError):
+    """A complaint that already shows the wrong value: no "(got ...)" is added to it."""
+
+
+class AtKey(ValueError):
+    """A complaint about a section that is really about one of its keys."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError('must be "host:port", e.g. "127.0.0.1:9465"')
+    return host.strip("[]"), int(port)
+
+
+def _in_range(low: int, high: int) -> AfterValidator:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would take true for 1
+        raise ValueError("must be a number")
+    return value
+
+
+def _not_empty(value: Any) -> Any:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not text or (isinstance(text, str) and not text.strip()):
+        raise ValueError("must not be empty")
+    return value
+
+
+def _host(value: str) -> str:
+    if not value or "/" in value or any(c.isspace() for c in value):
+        raise ValueError("must be a host name or IP address (not a URL)")
+    return value
+
+
+def _address(value: str) -> str:
+    local, at, domain = value.partition("@")
+    if not (local and at and domain) or "@" in domain or any(c.isspace() for c in value):
+        raise ValueError('must be a mail address like "support@example.com"')
+    return value
+
+
+def _database_url(value: str) -> str:
+    scheme = value.partition("://")[0].partition("+")[0]
+    if scheme not in ("sqlite", "postgresql") or "://" not in value:
+        raise ValueError('must be a "sqlite:///..." or "postgresql://..." URL')
+    return value
+
+
+def _readable_file(path: Path) -> Path:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ShowsValue(f"cannot read {path}: {error.strerror}") from None
+    return path
+
+
+def _metrics_listen(value: str) -> str:
+    if value:
+        host, _ = split_host_port(value)
+        if not is_loopback(host):
+            raise ValueError("must listen on a loopback address (127.0.0.1, ::1, localhost)")
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _tls_none_only_to_loopback(tls: str, info: ValidationInfo) -> str:
+    host = info.data.get("host")
+    if tls == "none" and host is not None and not is_loopback(host):
+        raise ShowsValue(f'"none" is allowed only when host is a loopback address '
+                         f"(localhost, 127.0.0.0/8, ::1), not {host}")
+    return tls
+
+
+NonEmptyStr = Annotated[str, AfterValidator(_not_empty)]
+Host = Annotated[str, AfterValidator(_host)]
+Positive = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
+Seconds = Positive
+Port = Annotated[int, BeforeValidator(_not_bool), _in_range(1, 65535)]
+Tls = Literal["implicit", "starttls", "none"]
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
+ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Priority = Literal["low", "normal", "high", "urgent"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SupportSettings(Section):
+    address: Annotated[str, AfterValidator(_address)] = "support@localhost"
+    name: NonEmptyStr = "Support"
+    default_language: NonEmptyStr = "en"
+
+
+class DatabaseSettings(Section):
+    # When unset, Settings fills in "sqlite:///<storage.path>/ticketd.db".
+    url: Annotated[str, AfterValidator(_database_url)]
+    echo: bool = False
+
+
+class StorageSettings(Section):
+    path: Path = Path(DEFAULT_STORAGE_PATH)
+
+
+class ImapSettings(Section):
+    host: Host
+    port: Port = 993
+    tls: Tls = "implicit"
+    username: NonEmptyStr
+    auth: Literal["password", "xoauth2"] = "password"
+    # The secrets are declared before their *_file keys, whose check reads them.
+    password: Secret | None = None
+    oauth2_token: Secret | None = None
+    password_file: Path | None = Field(None, validate_default=True)
+    oauth2_token_file: Path | None = Field(None, validate_default=True)
+    ca_file: ReadableFile | None = None
+    folder: NonEmptyStr = "INBOX"
+    processed_folder: NonEmptyStr = "Processed"
+    quarantine_folder: NonEmptyStr = "Quarantine"
+    idle_timeout: Annotated[Seconds, _in_range(10, 1740)] = 300  # RFC 2177: re-IDLE before 29 min
+    poll_interval: Seconds = 30
+    batch_size: Annotated[Positive, _in_range(1, 1000)] = 50
+    timeout: Seconds = 30
+
+    _tls = field_validator("tls")(_tls_none_only_to_loopback)
+
+    @field_validator("password_file", "oauth2_token_file")
+    @classmethod
+    def _secret_for_auth(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        auth, secret, env = {
+            "password_file": ("password", "password", "TICKETD_IMAP__PASSWORD"),
+            "oauth2_token_file": ("xoauth2", "oauth2_token", "TICKETD_IMAP__OAUTH2_TOKEN"),
+        }[info.field_name or ""]
+        if info.data.get("auth") == auth and secret in info.data and info.data[secret] is None:
+            raise ValueError(f'required when auth = "{auth}" (or set {env})')
+        return path
+
+
+class SmtpSettings(Section):
+    host: Host
+    port: Port = 587
+    tls: Tls = "starttls"
+    username: NonEmptyStr | None = None
+    password: Secret | None = None
+    oauth2_token: Secret | None = None
+    password_file: Path | None = Field(None, validate_default=True)
+    oauth2_token_file: Path | None = None
+    ca_file: ReadableFile | None = None
+    timeout: Seconds = 30
+
+    _tls = field_validator("tls")(_tls_none_only_to_loopback)
+
+    @field_validator("password_file")
+    @classmethod
+    def _secret_for_username(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        data = info.data
+        secrets = [data[key] for key in ("password", "oauth2_token") if key in data]
+        if data.get("username") and secrets == [None, None]:
+            raise ValueError("required when username is set "
+                             "(or oauth2_token_file, or TICKETD_SMTP__PASSWORD)")
+        return path
+
+
+class SecuritySettings(Section):
+    secret: Secret | None = None
+    secret_file: Path | None = None
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """Signing keys, newest first: sign with keys[0], accept any. () when none is set."""
+        text = self.secret.get_secret_value() if self.secret else ""
+        return tuple(line.strip().encode() for line in text.splitlines() if line.strip())
+
+
+class LimitsSettings(Section):
+    max_message_bytes: Positive = 40 * 1024 * 1024
+    max_attachments: Positive = 100
+    max_attachment_bytes: Positive = 30 * 1024 * 1024
+    max_depth: Positive = 30
+    max_parts: Positive = 1000
+
+
+class SlaSettings(Section):
+    first_response: Duration = timedelta(hours=24)
+    first_response_urgent: Duration = timedelta(hours=1)
+    resolution: Duration = timedelta(hours=72)
+
+
+class ClassificationRule(Section):
+    category: NonEmptyStr
+    priority: Priority = "normal"
+    keywords: Annotated[tuple[NonEmptyStr, ...], AfterValidator(_not_empty)]
+
+
+class ClassificationSettings(Section):
+    rules: tuple[ClassificationRule, ...] = ()  # empty: the built-in rules apply
+
+
+class LoggingSettings(Section):
+    format: Literal["kv", "json"] = "kv"
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(_upper)] = "INFO"
+
+
+class MetricsSettings(Section):
+    listen: Annotated[str, AfterValidator(_metrics_listen)] = ""  # "": no metrics endpoint
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind the metrics endpoint to, or None when it is off."""
+        return split_host_port(self.listen) if self.listen else None
+
+
+class Settings(Section):
+    support: SupportSettings = Field(default_factory=SupportSettings)
+    database: DatabaseSettings
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    imap: ImapSettings | None = None
+    smtp: SmtpSettings | None = None
+    security: SecuritySettings = Field(default_factory=SecuritySettings, validate_default=True)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @field_validator("security")
+    @classmethod
+    def _keys_to_sign_outgoing_mail(cls, security: SecuritySettings,
+                                    info: ValidationInfo) -> SecuritySettings:
+        # Outgoing Message-IDs and reply tokens are signed; without [smtp] nothing is.
+        if info.data.get("smtp") is not None and not security.keys:
+            raise AtKey("secret_file", "required when [smtp] is configured: a file of signing "
+                        "keys, one per line, newest first (or set TICKETD_SECURITY__SECRET)")
+        return security
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_url_follows_storage(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        database, storage = data.get("database", {}), data.get("storage", {})
+        if isinstance(database, dict) and database.get("url") is None:
+            path = storage.get("path", DEFAULT_STORAGE_PATH) if isinstance(storage, dict) else (
+                storage.path)
+            url = f"sqlite:///{PurePosixPath(path) / 'ticketd.db'}"
+            data = {**data, "database": {**database, "url": url}}
+        return data
+
+
+def section_models() -> dict[str, type[Section]]:
+    """Each section name with its model, for the environment overrides and the renderer."""
+    return {name: next(t for t in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                       if isinstance(t, type) and issubclass(t, Section))
+            for name, field in Settings.model_fields.items()}
