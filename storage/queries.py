@@ -97,6 +97,18 @@ def count_tickets(session: Session) -> int:
     return session.scalar(select(func.count(Ticket.id))) or 0
 
 
+def list_events(
+    session: Session, ticket_ref: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[Event]:
+    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    if ticket_ref:
+        ticket = ticket_by_ref(session, ticket_ref)
+        query = query.where(Event.ticket_id == (ticket.id if ticket else -1))
+    if kind:
+        query = query.where(Event.kind == kind)
+    return list(session.scalars(query))
+
+
 def get_cursor(session: Session, mailbox: str) -> MailboxCursor | None:
     return session.scalar(select(MailboxCursor).where(MailboxCursor.mailbox == mailbox))
 

@@ -1,0 +1,210 @@
+"""The `ticketd` command line. Only this module configures logging and exits the process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from sqlalchemy import exc as sa_exc
+
+from config import EX_CONFIG, ConfigError, load_settings, render_effective
+from daemon import app as app_mod
+from daemon import logs
+
+EX_TEMPFAIL = 75
+
+
+def _settings(ctx: click.Context):  # noqa: ANN202 - config.Settings
+    try:
+        return load_settings(ctx.obj["config"])
+    except ConfigError as err:
+        click.echo(f"ticketd: configuration error:\n{err}", err=True)
+        sys.exit(EX_CONFIG)
+
+
+def _app(ctx: click.Context, *, check_schema: bool = True) -> app_mod.App:
+    settings = _settings(ctx)
+    logs.setup(settings.logging.level, settings.logging.format)
+    try:
+        return app_mod.build(settings, check_schema=check_schema)
+    except app_mod.db.SchemaError as err:
+        click.echo(f"ticketd: {err}", err=True)
+        sys.exit(EX_CONFIG)
+
+
+def temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A database that is down or locked is a temporary failure: an MTA will retry."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
+            click.echo(f"ticketd: database unavailable: {str(err).splitlines()[0]}", err=True)
+            sys.exit(EX_TEMPFAIL)
+
+    return wrapper
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="TICKETD_CONFIG", type=click.Path(dir_okay=False),
+              help="TOML configuration file (default: $TICKETD_CONFIG, else built-in defaults).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """ticketd: the help desk behind the support address."""
+    ctx.obj = {"config": config_path}
+
+
+@main.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Validate the configuration and print the effective settings, secrets masked."""
+    click.echo(render_effective(_settings(ctx)), nl=False)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@temp_failures_exit_75
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or migrate the schema to this version."""
+    application = _app(ctx.parent, check_schema=False)  # type: ignore[arg-type]
+    app_mod.db.upgrade(application.engine)
+    click.echo(f"schema at {app_mod.db.current_revision(application.engine)}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.File("rb"))
+@click.pass_context
+@temp_failures_exit_75
+def ingest(ctx: click.Context, files: tuple[Any, ...]) -> None:
+    """Ingest mails from FILES (or one from standard input), as an MTA pipe would."""
+    from daemon.ingest import TemporaryFailure
+
+    application = _app(ctx)
+    sources = files or (click.get_binary_stream("stdin"),)
+    for fh in sources:
+        try:
+            result = application.ingestor.ingest(fh.read(), source=f"file:{fh.name}")
+        except TemporaryFailure as err:
+            click.echo(f"ticketd: temporary failure: {err}", err=True)
+            sys.exit(EX_TEMPFAIL)
+        number = f" #{result.ticket_number}" if result.ticket_number else ""
+        note = " (already ingested)" if result.duplicate else ""
+        reason = f": {result.reason}" if result.reason else ""
+        click.echo(f"{fh.name}: {result.outcome}{number}{note}{reason}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Drain the mailbox once and exit.")
+@click.pass_context
+@temp_failures_exit_75
+def run(ctx: click.Context, once: bool) -> None:
+    """Run the daemon: watch the mailbox (IMAP IDLE) until SIGTERM."""
+    from daemon import service
+
+    application = _app(ctx)
+    if once:
+        stats = service.drain_once(application)
+        click.echo(
+            f"stored={stats.stored} duplicates={stats.duplicates} "
+            f"ignored={stats.ignored} quarantined={stats.quarantined}"
+        )
+        return
+    sys.exit(asyncio.run(service.serve(application)))
+
+
+@main.command()
+@click.option("--status", type=click.Choice(["open", "pending", "resolved", "closed"]))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@temp_failures_exit_75
+def tickets(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List tickets, newest first."""
+    from storage import queries
+
+    application = _app(ctx)
+    with application.sessions() as session:
+        rows = queries.list_tickets(session, status)
+        if as_json:
+            click.echo(json.dumps([_summary(t) for t in rows], ensure_ascii=False, indent=2))
+            return
+        for t in rows:
+            click.echo(
+                f"#{t.number}  {t.status:<8} {t.priority:<7} {t.category:<15} {t.language}  "
+                f"{t.requester.address}  {t.subject[:60]}"
+            )
+
+
+def _summary(ticket: Any) -> dict[str, Any]:
+    return {
+        "id": ticket.id, "number": ticket.number, "subject": ticket.subject,
+        "status": ticket.status, "category": ticket.category, "priority": ticket.priority,
+        "language": ticket.language, "requester": ticket.requester.address,
+    }
+
+
+@main.command()
+@click.argument("ticket")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@temp_failures_exit_75
+def show(ctx: click.Context, ticket: str, as_json: bool) -> None:
+    """Show one ticket (by its public number) with its messages."""
+    from storage import queries
+
+    application = _app(ctx)
+    with application.sessions() as session:
+        found = queries.ticket_by_ref(session, ticket)
+        if found is None:
+            click.echo(f"ticketd: no ticket {ticket}", err=True)
+            sys.exit(1)
+        doc = queries.ticket_as_dict(found)
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"#{doc['number']} {doc['subject']}")
+    click.echo(f"status={doc['status']} category={doc['category']} priority={doc['priority']} "
+               f"language={doc['language']} requester={doc['requester']}")
+    for m in doc["messages"]:
+        click.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {m['date']}")
+        click.echo(m["text"])
+        for a in m["attachments"]:
+            click.echo(f"[attachment] {a['filename']} {a['content_type']} {a['size']} bytes")
+
+
+@main.command()
+@click.option("--ticket", "ticket_ref", help="Only this ticket's events.")
+@click.option("--kind", help="Only events of this kind (created, quarantined, ...).")
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+@temp_failures_exit_75
+def events(ctx: click.Context, ticket_ref: str | None, kind: str | None, limit: int) -> None:
+    """Show the event log, newest first."""
+    from storage import queries
+
+    application = _app(ctx)
+    with application.sessions() as session:
+        for event in queries.list_events(session, ticket_ref, kind, limit):
+            data = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
+            click.echo(f"{event.created_at:%Y-%m-%d %H:%M:%S} {event.kind} actor={event.actor} {data}")
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default="ticketd-demo",
+              show_default=True, help="Where the demo keeps its database and mails.")
+def demo(workdir: str) -> None:
+    """Run a self-contained demonstration: SQLite, sample complaints, local mail."""
+    from daemon import demo as demo_mod
+
+    logs.setup("WARNING")
+    sys.exit(demo_mod.run(workdir))

@@ -1,0 +1,135 @@
+"""The mailbox runner: drain what is in the folder, then wait for more (DESIGN invariant 1).
+
+A mail leaves the folder only after the transaction that stored it has
+committed; a crash before the move leaves it in place, and the next drain
+finds it again and the ingest key makes the second pass a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from daemon.ingest import Ingestor, IngestResult, TemporaryFailure
+from storage import queries
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    """What the runner needs of a mailbox (daemon.imap.ImapSource provides it)."""
+
+    @property
+    def uidvalidity(self) -> int: ...
+    def pending(self, limit: int) -> list[int]: ...
+    def fetch(self, uids: list[int]) -> list: ...
+    def mark_processed(self, uids: list[int]) -> None: ...
+    def mark_quarantined(self, uids: list[int]) -> None: ...
+    def wait(self, timeout: float) -> bool: ...
+
+
+@dataclass
+class DrainStats:
+    stored: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    quarantined: int = 0
+    outcomes: list[IngestResult] = field(default_factory=list)
+
+
+class MailboxRunner:
+    def __init__(
+        self,
+        source: Source,
+        ingestor: Ingestor,
+        sessions: sessionmaker[Session],
+        *,
+        name: str,
+        batch_size: int = 50,
+        on_result=None,  # callable(IngestResult), for metrics and progress
+    ) -> None:
+        self.source = source
+        self.name = name  # the cursor's key, e.g. "support@imap.example:993/INBOX"
+        self.ingestor = ingestor
+        self.sessions = sessions
+        self.batch_size = batch_size
+        self.on_result = on_result
+        self.stop = threading.Event()
+
+    def sync_cursor(self) -> None:
+        """Record UIDVALIDITY; a change is an event (the drain re-reads the folder anyway)."""
+        with self.sessions.begin() as session:
+            if queries.save_cursor(session, self.name, self.source.uidvalidity, 0):
+                log.warning("uidvalidity changed mailbox=%s: re-reading it", self.name)
+                queries.add_event(
+                    session, "uidvalidity_changed", mailbox=self.name,
+                    uidvalidity=self.source.uidvalidity,
+                )
+
+    def drain(self) -> DrainStats:
+        """Ingest everything the folder holds now; stops early when asked to stop."""
+        stats = DrainStats()
+        while not self.stop.is_set():
+            uids = self.source.pending(self.batch_size)
+            if not uids:
+                break
+            self._batch(uids, stats)
+        return stats
+
+    def _batch(self, uids: list[int], stats: DrainStats) -> None:
+        done: list[int] = []
+        bad: list[int] = []
+        try:
+            for fetched in self.source.fetch(uids):
+                if self.stop.is_set():
+                    break
+                result = self._one(fetched)
+                (bad if result.outcome == "quarantined" else done).append(fetched.uid)
+                _count(stats, result)
+                if self.on_result:
+                    self.on_result(result)
+        finally:
+            # Whatever was committed leaves the folder, even when a later mail failed.
+            if done:
+                self.source.mark_processed(done)
+            if bad:
+                self.source.mark_quarantined(bad)
+            if done or bad:
+                with self.sessions.begin() as session:
+                    queries.save_cursor(
+                        session, self.name, self.source.uidvalidity, max(done + bad)
+                    )
+
+    def _one(self, fetched) -> IngestResult:  # noqa: ANN001 - daemon.imap.Fetched
+        source = f"{self.name};uid={fetched.uid}"
+        if fetched.raw is None:
+            return self.ingestor.refuse_unfetched(source, fetched.size)
+        return self.ingestor.ingest(fetched.raw, source)
+
+    def run(self, idle_timeout: float = 300) -> None:
+        """Drain, then wait for new mail; until stop is set. Errors go to the caller."""
+        self.sync_cursor()
+        while not self.stop.is_set():
+            self.drain()
+            if self.stop.is_set():
+                break
+            self.source.wait(idle_timeout)
+
+
+def _count(stats: DrainStats, result: IngestResult) -> None:
+    stats.outcomes.append(result)
+    if result.duplicate:
+        stats.duplicates += 1
+    elif result.outcome == "quarantined":
+        stats.quarantined += 1
+    elif result.outcome == "ignored":
+        stats.ignored += 1
+    else:
+        stats.stored += 1
+
+
+__all__ = ["DrainStats", "MailboxRunner", "TemporaryFailure"]

@@ -1,0 +1,111 @@
+"""The long-running service: supervises the mailbox watcher until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+
+from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
+
+from daemon import app as app_mod
+from daemon.imap import ImapSource
+from daemon.ingest import TemporaryFailure
+from daemon.mailbox import MailboxRunner
+
+log = logging.getLogger(__name__)
+
+# Errors after which the watcher reconnects and goes on; anything else is a bug
+# or a configuration problem and is logged before the watcher is restarted.
+RECOVERABLE = (OSError, TemporaryFailure, EOFError)
+
+
+def mailbox_name(settings) -> str:  # noqa: ANN001 - config.Settings
+    imap = settings.imap
+    return f"{imap.username}@{imap.host}:{imap.port}/{imap.folder}"
+
+
+def watch_mailbox(application: app_mod.App, stop: threading.Event) -> None:
+    """Connect, drain, IDLE, repeat; reconnect with backoff after any failure."""
+    settings = application.settings
+    retry = Retrying(
+        retry=retry_if_exception_type(Exception),
+        wait=wait_random_exponential(multiplier=1, max=60),
+        stop=stop_never,
+        before_sleep=lambda state: log.warning(
+            "mailbox watcher failed, retrying error=%s attempt=%d",
+            _describe(state.outcome.exception()), state.attempt_number,
+        ),
+        sleep=lambda seconds: stop.wait(seconds),
+        reraise=True,
+    )
+    for attempt in retry:
+        with attempt:
+            if stop.is_set():
+                return
+            _watch_once(application, stop, settings)
+
+
+def _watch_once(application: app_mod.App, stop: threading.Event, settings) -> None:  # noqa: ANN001
+    source: ImapSource = app_mod.imap_source(settings)
+    runner = MailboxRunner(
+        source, application.ingestor, application.sessions,
+        name=mailbox_name(settings), batch_size=settings.imap.batch_size,
+    )
+    runner.stop = stop
+    try:
+        source.connect()
+        log.info("mailbox connected mailbox=%s", runner.name)
+        runner.sync_cursor()
+        idle = settings.imap.idle_timeout
+        while not stop.is_set():
+            runner.drain()
+            waited = 0.0
+            while not stop.is_set() and waited < idle:
+                if source.wait(min(2.0, idle - waited)):
+                    break
+                waited += 2.0
+    finally:
+        source.close()
+
+
+def _describe(err: BaseException | None) -> str:
+    if err is None:
+        return "-"
+    text = str(err).splitlines()[0][:200] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+async def serve(application: app_mod.App) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status."""
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("ticketd running")
+    tasks = []
+    if application.settings.imap is not None:
+        tasks.append(asyncio.to_thread(watch_mailbox, application, stop))
+    if not tasks:
+        log.error("nothing to do: no [imap] section configured")
+        return 78
+    await asyncio.gather(*tasks)
+    log.info("ticketd stopped")
+    return 0
+
+
+def drain_once(application: app_mod.App):  # noqa: ANN201 - daemon.mailbox.DrainStats
+    """Connect, ingest everything the folder holds, disconnect (`ticketd run --once`)."""
+    settings = application.settings
+    source = app_mod.imap_source(settings)
+    runner = MailboxRunner(
+        source, application.ingestor, application.sessions,
+        name=mailbox_name(settings), batch_size=settings.imap.batch_size,
+    )
+    source.connect()
+    try:
+        runner.sync_cursor()
+        return runner.drain()
+    finally:
+        source.close()

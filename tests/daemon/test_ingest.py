@@ -1,0 +1,104 @@
+"""The ingest step end to end on SQLite and PostgreSQL: one mail, one transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from daemon.ingest import IngestPolicy, Ingestor, TemporaryFailure
+from storage import db, queries
+from storage.blobs import BlobStore
+from storage.models import Event, IngestRecord, Message, Ticket
+from tests.support.mails import PNG, mail
+
+POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}))
+
+
+@pytest.fixture
+def ingestor(db_url: str, tmp_path: Path) -> Ingestor:
+    sessions = db.session_factory(db.make_engine(db_url))
+    return Ingestor(sessions, BlobStore(tmp_path / "state"), POLICY)
+
+
+def _count(ingestor: Ingestor, model) -> int:  # noqa: ANN001
+    with ingestor.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_a_complaint_becomes_a_ticket_with_its_attachment_on_disk(ingestor: Ingestor) -> None:
+    raw = mail(attachments=(("screen.png", "image/png", PNG),))
+    result = ingestor.ingest(raw, "test")
+    assert (result.outcome, result.duplicate) == ("ticket", False)
+    with ingestor.sessions() as session:
+        doc = queries.ticket_as_dict(queries.ticket_by_ref(session, result.ticket_number))
+    assert doc["requester"] == "player@mail.test"
+    assert doc["category"] == "refund"
+    [message] = doc["messages"]
+    assert (message["direction"], message["kind"]) == ("in", "complaint")
+    assert "refund my deposit" in message["text"]
+    [att] = message["attachments"]
+    assert (att["filename"], att["content_type"], att["size"]) == ("screen.png", "image/png", len(PNG))
+    assert ingestor.blobs.get_attachment(att["sha256"]) == PNG
+
+
+def test_the_raw_mail_is_kept_byte_exact(ingestor: Ingestor) -> None:
+    raw = mail()
+    ingestor.ingest(raw, "test")
+    with ingestor.sessions() as session:
+        digest = session.scalar(select(Message.raw_sha256))
+    assert ingestor.blobs.get_raw(digest) == raw
+
+
+def test_the_same_mail_twice_is_stored_once(ingestor: Ingestor) -> None:
+    raw = mail()
+    first = ingestor.ingest(raw, "test")
+    second = ingestor.ingest(raw, "test")
+    assert second.duplicate and second.ticket_number == first.ticket_number
+    assert _count(ingestor, Ticket) == 1
+    assert _count(ingestor, Message) == 1
+    assert _count(ingestor, IngestRecord) == 1
+
+
+def test_a_reply_naming_a_stored_message_joins_its_ticket(ingestor: Ingestor) -> None:
+    first = ingestor.ingest(mail(message_id="<first@mail.test>"), "test")
+    reply = mail(subject="Re: Refund request", body="Any news?", in_reply_to="<first@mail.test>")
+    second = ingestor.ingest(reply, "test")
+    assert second.outcome == "follow_up"
+    assert second.ticket_number == first.ticket_number
+    assert _count(ingestor, Ticket) == 1
+
+
+def test_an_unparseable_mail_is_quarantined_with_its_reason_and_kept(ingestor: Ingestor) -> None:
+    raw = b"\x00\x01\x02 this is not a mail at all \xff" * 10
+    result = ingestor.ingest(raw, "test")
+    assert result.outcome == "quarantined" and result.reason
+    with ingestor.sessions() as session:
+        record = session.scalar(select(IngestRecord))
+        assert (record.outcome, record.reason) == ("quarantined", result.reason)
+        assert session.scalar(select(Event.kind)) == "quarantined"
+    assert ingestor.blobs.get_raw(record.raw_sha256) == raw
+    assert _count(ingestor, Ticket) == 0
+
+
+def test_mail_from_our_own_address_is_ignored_not_ticketed(ingestor: Ingestor) -> None:
+    result = ingestor.ingest(mail(sender="Casino Support <support@casino.test>"), "test")
+    assert (result.outcome, result.reason) == ("ignored", "sent by our own address")
+    assert _count(ingestor, Ticket) == 0
+
+
+def test_an_unreachable_database_is_a_temporary_failure(tmp_path: Path) -> None:
+    engine = db.make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+    broken = Ingestor(db.session_factory(engine), BlobStore(tmp_path), POLICY)
+    with pytest.raises(TemporaryFailure):
+        broken.ingest(mail(), "test")
+
+
+def test_a_full_disk_is_a_temporary_failure_and_records_nothing(ingestor: Ingestor, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the store should be")
+    ingestor.blobs = BlobStore(blocked)
+    with pytest.raises(TemporaryFailure):
+        ingestor.ingest(mail(), "test")
+    assert _count(ingestor, IngestRecord) == 0
