@@ -23,7 +23,6 @@ from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, clas
 from parsers.ingest_key import ingest_key
 from storage import queries
 from storage.blobs import BlobStore
-from storage.models import IngestRecord, Message, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -95,30 +94,29 @@ class Ingestor:
         self.blobs.put_raw(raw)
         for part in mail.attachments:
             self.blobs.put_attachment(part.payload, part.sha256)
+        record = {"ingest_key": key, "source": source[:400], "header_message_id": message_id,
+                  "raw_sha256": digest, "raw_size": len(raw)}
         with self.sessions.begin() as session:
             if ignored:
-                record = _record(key, "ignored", ignored, source, message_id, digest, len(raw))
-                session.add(record)
-                queries.add_event(session, "ignored", reason=ignored, ingest_key=key)
+                queries.insert_ingest_record(session, outcome="ignored", reason=ignored, **record)
+                queries.insert_event(session, "ignored", reason=ignored, ingest_key=key)
                 result = IngestResult(key, "ignored", ignored)
             else:
-                result = self._store(session, mail, raw, source, key, digest)
+                result = self._store(session, mail, record)
         _failpoint("after-commit")
         log.info(
             "ingested key=%s outcome=%s ticket=%s", key, result.outcome, result.ticket_number or "-"
         )
         return result
 
-    def _store(
-        self, session: Session, mail: InboundMail, raw: bytes, source: str, key: str, digest: str
-    ) -> IngestResult:
+    def _store(self, session: Session, mail: InboundMail, record: dict) -> IngestResult:
         assert mail.sender is not None
-        ticket = queries.ticket_for_references(session, [*mail.references, *mail.in_reply_to])
-        outcome: Outcome = "follow_up" if ticket else "ticket"
-        if ticket is None:
-            ticket = self._open_ticket(session, mail)
-        message = Message(
-            ticket=ticket,
+        found = queries.ticket_for_references(session, [*mail.references, *mail.in_reply_to])
+        outcome: Outcome = "follow_up" if found else "ticket"
+        ticket_id, number = found or self._open_ticket(session, mail)
+        message_id = queries.insert_message(
+            session,
+            ticket_id=ticket_id,
             direction="in",
             kind="complaint" if outcome == "ticket" else "follow_up",
             sender=mail.sender.addr,
@@ -127,32 +125,33 @@ class Ingestor:
             header_message_id=mail.message_id,
             in_reply_to=" ".join(mail.in_reply_to) or None,
             references=" ".join(mail.references) or None,
-            raw_sha256=digest,
-            raw_size=len(raw),
+            raw_sha256=record["raw_sha256"],
+            raw_size=record["raw_size"],
             visible_text=mail.text.strip(),
             full_text=mail.text,
         )
-        session.add(message)
-        session.add_all(queries.attachment_rows(message, mail.attachments))
-        session.flush()
-        ticket.updated_at = message.created_at
-        session.add(_record(key, outcome, "", source, mail.message_id, digest, len(raw), ticket, message))
-        queries.add_event(session, "created" if outcome == "ticket" else "follow_up", ticket,
-                          actor=mail.sender.addr, ingest_key=key)
-        return IngestResult(key, outcome, "", ticket.number)
+        queries.insert_attachments(session, message_id, mail.attachments)
+        if found:
+            queries.touch_ticket(session, ticket_id)
+        queries.insert_ingest_record(
+            session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
+        )
+        queries.insert_event(session, "created" if outcome == "ticket" else "follow_up", ticket_id,
+                             actor=mail.sender.addr, ingest_key=record["ingest_key"])
+        return IngestResult(record["ingest_key"], outcome, "", number)
 
-    def _open_ticket(self, session: Session, mail: InboundMail) -> Ticket:
+    def _open_ticket(self, session: Session, mail: InboundMail) -> tuple[int, int]:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
         language = detect_language(mail.subject, mail.text) or self.policy.default_language
-        requester = queries.contact_for(session, mail.sender.addr, mail.sender.name[:200], language)
-        return queries.create_ticket(
+        requester = queries.contact_id(session, mail.sender.addr, mail.sender.name[:200], language)
+        return queries.insert_ticket(
             session,
             subject=mail.subject[:1000],
             category=found.category,
             priority=found.priority,
             language=language,
-            requester=requester,
+            requester_id=requester,
         )
 
     def _ignore_reason(self, mail: InboundMail) -> str:
@@ -166,11 +165,11 @@ class Ingestor:
 
     def _already(self, key: str) -> IngestResult | None:
         with self.sessions() as session:
-            record = queries.find_ingested(session, key)
-            if record is None:
-                return None
-            number = session.get(Ticket, record.ticket_id).number if record.ticket_id else None
-            return IngestResult(key, record.outcome, record.reason, number, duplicate=True)  # type: ignore[arg-type]
+            known = queries.ingested_outcome(session, key)
+        if known is None:
+            return None
+        outcome, reason, number = known
+        return IngestResult(key, outcome, reason, number, duplicate=True)  # type: ignore[arg-type]
 
     def _quarantine(
         self, raw: bytes, source: str, key: str, message_id: str | None, digest: str, reason: str
@@ -179,38 +178,18 @@ class Ingestor:
             if raw:
                 self.blobs.put_raw(raw)
             with self.sessions.begin() as session:
-                session.add(_record(key, "quarantined", reason, source, message_id, digest, len(raw)))
-                queries.add_event(session, "quarantined", reason=reason, ingest_key=key)
+                queries.insert_ingest_record(
+                    session, ingest_key=key, outcome="quarantined", reason=reason[:2000],
+                    source=source[:400], header_message_id=message_id, raw_sha256=digest,
+                    raw_size=len(raw),
+                )
+                queries.insert_event(session, "quarantined", reason=reason, ingest_key=key)
         except sa_exc.IntegrityError:
             return self._already(key) or IngestResult(key, "quarantined", reason)
         except (sa_exc.SQLAlchemyError, OSError) as err:
             raise TemporaryFailure(f"cannot record quarantine: {_first_line(err)}") from err
         log.warning("quarantined key=%s reason=%s", key, reason)
         return IngestResult(key, "quarantined", reason)
-
-
-def _record(
-    key: str,
-    outcome: str,
-    reason: str,
-    source: str,
-    message_id: str | None,
-    digest: str,
-    size: int,
-    ticket: Ticket | None = None,
-    message: Message | None = None,
-) -> IngestRecord:
-    return IngestRecord(
-        ingest_key=key,
-        outcome=outcome,
-        reason=reason[:2000],
-        source=source[:400],
-        header_message_id=message_id,
-        raw_sha256=digest,
-        raw_size=size,
-        ticket_id=ticket.id if ticket else None,
-        message_id=message.id if message else None,
-    )
 
 
 def _first_line(err: BaseException) -> str:

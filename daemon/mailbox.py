@@ -65,7 +65,7 @@ class MailboxRunner:
         with self.sessions.begin() as session:
             if queries.save_cursor(session, self.name, self.source.uidvalidity, 0):
                 log.warning("uidvalidity changed mailbox=%s: re-reading it", self.name)
-                queries.add_event(
+                queries.insert_event(
                     session, "uidvalidity_changed", mailbox=self.name,
                     uidvalidity=self.source.uidvalidity,
                 )

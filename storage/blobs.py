@@ -19,13 +19,14 @@ class BlobStore:
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._made: set[Path] = set()  # directories known to exist: saves a mkdir per write
 
     def put_raw(self, raw: bytes) -> str:
         """Store a raw mail compressed; returns the sha256 of the uncompressed bytes."""
         digest = hashlib.sha256(raw).hexdigest()
         path = self.raw_path(digest)
         if not path.exists():
-            self._write(path, gzip.compress(raw, compresslevel=4, mtime=0))
+            self._write(path, gzip.compress(raw, compresslevel=1, mtime=0))
         return digest
 
     def get_raw(self, digest: str) -> bytes:
@@ -48,7 +49,9 @@ class BlobStore:
         return self.root / "attachments" / digest[:2] / digest[2:4] / digest
 
     def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:

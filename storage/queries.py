@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -27,21 +27,37 @@ def find_ingested(session: Session, key: str) -> IngestRecord | None:
     return session.scalar(select(IngestRecord).where(IngestRecord.ingest_key == key))
 
 
-def contact_for(session: Session, address: str, name: str = "", language: str | None = None) -> Contact:
-    """The contact of an address, created when new; safe against a concurrent creator."""
+def ingested_outcome(session: Session, key: str) -> tuple[str, str, int | None] | None:
+    """(outcome, reason, ticket number) of a mail already ingested under this key."""
+    row = session.execute(
+        select(IngestRecord.outcome, IngestRecord.reason, Ticket.number)
+        .outerjoin(Ticket, Ticket.id == IngestRecord.ticket_id)
+        .where(IngestRecord.ingest_key == key)
+    ).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def contact_id(session: Session, address: str, name: str = "", language: str | None = None) -> int:
+    """The id of an address's contact, created when new; safe against a concurrent creator."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
         insert(Contact)
         .values(address=address, name=name, language=language, bouncing=False, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["address"])
     )
-    contact = session.scalar(select(Contact).where(Contact.address == address))
+    found = session.scalar(select(Contact.id).where(Contact.address == address))
+    assert found is not None
+    return found
+
+
+def contact_for(session: Session, address: str, name: str = "", language: str | None = None) -> Contact:
+    contact = session.get(Contact, contact_id(session, address, name, language))
     assert contact is not None
     return contact
 
 
-def ticket_for_references(session: Session, message_ids: Sequence[str]) -> Ticket | None:
-    """The ticket holding the newest stored message named by these Message-IDs.
+def ticket_for_references(session: Session, message_ids: Sequence[str]) -> tuple[int, int] | None:
+    """(id, number) of the ticket holding the newest stored message named by these Message-IDs.
 
     This is the one threading lookup: an indexed equality on header_message_id.
     """
@@ -49,29 +65,64 @@ def ticket_for_references(session: Session, message_ids: Sequence[str]) -> Ticke
     if not ids:
         return None
     row = session.execute(
-        select(Message.ticket_id)
+        select(Ticket.id, Ticket.number)
+        .join(Message, Message.ticket_id == Ticket.id)
         .where(Message.header_message_id.in_(ids))
         .order_by(Message.id.desc())
         .limit(1)
     ).first()
-    return session.get(Ticket, row[0]) if row else None
+    return (row[0], row[1]) if row else None
 
 
-def create_ticket(session: Session, **fields: Any) -> Ticket:
-    now = fields.pop("now", None) or utcnow()
-    ticket = Ticket(created_at=now, updated_at=now, **fields)
-    session.add(ticket)
-    session.flush()
-    ticket.number = ticket.id + TICKET_NUMBER_OFFSET
-    return ticket
+# Ingest runs these for every mail: constant Core statements with parameters,
+# compiled once and cached, instead of ORM units of work.
+_TICKETS, _MESSAGES = Ticket.__table__, Message.__table__
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_NUMBER_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("tid")).values(
+    number=bindparam("number"))
+_TOUCH_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("tid")).values(
+    updated_at=bindparam("now"))
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_ATTACHMENT = insert(StoredAttachment.__table__)
+_INSERT_RECORD = insert(IngestRecord.__table__)
+_INSERT_EVENT = insert(Event.__table__)
 
 
-def add_event(
-    session: Session, kind: str, ticket: Ticket | None = None, actor: str = "system", **data: Any
-) -> Event:
-    event = Event(ticket_id=ticket.id if ticket else None, kind=kind, actor=actor, data=data)
-    session.add(event)
-    return event
+def insert_ticket(session: Session, **values: Any) -> tuple[int, int]:
+    """A new ticket's (id, public number)."""
+    now = utcnow()
+    values = {"status": "open", "created_at": now, "updated_at": now, **values}
+    ticket_id = session.execute(_INSERT_TICKET, values).scalar_one()
+    number = ticket_id + TICKET_NUMBER_OFFSET
+    session.execute(_NUMBER_TICKET, {"tid": ticket_id, "number": number})
+    return ticket_id, number
+
+
+def insert_message(session: Session, **values: Any) -> int:
+    return session.execute(_INSERT_MESSAGE, values).scalar_one()
+
+
+def insert_attachments(session: Session, message_id: int, parts: Sequence[Any]) -> None:
+    if parts:
+        session.execute(_INSERT_ATTACHMENT, [
+            {"message_id": message_id, "filename": p.filename, "content_type": p.content_type,
+             "size": p.size, "sha256": p.sha256, "inline": p.inline, "content_id": p.content_id}
+            for p in parts
+        ])
+
+
+def touch_ticket(session: Session, ticket_id: int) -> None:
+    session.execute(_TOUCH_TICKET, {"tid": ticket_id, "now": utcnow()})
+
+
+def insert_ingest_record(session: Session, **values: Any) -> None:
+    session.execute(_INSERT_RECORD, values)
+
+
+def insert_event(
+    session: Session, kind: str, ticket_id: int | None = None, actor: str = "system", **data: Any
+) -> None:
+    session.execute(_INSERT_EVENT, {"ticket_id": ticket_id, "kind": kind, "actor": actor, "data": data})
 
 
 def ticket_by_ref(session: Session, ref: str | int) -> Ticket | None:
@@ -126,21 +177,6 @@ def save_cursor(session: Session, mailbox: str, uidvalidity: int, last_uid: int)
         cursor.last_uid = max(cursor.last_uid, last_uid)
     cursor.updated_at = utcnow()
     return changed
-
-
-def attachment_rows(message: Message, parts: Iterable[Any]) -> list[StoredAttachment]:
-    return [
-        StoredAttachment(
-            message=message,
-            filename=p.filename,
-            content_type=p.content_type,
-            size=p.size,
-            sha256=p.sha256,
-            inline=p.inline,
-            content_id=p.content_id,
-        )
-        for p in parts
-    ]
 
 
 def ticket_as_dict(ticket: Ticket) -> dict[str, Any]:

@@ -25,13 +25,13 @@ def test_database_without_schema_is_refused_with_the_command_to_run(tmp_path) ->
 def test_ticket_numbers_are_public_and_unique(db_url: str) -> None:
     sessions = db.session_factory(db.make_engine(db_url))
     with sessions.begin() as session:
-        who = queries.contact_for(session, "p@mail.test", "P")
-        first = queries.create_ticket(session, subject="a", requester=who)
-        second = queries.create_ticket(session, subject="b", requester=who)
-    assert first.number == first.id + TICKET_NUMBER_OFFSET
-    assert second.number == first.number + 1
+        who = queries.contact_id(session, "p@mail.test", "P")
+        first_id, first = queries.insert_ticket(session, subject="a", requester_id=who)
+        _, second = queries.insert_ticket(session, subject="b", requester_id=who)
+    assert first == first_id + TICKET_NUMBER_OFFSET
+    assert second == first + 1
     with sessions() as session:
-        assert queries.ticket_by_ref(session, f"#{second.number}").subject == "b"
+        assert queries.ticket_by_ref(session, f"#{second}").subject == "b"
         assert queries.ticket_by_ref(session, "nonsense") is None
 
 
