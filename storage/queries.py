@@ -42,10 +42,11 @@ def contact_id(session: Session, address: str, name: str = "", language: str | N
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
         insert(Contact)
-        .values(address=address, name=name, language=language, bouncing=False, created_at=utcnow())
+        .values(**_no_nul({"address": address, "name": name, "language": language,
+                           "bouncing": False, "created_at": utcnow()}))
         .on_conflict_do_nothing(index_elements=["address"])
     )
-    found = session.scalar(select(Contact.id).where(Contact.address == address))
+    found = session.scalar(select(Contact.id).where(Contact.address == address.replace("\x00", "")))
     assert found is not None
     return found
 
@@ -88,10 +89,15 @@ _INSERT_RECORD = insert(IngestRecord.__table__)
 _INSERT_EVENT = insert(Event.__table__)
 
 
+def _no_nul(values: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL text cannot hold NUL; mail text sometimes does. The raw mail keeps it."""
+    return {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in values.items()}
+
+
 def insert_ticket(session: Session, **values: Any) -> tuple[int, int]:
     """A new ticket's (id, public number)."""
     now = utcnow()
-    values = {"status": "open", "created_at": now, "updated_at": now, **values}
+    values = _no_nul({"status": "open", "created_at": now, "updated_at": now, **values})
     ticket_id = session.execute(_INSERT_TICKET, values).scalar_one()
     number = ticket_id + TICKET_NUMBER_OFFSET
     session.execute(_NUMBER_TICKET, {"tid": ticket_id, "number": number})
@@ -99,13 +105,13 @@ def insert_ticket(session: Session, **values: Any) -> tuple[int, int]:
 
 
 def insert_message(session: Session, **values: Any) -> int:
-    return session.execute(_INSERT_MESSAGE, values).scalar_one()
+    return session.execute(_INSERT_MESSAGE, _no_nul(values)).scalar_one()
 
 
 def insert_attachments(session: Session, message_id: int, parts: Sequence[Any]) -> None:
     if parts:
         session.execute(_INSERT_ATTACHMENT, [
-            {"message_id": message_id, "filename": p.filename, "content_type": p.content_type,
+            {"message_id": message_id, "filename": p.filename.replace("\x00", ""), "content_type": p.content_type,
              "size": p.size, "sha256": p.sha256, "inline": p.inline, "content_id": p.content_id}
             for p in parts
         ])
@@ -116,7 +122,7 @@ def touch_ticket(session: Session, ticket_id: int) -> None:
 
 
 def insert_ingest_record(session: Session, **values: Any) -> None:
-    session.execute(_INSERT_RECORD, values)
+    session.execute(_INSERT_RECORD, _no_nul(values))
 
 
 def insert_event(

@@ -28,6 +28,7 @@ def test_every_corpus_message_is_stored_or_quarantined_with_a_reason(db_url: str
         outcomes[result.outcome] += 1
         if result.outcome in ("quarantined", "ignored"):
             assert result.reason, path
+            assert not result.reason.startswith("internal error"), (path, result.reason)
         else:
             assert result.ticket_number, path
     print(f"\ncorpus ingest: {len(files)} files: {dict(outcomes)}")

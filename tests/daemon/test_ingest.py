@@ -102,3 +102,52 @@ def test_a_full_disk_is_a_temporary_failure_and_records_nothing(ingestor: Ingest
     with pytest.raises(TemporaryFailure):
         ingestor.ingest(mail(), "test")
     assert _count(ingestor, IngestRecord) == 0
+
+
+def _russian_complaint_cp1251() -> tuple[bytes, bytes, bytes]:
+    """A phone client's mail: windows-1251 8-bit body, encoded-word subject, a screenshot and a
+    receipt, the receipt's Cyrillic name in RFC 2231 form."""
+    from email.header import Header
+    from email.mime.application import MIMEApplication
+    from email.mime.image import MIMEImage
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    screenshot = PNG + bytes(range(256)) * 40
+    receipt = b"%PDF-1.4\n" + bytes(range(255, -1, -1)) * 30 + b"\n%%EOF\n"
+    msg = MIMEMultipart()
+    msg["From"] = Header("Сергей Иванов", "windows-1251").encode() + " <sergey@mail.test>"
+    msg["To"] = "support@casino.test"
+    msg["Subject"] = Header("Возврат средств за депозит", "windows-1251").encode()
+    msg["Message-ID"] = "<cp1251-1@mail.test>"
+    body = MIMEText("Здравствуйте! Деньги списаны, но депозит не зачислен. Прошу возврат.",
+                    "plain", "windows-1251")
+    body.replace_header("Content-Transfer-Encoding", "8bit")
+    body.set_payload("Здравствуйте! Деньги списаны, но депозит не зачислен. Прошу возврат."
+                     .encode("windows-1251"))
+    msg.attach(body)
+    image = MIMEImage(screenshot, "png")
+    image.add_header("Content-Disposition", "attachment", filename="screenshot.png")
+    msg.attach(image)
+    pdf = MIMEApplication(receipt, "pdf")
+    pdf.add_header("Content-Disposition", "attachment", filename=("windows-1251", "", "чек.pdf"))
+    msg.attach(pdf)
+    return msg.as_bytes(), screenshot, receipt
+
+
+def test_a_russian_cp1251_complaint_with_two_attachments_ends_right(ingestor: Ingestor) -> None:
+    raw, screenshot, receipt = _russian_complaint_cp1251()
+    assert "Здравствуйте".encode("windows-1251") in raw  # really 8-bit windows-1251 on the wire
+    result = ingestor.ingest(raw, "test")
+    with ingestor.sessions() as session:
+        doc = queries.ticket_as_dict(queries.ticket_by_ref(session, result.ticket_number))
+    assert (doc["category"], doc["language"], doc["subject"]) == (
+        "refund", "ru", "Возврат средств за депозит")
+    [message] = doc["messages"]
+    assert "Деньги списаны" in message["text"]
+    assert message["from"] == "sergey@mail.test"
+    files = {a["filename"]: a for a in message["attachments"]}
+    assert set(files) == {"screenshot.png", "чек.pdf"}
+    assert ingestor.blobs.get_attachment(files["screenshot.png"]["sha256"]) == screenshot
+    assert ingestor.blobs.get_attachment(files["чек.pdf"]["sha256"]) == receipt
+    assert files["чек.pdf"]["size"] == len(receipt)
