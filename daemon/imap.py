@@ -358,7 +358,7 @@ def is_temporary(exc: BaseException) -> bool:
 def retry_delay(attempt: int, cap: float = MAX_RETRY_DELAY) -> float:
     """Exponential backoff (1, 2, 4 ... s, at most `cap`) with jitter, so that several
     daemons that lost the same server do not come back in step."""
-    return min(cap, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    return min(cap, 2.0 ** min(attempt - 1, 30)) * random.uniform(0.5, 1.0)
 
 
 def connect_with_retry(source: ImapSource, stop_event: threading.Event | None = None, *,
