@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,6 +85,8 @@ class Ticket(Base):
     language: Mapped[str] = mapped_column(String(8), default="en")
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    appeal_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -91,6 +94,20 @@ class Ticket(Base):
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.id", foreign_keys="Message.ticket_id"
     )
+
+
+class Participant(Base):
+    """Who takes part in a ticket: only they may join it by its subject tag (invariant 4)."""
+
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))  # requester | cc | agent
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
 
 
 class Message(Base):
@@ -185,6 +202,7 @@ __all__ = [
     "Event",
     "IngestRecord",
     "MailboxCursor",
+    "Participant",
     "Message",
     "StoredAttachment",
     "Ticket",
