@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import signal
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from daemon.failpoints import failpoint
 from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, classify, detect_language, parse
 from parsers.ingest_key import ingest_key
 from storage import queries
@@ -103,7 +101,7 @@ class Ingestor:
                 result = IngestResult(key, "ignored", ignored)
             else:
                 result = self._store(session, mail, record)
-        _failpoint("after-commit")
+        failpoint("after-commit")
         log.info(
             "ingested key=%s outcome=%s ticket=%s", key, result.outcome, result.ticket_number or "-"
         )
@@ -194,11 +192,3 @@ class Ingestor:
 
 def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-
-
-def _failpoint(name: str) -> None:
-    """Crash on purpose at a named point, for the crash-recovery tests (TICKETD_FAILPOINT)."""
-    if os.environ.get("TICKETD_FAILPOINT") == name:
-        log.warning("failpoint %s: killing the process", name)
-        os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(10)
