@@ -148,6 +148,12 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Priority = Literal["low", "normal", "high", "urgent"]
 
 
+def _subject_tag(value: str) -> str:
+    if value.count("{number}") != 1 or not value.strip():
+        raise ValueError('must contain "{number}" exactly once, e.g. "[#{number}]"')
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -252,6 +258,14 @@ class SlaSettings(Section):
     resolution: Duration = timedelta(hours=72)
 
 
+class ThreadingSettings(Section):
+    subject_tag: Annotated[str, AfterValidator(_subject_tag)] = "[#{number}]"
+    reopen_window: Duration = timedelta(days=14)  # a reply to a resolved ticket reopens it within this
+    escalation_keywords: tuple[NonEmptyStr, ...] = (
+        "escalate", "appeal", "обжаловать", "обжалование", "жалоба на решение", "апелляция",
+    )
+
+
 class ClassificationRule(Section):
     category: NonEmptyStr
     priority: Priority = "normal"
@@ -287,6 +301,7 @@ class Settings(Section):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
+    threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
