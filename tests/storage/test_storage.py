@@ -77,3 +77,15 @@ def test_blob_store_is_content_addressed_and_byte_exact(tmp_path) -> None:
     payload = bytes(range(256)) * 10
     assert store.get_attachment(store.put_attachment(payload)) == payload
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from storage.models import Base
+
+    engine = db.make_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
