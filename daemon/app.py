@@ -47,6 +47,10 @@ def policy(settings: Settings) -> IngestPolicy:
         default_language=settings.support.default_language,
         limits=limits,
         rules=rules,
+        keys=settings.security.keys,
+        subject_tag=settings.threading.subject_tag,
+        reopen_window=settings.threading.reopen_window,
+        escalation_keywords=settings.threading.escalation_keywords,
     )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy import exc as sa_exc
@@ -19,7 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from daemon.failpoints import failpoint
 from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, classify, detect_language, parse
 from parsers.ingest_key import ingest_key
+from daemon.conversation import Decision, References, asks_for_appeal, decide
+from parsers.reply import visible_text
+from responders.references import (
+    numbers_in_subject,
+    strip_reply_prefixes,
+    token_from_address,
+    verify_message_id,
+)
 from storage import queries
+from storage.models import utcnow
+from storage.queries import TicketFacts
 from storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +50,14 @@ class IngestPolicy:
     default_language: str = "en"
     limits: Limits = field(default_factory=Limits)
     rules: tuple[Rule, ...] = DEFAULT_RULES
+    keys: tuple[bytes, ...] = ()  # HMAC keys of our signed references, newest first
+    subject_tag: str = "[#{number}]"
+    reopen_window: timedelta = timedelta(days=14)
+    escalation_keywords: tuple[str, ...] = ("escalate", "appeal", "обжаловать", "жалоба на решение")
+
+    @property
+    def support_address(self) -> str:
+        return min(self.support_addresses)
 
 
 @dataclass(frozen=True)
@@ -109,9 +129,20 @@ class Ingestor:
 
     def _store(self, session: Session, mail: InboundMail, record: dict) -> IngestResult:
         assert mail.sender is not None
-        found = queries.ticket_for_references(session, [*mail.references, *mail.in_reply_to])
-        outcome: Outcome = "follow_up" if found else "ticket"
-        ticket_id, number = found or self._open_ticket(session, mail)
+        key = record["ingest_key"]
+        if mail.message_id and queries.stored_inbound_message(session, mail.message_id, mail.sender.addr):
+            reason = "a copy of a stored mail (same Message-ID and sender)"
+            queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
+            return IngestResult(key, "ignored", reason)
+        decision = decide(self._references(session, mail), utcnow(), self.policy.reopen_window)
+        visible = visible_text(mail.text, mail.html)
+        if decision.action == "join":
+            assert decision.ticket is not None
+            ticket_id, number = decision.ticket.id, decision.ticket.number
+            self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
+        else:
+            ticket_id, number = self._open_ticket(session, mail, decision)
+        outcome: Outcome = "follow_up" if decision.action == "join" else "ticket"
         message_id = queries.insert_message(
             session,
             ticket_id=ticket_id,
@@ -125,32 +156,88 @@ class Ingestor:
             references=" ".join(mail.references) or None,
             raw_sha256=record["raw_sha256"],
             raw_size=record["raw_size"],
-            visible_text=mail.text.strip(),
+            visible_text=visible,
             full_text=mail.text,
         )
         queries.insert_attachments(session, message_id, mail.attachments)
-        if found:
-            queries.touch_ticket(session, ticket_id)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
         queries.insert_event(session, "created" if outcome == "ticket" else "follow_up", ticket_id,
-                             actor=mail.sender.addr, ingest_key=record["ingest_key"])
-        return IngestResult(record["ingest_key"], outcome, "", number)
+                             actor=mail.sender.addr, ingest_key=key)
+        return IngestResult(key, outcome, "", number)
 
-    def _open_ticket(self, session: Session, mail: InboundMail) -> tuple[int, int]:
+    def _references(self, session: Session, mail: InboundMail) -> References:
+        """What the mail points at, each reference checked against the database and our keys."""
+        assert mail.sender is not None
+        sender, ids = mail.sender.addr, [*mail.references, *mail.in_reply_to]
+        stored = queries.ticket_facts(session, sender, message_ids=ids)
+        signed, forged = self._signed_numbers(mail, ids)
+        tagged = numbers_in_subject(mail.subject, self.policy.subject_tag)
+
+        def first(numbers: list[int] | tuple[int, ...]) -> TicketFacts | None:
+            found = queries.ticket_facts(session, sender, numbers=numbers) if numbers else []
+            return found[0] if found else None
+
+        return References(
+            stored=stored[0] if stored else None,
+            signed=first(signed),
+            forged=first(forged),
+            tagged=tuple(queries.ticket_facts(session, sender, numbers=tagged)) if tagged else (),
+        )
+
+    def _signed_numbers(self, mail: InboundMail, ids: list[str]) -> tuple[list[int], list[int]]:
+        """Ticket numbers from our signed Message-IDs and reply addresses: (verified, forged)."""
+        domain = self.policy.support_address.rpartition("@")[2].lower()
+        verified: list[int] = []
+        forged: list[int] = []
+        for msgid in ids:
+            claimed = _our_shape(msgid, domain)
+            if claimed is None:
+                continue
+            number = verify_message_id(msgid, self.policy.keys) if self.policy.keys else None
+            (verified if number else forged).append(number or claimed)
+        for rcpt in (*mail.to, *mail.cc):
+            if "+" in rcpt.addr.partition("@")[0] and self.policy.keys:
+                number = token_from_address(rcpt.addr, self.policy.support_address, self.policy.keys)
+                if number:
+                    verified.append(number)
+        return verified, forged
+
+    def _follow_up(self, session: Session, ticket_id: int, reopen: bool, text: str, sender: str) -> None:
+        if reopen:
+            queries.reopen_ticket(session, ticket_id)
+            queries.insert_event(session, "reopened", ticket_id, actor=sender)
+        else:
+            queries.touch_ticket(session, ticket_id)
+        word = asks_for_appeal(text, self.policy.escalation_keywords)
+        if word:
+            queries.mark_appeal(session, ticket_id)
+            queries.insert_event(session, "appeal_requested", ticket_id, actor=sender, keyword=word)
+
+    def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision) -> tuple[int, int]:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
         language = detect_language(mail.subject, mail.text) or self.policy.default_language
         requester = queries.contact_id(session, mail.sender.addr, mail.sender.name[:200], language)
-        return queries.insert_ticket(
+        linked = decision.ticket
+        ticket_id, number = queries.insert_ticket(
             session,
-            subject=mail.subject[:1000],
+            subject=strip_reply_prefixes(mail.subject)[:1000] if linked else mail.subject[:1000],
             category=found.category,
             priority=found.priority,
             language=language,
             requester_id=requester,
+            linked_ticket_id=linked.id if linked else None,
         )
+        ours = self.policy.support_addresses
+        queries.add_participants(session, ticket_id, [(mail.sender.addr, "requester")] + [
+            (a.addr, "cc") for a in (*mail.to, *mail.cc) if a.addr not in ours and "+" not in a.addr
+        ])
+        if linked:
+            queries.insert_event(session, "linked", ticket_id, actor=mail.sender.addr,
+                                 linked_ticket=linked.number, reason=decision.reason)
+        return ticket_id, number
 
     def _ignore_reason(self, mail: InboundMail) -> str:
         if mail.sender is None:
@@ -192,3 +279,14 @@ class Ingestor:
 
 def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+
+
+_OUR_ID = re.compile(r"t(\d{1,12})\.[^@\s]+@(.+)", re.IGNORECASE)
+
+
+def _our_shape(msgid: str, domain: str) -> int | None:
+    """The ticket number a Message-ID of our own shape claims (signed or not), else None."""
+    found = _OUR_ID.fullmatch(msgid)
+    if found and found.group(2).lower() == domain:
+        return int(found.group(1))
+    return None

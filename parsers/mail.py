@@ -24,6 +24,7 @@ import re
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesParser
+from email.headerregistry import HeaderRegistry
 from email.policy import compat32
 
 from mailparser import MailParser
@@ -47,6 +48,7 @@ from parsers.structure import bytes_reason, depth_reason, size_reason, tree_reas
 
 __all__ = ["RejectedMail", "parse"]
 
+_REGISTRY = HeaderRegistry()
 _ENVELOPE_HEADERS = frozenset({"from", "to", "cc", "reply-to", "date"})
 # mail-parser's defect categories that say something the stdlib's do not.
 _ENVELOPE_DEFECTS = ("AddressHeaderDefect", "DateHeaderDefect")
@@ -155,9 +157,30 @@ def _addresses(
         for name, addr in pairs
         if addr.strip()
     )
+    raw_value = decode_raw_header(first_raw(message, header) or "", hints).lower()
+    if any(a.addr not in raw_value for a in found):
+        # mail-parser decodes encoded words before it splits the list, so an encoded
+        # display name such as "=?us-ascii?q?a:victim@evil.example;?=" can turn into an
+        # address. An address that is not written in the header itself came from such a
+        # word: read the header by its structure instead, where encoded words stay names.
+        found = _structural_addresses(first_raw(message, header), hints)
     if not found:  # mail-parser refuses what mail clients accept: "MAILER-DAEMON", "a@b.c."
         found = _stdlib_addresses(first_raw(message, header) or "", hints)
     return found
+
+
+def _structural_addresses(value: str | None, hints: tuple[str, ...]) -> tuple[Address, ...]:
+    """The mailboxes of an address header parsed by its structure, where encoded words can
+    only ever be names; empty when the structural parser reads no usable address."""
+    if not value:
+        return ()
+    try:
+        header = _REGISTRY("to", one_line(decode_raw_header(value, hints)))
+        pairs = [(a.display_name, a.addr_spec) for a in header.addresses]
+    except Exception:  # noqa: BLE001 - a header the strict parser chokes on: no opinion
+        return ()
+    return tuple(Address(addr.lower(), one_line(name)) for name, addr in pairs
+                 if _USABLE_ADDRESS.fullmatch(addr))
 
 
 def _stdlib_addresses(value: str, hints: tuple[str, ...]) -> tuple[Address, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from storage.models import (
     TICKET_NUMBER_OFFSET,
     Contact,
+    Participant,
     Event,
     IngestRecord,
     MailboxCursor,
@@ -55,6 +57,72 @@ def contact_for(session: Session, address: str, name: str = "", language: str | 
     contact = session.get(Contact, contact_id(session, address, name, language))
     assert contact is not None
     return contact
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What threading decides on: a ticket's state and whether the sender takes part in it."""
+
+    id: int
+    number: int
+    status: str
+    resolved_at: datetime | None
+    participant: bool  # the sender is its requester or a recorded participant
+
+
+def ticket_facts(session: Session, sender: str, *, message_ids: Sequence[str] = (),
+                 numbers: Sequence[int] = ()) -> list[TicketFacts]:
+    """The one threading lookup: tickets named by stored Message-IDs (newest message first) or
+    by public numbers, each with the sender's participation. Indexed equality lookups only."""
+    ids = [m for m in message_ids if m][-50:]  # a References chain may be long; newest last
+    if ids:
+        found = select(Message.ticket_id).where(Message.header_message_id.in_(ids)) \
+            .order_by(Message.id.desc()).limit(1)
+        where = Ticket.id.in_(found.scalar_subquery())
+    elif numbers:
+        where = Ticket.number.in_(list(numbers)[:20])
+    else:
+        return []
+    part = select(Participant.id).where(
+        Participant.ticket_id == Ticket.id, Participant.address == sender).exists()
+    rows = session.execute(
+        select(Ticket.id, Ticket.number, Ticket.status, Ticket.resolved_at,
+               (Contact.address == sender) | part)
+        .join(Contact, Contact.id == Ticket.requester_id)
+        .where(where)
+    ).all()
+    facts = [TicketFacts(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+    if numbers and not ids:
+        order = {n: i for i, n in enumerate(numbers)}
+        facts.sort(key=lambda f: order.get(f.number, 0))
+    return facts
+
+
+def add_participants(session: Session, ticket_id: int, addresses: Sequence[tuple[str, str]]) -> None:
+    """Record (address, role) pairs on a ticket; an address already there is kept as it was."""
+    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for address, role in addresses:
+        session.execute(insert_(Participant).values(
+            ticket_id=ticket_id, address=address.replace("\x00", ""), role=role, created_at=utcnow()
+        ).on_conflict_do_nothing(index_elements=["ticket_id", "address"]))
+
+
+def reopen_ticket(session: Session, ticket_id: int) -> None:
+    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+        status="open", resolved_at=None, updated_at=utcnow()))
+
+
+def mark_appeal(session: Session, ticket_id: int) -> None:
+    session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+        appeal_requested_at=utcnow()))
+
+
+def stored_inbound_message(session: Session, message_id: str, sender: str) -> int | None:
+    """The ticket of an incoming message already stored under this Message-ID from this sender."""
+    return session.scalar(
+        select(Message.ticket_id).where(
+            Message.header_message_id == message_id, Message.direction == "in",
+            Message.sender == sender).limit(1))
 
 
 def ticket_for_references(session: Session, message_ids: Sequence[str]) -> tuple[int, int] | None:

@@ -402,3 +402,15 @@ def test_random_mutations_never_raise_anything_but_rejected_mail():
             assert isinstance(parse(bytes(data)), InboundMail)
         except RejectedMail as rejected:
             assert rejected.reason
+
+
+def test_an_encoded_display_name_never_becomes_the_sender_address() -> None:
+    """An encoded word is only ever a name: decoding it must not change the header's structure
+    (else "=?us-ascii?q?a:victim@evil.example;?=" would make victim@ the sender)."""
+    from parsers import parse
+
+    raw = (b"From: =?us-ascii?q?a:victim@evil.example;?= <player@mail.example>\r\n"
+           b"To: support@casino.test\r\nSubject: x\r\n\r\nbody\r\n")
+    assert parse(raw).sender.addr == "player@mail.example"
+    bare = b"From: =?us-ascii?q?victim@evil.example?=\r\nSubject: x\r\n\r\nbody\r\n"
+    assert parse(bare).sender is None or parse(bare).sender.addr != "victim@evil.example"

@@ -1,0 +1,180 @@
+"""The acknowledgement a player gets when a ticket is opened, as an EmailMessage.
+
+Pure: the clock, keys and templates are arguments; nothing is sent or stored here.
+Every header is written through ``responders.headers`` (cleaned, encoded, folded,
+checked); RFC 3834 §5 marks the mail as an automatic reply, and "Precedence: bulk"
+is left out on purpose, as RFC 3834 §3.1.8 asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Any
+
+from parsers.model import Address
+from parsers.reply import REPLY_MARKERS  # where the reply parser cuts a reply: (en, ru)
+from responders.headers import (
+    UnsafeRecipient,
+    clean_header_text,
+    message_id_token,
+    put_header,
+    set_address_header,
+    set_text_header,
+    single_recipient,
+)
+from responders.references import (
+    message_id_for,
+    strip_reply_prefixes,
+    strip_tags,
+    subject_tag,
+    tag_subject,
+)
+from responders.rendering import Templates
+from responders.wording import human_size, localized_duration
+
+__all__ = [
+    "REPLY_MARKERS",
+    "AckContext",
+    "Templates",
+    "UnsafeRecipient",
+    "acknowledgement",
+    "localized_duration",
+]
+
+
+_MAX_REFERENCES = 10  # the first and the newest: enough for every client to thread
+_PLAYER_SUBJECT_LEN = 150
+_PLAYER_NAME_LEN = 60  # echoed text is what ticket spam abuses; keep it short
+
+
+@dataclass(frozen=True)
+class AckContext:
+    ticket_number: int
+    language: str
+    subject: str  # the player's subject, decoded
+    requester: Address
+    category: str
+    first_response: timedelta
+    attachments: tuple[tuple[str, int], ...]  # (filename, size in bytes)
+    faq_answer: str | None
+    in_reply_to: str | None  # the player's Message-ID
+    references: tuple[str, ...]  # the player's References, oldest first
+
+
+def acknowledgement(
+    ctx: AckContext,
+    *,
+    support_address: str,
+    support_name: str,
+    keys: tuple[bytes, ...],
+    templates: Templates,
+    subject_format: str = "[#{number}]",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The acknowledgement of a new ticket, in the player's language.
+
+    Raises UnsafeRecipient when the requester's address is not one valid mailbox
+    (or is our own), ValueError when the support address or the keys are unusable.
+    """
+    support = _support(support_address)
+    recipient = _recipient(ctx.requester.addr, support)
+    language = templates.language(ctx.language)
+    variables = _variables(ctx, language, support_name, subject_format)
+    subject_line = templates.render("ack_subject.txt.j2", language, **variables)
+    msg = EmailMessage(policy=SMTP)
+    set_address_header(msg, "From", support_name, support)
+    set_address_header(msg, "To", ctx.requester.name, recipient)
+    subject = tag_subject(clean_header_text(subject_line), ctx.ticket_number, subject_format)
+    set_text_header(msg, "Subject", subject, max_len=len(subject))  # cut before tagging, not after
+    put_header(msg, "Date", format_datetime(now or datetime.now(UTC)))
+    domain = support.rpartition("@")[2]
+    put_header(msg, "Message-ID", f"<{message_id_for(ctx.ticket_number, keys, domain)}>")
+    _thread_headers(msg, ctx.in_reply_to, ctx.references)
+    _automatic_reply_headers(msg, support)
+    _bodies(msg, templates, language, variables)
+    return msg
+
+
+def _support(support_address: str) -> str:
+    support = single_recipient(support_address)
+    if support is None:
+        raise ValueError("the support address is not a valid mail address")
+    return support
+
+
+def _recipient(addr: str, support: str) -> str:
+    recipient = single_recipient(addr)
+    if recipient is None:
+        raise UnsafeRecipient("the requester's address is not one valid mailbox")
+    if _mailbox(recipient) == _mailbox(support):  # a loop with ourselves, sub-addressed or not
+        raise UnsafeRecipient("the requester is our own address")
+    return recipient
+
+
+def _mailbox(addr: str) -> str:
+    local, _, domain = addr.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+def _thread_headers(
+    msg: EmailMessage, in_reply_to: str | None, references: tuple[str, ...]
+) -> None:
+    """In-Reply-To and References (RFC 5322 §3.6.4) from the ids that are safe to repeat."""
+    parent = message_id_token(in_reply_to) if in_reply_to else None
+    chain = [token for token in map(message_id_token, references) if token]
+    if parent:
+        chain.append(parent)
+    chain = list(dict.fromkeys(chain))
+    if len(chain) > _MAX_REFERENCES:
+        chain = chain[:1] + chain[1 - _MAX_REFERENCES :]
+    if parent:
+        put_header(msg, "In-Reply-To", parent)
+    if chain:
+        put_header(msg, "References", " ".join(chain))
+
+
+def _automatic_reply_headers(msg: EmailMessage, support: str) -> None:
+    put_header(msg, "Auto-Submitted", "auto-replied")  # RFC 3834 §5
+    put_header(msg, "X-Auto-Response-Suppress", "All")  # Exchange: no out-of-office back
+    put_header(msg, "X-Ticketd-Loop", support)  # how our own classify spots our mail
+
+
+def _variables(ctx: AckContext, language: str, support_name: str, fmt: str) -> dict[str, Any]:
+    subject = clean_header_text(ctx.subject, _PLAYER_SUBJECT_LEN)
+    subject = strip_tags(strip_reply_prefixes(subject), fmt)
+    return {
+        "ticket_number": ctx.ticket_number,
+        "tag": subject_tag(ctx.ticket_number, fmt),
+        "subject": subject,
+        "requester_name": clean_header_text(ctx.requester.name, _PLAYER_NAME_LEN),
+        "category": ctx.category,
+        "first_response": localized_duration(ctx.first_response, language),
+        "attachments": tuple(
+            (clean_header_text(name, 100), human_size(size, language))
+            for name, size in ctx.attachments
+        ),
+        "faq_answer": _paragraphs(ctx.faq_answer),
+        "reply_marker": REPLY_MARKERS[1] if language == "ru" else REPLY_MARKERS[0],
+        "support_name": clean_header_text(support_name, 100),
+    }
+
+
+def _paragraphs(text: str | None) -> str | None:
+    """Lines with any line break normalised; None for an empty answer."""
+    if not text or not text.strip():
+        return None
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def _bodies(
+    msg: EmailMessage, templates: Templates, language: str, variables: dict[str, Any]
+) -> None:
+    # Quoted-printable keeps the mail 7-bit (no 8BITMIME needed) and stays readable.
+    text = templates.render("ack.txt.j2", language, **variables)
+    html = templates.render("ack.html.j2", language, **variables)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -1,0 +1,52 @@
+"""Jinja2 templates per language: an operator's override directory first, then ours.
+
+Templates are ours or the operator's; text from a mail is only ever a variable,
+never template source, so a player cannot write template code. HTML templates
+(``*.html.j2``) are autoescaped; plain-text ones are not, as escaping would show.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+
+__all__ = ["DEFAULT_LANGUAGE", "Templates"]
+
+DEFAULT_LANGUAGE = "en"
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
+def _is_html(name: str | None) -> bool:
+    return name is not None and name.endswith((".html.j2", ".html", ".htm"))
+
+
+class Templates:
+    """``render("ack.txt.j2", "ru", ...)`` reads ``ru/ack.txt.j2``, else ``en/ack.txt.j2``.
+
+    For each of the two names the override directory is tried before the packaged
+    templates, so an operator may override one language and leave the others ours.
+    """
+
+    def __init__(self, override_dir: str | None = None) -> None:
+        loaders = [FileSystemLoader(override_dir)] if override_dir else []
+        loaders.append(PackageLoader("responders", "templates"))
+        self._env = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=_is_html,
+            undefined=StrictUndefined,  # a misspelt variable fails the test, not the mail
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    @staticmethod
+    def language(code: str | None) -> str:
+        """"ru-RU" → "ru"; anything that is not a language code → the default."""
+        primary = re.split(r"[-_]", (code or "").strip().lower(), maxsplit=1)[0]
+        return primary if _LANGUAGE.fullmatch(primary) else DEFAULT_LANGUAGE
+
+    def render(self, name: str, language: str, **variables: Any) -> str:
+        names = [f"{self.language(language)}/{name}", f"{DEFAULT_LANGUAGE}/{name}"]
+        return self._env.select_template(names).render(**variables)

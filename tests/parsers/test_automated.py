@@ -1,0 +1,458 @@
+"""Never answer a machine: each check of parsers.automated on small hand-built mails."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from parsers import parse
+from parsers.automated import automated_reason, is_bounce
+from parsers.model import InboundMail
+from tests.support.mails import mail
+
+OWN = frozenset({"support@casino.example"})
+
+
+def inbound(**kwargs) -> InboundMail:
+    return parse(mail(**kwargs))
+
+
+def with_headers(**headers: str) -> InboundMail:
+    """A player's mail plus headers; "X_Loop" becomes "X-Loop"."""
+    return inbound(headers={name.replace("_", "-"): value for name, value in headers.items()})
+
+
+def report(report_type: str, part_type: str, fields: str, extra: str = "") -> InboundMail:
+    """A multipart/report as MTAs and mailbox providers write them."""
+    raw = (
+        f"{extra}From: Mail Delivery System <MAILER-DAEMON@mx.mail.example>\r\n"
+        "To: support@casino.example\r\n"
+        "Subject: Report\r\n"
+        "Message-ID: <report.1@mx.mail.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type={report_type}; boundary="b"\r\n'
+        "\r\n--b\r\nContent-Type: text/plain\r\n\r\nA report.\r\n"
+        f"--b\r\nContent-Type: {part_type}\r\n\r\n{fields}\r\n--b--\r\n"
+    )
+    return parse(raw.encode())
+
+
+# --- a person wrote it ---------------------------------------------------------
+
+
+def test_a_players_mail_is_not_automated():
+    assert automated_reason(inbound(), OWN) is None
+    assert not is_bounce(inbound())
+
+
+def test_a_players_reply_with_threading_headers_is_not_automated():
+    player = inbound(
+        subject="Re: [#1234] Your withdrawal",
+        in_reply_to="<t10001.abc@casino.example>",
+        references="<t10001.abc@casino.example>",
+    )
+    assert automated_reason(player, OWN) is None
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "my refund was not delivered",
+        "Refund not delivered",
+        "Delivery of my winnings failed",
+        "Mail delivery failed for my bonus code?",
+        "Undelivered bonus",
+        "Returned mail of mine",
+        "Out of office hours support?",
+        "Automatic withdrawals are not working",
+        "Autoplay bug",
+        "Fwd: Undelivered Mail Returned to Sender",
+        "Fwd: Returned mail: see transcript for details",
+        "Re: Automatic reply: Your ticket",
+        "Failed Mail",
+        "Автоответ не приходит",
+        "Не пришло письмо с кодом",
+        "Complaint about message from your support",
+    ],
+)
+def test_a_player_subject_that_merely_mentions_delivery_is_not_automated(subject):
+    player = inbound(subject=subject, body="I wrote this myself.")
+    assert automated_reason(player, OWN) is None
+    assert not is_bounce(player)
+
+
+# --- RFC 3834 and responder headers ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["auto-replied", "auto-generated", "auto-notified", "Auto-Replied (vacation)"]
+)
+def test_auto_submitted_other_than_no_is_automated(value):
+    assert automated_reason(with_headers(Auto_Submitted=value)) == (
+        f"Auto-Submitted: {value.split()[0].lower()}"
+    )
+
+
+@pytest.mark.parametrize("value", ["no", "No", "no (a person)"])
+def test_auto_submitted_no_is_a_person(value):
+    assert automated_reason(with_headers(Auto_Submitted=value)) is None
+
+
+@pytest.mark.parametrize("value", ["bulk", "list", "junk", "auto_reply", "Bulk"])
+def test_precedence_bulk_list_junk_auto_reply_is_automated(value):
+    assert automated_reason(with_headers(Precedence=value)) == f"precedence: {value.lower()}"
+
+
+def test_x_precedence_counts_like_precedence():
+    assert automated_reason(with_headers(X_Precedence="bulk")) == "x-precedence: bulk"
+
+
+@pytest.mark.parametrize("value", ["normal", "first-class", "urgent"])
+def test_other_precedence_values_are_a_person(value):
+    assert automated_reason(with_headers(Precedence=value)) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Archive",
+     "List-Owner", "List-Unsubscribe-Post"],
+)
+def test_any_list_header_is_automated(name):
+    assert automated_reason(with_headers(**{name.replace("-", "_"): "<x.lists.example>"})) == (
+        f"{name.lower()} header"
+    )
+
+
+@pytest.mark.parametrize("name", ["X-Mailman-Version", "X-BeenThere", "X-MLServer", "Mailing-List"])
+def test_list_manager_headers_are_automated(name):
+    reason = automated_reason(with_headers(**{name.replace("-", "_"): "x"}))
+    assert reason == f"{name.lower()} header"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Autoreply", "yes"),
+        ("X-Autorespond", "Vacation"),
+        ("X-Autoresponder", "yes"),
+        ("X-Autoresponse", "yes"),
+        ("X-AutoReply-From", "player@mail.example"),
+        ("X-Mail-Autoreply", "yes"),
+        ("X-Autogenerated", "Reply"),
+        ("X-POST-MessageClass", "9; Autoresponder"),
+        ("X-MS-Exchange-Generated-Message-Source", "Mailbox Rules Agent"),
+        ("X-Amazon-Mail-Relay-Type", "notification"),
+        ("Delivered-To", "Autoresponder"),
+    ],
+)
+def test_responder_headers_are_automated(name, value):
+    reason = automated_reason(with_headers(**{name.replace("-", "_"): value}))
+    assert reason == f"{name.lower()}: {value}"
+
+
+@pytest.mark.parametrize("value", ["All", "OOF", "AutoReply", "DR, RN, NRN, OOF, AutoReply"])
+def test_x_auto_response_suppress_all_oof_autoreply_is_automated(value):
+    assert automated_reason(with_headers(X_Auto_Response_Suppress=value)) == (
+        f"x-auto-response-suppress: {value}"
+    )
+
+
+@pytest.mark.parametrize("value", ["RN, NRN", "DR", ""])
+def test_x_auto_response_suppress_without_those_values_is_a_person(value):
+    assert automated_reason(with_headers(X_Auto_Response_Suppress=value)) is None
+
+
+@pytest.mark.parametrize("value", ["no", "false", ""])
+def test_a_false_autoreply_header_is_a_person(value):
+    assert automated_reason(with_headers(X_Autoreply=value)) is None
+
+
+def test_delivered_to_an_ordinary_mailbox_is_a_person():
+    assert automated_reason(with_headers(Delivered_To="support@casino.example")) is None
+
+
+def test_x_loop_is_automated():
+    assert automated_reason(with_headers(X_Loop="desk@tickets.example")) == "X-Loop header"
+
+
+def test_our_own_loop_header_is_automated():
+    ours = with_headers(X_Ticketd_Loop="support@casino.example")
+    assert automated_reason(ours, OWN) == "our own x-ticketd-loop header"
+
+
+def test_the_loop_header_name_is_configurable():
+    ours = with_headers(X_Desk_Loop="1")
+    assert automated_reason(ours, OWN) is None
+    assert automated_reason(ours, OWN, loop_header="X-Desk-Loop") == "our own X-Desk-Loop header"
+
+
+def test_the_loop_header_is_the_first_reason():
+    ours = with_headers(X_Ticketd_Loop="1", Auto_Submitted="auto-replied", Precedence="bulk")
+    assert automated_reason(ours, OWN) == "our own x-ticketd-loop header"
+
+
+# --- senders ---------------------------------------------------------------------
+
+
+def test_null_return_path_is_automated():
+    assert automated_reason(with_headers(Return_Path="<>")) == "null Return-Path"
+
+
+def test_an_ordinary_return_path_is_a_person():
+    assert automated_reason(with_headers(Return_Path="<player@mail.example>")) is None
+
+
+def test_a_null_from_address_is_automated():
+    assert automated_reason(inbound(sender='"Mail System" <>')) == "null From address"
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "MAILER-DAEMON@mx.mail.example",
+        "Mail Delivery Subsystem <mailer-daemon@mx.mail.example>",
+        "postmaster@mail.example",
+        "post_master@vtext.example",
+        "players-request@lists.example",
+        "owner-players@lists.example",
+        "players-owner@lists.example",
+        "noreply@bank.example",
+        "no-reply@bank.example",
+        "no_reply@bank.example",
+        "do-not-reply@bank.example",
+        "donotreply@bank.example",
+        "noreply-dmarc-support@google.example",
+        "bounce@esp.example",
+        "bounces+player=mail.example@esp.example",
+        "bounce-12345-67@esp.example",
+    ],
+)
+def test_machine_senders_are_automated(sender):
+    reason = automated_reason(inbound(sender=sender))
+    assert reason is not None and reason.startswith("machine sender")
+
+
+def test_a_bare_mailer_daemon_sender_is_automated_and_a_bounce():
+    daemon = inbound(sender="MAILER-DAEMON (Mail Delivery System)", subject="Warning")
+    assert automated_reason(daemon) == "machine sender mailer-daemon"
+    assert is_bounce(daemon)
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["nora@mail.example", "replyguy@mail.example", "bouncer@mail.example",
+     "request@mail.example", "post.office.fan@mail.example", "Игрок <player@mail.example>"],
+)
+def test_people_with_similar_names_are_not_machines(sender):
+    assert automated_reason(inbound(sender=sender), OWN) is None
+
+
+def test_a_noreply_sender_header_alone_is_a_person():
+    # Web forms write the person in From and a noreply address in Sender.
+    assert automated_reason(with_headers(Sender="noreply@forms.casino.example"), OWN) is None
+
+
+def test_our_own_address_as_sender_is_automated():
+    ours = inbound(sender="Casino Support <Support@Casino.example>")
+    assert automated_reason(ours, OWN) == "sender is our own address support@casino.example"
+    assert automated_reason(ours) is None  # no own addresses configured: a person
+
+
+# --- reports -----------------------------------------------------------------------
+
+DSN_FIELDS = (
+    "Reporting-MTA: dns; mx.mail.example\r\n\r\n"
+    "Final-Recipient: rfc822; player@mail.example\r\nAction: failed\r\nStatus: 5.1.1"
+)
+
+
+def test_a_delivery_status_report_is_automated_and_a_bounce():
+    dsn = report("delivery-status", "message/delivery-status", DSN_FIELDS)
+    assert automated_reason(dsn) == "delivery-status report"
+    assert is_bounce(dsn)
+
+
+def test_a_delivery_status_part_in_another_multipart_is_a_bounce():
+    raw = (
+        "From: gateway@mail.example\r\nTo: support@casino.example\r\nSubject: Note\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+        f"--b\r\nContent-Type: message/delivery-status\r\n\r\n{DSN_FIELDS}\r\n--b--\r\n"
+    )
+    wrapped = parse(raw.encode())
+    assert automated_reason(wrapped) == "delivery-status part"
+    assert is_bounce(wrapped)
+
+
+def test_a_feedback_report_is_automated_but_not_a_bounce():
+    arf = report(
+        "feedback-report", "message/feedback-report",
+        "Feedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\nVersion: 1",
+    )
+    assert automated_reason(arf) == "feedback report (ARF)"
+    assert not is_bounce(arf)
+
+
+def test_a_read_receipt_is_automated_but_not_a_bounce():
+    receipt = report(
+        "disposition-notification", "message/disposition-notification",
+        "Final-Recipient: rfc822; player@mail.example\r\n"
+        "Disposition: manual-action/MDN-sent-manually; displayed",
+    )
+    assert automated_reason(receipt) == "disposition notification"
+    assert not is_bounce(receipt)
+
+
+def test_x_failed_recipients_is_automated_and_a_bounce():
+    exim = with_headers(X_Failed_Recipients="player@mail.example")
+    assert automated_reason(exim) == "X-Failed-Recipients"
+    assert is_bounce(exim)
+
+
+def test_a_dsn_is_named_before_its_auto_submitted_header():
+    dsn = report(
+        "delivery-status", "message/delivery-status", DSN_FIELDS,
+        extra="Auto-Submitted: auto-replied\r\nReturn-Path: <>\r\n",
+    )
+    assert automated_reason(dsn) == "delivery-status report"
+
+
+# --- subjects, last and conservative ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Undelivered Mail Returned to Sender",
+        "Delivery Status Notification (Failure)",
+        "Delivery Status Notification (Delay)",
+        "Mail delivery failed: returning message to sender",
+        "Mail delivery failed",
+        "Returned mail: see transcript for details",
+        "Returned mail - nameserver error report",
+        "Undeliverable: Your withdrawal",
+        "Unzustellbar: Ihre Auszahlung",
+        "Non remis : votre retrait",
+        "failure notice",
+        "Warning: could not send message for past 4 hours",
+        "Warning: message 1abcDE-0001xy-00 delayed 24 hours",
+        "Mail could not be delivered",
+        "Delivery Failure",
+        "DELIVERY FAILURE: User player not listed",
+        "Недоставленное сообщение",
+    ],
+)
+def test_mta_bounce_subjects_are_automated_and_bounces(subject):
+    bounce = inbound(sender="Gateway <gateway@mail.example>", subject=subject)
+    reason = automated_reason(bounce)
+    assert reason is not None and reason.startswith("bounce subject")
+    assert is_bounce(bounce)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatic reply: Your withdrawal",
+        "Auto reply: Your withdrawal",
+        "Autoreply: Your withdrawal",
+        "Auto-Reply: Your withdrawal",
+        "AutoResponse",
+        "Auto: Player is out of the office (returning 05/05)",
+        "Out of Office: Your withdrawal",
+        "Out of Office AutoReply: Your withdrawal",
+        "Out of office",
+        "Automatische Antwort: Ihre Auszahlung",
+        "Réponse automatique : votre retrait",
+        "Автоответ: Ваш вывод",
+        "Автоматический ответ: Ваш вывод",
+        "[AUTO GENERATED] Some subject",
+    ],
+)
+def test_auto_reply_subjects_are_automated_but_not_bounces(subject):
+    reply = inbound(sender="Player <player@mail.example>", subject=subject)
+    reason = automated_reason(reply)
+    assert reason is not None and reason.startswith("auto-reply subject")
+    assert not is_bounce(reply)
+
+
+def test_hotmail_complaint_subject_is_automated():
+    subject = "complaint about message from 192.0.2.222"
+    complaint = inbound(sender="staff@hotmail.example", subject=subject)
+    assert automated_reason(complaint) == f"complaint report subject {subject!r}"
+
+
+def test_a_postmaster_failure_notice_is_a_bounce():
+    notice = inbound(
+        sender="postmaster@mail.example", subject="Mail System Notice: delivery problem"
+    )
+    assert is_bounce(notice)
+
+
+def test_a_postmaster_notice_about_something_else_is_automated_but_not_a_bounce():
+    notice = inbound(
+        sender="postmaster@mail.example", subject="email bounce notification",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    assert automated_reason(notice) == "Auto-Submitted: auto-replied"
+    assert not is_bounce(notice)
+
+
+def test_an_auto_reply_is_not_a_bounce():
+    vacation = with_headers(Auto_Submitted="auto-replied", X_Autoreply="yes")
+    assert automated_reason(vacation) is not None
+    assert not is_bounce(vacation)
+
+
+# --- cost ------------------------------------------------------------------------------
+
+MB = 1024 * 1024
+HUGE = [
+    "a" * MB,
+    "-" * MB,
+    " " * MB,
+    "noreply" + "-" * MB,
+    "Undeliverable" + " " * MB + "x",
+    "out of office " * (MB // 14),
+    "a@" * (MB // 2),
+    "(" * MB,
+    "Warning: message " + "x" * MB,
+]
+
+
+def huge_mail(value: str) -> InboundMail:
+    """Every header and the text set to one adversarial value.
+
+    Built directly, not parsed: only the checks are timed here.
+    """
+    names = ("subject", "auto-submitted", "precedence", "x-loop", "return-path", "from",
+             "x-auto-response-suppress", "x-post-messageclass", "content-type", "delivered-to",
+             "list-id", "x-autogenerated")
+    return InboundMail(
+        message_id=None, in_reply_to=(), references=(), sender=None, to=(), cc=(), reply_to=(),
+        subject=value, date=None, text=value, html=None, attachments=(),
+        headers=tuple((name, value) for name in names), defects=(), raw_size=len(value),
+    )
+
+
+@pytest.mark.parametrize("value", HUGE, ids=[f"huge-{i}" for i in range(len(HUGE))])
+def test_a_megabyte_header_or_subject_costs_well_under_a_second(value):
+    big = huge_mail(value)
+    started = time.perf_counter()
+    automated_reason(big, OWN)
+    is_bounce(big)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_megabyte_subject_and_body_through_parse_are_fast_to_check():
+    # Raw bytes: the standard library's header folding of a 1 MB subject takes seconds itself.
+    raw = (
+        b"From: Player <player@mail.example>\r\nTo: support@casino.example\r\n"
+        b"Subject: Undelivered " + b"mail " * (MB // 5) + b"\r\n\r\n" + b"x@" * (MB // 2)
+    )
+    big = parse(raw)
+    assert len(big.subject) > MB
+    started = time.perf_counter()
+    assert automated_reason(big, OWN) is None
+    assert not is_bounce(big)
+    assert time.perf_counter() - started < 0.5

@@ -1,0 +1,135 @@
+"""Signed Message-IDs, reply addresses and subject tags (DESIGN invariant 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from responders.references import (
+    message_id_for,
+    numbers_in_subject,
+    reply_address,
+    strip_reply_prefixes,
+    strip_tags,
+    subject_tag,
+    tag_subject,
+    token_from_address,
+    verify_message_id,
+)
+
+NEW, OLD = b"new signing key", b"old signing key"
+DOMAIN = "casino.example"
+
+
+def test_message_id_round_trip_and_shape() -> None:
+    msgid = message_id_for(10234, (NEW,), DOMAIN)
+    number, nonce, rest = msgid.split(".", 2)
+    signature, domain = rest.split("@")
+    assert number == "t10234" and domain == DOMAIN
+    assert len(signature) == 16 and signature.isalnum() and signature.islower()
+    assert verify_message_id(msgid, (NEW,)) == 10234
+    assert verify_message_id(f"<{msgid}>", (NEW,)) == 10234
+    assert verify_message_id(f"  <{msgid.upper()}>  ", (NEW,)) == 10234  # MTAs that change case
+
+
+def test_each_message_id_is_new_unless_the_nonce_is_given() -> None:
+    assert message_id_for(7, (NEW,), DOMAIN) != message_id_for(7, (NEW,), DOMAIN)
+    fixed = message_id_for(7, (NEW,), DOMAIN, nonce="Abc123")
+    assert fixed == message_id_for(7, (NEW,), DOMAIN, nonce="abc123")
+    assert fixed.startswith("t7.abc123.")
+
+
+def test_wrong_key_fails_and_rotated_key_still_verifies() -> None:
+    signed_with_old = message_id_for(10234, (OLD,), DOMAIN)
+    assert verify_message_id(signed_with_old, (b"someone else's key",)) is None
+    assert verify_message_id(signed_with_old, (NEW, OLD)) == 10234
+    assert verify_message_id(signed_with_old, (NEW,)) is None
+    assert verify_message_id(signed_with_old, ()) is None
+
+
+def test_tampered_number_and_forgeries_fail() -> None:
+    msgid = message_id_for(10234, (NEW,), DOMAIN)
+    assert verify_message_id(msgid.replace("t10234.", "t10235.", 1), (NEW,)) is None
+    assert verify_message_id(msgid.replace("t10234.", "t010234.", 1), (NEW,)) is None
+    assert verify_message_id("t10234.x.y@casino.example", (NEW,)) is None
+    assert verify_message_id("t10234.x.aaaaaaaaaaaaaaaa@casino.example", (NEW,)) is None
+    assert verify_message_id("CAF=abc@mail.gmail.com", (NEW,)) is None
+    assert verify_message_id("", (NEW,)) is None
+
+
+def test_domain_is_normalised_and_checked() -> None:
+    assert message_id_for(1, (NEW,), "Casino.EXAMPLE").endswith("@casino.example")
+    assert message_id_for(1, (NEW,), "казино.рф").endswith("@xn--80aodfsg.xn--p1ai")
+    for bad in ("", "casino example", "a@b", "-x.example"):
+        with pytest.raises(ValueError):
+            message_id_for(1, (NEW,), bad)
+
+
+def test_signing_needs_a_key_and_a_ticket_number() -> None:
+    for keys in ((), (b"",)):
+        with pytest.raises(ValueError, match="signing key"):
+            message_id_for(1, keys, DOMAIN)
+    for number in (-1, True, 10**12, "5"):
+        with pytest.raises(ValueError):
+            message_id_for(number, (NEW,), DOMAIN)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        message_id_for(1, (NEW,), DOMAIN, nonce="a.b")
+
+
+def test_reply_address_round_trip() -> None:
+    addr = reply_address("support@casino.example", 10234, (NEW,))
+    local, domain = addr.split("@")
+    assert domain == DOMAIN and local.startswith("support+t10234.")
+    assert token_from_address(addr, "support@casino.example", (NEW,)) == 10234
+    assert token_from_address(addr.upper(), "Support@Casino.example", (NEW,)) == 10234
+    assert token_from_address(f"<{addr}>", "support@casino.example", (OLD, NEW)) == 10234
+
+
+def test_reply_address_refusals() -> None:
+    addr = reply_address("support@casino.example", 10234, (NEW,))
+    support = "support@casino.example"
+    assert token_from_address(addr, support, (OLD,)) is None
+    assert token_from_address(addr.replace("t10234", "t10235"), support, (NEW,)) is None
+    assert token_from_address(addr, "help@casino.example", (NEW,)) is None
+    assert token_from_address(addr.replace(DOMAIN, "evil.example"), support, (NEW,)) is None
+    assert token_from_address(support, support, (NEW,)) is None
+    assert token_from_address("support+t1.abc@casino.example", support, (NEW,)) is None
+    assert token_from_address(None, support, (NEW,)) is None  # type: ignore[arg-type]
+
+
+def test_message_id_signature_is_not_a_reply_token() -> None:
+    msgid = message_id_for(5, (NEW,), DOMAIN, nonce="n")
+    signature = msgid.split(".")[2].split("@")[0]
+    forged = f"support+t5.{signature[:12]}@{DOMAIN}"
+    assert token_from_address(forged, f"support@{DOMAIN}", (NEW,)) is None
+
+
+def test_subject_tag_and_tagging() -> None:
+    assert subject_tag(10234) == "[#10234]"
+    assert tag_subject("Refund request", 10234) == "Refund request [#10234]"
+    assert tag_subject("Re: Refund request [#10234]", 10234) == "Re: Refund request [#10234]"
+    assert tag_subject("Re: [# 10234 ] refund", 10234) == "Re: [# 10234 ] refund"
+    assert tag_subject("  ", 7) == "[#7]"
+    assert tag_subject("About [#99]", 7) == "About [#99] [#7]"
+    assert subject_tag(5, "[Ticket #{number}]") == "[Ticket #5]"
+    with pytest.raises(ValueError):
+        subject_tag(5, "{number}")
+
+
+def test_numbers_found_after_any_reply_prefix() -> None:
+    for subject in ("Re: Вывод [#10234]", "Fwd: [#10234] Вывод", "Ответ: Вывод [#10234]",
+                    "Отв: Отв: Вывод [#10234]", "AW: Auszahlung [#10234]", "SV: [#10234]",
+                    "RE[2]: Вывод [#10234]", "RE : Retrait [#010234]", "re: вывод [#10234]"):
+        assert numbers_in_subject(subject) == (10234,), subject
+    assert numbers_in_subject("[#1] and [#2] and [#1]") == (1, 2)
+    assert numbers_in_subject("[#12345678901234]") == ()
+    assert numbers_in_subject("Order #10234") == ()
+    assert numbers_in_subject("re: [ticket #42]", "[Ticket #{number}]") == (42,)
+
+
+def test_strip_reply_prefixes_and_tags() -> None:
+    assert strip_reply_prefixes("Re: Fwd: Отв: Ответ: AW: SV: RE[2]: Re(3): FW: Вывод") == "Вывод"
+    assert strip_reply_prefixes("RE : Retrait") == "Retrait"
+    assert strip_reply_prefixes("Re:") == ""
+    assert strip_reply_prefixes("Remittance: late") == "Remittance: late"
+    assert strip_reply_prefixes("Отвратительный сервис") == "Отвратительный сервис"
+    assert strip_tags("Вывод [#99] средств [#7]") == "Вывод средств"

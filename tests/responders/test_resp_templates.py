@@ -1,0 +1,52 @@
+"""Templates: override directory first, English when a language is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jinja2 import UndefinedError
+
+from responders.rendering import Templates
+
+
+def test_missing_language_falls_back_to_english() -> None:
+    templates = Templates()
+    assert templates.render("ack_subject.txt.j2", "de", subject="x").startswith("We received")
+    assert templates.render("ack_subject.txt.j2", "ru-RU", subject="x").startswith("Ваше обращение")
+    traversal = templates.render("ack_subject.txt.j2", "../../etc", subject="x")
+    assert traversal.startswith("We received")
+
+
+def test_override_dir_changes_the_text_of_one_language(tmp_path: Path) -> None:
+    (tmp_path / "ru").mkdir()
+    (tmp_path / "ru" / "ack_subject.txt.j2").write_text("Заявка принята: {{ subject }}", "utf-8")
+    templates = Templates(str(tmp_path))
+    assert templates.render("ack_subject.txt.j2", "ru", subject="x") == "Заявка принята: x"
+    assert templates.render("ack_subject.txt.j2", "en", subject="x").startswith("We received")
+
+
+def test_override_dir_may_add_a_language(tmp_path: Path) -> None:
+    (tmp_path / "de").mkdir()
+    (tmp_path / "de" / "ack_subject.txt.j2").write_text("Anfrage erhalten: {{ subject }}", "utf-8")
+    rendered = Templates(str(tmp_path)).render("ack_subject.txt.j2", "de", subject="x")
+    assert rendered == "Anfrage erhalten: x"
+
+
+def test_html_is_escaped_and_text_is_not(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "t.html.j2").write_text("<p>{{ v }}</p>", "utf-8")
+    (tmp_path / "en" / "t.txt.j2").write_text("{{ v }}", "utf-8")
+    templates = Templates(str(tmp_path))
+    assert templates.render("t.html.j2", "en", v="<b>&") == "<p>&lt;b&gt;&amp;</p>"
+    assert templates.render("t.txt.j2", "en", v="<b>&") == "<b>&"
+
+
+def test_player_text_is_never_template_source() -> None:
+    rendered = Templates().render("ack_subject.txt.j2", "en", subject="{{ 7 * 7 }}")
+    assert "{{ 7 * 7 }}" in rendered and "49" not in rendered
+
+
+def test_misspelt_variable_fails_loudly() -> None:
+    with pytest.raises(UndefinedError):
+        Templates().render("ack_subject.txt.j2", "en")
