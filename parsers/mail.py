@@ -49,6 +49,7 @@ from parsers.structure import bytes_reason, depth_reason, size_reason, tree_reas
 __all__ = ["RejectedMail", "parse"]
 
 _REGISTRY = HeaderRegistry()
+_ENCODED_WORD = re.compile(r"=\?[^?\s]{1,80}\?[bBqQ]\?[^?\s]{0,2000}\?=")
 _ENVELOPE_HEADERS = frozenset({"from", "to", "cc", "reply-to", "date"})
 # mail-parser's defect categories that say something the stdlib's do not.
 _ENVELOPE_DEFECTS = ("AddressHeaderDefect", "DateHeaderDefect")
@@ -157,8 +158,8 @@ def _addresses(
         for name, addr in pairs
         if addr.strip()
     )
-    raw_value = decode_raw_header(first_raw(message, header) or "", hints).lower()
-    if any(a.addr not in raw_value for a in found):
+    written = _ENCODED_WORD.sub(" ", decode_raw_header(first_raw(message, header) or "", hints))
+    if any(a.addr not in written.lower() for a in found):
         # mail-parser decodes encoded words before it splits the list, so an encoded
         # display name such as "=?us-ascii?q?a:victim@evil.example;?=" can turn into an
         # address. An address that is not written in the header itself came from such a
