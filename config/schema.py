@@ -233,6 +233,14 @@ class SmtpSettings(Section):
         return path
 
 
+class OutboxSettings(Section):
+    batch_size: Annotated[Positive, _in_range(1, 1000)] = 50
+    interval: Duration = timedelta(seconds=5)
+    lease: Duration = timedelta(minutes=5)
+    lifetime: Duration = timedelta(days=5)
+    ops_address: Annotated[str, AfterValidator(_address)] | None = None
+
+
 class SecuritySettings(Section):
     secret: Secret | None = None
     secret_file: Path | None = None
@@ -297,6 +305,7 @@ class Settings(Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings, validate_default=True)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)

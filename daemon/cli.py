@@ -208,3 +208,8 @@ def demo(workdir: str) -> None:
 
     logs.setup("WARNING")
     sys.exit(demo_mod.run(workdir))
+
+
+from daemon.cli_outbox import register as _register_outbox  # noqa: E402 - needs main defined
+
+_register_outbox(main)

@@ -22,7 +22,10 @@ from daemon.failpoints import failpoint
 from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, classify, detect_language, parse
 from parsers.ingest_key import ingest_key
 from daemon.conversation import Decision, References, asks_for_appeal, decide
+from parsers.automated import automated_reason, is_bounce
+from parsers.bounce import bounce_info
 from parsers.reply import visible_text
+from responders.acks import AckPolicy, acknowledge
 from responders.references import (
     numbers_in_subject,
     strip_reply_prefixes,
@@ -54,6 +57,7 @@ class IngestPolicy:
     subject_tag: str = "[#{number}]"
     reopen_window: timedelta = timedelta(days=14)
     escalation_keywords: tuple[str, ...] = ("escalate", "appeal", "обжаловать", "жалоба на решение")
+    ack: AckPolicy | None = None  # None: no acknowledgements (ingest-only set-ups, some tests)
 
     @property
     def support_address(self) -> str:
@@ -108,7 +112,10 @@ class Ingestor:
             mail = parse(raw, self.policy.limits)
         except RejectedMail as rejected:
             return self._quarantine(raw, source, key, message_id, digest, rejected.reason)
-        ignored = self._ignore_reason(mail)
+        ignored = "no sender address" if mail.sender is None else ""
+        automated = automated_reason(mail, self.policy.support_addresses, LOOP_HEADER) or ""
+        if automated and _is_our_own(automated):
+            ignored = automated
         self.blobs.put_raw(raw)
         for part in mail.attachments:
             self.blobs.put_attachment(part.payload, part.sha256)
@@ -119,15 +126,17 @@ class Ingestor:
                 queries.insert_ingest_record(session, outcome="ignored", reason=ignored, **record)
                 queries.insert_event(session, "ignored", reason=ignored, ingest_key=key)
                 result = IngestResult(key, "ignored", ignored)
+            elif automated and is_bounce(mail):
+                result = self._bounce(session, mail, record, automated)
             else:
-                result = self._store(session, mail, record)
+                result = self._store(session, mail, record, automated)
         failpoint("after-commit")
         log.info(
             "ingested key=%s outcome=%s ticket=%s", key, result.outcome, result.ticket_number or "-"
         )
         return result
 
-    def _store(self, session: Session, mail: InboundMail, record: dict) -> IngestResult:
+    def _store(self, session: Session, mail: InboundMail, record: dict, automated: str) -> IngestResult:
         assert mail.sender is not None
         key = record["ingest_key"]
         if mail.message_id and queries.stored_inbound_message(session, mail.message_id, mail.sender.addr):
@@ -135,19 +144,27 @@ class Ingestor:
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             return IngestResult(key, "ignored", reason)
         decision = decide(self._references(session, mail), utcnow(), self.policy.reopen_window)
+        if automated and decision.action != "join":
+            # A machine's mail that names no conversation of ours: kept, never a ticket.
+            reason = f"automated: {automated}"
+            queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
+            queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
+            return IngestResult(key, "ignored", reason)
         visible = visible_text(mail.text, mail.html)
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
-            self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
+            if not automated:  # an out-of-office neither reopens nor appeals
+                self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
         else:
             ticket_id, number = self._open_ticket(session, mail, decision)
         outcome: Outcome = "follow_up" if decision.action == "join" else "ticket"
+        kind = "auto_reply" if automated else "complaint" if outcome == "ticket" else "follow_up"
         message_id = queries.insert_message(
             session,
             ticket_id=ticket_id,
             direction="in",
-            kind="complaint" if outcome == "ticket" else "follow_up",
+            kind=kind,
             sender=mail.sender.addr,
             sender_name=mail.sender.name[:200],
             subject=mail.subject,
@@ -163,9 +180,35 @@ class Ingestor:
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
-        queries.insert_event(session, "created" if outcome == "ticket" else "follow_up", ticket_id,
+        queries.insert_event(session, "created" if outcome == "ticket" else kind, ticket_id,
                              actor=mail.sender.addr, ingest_key=key)
-        return IngestResult(key, outcome, "", number)
+        if outcome == "ticket" and self.policy.ack is not None:
+            ticket = queries.ticket_summary(session, ticket_id)
+            acknowledge(session, self.policy.ack, ticket, mail)
+        return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
+
+    def _bounce(self, session: Session, mail: InboundMail, record: dict, automated: str) -> IngestResult:
+        """A bounce is matched to the mail of ours it returns, recorded there, never answered."""
+        key = record["ingest_key"]
+        info = bounce_info(mail)
+        sent = queries.outbox_origin(session, info.original_message_id) if info else None
+        if info is None or sent is None:
+            reason = f"bounce not matching a mail we sent ({automated})"
+            queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
+            return IngestResult(key, "ignored", reason)
+        ticket_id, recipients = sent
+        failed = [r for r in info.recipients if r in recipients] or recipients
+        kind = "delivery_failed" if info.permanent else "delivery_delayed"
+        queries.insert_event(session, kind, ticket_id, actor="mailer-daemon", recipients=failed,
+                             status=info.status, message_id=info.original_message_id)
+        if info.permanent:
+            for address in failed:
+                queries.mark_bouncing(session, address)
+        reason = f"bounce of {info.original_message_id}: {kind}"
+        queries.insert_ingest_record(session, outcome="ignored", reason=reason, ticket_id=ticket_id,
+                                     **record)
+        number = queries.ticket_number(session, ticket_id) if ticket_id else None
+        return IngestResult(key, "ignored", reason, number)
 
     def _references(self, session: Session, mail: InboundMail) -> References:
         """What the mail points at, each reference checked against the database and our keys."""
@@ -239,15 +282,6 @@ class Ingestor:
                                  linked_ticket=linked.number, reason=decision.reason)
         return ticket_id, number
 
-    def _ignore_reason(self, mail: InboundMail) -> str:
-        if mail.sender is None:
-            return "no sender address"
-        if mail.sender.addr in self.policy.support_addresses:
-            return "sent by our own address"
-        if mail.header(LOOP_HEADER):
-            return "carries our loop header"
-        return ""
-
     def _already(self, key: str) -> IngestResult | None:
         with self.sessions() as session:
             known = queries.ingested_outcome(session, key)
@@ -290,3 +324,8 @@ def _our_shape(msgid: str, domain: str) -> int | None:
     if found and found.group(2).lower() == domain:
         return int(found.group(1))
     return None
+
+
+def _is_our_own(reason: str) -> bool:
+    """Our own mail coming back (our loop header, our address): never stored on a ticket."""
+    return reason.startswith(("our own", "sender is our own"))

@@ -65,12 +65,16 @@ def _lines_of(text: str) -> list[str]:
 def _tidy(lines: list[str]) -> str:
     """Trailing spaces, blank lines at both ends and rules left above a cut go."""
     lines = [line.rstrip() for line in lines]
-    while lines and (not lines[-1] or _RULE.fullmatch(lines[-1][-_LINE_CAP:])):
+    while lines and (not lines[-1] or _is_rule(lines[-1])):
         lines.pop()
     start = 0
     while start < len(lines) and not lines[start]:
         start += 1
     return "\n".join(lines[start:])
+
+
+def _is_rule(line: str) -> bool:
+    return len(line) <= _LINE_CAP and bool(_RULE.fullmatch(line))
 
 
 _RULE = re.compile(r"\s*[-_=*~]{3,}")
@@ -196,6 +200,7 @@ def _is_link_remnant(view: _View, i: int) -> bool:
 # One word with URL punctuation in it, as "_nonce=3dd518)".
 _URL_PIECE = re.compile(r"[^\s=/_%&?#@]*[=/_%&?#@]\S*")
 _DIGIT = re.compile(r"\d")
+_TIME = re.compile(r"(?<!\d)\d{1,2}:\d{2}(?!\d)")
 
 
 def _drop_bare_attribution(kept: list[str]) -> None:
@@ -225,12 +230,16 @@ _DATE_START = re.compile(
     )""",
     re.X,
 )
+# "wrote" in the languages talon knows, and in Russian.
 _WROTE = (
-    r"(?:wrote|writes|sent|a écrit|schrieb|schreef|verzond|geschreven|escreveu|escribió"
-    r"|ha scritto|skrev|napisał|đã viết|пишет|написала|написал(?:\(а\))?)"
+    r"wrote|writes|a écrit|schrieb|schreef|verzond|geschreven|escreveu|escribió|ha scritto"
+    r"|skrev|napisał|đã viết|пишет|написала|написал(?:\(а\))?"
 )
+_ENDING = r"(?:\s*:\s*-*|\s*-{2,})$"  # "wrote:" or Android's "wrote ----"
 # Searched in the last characters of a line only, so the search stays short.
-_ENDS_WROTE = re.compile(rf"(?<!\w){_WROTE}(?:\s*:\s*-*|\s*-{{2,}})$")
+_ENDS_WROTE = re.compile(rf"(?<!\w)(?:sent|{_WROTE}){_ENDING}")
+# Without a date in front, "sent:" is too common in players' own sentences.
+_ENDS_WROTE_ALONE = re.compile(rf"(?<!\w)(?:{_WROTE}){_ENDING}")
 # Dutch and German put the verb before the sender: "Op <date> schreef X <a@b>:".
 _INNER_WROTE = re.compile(r"(?<!\w)(?:schreef|verzond|geschreven|schrieb)(?!\w)")
 _YANDEX_NO_ADDRESS = re.compile(r'\d{1,2}\.\d{1,2}\.\d{2,4},\s*\d{1,2}:\d{2},\s*"[^"]{1,200}":')
@@ -270,8 +279,10 @@ def _header_length(view: _View, i: int, single_line: bool) -> int:
         if j == i + 1 and parts[0].endswith((".", "!", "?")):
             return 0  # a finished sentence is the player's, not a wrapped header
         parts.append(head)
-        if view.ends[j] and _ends_header(" ".join(p for p in parts if p)):
-            return j - i + 1
+        if view.ends[j] and _ends_header(joined := " ".join(p for p in parts if p)):
+            # Clients always give the time or the address; "12.03.2024 я вам
+            # написал:" followed by the player's own words gives neither.
+            return j - i + 1 if "@" in joined or _TIME.search(joined) else 0
     return 0
 
 
@@ -285,26 +296,21 @@ def _ends_header(text: str) -> bool:
 
 
 def _ends_with_address(text: str) -> bool:
-    """``... <a@b>:`` or ``... a@b.c:``, checked without a regex over the text."""
-    if not text.endswith(":"):
-        return False
-    body = text[:-1].rstrip()
-    if body.endswith(">"):
-        return "<" in body and "@" in body[body.rfind("<") :]
-    words = body.rsplit(None, 1)
-    return bool(words) and "@" in words[-1] and "." in words[-1].rsplit("@", 1)[-1]
+    """``... <a@b>:``, checked without a regex over the text."""
+    body = text[:-1].rstrip() if text.endswith(":") else ""
+    return body.endswith(">") and "@" in body[body.rfind("<") + 1 :] and "<" in body
 
 
 def _is_sender_wrote_line(view: _View, i: int) -> bool:
     """'Name <a@b> wrote:', 'Иван пишет:', '---- Name wrote ----' without a date first.
 
-    Without an address or a digit it must be followed by a quote, so that a
-    player's own "my friend wrote:" followed by their text is kept.
+    Without an address it must be followed by a quote, so that a player's own
+    "Я уже 3 раза написал:" followed by their text is kept.
     """
     head = view.heads[i]
-    if not _ENDS_WROTE.search(head[-80:]):
+    if not _ENDS_WROTE_ALONE.search(head[-80:]):
         return False
-    if "@" in head or _DIGIT.search(head):
+    if "@" in head:
         return True
     after = _skip_blank(view, i + 1)
     return after < view.n and view.quoted[after]
@@ -358,14 +364,15 @@ _CLIENT_SIGNATURE = re.compile(
                       |the\s+\w+\s+app|[\w.]+\s+for\s+(?:ios|android|iphone|ipad|windows))
         (?:\s+(?:for|on)\s+[\w ]{1,30})?
       |sent\s+with\s+sparrow.*
-      |get\s+outlook\s+for\s+(?:ios|android)(?:\s*<\S*>)?
+      |(?:get|получите|скачайте)\s+outlook\s+(?:for|для)\s+(?:ios|android)(?:\s*<\S*>)?
       |отправлено\s+(?:с|со|из)\s+(?:моего\s+)?(?:iphone|ipad|android|мобильного|мобильной|смартфона
                                          |телефона|устройства|яндекс|почты|mail\.ru|samsung|huawei
                                          |xiaomi|приложения)[\w .,-]{0,60}
     )""",
     re.X | re.I,
 )
-_SIGN_OFF_DASH = re.compile(r"[-–—][^\W\d_][\w.'’-]*(?:\s[\w.'’-]+){0,2}")
+# "-Abhishek Kona": a dash and one to three capitalised words.
+_SIGN_OFF_DASH = re.compile(r"[-–—][A-ZА-ЯЁ][\w.'’-]*(?:\s[A-ZА-ЯЁ][\w.'’-]*){0,2}")
 _UNDERSCORE_RULE = re.compile(r"_{5,}\s*")
 _NEAR_END = 10  # lines of text a bare "--" or a list footer may have below it
 _CLIENT_TAIL = 3  # lines a client signature may have below it ("Sent from my iPhone\n\nIvan")

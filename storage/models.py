@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    LargeBinary,
     BigInteger,
     Boolean,
     DateTime,
@@ -195,6 +196,9 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Rate limits count an actor's recent events of one kind.
+    __table_args__ = (Index("ix_events_kind_actor_created_at", "kind", "actor", "created_at"),)
+
 
 __all__ = [
     "Base",
@@ -202,9 +206,43 @@ __all__ = [
     "Event",
     "IngestRecord",
     "MailboxCursor",
+    "OutboxMessage",
     "Participant",
     "Message",
     "StoredAttachment",
     "Ticket",
     "utcnow",
 ]
+
+
+OUTBOX_STATES = ("pending", "sent", "dead")
+
+
+class OutboxMessage(Base):
+    """One outgoing mail, written in the transaction of its cause and sent later (invariant 2).
+
+    `raw` is the exact bytes of every attempt, so the Message-ID never changes; `recipients`
+    shrinks to those still to be tried, while `accepted` and `refused` keep the outcome.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # ack, notification, relay, escalation, ops ...
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a sender's lease
+    last_error: Mapped[str | None] = mapped_column(Text)
+    accepted: Mapped[list[str]] = mapped_column(JSON, default=list)
+    refused: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # address -> "550 ..."
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -19,6 +19,7 @@ from storage.models import (
     IngestRecord,
     MailboxCursor,
     Message,
+    OutboxMessage,
     StoredAttachment,
     Ticket,
     utcnow,
@@ -115,6 +116,51 @@ def reopen_ticket(session: Session, ticket_id: int) -> None:
 def mark_appeal(session: Session, ticket_id: int) -> None:
     session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
         appeal_requested_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class TicketSummary:
+    id: int
+    number: int
+    category: str
+    priority: str
+    language: str
+
+
+def ticket_summary(session: Session, ticket_id: int) -> TicketSummary:
+    row = session.execute(select(Ticket.id, Ticket.number, Ticket.category, Ticket.priority,
+                                 Ticket.language).where(Ticket.id == ticket_id)).one()
+    return TicketSummary(*row)
+
+
+def ticket_number(session: Session, ticket_id: int) -> int | None:
+    return session.scalar(select(Ticket.number).where(Ticket.id == ticket_id))
+
+
+def outbox_origin(session: Session, message_id: str | None) -> tuple[int | None, list[str]] | None:
+    """(ticket id, recipients) of the mail we sent with this Message-ID, if we sent it."""
+    if not message_id:
+        return None
+    row = session.execute(select(OutboxMessage.ticket_id, OutboxMessage.recipients, OutboxMessage.accepted)
+                          .where(OutboxMessage.message_id == message_id)).first()
+    if row is None:
+        return None
+    return row[0], list(dict.fromkeys([*(row[1] or []), *(row[2] or [])]))
+
+
+def contact_bouncing(session: Session, address: str) -> bool:
+    return bool(session.scalar(select(Contact.bouncing).where(Contact.address == address)))
+
+
+def mark_bouncing(session: Session, address: str) -> None:
+    session.execute(update(Contact).where(Contact.address == address).values(bouncing=True))
+
+
+def count_events(session: Session, kind: str, actor: str, within: timedelta) -> int:
+    """Events of a kind by one actor lately (indexed on kind, actor, created_at)."""
+    since = utcnow() - within
+    return session.scalar(select(func.count()).select_from(Event).where(
+        Event.kind == kind, Event.actor == actor, Event.created_at >= since)) or 0
 
 
 def stored_inbound_message(session: Session, message_id: str, sender: str) -> int | None:

@@ -32,7 +32,9 @@ def test_every_corpus_message_is_stored_or_quarantined_with_a_reason(db_url: str
         else:
             assert result.ticket_number, path
     print(f"\ncorpus ingest: {len(files)} files: {dict(outcomes)}")
-    assert outcomes["ticket"] > 900
+    # Most of the corpus is bounces and auto-replies: kept with their reason, never a ticket.
+    assert outcomes["ticket"] > 150 and outcomes["ignored"] > 900
+    assert outcomes["quarantined"] <= 2
     with sessions() as session:
         distinct = session.scalar(select(func.count()).select_from(IngestRecord))
     # Copies in the corpus with the same ingest key are one mail: one record each, no more.

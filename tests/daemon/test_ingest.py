@@ -84,7 +84,7 @@ def test_an_unparseable_mail_is_quarantined_with_its_reason_and_kept(ingestor: I
 
 def test_mail_from_our_own_address_is_ignored_not_ticketed(ingestor: Ingestor) -> None:
     result = ingestor.ingest(mail(sender="Casino Support <support@casino.test>"), "test")
-    assert (result.outcome, result.reason) == ("ignored", "sent by our own address")
+    assert (result.outcome, result.reason) == ("ignored", "sender is our own address support@casino.test")
     assert _count(ingestor, Ticket) == 0
 
 

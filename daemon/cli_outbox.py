@@ -1,0 +1,113 @@
+"""`ticketd deliver` and `ticketd outbox`: the outbox from the command line.
+
+daemon/cli.py calls `register(main)`. Its helpers are imported inside the functions
+because daemon.cli imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from storage.models import OUTBOX_STATES
+
+
+def register(main: click.Group) -> None:
+    main.add_command(deliver)
+    main.add_command(outbox_command)
+
+
+def _temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from daemon.cli import temp_failures_exit_75
+
+        return temp_failures_exit_75(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _sender(ctx: click.Context):  # noqa: ANN202 - (daemon.outbox.OutboxSender, App)
+    from config import EX_CONFIG
+    from daemon.cli import _app
+    from daemon.outbox import OutboxSender
+
+    application = _app(ctx)
+    if application.settings.smtp is None:
+        click.echo("ticketd: no [smtp] section in the configuration: nothing can be sent",
+                   err=True)
+        sys.exit(EX_CONFIG)
+    return OutboxSender.from_settings(application.settings, application.sessions), application
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.pass_context
+@_temp_failures_exit_75
+def deliver(ctx: click.Context, once: bool) -> None:
+    """Send the outbox through [smtp]: until SIGTERM, or with --once what is due now."""
+    sender, application = _sender(ctx)
+    if once:
+        stats = asyncio.run(sender.drain())
+        click.echo(f"sent={stats.sent} deferred={stats.retried} dead={stats.dead}")
+        return
+    interval = application.settings.outbox.interval.total_seconds()
+    asyncio.run(_serve(sender, interval))
+
+
+async def _serve(sender: Any, interval: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await sender.run(stop, interval)
+
+
+@click.group("outbox", invoke_without_command=True)
+@click.option("--state", type=click.Choice(OUTBOX_STATES), help="Only rows in this state.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_temp_failures_exit_75
+def outbox_command(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    """List outgoing mail, newest first; `outbox retry ID` sends a dead one again."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from daemon.cli import _app
+    from storage import outbox
+
+    with _app(ctx).sessions() as session:
+        rows = outbox.list_rows(session, state)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        ticket = f"#{r.ticket}" if r.ticket else "-"
+        due = f"{r.next_attempt_at:%Y-%m-%dT%H:%M:%SZ}" if r.state == "pending" else "-"
+        error = " ".join((r.last_error or "-").split())[:120]
+        click.echo(f"{r.id:>6} {r.state:<7} {r.kind:<12} attempts={r.attempts} next={due} "
+                   f"ticket={ticket} to={','.join(r.recipients)} error={error}")
+
+
+@outbox_command.command("retry")
+@click.argument("row_id", type=int)
+@click.pass_context
+@_temp_failures_exit_75
+def outbox_retry(ctx: click.Context, row_id: int) -> None:
+    """Send a dead row again from now, with a new lifetime."""
+    from daemon.cli import _app
+    from storage import outbox
+
+    application = _app(ctx)
+    with application.sessions.begin() as session:
+        done = outbox.requeue(session, row_id, lifetime=application.settings.outbox.lifetime)
+    if not done:
+        click.echo(f"ticketd: no dead outbox row {row_id}", err=True)
+        sys.exit(1)
+    click.echo(f"outbox row {row_id} is pending again")

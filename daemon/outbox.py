@@ -1,0 +1,293 @@
+"""The outbox loop: claim due mail, send it over one connection, settle each row at once.
+
+Each outcome is committed in its own short transaction right after the server's answer,
+so a crash repeats at most the one mail whose "250" was not yet recorded (and with the
+same Message-ID, which lets the receiver drop it). Invariant 2 of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from daemon import metrics
+from daemon.failpoints import failpoint
+from responders.transport import (
+    DeliveryError,
+    PermanentDeliveryError,
+    SendResult,
+    ServerUnavailable,
+    SmtpSession,
+    SmtpTransport,
+)
+from storage import outbox
+from storage.models import utcnow
+from storage.outbox import ClaimedMail
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class DeliveryStats:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0  # claimed but left for the next pass (the lease was running out)
+
+
+# What becomes of a row after one attempt: a small value, decided by pure functions below.
+@dataclass(frozen=True)
+class Sent:
+    accepted: list[str]
+    refused: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Retry:
+    error: str
+    remaining: list[str] | None = None  # None: all recipients again
+    accepted: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dead:
+    error: str
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+Outcome = Sent | Retry | Dead
+
+
+def outcome_of(result: SendResult) -> Sent | Retry:
+    """Accepted recipients are done for good; 4xx ones are tried again alone."""
+    later = result.temporarily_refused
+    if not later:
+        return Sent(result.accepted, result.permanently_refused)
+    error = "; ".join(f"{r}: {result.refused[r]}" for r in later)
+    return Retry(f"refused for now: {error}", later, result.accepted,
+                 result.permanently_refused)
+
+
+def outcome_of_error(err: DeliveryError) -> Retry | Dead:
+    if isinstance(err, PermanentDeliveryError):
+        return Dead(str(err), err.refused)
+    if err.refused:  # every recipient refused, some of them only for now
+        result = SendResult([], err.refused)
+        return Retry(str(err), result.temporarily_refused, [], result.permanently_refused)
+    return Retry(str(err))
+
+
+class OutboxSender:
+    """Sends the outbox. `now` is injectable so that tests move time instead of waiting;
+    `ops_address` (None: nobody) is told once about each mail that is given up."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        transport: SmtpTransport,
+        *,
+        ops_address: str | None,
+        from_address: str | None = None,
+        batch: int = 50,
+        lease: timedelta = timedelta(minutes=5),
+        now: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._transport = transport
+        self._ops_address = ops_address
+        self._from_address = from_address or ops_address or ""
+        self._batch = batch
+        self._lease = lease
+        self._now = now
+        self._rng = rng or random.Random()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session],
+                      **overrides: Any) -> OutboxSender:
+        if settings.smtp is None:
+            raise ValueError("no [smtp] section in the configuration")
+        options: dict[str, Any] = {
+            "ops_address": settings.outbox.ops_address,
+            "from_address": settings.support.address,
+            "batch": settings.outbox.batch_size,
+            "lease": settings.outbox.lease,
+        }
+        return cls(sessions, SmtpTransport.from_settings(settings.smtp), **options | overrides)
+
+    async def drain(self) -> DeliveryStats:
+        """Pass after pass until nothing is due (`ticketd deliver --once`); the totals."""
+        total = DeliveryStats()
+        while True:
+            stats = await self.run_once()
+            for name, value in vars(stats).items():
+                setattr(total, name, getattr(total, name) + value)
+            # A pass that only gave its rows back would repeat itself forever.
+            if stats.claimed == 0 or stats.released == stats.claimed:
+                return total
+
+    async def run(self, stop: asyncio.Event, interval: float = 5) -> None:
+        """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                stats = await self.run_once()
+            except Exception as err:  # noqa: BLE001 - the database may be down for a while
+                # No traceback: a database error's text can carry statement parameters.
+                log.error("outbox pass failed error=%s", _describe(err))
+                stats = DeliveryStats()
+            if stats.claimed >= self._batch:
+                continue  # more is due: no pause
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def run_once(self) -> DeliveryStats:
+        """Claim what is due, send it over one connection, settle each row."""
+        started = self._now()
+        mails = await self._db(lambda s: outbox.claim_due(s, started, self._batch, self._lease))
+        stats = DeliveryStats(claimed=len(mails))
+        if mails:
+            # Half the lease: a mail still in flight when it ends would be taken by another
+            # sender, and sent twice.
+            await self._send_all(mails, started + self._lease / 2, stats)
+        counts = await self._db(outbox.count_by_state)
+        for state, count in counts.items():
+            metrics.OUTBOX_ROWS.labels(state).set(count)
+        return stats
+
+    async def _send_all(self, mails: list[ClaimedMail], stop_at: datetime,
+                        stats: DeliveryStats) -> None:
+        async with self._transport.session() as smtp:
+            for index, mail in enumerate(mails):
+                if self._now() >= stop_at:
+                    rest = [m.id for m in mails[index:]]
+                    await self._db(lambda s, rest=rest: outbox.release(s, rest))
+                    stats.released += len(rest)
+                    return
+                try:
+                    await self._deliver(smtp, mail, stats)
+                except ServerUnavailable as err:
+                    # Every other mail would wait for the same timeouts: try them all later.
+                    for other in mails[index + 1:]:
+                        await self._settle(other, Retry(str(err)), stats)
+                    return
+
+    async def _deliver(self, smtp: SmtpSession, mail: ClaimedMail, stats: DeliveryStats) -> None:
+        if mail.expires_at <= self._now():
+            tries = mail.attempts - 1
+            error = f"expired after {tries} attempts; last error: {mail.last_error or '-'}"
+            await self._settle(mail, Dead(error), stats)
+            return
+        metrics.DELIVERY_ATTEMPTS.inc()
+        try:
+            result = await smtp.send(mail.envelope_from, mail.recipients, mail.raw)
+        except DeliveryError as err:
+            await self._settle(mail, outcome_of_error(err), stats)
+            if isinstance(err, ServerUnavailable):
+                raise
+            return
+        failpoint("after-smtp-accept")  # the crash that makes the one possible duplicate
+        await self._settle(mail, outcome_of(result), stats)
+
+    async def _settle(self, mail: ClaimedMail, outcome: Outcome, stats: DeliveryStats) -> None:
+        now = self._now()
+        match outcome:
+            case Sent(accepted, refused):
+                await self._db(lambda s: outbox.mark_sent(s, mail.id, accepted, refused, now))
+                stats.sent += 1
+                log.debug("mail sent id=%d kind=%s attempts=%d", mail.id, mail.kind, mail.attempts)
+            case Retry(error, remaining, accepted, refused):
+                # Never later than the expiry, so that a mail is given up on time.
+                next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
+                await self._db(lambda s: outbox.mark_retry(
+                    s, mail.id, error, next_at, remaining=remaining, accepted=accepted,
+                    refused=refused))
+                stats.retried += 1
+                log.info("mail deferred id=%d kind=%s attempts=%d next=%s error=%s",
+                         mail.id, mail.kind, mail.attempts, next_at.isoformat(), _redact(error))
+            case Dead(error, refused):
+                await self._db(lambda s: self._bury(s, mail, error, refused, now))
+                stats.dead += 1
+                log.warning("mail given up id=%d kind=%s attempts=%d error=%s",
+                            mail.id, mail.kind, mail.attempts, _redact(error))
+        metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
+
+    def _bury(self, session: Session, mail: ClaimedMail, error: str,
+              refused: dict[str, str], now: datetime) -> None:
+        outbox.mark_dead(session, mail.id, error, now, refused=refused)
+        # One report per dead mail, in the same transaction; never about a report (no loops).
+        if self._ops_address and mail.kind != "ops":
+            message_id, raw = dead_letter_notice(mail, error, to=self._ops_address,
+                                                 sender=self._from_address, now=now)
+            outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
+                           envelope_from=self._from_address, recipients=[self._ops_address],
+                           ticket_id=mail.ticket_id, now=now)
+
+    async def _db(self, work: Callable[[Session], T]) -> T:
+        """One short transaction, off the event loop (SQLite may wait for its write lock)."""
+        def run() -> T:
+            with self._sessions.begin() as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
+
+
+def dead_letter_notice(mail: ClaimedMail, error: str, *, to: str, sender: str,
+                       now: datetime) -> tuple[str, bytes]:
+    """(Message-ID, bytes) of the report to operations that a mail was given up.
+
+    It names the mail, never copies its body, and is marked as automatic (invariant 3).
+    """
+    domain = sender.rpartition("@")[2] or "localhost"
+    message_id = make_msgid(idstring=f"outbox-dead-{mail.id}", domain=domain)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = f"ticketd: undeliverable {mail.kind} mail (outbox #{mail.id})"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["Precedence"] = "bulk"
+    msg.set_content("\n".join([
+        "ticketd gave up delivering an outgoing mail.",
+        "",
+        f"outbox row:  {mail.id}",
+        f"kind:        {mail.kind}",
+        f"ticket id:   {mail.ticket_id if mail.ticket_id is not None else '-'}",
+        f"Message-ID:  {mail.message_id}",
+        f"recipients:  {', '.join(mail.recipients)}",
+        f"attempts:    {mail.attempts}",
+        f"error:       {' '.join(error.split())}",
+        "",
+        f"To try again: ticketd outbox retry {mail.id}",
+    ]))
+    return message_id, msg.as_bytes(policy=SMTP)
+
+
+_ADDRESS = re.compile(r"[^\s<>:;,\"]+@[^\s<>:;,\"]+")
+
+
+def _redact(text: str) -> str:
+    """Server replies name recipients; the log says what happened, the database to whom."""
+    return _ADDRESS.sub("<address>", text)
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).splitlines()[0][:300] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

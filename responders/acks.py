@@ -1,0 +1,103 @@
+"""Whether a new ticket gets an acknowledgement, and writing it to the outbox (invariants 2, 3).
+
+Called inside the ingest transaction, so the outbox row commits with the
+ticket or not at all. The acknowledgement is also stored as an outgoing
+message of the ticket, so the player's reply to it threads by a stored id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from jinja2 import TemplateNotFound
+from sqlalchemy.orm import Session
+
+from parsers.model import InboundMail
+from responders.compose import AckContext, acknowledgement
+from responders.headers import UnsafeRecipient
+from responders.rendering import Templates
+from responders.sla import DEFAULT_POLICIES, DEFAULT_RULES, Policy, select_policy
+from storage import outbox, queries
+from storage.queries import TicketSummary
+
+log = logging.getLogger(__name__)
+
+AUTO_REPLY_EVENT = "auto_reply_sent"
+
+
+@dataclass(frozen=True)
+class AckPolicy:
+    support_address: str
+    support_name: str
+    keys: tuple[bytes, ...]
+    templates: Templates
+    subject_format: str = "[#{number}]"
+    sla_policies: dict[str, Policy] | None = None
+    per_address_10min: int = 10  # automatic mails to one address: a loop with a
+    per_address_day: int = 40  # broken responder stops within a few messages
+
+
+def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary, mail: InboundMail) -> str:
+    """Queue the acknowledgement of a new ticket; returns "" or why none was sent."""
+    assert mail.sender is not None
+    why = _withheld(session, policy, mail.sender.addr)
+    if why:
+        queries.insert_event(session, "ack_withheld", ticket.id, reason=why)
+        return why
+    try:
+        msg = acknowledgement(
+            _context(policy, ticket, mail), support_address=policy.support_address,
+            support_name=policy.support_name, keys=policy.keys, templates=policy.templates,
+            subject_format=policy.subject_format,
+        )
+    except UnsafeRecipient as err:
+        queries.insert_event(session, "ack_withheld", ticket.id, reason=str(err))
+        return str(err)
+    message_id = msg["Message-ID"].strip()[1:-1]
+    raw = msg.as_bytes()
+    outbox.enqueue(session, raw=raw, message_id=message_id, envelope_from=policy.support_address,
+                   recipients=[mail.sender.addr], kind="ack", ticket_id=ticket.id)
+    queries.insert_message(
+        session, ticket_id=ticket.id, direction="out", kind="ack", sender=policy.support_address,
+        sender_name=policy.support_name, subject=str(msg["Subject"]), header_message_id=message_id,
+        in_reply_to=mail.message_id, references=None, raw_sha256=None, raw_size=len(raw),
+        visible_text="", full_text="",
+    )
+    queries.insert_event(session, AUTO_REPLY_EVENT, ticket.id, actor=mail.sender.addr, kind="ack")
+    return ""
+
+
+def _withheld(session: Session, policy: AckPolicy, address: str) -> str:
+    if not policy.keys:
+        return "no signing key configured ([security] secret_file)"
+    if queries.contact_bouncing(session, address):
+        return "the address is bouncing"
+    recent = queries.count_events(session, AUTO_REPLY_EVENT, address, timedelta(minutes=10))
+    if recent >= policy.per_address_10min:
+        return f"rate limit: {recent} automatic mails to this address in 10 minutes"
+    daily = queries.count_events(session, AUTO_REPLY_EVENT, address, timedelta(days=1))
+    if daily >= policy.per_address_day:
+        return f"rate limit: {daily} automatic mails to this address today"
+    return ""
+
+
+def _context(policy: AckPolicy, ticket: TicketSummary, mail: InboundMail) -> AckContext:
+    assert mail.sender is not None
+    sla = select_policy(ticket.category, ticket.priority, policy.sla_policies or DEFAULT_POLICIES,
+                        DEFAULT_RULES)
+    return AckContext(
+        ticket_number=ticket.number, language=ticket.language, subject=mail.subject,
+        requester=mail.sender, category=ticket.category, first_response=sla.first_response,
+        attachments=tuple((a.filename, a.size) for a in mail.attachments if not a.inline),
+        faq_answer=_faq(policy.templates, ticket.category, ticket.language),
+        in_reply_to=mail.message_id, references=mail.references,
+    )
+
+
+def _faq(templates: Templates, category: str, language: str) -> str | None:
+    try:
+        return templates.render(f"faq_{category}.txt.j2", language).strip() or None
+    except TemplateNotFound:
+        return None

@@ -1,0 +1,251 @@
+"""The transactional outbox (invariant 2): rows written with their cause, claimed by a sender,
+settled with the server's answer.
+
+`enqueue` runs inside the caller's transaction, so a mail exists exactly when the event that
+caused it committed. A sender claims due rows for a lease; a sender that dies leaves its
+rows to be claimed again when the lease has passed, which is why delivery is at-least-once
+and the stored bytes (and so the Message-ID) never change between attempts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Event, OutboxMessage, Ticket, utcnow
+from storage.queries import insert_event
+
+DEFAULT_LIFETIME = timedelta(days=5)  # as Mailman's deliver_until: then the mail is dead
+RETRY_FLOOR = timedelta(minutes=1)
+RETRY_BASE = timedelta(minutes=4)  # the first retry comes within 1-5 minutes
+RETRY_CAP = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ClaimedMail:
+    """A row leased to one sender: what it needs to send it and to settle it."""
+
+    id: int
+    kind: str
+    ticket_id: int | None
+    message_id: str
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    attempts: int  # including this one
+    expires_at: datetime
+    claimed_until: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A row as `ticketd outbox` shows it; the raw bytes are never loaded for this."""
+
+    id: int
+    state: str
+    kind: str
+    ticket: int | None  # the ticket's public number
+    message_id: str
+    recipients: list[str]
+    accepted: list[str]
+    refused: dict[str, str]
+    attempts: int
+    next_attempt_at: datetime
+    expires_at: datetime
+    claimed_until: datetime | None  # a sender holds it until then (or has died)
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of `ticketd outbox --json`; other tools read these names."""
+        return {k: v.isoformat() if isinstance(v, datetime) else v
+                for k, v in asdict(self).items()}
+
+
+def next_attempt(attempts: int, now: datetime, rng: random.Random | None = None) -> datetime:
+    """When to try again after `attempts` tries: exponential backoff with full jitter above a
+    one-minute floor, so that senders that failed together do not retry together."""
+    ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** min(max(attempts - 1, 0), 16))
+    return now + RETRY_FLOOR + ceiling * (rng or random).random()
+
+
+# The sender runs these for every mail: constant Core statements, compiled once.
+_OUTBOX = OutboxMessage.__table__
+_C = _OUTBOX.c
+_INSERT = insert(_OUTBOX).returning(_C.id)
+_INSERT_EVENT = insert(Event.__table__)
+# SKIP LOCKED lets several senders on PostgreSQL claim disjoint rows without waiting on
+# each other; SQLite has no row locks (nor the clause), there BEGIN IMMEDIATE serialises.
+_DUE_IDS = (
+    select(_C.id)
+    .where(_C.state == "pending", _C.next_attempt_at <= bindparam("now"),
+           or_(_C.claimed_until.is_(None), _C.claimed_until <= bindparam("now")))
+    .order_by(_C.next_attempt_at, _C.id)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_OUTBOX)
+    .where(_C.id.in_(_DUE_IDS.scalar_subquery()))
+    .values(claimed_until=bindparam("until"), attempts=_C.attempts + 1)
+    .returning(_C.id, _C.kind, _C.ticket_id, _C.message_id, _C.envelope_from, _C.recipients,
+               _C.raw, _C.attempts, _C.expires_at, _C.claimed_until, _C.last_error)
+)
+_OUTCOME = select(_C.ticket_id, _C.kind, _C.message_id, _C.accepted, _C.refused).where(
+    _C.id == bindparam("oid"))
+_SETTLE = update(_OUTBOX).where(_C.id == bindparam("oid"))
+_RELEASE = (update(_OUTBOX).where(_C.id.in_(bindparam("ids", expanding=True)))
+            .values(claimed_until=None, attempts=_C.attempts - 1))
+
+
+def enqueue(
+    session: Session,
+    *,
+    raw: bytes,
+    message_id: str,
+    envelope_from: str,
+    recipients: Sequence[str],
+    kind: str,
+    ticket_id: int | None = None,
+    now: datetime | None = None,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+) -> int:
+    """Add a mail to send, in the caller's transaction; returns the row id.
+
+    `message_id` is the Message-ID header value of `raw` (unique). An empty `envelope_from`
+    is the null sender. A second row with the same Message-ID raises IntegrityError.
+    """
+    if not isinstance(raw, bytes) or not raw:
+        raise ValueError("raw must be the non-empty bytes of the mail")
+    if not recipients:
+        raise ValueError("an outgoing mail needs at least one recipient")
+    for address in (message_id, envelope_from, *recipients):
+        _no_line_breaks(address)
+    now = now or utcnow()
+    return session.execute(_INSERT, {
+        "ticket_id": ticket_id, "kind": kind, "message_id": message_id,
+        "envelope_from": envelope_from, "recipients": list(recipients), "raw": raw,
+        "state": "pending", "attempts": 0, "next_attempt_at": now,
+        "expires_at": now + lifetime, "claimed_until": None, "last_error": None,
+        "accepted": [], "refused": {}, "created_at": now, "sent_at": None,
+    }).scalar_one()
+
+
+def _no_line_breaks(value: str) -> None:
+    # These values end up in SMTP commands: CR/LF there would inject commands (invariant 8).
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError("addresses and Message-IDs must not contain CR, LF or NUL")
+
+
+def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> list[ClaimedMail]:
+    """Lease up to `limit` due rows to the caller until now + lease; counts the attempt.
+
+    The caller commits right away: the lease, not a held transaction, keeps others off.
+    """
+    rows = session.execute(_CLAIM, {"now": now, "limit": limit, "until": now + lease}).all()
+    claimed = [ClaimedMail(r.id, r.kind, r.ticket_id, r.message_id, r.envelope_from,
+                           tuple(r.recipients), r.raw, r.attempts, r.expires_at, r.claimed_until,
+                           r.last_error)
+               for r in rows]
+    return sorted(claimed, key=lambda mail: mail.id)
+
+
+def release(session: Session, ids: Sequence[int]) -> None:
+    """Give back claimed rows that were not tried, uncounted, for any sender to take."""
+    if ids:
+        session.execute(_RELEASE, {"ids": list(ids)})
+
+
+def mark_sent(session: Session, outbox_id: int, accepted: Sequence[str],
+              refused: Mapping[str, str], now: datetime) -> None:
+    """The server took the mail for `accepted`; `refused` were refused for good (5xx), which
+    is recorded on the ticket."""
+    row = _settle(session, outbox_id, accepted, refused,
+                  state="sent", sent_at=now, last_error=None)
+    if refused:
+        _failed(session, outbox_id, row, "some recipients refused", refused, now)
+
+
+def mark_retry(session: Session, outbox_id: int, error: str, next_at: datetime, *,
+               remaining: Sequence[str] | None = None, accepted: Sequence[str] = (),
+               refused: Mapping[str, str] | None = None) -> None:
+    """Try again at `next_at`. After a partial acceptance, `remaining` are the recipients
+    still to try (the accepted ones are kept apart and never sent again)."""
+    values: dict[str, Any] = {"last_error": error[:2000], "next_attempt_at": next_at}
+    if remaining is not None:
+        values["recipients"] = list(remaining)
+    row = _settle(session, outbox_id, accepted, refused or {}, **values)
+    if refused:
+        _failed(session, outbox_id, row, "some recipients refused", refused, None)
+
+
+def mark_dead(session: Session, outbox_id: int, error: str, now: datetime, *,
+              refused: Mapping[str, str] | None = None) -> None:
+    """Stop trying, and record why on the ticket (a `delivery_failed` event)."""
+    row = _settle(session, outbox_id, (), refused or {}, state="dead", last_error=error[:2000])
+    _failed(session, outbox_id, row, error, refused or {}, now, dead=True)
+
+
+def _failed(session: Session, outbox_id: int, row: Any, error: str,
+            refused: Mapping[str, str], now: datetime | None, dead: bool = False) -> None:
+    """A `delivery_failed` event on the mail's ticket (or on none, for mail of no ticket)."""
+    session.execute(_INSERT_EVENT, {
+        "ticket_id": row.ticket_id, "kind": "delivery_failed", "actor": "system",
+        "created_at": now or utcnow(),
+        "data": {"outbox_id": outbox_id, "kind": row.kind, "message_id": row.message_id,
+                 "error": error[:2000], "refused": dict(refused), "dead": dead},
+    })
+
+
+def _settle(session: Session, outbox_id: int, accepted: Sequence[str],
+            refused: Mapping[str, str], **values: Any) -> Any:
+    row = session.execute(_OUTCOME, {"oid": outbox_id}).one()
+    session.execute(_SETTLE, {
+        "oid": outbox_id, "claimed_until": None,
+        "accepted": [*row.accepted, *(a for a in accepted if a not in row.accepted)],
+        "refused": {**row.refused, **refused}, **values,
+    })
+    return row
+
+
+def requeue(session: Session, outbox_id: int, now: datetime | None = None,
+            lifetime: timedelta = DEFAULT_LIFETIME) -> bool:
+    """Give a dead row a new life from now; False when there is no dead row with this id."""
+    now = now or utcnow()
+    done = session.execute(
+        update(_OUTBOX).where(_C.id == outbox_id, _C.state == "dead").values(
+            state="pending", attempts=0, next_attempt_at=now, expires_at=now + lifetime,
+            claimed_until=None).returning(_C.ticket_id)
+    ).first()
+    if done is None:
+        return False
+    insert_event(session, "delivery_requeued", done.ticket_id, outbox_id=outbox_id)
+    return True
+
+
+def list_rows(session: Session, state: str | None = None, limit: int = 500) -> list[OutboxRow]:
+    """Rows newest first, optionally of one state."""
+    query = (
+        select(_C.id, _C.state, _C.kind, Ticket.number, _C.message_id, _C.recipients,
+               _C.accepted, _C.refused, _C.attempts, _C.next_attempt_at, _C.expires_at,
+               _C.claimed_until, _C.last_error, _C.created_at, _C.sent_at)
+        .outerjoin(Ticket, Ticket.id == _C.ticket_id)
+        .order_by(_C.id.desc())
+        .limit(limit)
+    )
+    if state:
+        query = query.where(_C.state == state)
+    return [OutboxRow(*row) for row in session.execute(query)]
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    counts = dict(session.execute(select(_C.state, func.count()).group_by(_C.state)).all())
+    return {state: counts.get(state, 0) for state in ("pending", "sent", "dead")}
