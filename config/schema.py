@@ -116,6 +116,12 @@ def _readable_file(path: Path) -> Path:
     return path
 
 
+def _readable_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise ShowsValue(f"{path} is not a readable directory")
+    return path
+
+
 def _metrics_listen(value: str) -> str:
     if value:
         host, _ = split_host_port(value)
@@ -144,6 +150,7 @@ Port = Annotated[int, BeforeValidator(_not_bool), _in_range(1, 65535)]
 Tls = Literal["implicit", "starttls", "none"]
 Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
 ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
+ReadableDir = Annotated[Path, AfterValidator(_readable_dir)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Priority = Literal["low", "normal", "high", "urgent"]
 
@@ -274,6 +281,13 @@ class ThreadingSettings(Section):
     )
 
 
+class RespondersSettings(Section):
+    templates_dir: ReadableDir | None = None  # overrides for the packaged Jinja2 templates
+    acknowledge: bool = True  # acknowledge new tickets (needs [smtp] and [security])
+    auto_replies_per_10min: Positive = 10  # automatic mails to one address, at most
+    auto_replies_per_day: Positive = 40
+
+
 class ClassificationRule(Section):
     category: NonEmptyStr
     priority: Priority = "normal"
@@ -311,6 +325,7 @@ class Settings(Section):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
+    responders: RespondersSettings = Field(default_factory=RespondersSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -12,6 +12,9 @@ from config import Settings
 from daemon.imap import ImapSource
 from daemon.ingest import IngestPolicy, Ingestor
 from parsers import DEFAULT_RULES, Limits, Rule
+from responders.acks import AckPolicy
+from responders.rendering import Templates
+from responders.sla import DEFAULT_POLICIES
 from storage import db
 from storage.blobs import BlobStore
 
@@ -51,6 +54,32 @@ def policy(settings: Settings) -> IngestPolicy:
         subject_tag=settings.threading.subject_tag,
         reopen_window=settings.threading.reopen_window,
         escalation_keywords=settings.threading.escalation_keywords,
+        ack=ack_policy(settings),
+    )
+
+
+def ack_policy(settings: Settings) -> AckPolicy | None:
+    """Acknowledgements are written only where they can be signed and sent."""
+    responders = settings.responders
+    if not responders.acknowledge or settings.smtp is None:
+        return None
+    default = DEFAULT_POLICIES["default"]
+    urgent = DEFAULT_POLICIES["urgent"]
+    policies = {
+        **DEFAULT_POLICIES,
+        "default": replace(default, first_response=settings.sla.first_response,
+                           resolution=settings.sla.resolution),
+        "urgent": replace(urgent, first_response=settings.sla.first_response_urgent),
+    }
+    return AckPolicy(
+        support_address=settings.support.address,
+        support_name=settings.support.name,
+        keys=settings.security.keys,
+        templates=Templates(str(responders.templates_dir) if responders.templates_dir else None),
+        subject_format=settings.threading.subject_tag,
+        sla_policies=policies,
+        per_address_10min=responders.auto_replies_per_10min,
+        per_address_day=responders.auto_replies_per_day,
     )
 
 

@@ -13,6 +13,7 @@ from daemon import app as app_mod
 from daemon.imap import ImapSource
 from daemon.ingest import TemporaryFailure
 from daemon.mailbox import MailboxRunner
+from daemon.outbox import OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,29 @@ def _describe(err: BaseException | None) -> str:
 
 
 async def serve(application: app_mod.App) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit status."""
-    stop = threading.Event()
+    """Run the mailbox watcher and the outbox sender until SIGTERM/SIGINT; the exit status."""
+    settings = application.settings
+    stop_thread = threading.Event()  # for the IMAP worker thread
+    stop = asyncio.Event()  # for the asyncio tasks
     loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        log.info("stopping: finishing the mail in hand")
+        stop_thread.set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("ticketd running")
+        loop.add_signal_handler(sig, request_stop)
     tasks = []
-    if application.settings.imap is not None:
-        tasks.append(asyncio.to_thread(watch_mailbox, application, stop))
+    if settings.imap is not None:
+        tasks.append(asyncio.to_thread(watch_mailbox, application, stop_thread))
+    if settings.smtp is not None:
+        sender = OutboxSender.from_settings(settings, application.sessions)
+        tasks.append(sender.run(stop, settings.outbox.interval.total_seconds()))
     if not tasks:
-        log.error("nothing to do: no [imap] section configured")
+        log.error("nothing to do: neither [imap] nor [smtp] is configured")
         return 78
+    log.info("ticketd running")
     await asyncio.gather(*tasks)
     log.info("ticketd stopped")
     return 0

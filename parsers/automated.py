@@ -325,9 +325,14 @@ def _subject(mail: InboundMail) -> str:
     return mail.subject[:_HEAD].strip()
 
 
+# Gateways that keep the subject and append the verdict: "RE: ... : non remis (delivery failed)".
+_BOUNCE_SUFFIX = re.compile(r"(?:\(delivery failed\)|\(undeliverable\)|: non remis)$", re.IGNORECASE)
+
+
 def bounce_subject(mail: InboundMail, own: frozenset[str]) -> str | None:
     subject = _subject(mail)
-    if _BOUNCE_PREFIX.match(subject) or subject.rstrip(_END_PUNCTUATION).lower() in _BOUNCE_WHOLE:
+    if (_BOUNCE_PREFIX.match(subject) or subject.rstrip(_END_PUNCTUATION).lower() in _BOUNCE_WHOLE
+            or _BOUNCE_SUFFIX.search(subject[-40:])):
         return f"bounce subject {subject[:60]!r}"
     return None
 

@@ -8,15 +8,17 @@ message of the ticket, so the player's reply to it threads by a stored id.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from jinja2 import TemplateNotFound
 from sqlalchemy.orm import Session
 
+from parsers.automated import bounce_subject
 from parsers.model import InboundMail
 from responders.compose import AckContext, acknowledgement
 from responders.headers import UnsafeRecipient
+from responders.references import strip_reply_prefixes
 from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES, DEFAULT_RULES, Policy, select_policy
 from storage import outbox, queries
@@ -42,7 +44,7 @@ class AckPolicy:
 def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary, mail: InboundMail) -> str:
     """Queue the acknowledgement of a new ticket; returns "" or why none was sent."""
     assert mail.sender is not None
-    why = _withheld(session, policy, mail.sender.addr)
+    why = _forwarded_report(mail) or _withheld(session, policy, mail.sender.addr)
     if why:
         queries.insert_event(session, "ack_withheld", ticket.id, reason=why)
         return why
@@ -65,8 +67,18 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary, mail
         in_reply_to=mail.message_id, references=None, raw_sha256=None, raw_size=len(raw),
         visible_text="", full_text="",
     )
-    queries.insert_event(session, AUTO_REPLY_EVENT, ticket.id, actor=mail.sender.addr, kind="ack")
+    queries.insert_event(session, AUTO_REPLY_EVENT, ticket.id, actor=mail.sender.addr, mail="ack")
     return ""
+
+
+def _forwarded_report(mail: InboundMail) -> str:
+    """A person forwarding a bounce ("Fwd: Returned mail: ...") gets a ticket but no automatic
+    answer: forwarders that pass bounces on are how mail loops between desks begin."""
+    stripped = strip_reply_prefixes(mail.subject)
+    if stripped == mail.subject:
+        return ""
+    reason = bounce_subject(replace(mail, subject=stripped), frozenset())
+    return f"forwarded delivery report ({reason})" if reason else ""
 
 
 def _withheld(session: Session, policy: AckPolicy, address: str) -> str:

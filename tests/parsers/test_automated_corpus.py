@@ -54,18 +54,16 @@ SISIMAI_AUTOMATED_BUT_NOT_BOUNCE_SHAPED = {
 }
 
 FLUFL = "flufl-bounce"
-# Not recognised at all: the only signal is a subject suffix on a "RE:" reply
-# ("RE: Your message to GPC-talk awaits moderator approval : non remis (delivery
-# failed)") and the body text; reading body text would flag players who paste a bounce.
-FLUFL_NOT_FLAGGED = {"data/simple_20.txt": "only a subject suffix and body text say bounce"}
+# Every flufl message is flagged; simple_20.txt only by the verdict its gateway appends to
+# the subject ("RE: ... awaits moderator approval : non remis (delivery failed)").
+FLUFL_NOT_FLAGGED: dict[str, str] = {}
 # Failed addresses not extracted as flufl.bounce's dedicated detectors do.
 FLUFL_ADDRESS_MISSES = {
-    "data/simple_20.txt": "not recognised as a bounce (see above)",
     "data/yale_01.txt": "Yale's 2000 directory notice names 'thomas.dtankengine' without a"
     " domain; flufl's yale detector appends @yale.edu and @cs.yale.edu",
     "data/aol_01.txt": "AOL names the bare screen name; flufl's aol detector appends @aol.com",
 }
-FLUFL_PERMANENCE_MISSES = {"data/simple_20.txt": "not recognised as a bounce (see above)"}
+FLUFL_PERMANENCE_MISSES: dict[str, str] = {}
 
 DISCOURSE = "discourse"
 
