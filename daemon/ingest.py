@@ -105,9 +105,8 @@ class Ingestor:
     def _ingest(
         self, raw: bytes, source: str, key: str, message_id: str | None, digest: str
     ) -> IngestResult:
-        known = self._already(key)
-        if known:
-            return known
+        # The ingest key is checked inside the storing transaction below, not here: one
+        # session per mail, and a duplicate (rare: a crash before the move) costs a parse.
         try:
             mail = parse(raw, self.policy.limits)
         except RejectedMail as rejected:
@@ -122,6 +121,9 @@ class Ingestor:
         record = {"ingest_key": key, "source": source[:400], "header_message_id": message_id,
                   "raw_sha256": digest, "raw_size": len(raw)}
         with self.sessions.begin() as session:
+            known = queries.ingested_outcome(session, key)
+            if known:
+                return IngestResult(key, known[0], known[1], known[2], duplicate=True)  # type: ignore[arg-type]
             if ignored:
                 queries.insert_ingest_record(session, outcome="ignored", reason=ignored, **record)
                 queries.insert_event(session, "ignored", reason=ignored, ingest_key=key)

@@ -86,10 +86,10 @@ def _withheld(session: Session, policy: AckPolicy, address: str) -> str:
         return "no signing key configured ([security] secret_file)"
     if queries.contact_bouncing(session, address):
         return "the address is bouncing"
-    recent = queries.count_events(session, AUTO_REPLY_EVENT, address, timedelta(minutes=10))
+    recent, daily = queries.count_events(
+        session, AUTO_REPLY_EVENT, address, timedelta(minutes=10), timedelta(days=1))
     if recent >= policy.per_address_10min:
         return f"rate limit: {recent} automatic mails to this address in 10 minutes"
-    daily = queries.count_events(session, AUTO_REPLY_EVENT, address, timedelta(days=1))
     if daily >= policy.per_address_day:
         return f"rate limit: {daily} automatic mails to this address today"
     return ""

@@ -156,11 +156,17 @@ def mark_bouncing(session: Session, address: str) -> None:
     session.execute(update(Contact).where(Contact.address == address).values(bouncing=True))
 
 
-def count_events(session: Session, kind: str, actor: str, within: timedelta) -> int:
-    """Events of a kind by one actor lately (indexed on kind, actor, created_at)."""
-    since = utcnow() - within
-    return session.scalar(select(func.count()).select_from(Event).where(
-        Event.kind == kind, Event.actor == actor, Event.created_at >= since)) or 0
+def count_events(session: Session, kind: str, actor: str, short: timedelta,
+                 long: timedelta) -> tuple[int, int]:
+    """Events of a kind by one actor within a short and a long window, in one indexed query
+    (kind, actor, created_at)."""
+    now = utcnow()
+    row = session.execute(
+        select(func.count().filter(Event.created_at >= now - short), func.count())
+        .select_from(Event)
+        .where(Event.kind == kind, Event.actor == actor, Event.created_at >= now - long)
+    ).one()
+    return row[0] or 0, row[1] or 0
 
 
 def stored_inbound_message(session: Session, message_id: str, sender: str) -> int | None:
