@@ -206,7 +206,7 @@ def demo(workdir: str) -> None:
     """Run a self-contained demonstration: SQLite, sample complaints, local mail."""
     from daemon import demo as demo_mod
 
-    logs.setup("WARNING")
+    logs.setup("ERROR")  # the demo prints its own report
     sys.exit(demo_mod.run(workdir))
 
 

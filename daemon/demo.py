@@ -8,15 +8,22 @@ uses, and prints what became of each.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import shutil
+import socket
+from email import message_from_bytes
+from email.policy import default
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
 import click
+from aiosmtpd.controller import Controller
 
 from config import load_settings
 from daemon import app as app_mod
+from daemon.outbox import OutboxSender
 from storage import db, queries
 
 # A 1x1 PNG, standing in for a player's screenshot.
@@ -72,15 +79,31 @@ def run(workdir: str) -> int:
     root = Path(workdir).resolve()
     if root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    (root / "sent").mkdir(parents=True)
+    sink = _SmtpSink(root / "sent")
+    controller = Controller(sink, hostname="127.0.0.1", port=_free_port(), ready_timeout=10)
+    controller.start()
+    try:
+        return _tour(root, controller)
+    finally:
+        controller.stop()
+
+
+def _tour(root: Path, controller: Controller) -> int:
+    port = controller.port
     settings = load_settings(None, {
         "TICKETD_SUPPORT__ADDRESS": "support@casino.example",
         "TICKETD_SUPPORT__NAME": "Casino Support",
         "TICKETD_STORAGE__PATH": str(root / "state"),
         "TICKETD_DATABASE__URL": f"sqlite:///{root / 'ticketd.db'}",
+        "TICKETD_SMTP__HOST": "127.0.0.1",
+        "TICKETD_SMTP__PORT": str(port),
+        "TICKETD_SMTP__TLS": "none",
+        "TICKETD_SECURITY__SECRET": secrets.token_hex(32),
     })
     application = app_mod.build(settings, check_schema=False)
     click.echo(f"ticketd demo in {root}")
+    click.echo(f"a local SMTP sink listens on 127.0.0.1:{port}; what ticketd sends lands in sent/")
     click.echo("migrating the SQLite database ...")
     db.upgrade(application.engine)
     mails = sample_mails()
@@ -92,23 +115,49 @@ def run(workdir: str) -> int:
         note = " (already stored, nothing doubled)" if result.duplicate else ""
         reason = f" — {result.reason}" if result.reason else ""
         click.echo(f"  {label:<45} → {result.outcome}{number}{note}{reason}")
-    _report(application)
+    stats = asyncio.run(OutboxSender.from_settings(settings, application.sessions).drain())
+    click.echo(f"\ndelivering the outbox: {stats.sent} sent, {stats.retried} to retry, {stats.dead} dead")
+    _report(application, root)
     return 0
 
 
-def _report(application: app_mod.App) -> None:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _SmtpSink:
+    """The demo's mail server: every message it accepts is written to a file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+        self.count += 1
+        name = f"{self.count:02d}-{envelope.rcpt_tos[0]}.eml"
+        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 OK"
+
+
+def _report(application: app_mod.App, root: Path) -> None:
     click.echo("\ntickets:")
     with application.sessions() as session:
         for ticket in reversed(queries.list_tickets(session)):
             messages = queries.ticket_by_ref(session, ticket.number).messages
             files = sum(len(m.attachments) for m in messages)
+            incoming = sum(1 for m in messages if m.direction == "in")
             click.echo(
                 f"  #{ticket.number} [{ticket.category}/{ticket.priority}/{ticket.language}] "
                 f"{ticket.subject!r} from {ticket.requester.address}: "
-                f"{len(messages)} message(s), {files} attachment(s)"
+                f"{incoming} incoming, {len(messages) - incoming} sent, {files} attachment(s)"
             )
+    click.echo("\nacknowledgements delivered:")
+    for path in sorted((root / "sent").glob("*.eml")):
+        msg = message_from_bytes(path.read_bytes(), policy=default)
+        click.echo(f"  {path.name}: {msg['Subject']}")
     click.echo(
-        f"\nlook closer: ticketd --config <(echo) show NUMBER with "
-        f"TICKETD_DATABASE__URL={application.settings.database.url} "
-        f"TICKETD_STORAGE__PATH={application.settings.storage.path}"
+        f"\nlook closer: TICKETD_DATABASE__URL=sqlite:///{root / 'ticketd.db'} "
+        f"TICKETD_STORAGE__PATH={root / 'state'} ticketd show NUMBER"
     )

@@ -94,3 +94,6 @@ def test_demo_runs_and_reports_tickets(tmp_path: Path) -> None:
     assert "→ ticket #10001" in out and "→ follow_up #10001" in out
     assert "already stored" in out and "→ quarantined" in out and "→ ignored" in out
     assert "[self_exclusion/urgent/en]" in out and "[refund/normal/ru]" in out
+    assert "delivering the outbox: 3 sent" in out
+    sent = sorted((tmp_path / "demo" / "sent").glob("*.eml"))
+    assert len(sent) == 3 and b"[#10001]" in sent[0].read_bytes()
