@@ -251,6 +251,7 @@ class OutboxSettings(Section):
 class SecuritySettings(Section):
     secret: Secret | None = None
     secret_file: Path | None = None
+    authserv_id: str = ""  # the authserv-id of our own MTA's Authentication-Results; "" = none
 
     @property
     def keys(self) -> tuple[bytes, ...]:
@@ -286,6 +287,21 @@ class RespondersSettings(Section):
     acknowledge: bool = True  # acknowledge new tickets (needs [smtp] and [security])
     auto_replies_per_10min: Positive = 10  # automatic mails to one address, at most
     auto_replies_per_day: Positive = 40
+
+
+class AgentSettings(Section):
+    address: Annotated[str, AfterValidator(_address)]
+    name: NonEmptyStr
+    groups: tuple[NonEmptyStr, ...] = ()
+    languages: tuple[NonEmptyStr, ...] = ("en",)
+
+
+class TeamSettings(Section):
+    agents: tuple[AgentSettings, ...] = ()
+
+    def agent(self, address: str) -> AgentSettings | None:
+        address = address.lower()
+        return next((a for a in self.agents if a.address.lower() == address), None)
 
 
 class ClassificationRule(Section):
@@ -326,6 +342,7 @@ class Settings(Section):
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
     responders: RespondersSettings = Field(default_factory=RespondersSettings)
+    team: TeamSettings = Field(default_factory=TeamSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

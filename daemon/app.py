@@ -55,6 +55,8 @@ def policy(settings: Settings) -> IngestPolicy:
         reopen_window=settings.threading.reopen_window,
         escalation_keywords=settings.threading.escalation_keywords,
         ack=ack_policy(settings),
+        agents=frozenset(a.address.lower() for a in settings.team.agents),
+        authserv_id=settings.security.authserv_id,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -22,7 +22,9 @@ from daemon.failpoints import failpoint
 from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, classify, detect_language, parse
 from parsers.ingest_key import ingest_key
 from daemon.conversation import Decision, References, asks_for_appeal, decide
+from parsers.authres import verify_sender
 from parsers.automated import automated_reason, is_bounce
+from parsers.forward import forwarded_original, is_forward_subject
 from parsers.bounce import bounce_info
 from parsers.reply import visible_text
 from responders.acks import AckPolicy, acknowledge
@@ -58,6 +60,8 @@ class IngestPolicy:
     reopen_window: timedelta = timedelta(days=14)
     escalation_keywords: tuple[str, ...] = ("escalate", "appeal", "обжаловать", "жалоба на решение")
     ack: AckPolicy | None = None  # None: no acknowledgements (ingest-only set-ups, some tests)
+    agents: frozenset[str] = frozenset()  # configured agents' addresses
+    authserv_id: str = ""  # our MTA's Authentication-Results id; "" trusts no agent mail
 
     @property
     def support_address(self) -> str:
@@ -145,7 +149,10 @@ class Ingestor:
             reason = "a copy of a stored mail (same Message-ID and sender)"
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             return IngestResult(key, "ignored", reason)
+        mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
         decision = decide(self._references(session, mail), utcnow(), self.policy.reopen_window)
+        if forwarder:
+            decision = Decision("new")  # the original complaint opens its own ticket
         if automated and decision.action != "join":
             # A machine's mail that names no conversation of ours: kept, never a ticket.
             reason = f"automated: {automated}"
@@ -184,6 +191,8 @@ class Ingestor:
         )
         queries.insert_event(session, "created" if outcome == "ticket" else kind, ticket_id,
                              actor=mail.sender.addr, ingest_key=key)
+        if forwarder:
+            queries.insert_event(session, "forwarded_by_agent", ticket_id, actor=forwarder)
         if outcome == "ticket" and self.policy.ack is not None:
             ticket = queries.ticket_summary(session, ticket_id)
             acknowledge(session, self.policy.ack, ticket, mail)
@@ -211,6 +220,26 @@ class Ingestor:
                                      **record)
         number = queries.ticket_number(session, ticket_id) if ticket_id else None
         return IngestResult(key, "ignored", reason, number)
+
+    def _agent_forward(self, mail: InboundMail) -> tuple[InboundMail, str]:
+        """An authenticated agent forwarding a player's mail: (the player's mail, the agent)."""
+        assert mail.sender is not None
+        agent = mail.sender.addr
+        if agent not in self.policy.agents or not is_forward_subject(mail.subject):
+            return mail, ""
+        original = forwarded_original(mail)
+        if original is None or original.sender.addr in self.policy.agents | self.policy.support_addresses:
+            return mail, ""
+        verdict = verify_sender(mail, self.policy.authserv_id) if self.policy.authserv_id else None
+        if verdict is None or not verdict.ok:
+            log.warning("forward from %s not trusted: %s", agent,
+                        verdict.reason if verdict else "no authserv_id configured")
+            return mail, ""
+        return replace(
+            mail, sender=original.sender, subject=original.subject, text=original.text, html=None,
+            attachments=original.attachments, in_reply_to=(), references=(), to=(), cc=(),
+            message_id=original.message_id or mail.message_id,
+        ), agent
 
     def _references(self, session: Session, mail: InboundMail) -> References:
         """What the mail points at, each reference checked against the database and our keys."""

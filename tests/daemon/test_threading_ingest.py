@@ -159,3 +159,48 @@ def test_an_escalation_request_in_a_reply_marks_the_ticket_for_appeal(ingestor: 
         assert session.scalar(select(Ticket.appeal_requested_at).where(Ticket.number == number))
     [event] = events(ingestor, "appeal_requested")
     assert event.data["keyword"] == "обжаловать"
+
+
+AGENT_POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=KEYS,
+                            agents=frozenset({"anna@casino.test"}), authserv_id="mx.casino.test")
+FORWARD_BODY = ("Please take this one.\n\n---------- Forwarded message ---------\n"
+                "From: Пётр Игроков <petr@players.test>\nDate: Mon, 23 Nov 2026 10:00\n"
+                "Subject: Не пришёл вывод средств\nTo: anna@casino.test\n\n"
+                "Здравствуйте, вывод средств не пришёл уже неделю. Верните деньги.\n")
+
+
+def _forward(auth: str | None) -> bytes:
+    headers = {"Authentication-Results": auth} if auth else {}
+    return mail(sender="Anna <anna@casino.test>", subject="Fwd: Не пришёл вывод средств",
+                body=FORWARD_BODY, headers=headers)
+
+
+@pytest.fixture
+def agent_ingestor(db_url: str, tmp_path: Path) -> Ingestor:
+    return Ingestor(db.session_factory(db.make_engine(db_url)), BlobStore(tmp_path), AGENT_POLICY)
+
+
+def test_an_authenticated_agent_forward_opens_the_ticket_for_the_original_player(
+        agent_ingestor: Ingestor) -> None:
+    r = agent_ingestor.ingest(_forward("mx.casino.test; dkim=pass header.d=casino.test"), "t")
+    doc = conversation(agent_ingestor, r.ticket_number)
+    assert (r.outcome, doc["requester"], doc["subject"]) == (
+        "ticket", "petr@players.test", "Не пришёл вывод средств")
+    assert doc["category"] == "refund" and doc["language"] == "ru"
+    assert doc["messages"][0]["text"].startswith("Здравствуйте, вывод средств не пришёл")
+    [event] = events(agent_ingestor, "forwarded_by_agent")
+    assert event.actor == "anna@casino.test"
+
+
+def test_an_unauthenticated_forward_claiming_an_agent_is_not_taken_as_one(
+        agent_ingestor: Ingestor) -> None:
+    forged = _forward("mx.casino.test; dkim=pass header.d=evil.test")
+    r = agent_ingestor.ingest(forged, "t")
+    assert conversation(agent_ingestor, r.ticket_number)["requester"] == "anna@casino.test"
+    assert events(agent_ingestor, "forwarded_by_agent") == []
+
+
+def test_a_players_forward_stays_the_players_ticket(agent_ingestor: Ingestor) -> None:
+    raw = mail(sender="player@mail.test", subject="Fwd: bank notice", body=FORWARD_BODY)
+    r = agent_ingestor.ingest(raw, "t")
+    assert conversation(agent_ingestor, r.ticket_number)["requester"] == "player@mail.test"
