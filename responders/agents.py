@@ -1,0 +1,470 @@
+"""The mail between the desk and its agents, as EmailMessages.
+
+* ``notification``: a player wrote (new ticket or follow-up); to the team or assignee.
+* ``relay``: an agent's public answer, sent to the player in the desk's name.
+* ``command_refused``: an agent's commands were not understood; nothing was applied.
+* ``held_notice``: a mail claiming to come from an agent was held (invariant 5).
+
+Pure, like ``responders.compose``: clock, keys and templates are arguments, nothing
+is sent or stored, every header goes through ``responders.headers``. The relay never
+carries the agent's own address: players write to the desk, not to a person's inbox,
+so the name shown is the configured display name and the address is ours.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Any, Literal
+
+from parsers.commands import COMMAND_SYNTAX
+from parsers.model import Address, Attachment
+from parsers.reply import REPLY_MARKERS
+from responders.headers import (
+    UnsafeRecipient,
+    clean_header_text,
+    format_address,
+    message_id_token,
+    put_header,
+    set_address_header,
+    set_text_header,
+    single_recipient,
+)
+from responders.references import (
+    message_id_for,
+    reply_address,
+    strip_reply_prefixes,
+    strip_tags,
+    subject_tag,
+    tag_subject,
+)
+from responders.rendering import Templates
+from responders.wording import human_size, localized_duration
+
+__all__ = [
+    "NotificationContext",
+    "RelayContext",
+    "command_refused",
+    "held_notice",
+    "notification",
+    "relay",
+]
+
+_MAX_REFERENCES = 10  # as in responders.compose: the first and the newest
+_MAX_RECIPIENTS = 20
+_SUBJECT_LEN = 150
+_NAME_LEN = 60
+_FACT_LEN = 40
+_FILENAME_LEN = 100
+_MAX_TEXT = 100_000  # the visible text of one mail; the ticket keeps all of it
+_MAX_ERRORS = 25
+_ERROR_LEN = 200
+# Bytes may travel under these; multipart/* and message/* would need a structure.
+_CONTENT_TYPE = re.compile(
+    r"(text|image|audio|video|application|font|model)/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+)
+_ADDRESS_LIKE = re.compile(r"\S*@\S*")
+# How the relay's From names the agent; other languages get English.
+_VIA = {"en": "{agent} via {support}", "ru": "{agent}, {support}"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationContext:
+    ticket_number: int
+    language: str = "en"  # of the agent team
+    player: Address
+    subject: str  # the player's subject, decoded
+    visible_text: str  # what the player just wrote, quotes and signature cut
+    category: str
+    priority: str
+    status: str
+    sla_due: datetime | None = None  # first response or next reply due
+    earlier_tickets: int = 0  # the requester's other tickets
+    attachments: tuple[Attachment, ...] = ()
+    player_message_id: str | None = None
+    recipients: tuple[Address, ...]  # the team's group address, or the assignee
+    event: Literal["new", "follow_up"] = "new"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelayContext:
+    ticket_number: int
+    language: str = "en"  # the player's
+    player: Address
+    subject: str  # the ticket's subject
+    agent_name: str  # the configured display name, never an address
+    text: str  # the agent's visible text, commands removed
+    attachments: tuple[Attachment, ...] = ()
+    in_reply_to: str | None = None  # the player's latest Message-ID
+    references: tuple[str, ...] = ()  # our earlier ids and the player's, oldest first
+    # The agent's own addresses: written in the text (a signature), they become ours.
+    agent_addresses: tuple[str, ...] = ()
+
+
+def notification(
+    ctx: NotificationContext,
+    *,
+    support_address: str,
+    support_name: str,
+    keys: tuple[bytes, ...],
+    templates: Templates,
+    subject_format: str = "[#{number}]",
+    max_attachment_bytes: int = 5 * 2**20,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """Tell agents what a player wrote; their reply goes to a signed reply address.
+
+    Raises UnsafeRecipient when a recipient is not one valid mailbox or is our own.
+    """
+    if ctx.event not in ("new", "follow_up"):
+        raise ValueError('a notification event is "new" or "follow_up"')
+    support = _support(support_address)
+    recipients = _recipient_list(ctx.recipients, support)
+    language = templates.language(ctx.language)
+    now = now or datetime.now(UTC)
+    attach = sum(item.size for item in ctx.attachments) <= max_attachment_bytes
+    variables = _notification_variables(ctx, language, support_name, subject_format, now)
+    variables.update(attached=attach, attachment_limit=human_size(max_attachment_bytes, language))
+    msg = EmailMessage(policy=SMTP)
+    set_address_header(msg, "From", support_name, support)
+    put_header(msg, "To", recipients)
+    reply_to = reply_address(support, ctx.ticket_number, keys)
+    set_address_header(msg, "Reply-To", support_name, reply_to)
+    subject = _tag_first(ctx.subject, ctx.ticket_number, subject_format)
+    set_text_header(msg, "Subject", subject, max_len=len(subject))
+    _identity(msg, now, ctx.ticket_number, keys, support)
+    parent = ctx.player_message_id
+    _thread_headers(msg, parent, (parent,) if parent else ())
+    _automatic_headers(msg, support, "auto-generated")  # for agents, not a reply to them
+    _bodies(msg, templates, "notification", language, variables)
+    if attach:
+        _attach(msg, ctx.attachments)
+    return msg
+
+
+def relay(
+    ctx: RelayContext,
+    *,
+    support_address: str,
+    support_name: str,
+    keys: tuple[bytes, ...],
+    templates: Templates,
+    subject_format: str = "[#{number}]",
+    name_with_support: bool = True,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """An agent's public reply, to the player only, from the desk's address.
+
+    ``name_with_support`` shows "Anna via Support" rather than "Anna". No
+    Auto-Submitted header: a person wrote this mail.
+    """
+    support = _support(support_address)
+    player = _recipient(ctx.player.addr, support)
+    language = templates.language(ctx.language)
+    agent = clean_header_text(_ADDRESS_LIKE.sub(" ", ctx.agent_name), _NAME_LEN)
+    shown = _shown_name(agent, clean_header_text(support_name, 100), language, name_with_support)
+    msg = EmailMessage(policy=SMTP)
+    set_address_header(msg, "From", shown, support)
+    set_address_header(msg, "To", ctx.player.name, player)
+    subject = _relay_subject(ctx.subject, ctx.ticket_number, subject_format)
+    set_text_header(msg, "Subject", subject, max_len=len(subject))
+    _identity(msg, now or datetime.now(UTC), ctx.ticket_number, keys, support)
+    _thread_headers(msg, ctx.in_reply_to, ctx.references)
+    put_header(msg, "X-Ticketd-Loop", support)  # on all we send: our mail coming back is ours
+    hide = _redactor(ctx.agent_addresses, support)
+    variables = {
+        "tag": subject_tag(ctx.ticket_number, subject_format),
+        "text": hide(_text(ctx.text)),
+        "agent_name": agent,
+        "support_name": clean_header_text(support_name, 100),
+        "reply_marker": _marker(language),
+    }
+    _bodies(msg, templates, "relay", language, variables)
+    _attach(msg, ctx.attachments, hide)
+    return msg
+
+
+def command_refused(
+    agent: Address,
+    errors: Sequence[str],
+    *,
+    support_address: str,
+    support_name: str,
+    templates: Templates,
+    keys: tuple[bytes, ...] = (),
+    language: str = "en",
+    ticket_number: int | None = None,
+    subject: str = "",
+    in_reply_to: str | None = None,
+    subject_format: str = "[#{number}]",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """Tell an agent which commands were not understood and that nothing was applied.
+
+    With a ticket number (and keys) the answer is signed and its Reply-To leads back
+    to the ticket, so the agent can simply answer it with the corrected commands.
+    """
+    support = _support(support_address)
+    recipient = _recipient(agent.addr, support)
+    language = templates.language(language)
+    tag = subject_tag(ticket_number, subject_format) if ticket_number is not None else None
+    variables = {
+        "errors": [clean_header_text(error, _ERROR_LEN) for error in errors][:_MAX_ERRORS],
+        "more_errors": max(len(errors) - _MAX_ERRORS, 0),
+        "subject": _player_subject(subject, subject_format),
+        "tag": tag,
+        "commands": COMMAND_SYNTAX,
+        "reply_marker": _marker(language),
+        "support_name": clean_header_text(support_name, 100),
+    }
+    msg = EmailMessage(policy=SMTP)
+    set_address_header(msg, "From", support_name, support)
+    set_address_header(msg, "To", agent.name, recipient)
+    if ticket_number is not None:
+        reply_to = reply_address(support, ticket_number, keys)
+        set_address_header(msg, "Reply-To", support_name, reply_to)
+    _subject(msg, templates, "command_refused", language, variables, ticket_number, subject_format)
+    _identity(msg, now or datetime.now(UTC), ticket_number, keys, support)
+    _thread_headers(msg, in_reply_to, ())
+    _automatic_headers(msg, support, "auto-replied")
+    _bodies(msg, templates, "command_refused", language, variables)
+    return msg
+
+
+def held_notice(
+    agent_address: str,
+    reason: str,
+    *,
+    support_address: str,
+    support_name: str,
+    templates: Templates,
+    agent_name: str = "",
+    language: str = "en",
+    subject: str = "",
+    received_at: datetime | None = None,
+    subject_format: str = "[#{number}]",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """Tell a configured agent that a mail claiming to be from them was held.
+
+    Send it only to the agent's configured address (the caller's choice). The held
+    mail is someone else's until proven otherwise: none of its ids is referenced
+    and the Message-ID is unsigned, so answering this notice joins no ticket.
+    """
+    support = _support(support_address)
+    recipient = _recipient(agent_address, support)
+    language = templates.language(language)
+    variables = {
+        "reason": clean_header_text(reason, _ERROR_LEN).rstrip(". "),
+        "subject": _player_subject(subject, subject_format),
+        "received_at": _timestamp(received_at) if received_at else None,
+        "support_name": clean_header_text(support_name, 100),
+    }
+    msg = EmailMessage(policy=SMTP)
+    set_address_header(msg, "From", support_name, support)
+    set_address_header(msg, "To", agent_name, recipient)
+    _subject(msg, templates, "held", language, variables, None, subject_format)
+    _identity(msg, now or datetime.now(UTC), None, (), support)
+    _automatic_headers(msg, support, "auto-generated")  # the agent may never have written
+    _bodies(msg, templates, "held", language, variables)
+    return msg
+
+
+# --- addresses --------------------------------------------------------------------------
+
+def _support(support_address: str) -> str:
+    support = single_recipient(support_address)
+    if support is None:
+        raise ValueError("the support address is not a valid mail address")
+    return support
+
+
+def _recipient(addr: str, support: str) -> str:
+    recipient = single_recipient(addr)
+    if recipient is None:
+        raise UnsafeRecipient("the recipient's address is not one valid mailbox")
+    if _mailbox(recipient) == _mailbox(support):  # a loop with ourselves
+        raise UnsafeRecipient("the recipient is our own address")
+    return recipient
+
+
+def _mailbox(addr: str) -> str:
+    local, _, domain = addr.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+def _recipient_list(recipients: tuple[Address, ...], support: str) -> str:
+    """The To value of a notification: each recipient checked, once each."""
+    found: dict[str, str] = {}
+    for recipient in recipients:
+        addr = _recipient(recipient.addr, support)
+        found.setdefault(addr.lower(), format_address(recipient.name, addr))
+    if not found:
+        raise UnsafeRecipient("a notification needs at least one recipient")
+    if len(found) > _MAX_RECIPIENTS:
+        raise UnsafeRecipient(f"more than {_MAX_RECIPIENTS} recipients for one notification")
+    return ", ".join(found.values())
+
+
+def _shown_name(agent: str, support_name: str, language: str, with_support: bool) -> str:
+    if not agent:
+        return support_name
+    if not with_support or not support_name:
+        return agent
+    return _VIA.get(language, _VIA["en"]).format(agent=agent, support=support_name)
+
+
+def _redactor(addresses: tuple[str, ...], support: str) -> Callable[[str], str]:
+    """A function that writes the support address where the text has an agent's own."""
+    patterns = []
+    for addr in addresses:
+        local, at, domain = addr.strip().lower().rpartition("@")
+        if at and local and domain:
+            base = re.escape(local.partition("+")[0])
+            patterns.append(rf"{base}(?:\+[^\s@<>]*)?@{re.escape(domain)}")
+    if not patterns:
+        return lambda text: text
+    pattern = re.compile("|".join(patterns), re.IGNORECASE)
+    return lambda text: pattern.sub(support, text)
+
+
+# --- headers ----------------------------------------------------------------------------
+
+def _identity(
+    msg: EmailMessage, now: datetime, number: int | None, keys: tuple[bytes, ...], support: str
+) -> None:
+    """Date and Message-ID: signed when the mail belongs to a ticket, random otherwise."""
+    put_header(msg, "Date", format_datetime(now))
+    domain = support.rpartition("@")[2]
+    if number is not None:
+        put_header(msg, "Message-ID", f"<{message_id_for(number, keys, domain)}>")
+    else:
+        put_header(msg, "Message-ID", f"<{secrets.token_hex(12)}@{domain}>")
+
+
+def _thread_headers(msg: EmailMessage, in_reply_to: str | None, references: Sequence[str]) -> None:
+    """In-Reply-To and References from the ids that are safe to repeat, as in compose."""
+    parent = message_id_token(in_reply_to) if in_reply_to else None
+    chain = [token for token in map(message_id_token, references) if token]
+    if parent:
+        chain.append(parent)
+    chain = list(dict.fromkeys(chain))
+    if len(chain) > _MAX_REFERENCES:
+        chain = chain[:1] + chain[1 - _MAX_REFERENCES :]
+    if parent:
+        put_header(msg, "In-Reply-To", parent)
+    if chain:
+        put_header(msg, "References", " ".join(chain))
+
+
+def _automatic_headers(msg: EmailMessage, support: str, kind: str) -> None:
+    put_header(msg, "Auto-Submitted", kind)  # RFC 3834 §5
+    put_header(msg, "X-Auto-Response-Suppress", "All")
+    put_header(msg, "X-Ticketd-Loop", support)
+
+
+def _player_subject(subject: str, fmt: str) -> str:
+    cleaned = clean_header_text(subject, _SUBJECT_LEN)
+    return strip_tags(strip_reply_prefixes(cleaned), fmt)
+
+
+def _tag_first(subject: str, number: int, fmt: str) -> str:
+    """``[#N] subject``: agents sort their inbox by ticket."""
+    return f"{subject_tag(number, fmt)} {_player_subject(subject, fmt)}".strip()
+
+
+def _relay_subject(subject: str, number: int, fmt: str) -> str:
+    cleaned = _player_subject(subject, fmt)
+    return tag_subject(f"Re: {cleaned}" if cleaned else "", number, fmt)
+
+
+def _subject(
+    msg: EmailMessage, templates: Templates, name: str, language: str,
+    variables: dict[str, Any], number: int | None, fmt: str,
+) -> None:
+    line = clean_header_text(templates.render(f"{name}.subject.txt.j2", language, **variables))
+    subject = tag_subject(line, number, fmt) if number is not None else line
+    set_text_header(msg, "Subject", subject, max_len=len(subject))
+
+
+# --- bodies -----------------------------------------------------------------------------
+
+def _marker(language: str) -> str:
+    return REPLY_MARKERS[1] if language == "ru" else REPLY_MARKERS[0]
+
+
+def _text(text: str) -> str:
+    """Line breaks normalised, trailing spaces gone, a very long text cut."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    joined = "\n".join(lines).strip()
+    return joined if len(joined) <= _MAX_TEXT else joined[:_MAX_TEXT] + "\n[…]"
+
+
+def _timestamp(moment: datetime) -> str:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _notification_variables(
+    ctx: NotificationContext, language: str, support_name: str, fmt: str, now: datetime
+) -> dict[str, Any]:
+    due = ctx.sla_due
+    if due is not None and due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    left = due - now if due is not None else None
+    return {
+        "event": ctx.event,
+        "tag": subject_tag(ctx.ticket_number, fmt),
+        "subject": _player_subject(ctx.subject, fmt),
+        "player_name": clean_header_text(ctx.player.name, _NAME_LEN),
+        "player_address": clean_header_text(ctx.player.addr, 254),
+        "text": _text(ctx.visible_text),
+        "category": clean_header_text(ctx.category, _FACT_LEN),
+        "priority": clean_header_text(ctx.priority, _FACT_LEN),
+        "status": clean_header_text(ctx.status, _FACT_LEN),
+        "sla_due": _timestamp(due) if due is not None else None,
+        "sla_overdue": left is not None and left.total_seconds() < 0,
+        "sla_left": localized_duration(abs(left), language, case="accusative") if left else "",
+        "earlier_tickets": max(ctx.earlier_tickets, 0),
+        "attachments": tuple(
+            (_filename(item.filename), human_size(item.size, language))
+            for item in ctx.attachments
+        ),
+        "commands": COMMAND_SYNTAX,
+        "reply_marker": _marker(language),
+        "support_name": clean_header_text(support_name, 100),
+    }
+
+
+def _bodies(
+    msg: EmailMessage, templates: Templates, name: str, language: str, variables: dict[str, Any]
+) -> None:
+    """Plain text, and the HTML alternative where the mail has one (notification, relay)."""
+    text = templates.render(f"{name}.txt.j2", language, **variables)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if name in ("notification", "relay"):
+        html = templates.render(f"{name}.html.j2", language, **variables)
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+
+
+def _filename(name: str) -> str:
+    return clean_header_text(name, _FILENAME_LEN) or "attachment"
+
+
+def _attach(
+    msg: EmailMessage, attachments: Sequence[Attachment], hide: Callable[[str], str] | None = None
+) -> None:
+    """Each file as base64 under its type; a type we do not know travels as bytes."""
+    for item in attachments:
+        content_type = item.content_type.lower()
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            content_type = "application/octet-stream"
+        maintype, _, subtype = content_type.partition("/")
+        name = _filename(hide(item.filename) if hide else item.filename)
+        msg.add_attachment(item.payload, maintype=maintype, subtype=subtype, filename=name)
