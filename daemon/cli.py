@@ -120,7 +120,7 @@ def run(ctx: click.Context, once: bool) -> None:
             f"ignored={stats.ignored} quarantined={stats.quarantined}"
         )
         return
-    sys.exit(asyncio.run(service.serve(application)))
+    sys.exit(asyncio.run(service.Service(application, ctx.obj["config"]).serve()))
 
 
 @main.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,7 +51,7 @@ class MailboxRunner:
         *,
         name: str,
         batch_size: int = 50,
-        on_result=None,  # callable(IngestResult), for metrics and progress
+        on_result=None,  # callable(IngestResult, seconds), for metrics and progress
     ) -> None:
         self.source = source
         self.name = name  # the cursor's key, e.g. "support@imap.example:993/INBOX"
@@ -87,11 +88,12 @@ class MailboxRunner:
             for fetched in self.source.fetch(uids):
                 if self.stop.is_set():
                     break
+                started = time.perf_counter()
                 result = self._one(fetched)
                 (bad if result.outcome == "quarantined" else done).append(fetched.uid)
                 _count(stats, result)
                 if self.on_result:
-                    self.on_result(result)
+                    self.on_result(result, time.perf_counter() - started)
         finally:
             # Whatever was committed leaves the folder, even when a later mail failed.
             if done:

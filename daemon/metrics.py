@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERY_ATTEMPTS = Counter(
     "ticketd_delivery_attempts_total",
@@ -18,3 +18,17 @@ OUTBOX_ROWS = Gauge(
     "Outbox rows by state, as counted at the end of the last outbox pass.",
     ["state"],
 )
+
+INGESTED = Counter(
+    "ticketd_messages_ingested_total",
+    "Incoming mails by outcome: ticket, follow_up, ignored, quarantined, duplicate.",
+    ["outcome"],
+)
+INGEST_SECONDS = Histogram(
+    "ticketd_ingest_seconds",
+    "Time to parse, classify, thread and store one incoming mail.",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+QUARANTINED = Counter("ticketd_quarantined_total", "Incoming mails quarantined.")
+IMAP_RECONNECTS = Counter("ticketd_imap_reconnects_total", "Reconnections to the IMAP server.")
+TICKETS = Gauge("ticketd_tickets", "Tickets by status, counted periodically.", ["status"])

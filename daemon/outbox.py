@@ -12,7 +12,6 @@ import logging
 import random
 import re
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -142,9 +141,13 @@ class OutboxSender:
             if stats.claimed == 0 or stats.released == stats.claimed:
                 return total
 
-    async def run(self, stop: asyncio.Event, interval: float = 5) -> None:
-        """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on."""
+    async def run(self, stop: asyncio.Event, interval: float = 5,
+                  wake: asyncio.Event | None = None) -> None:
+        """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on.
+        `wake` (set when new mail is queued) starts the next pass before the interval ends."""
+        wake = wake or asyncio.Event()
         while not stop.is_set():
+            wake.clear()
             try:
                 stats = await self.run_once()
             except Exception as err:  # noqa: BLE001 - the database may be down for a while
@@ -153,8 +156,10 @@ class OutboxSender:
                 stats = DeliveryStats()
             if stats.claimed >= self._batch:
                 continue  # more is due: no pause
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
 
     async def run_once(self) -> DeliveryStats:
         """Claim what is due, send it over one connection, settle each row."""

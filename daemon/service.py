@@ -1,25 +1,32 @@
-"""The long-running service: supervises the mailbox watcher until asked to stop."""
+"""The long-running service: one asyncio process supervising the mailbox watcher, the outbox
+sender and the SLA monitor; signals, reload, systemd notification and metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import signal
 import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any
 
+from sqlalchemy import text
 from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
+from config import ConfigError, load_settings
 from daemon import app as app_mod
+from daemon import metrics
 from daemon.imap import ImapSource
-from daemon.ingest import TemporaryFailure
+from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
+from daemon.systemd import notify, watchdog_interval
+from storage import queries
 
 log = logging.getLogger(__name__)
-
-# Errors after which the watcher reconnects and goes on; anything else is a bug
-# or a configuration problem and is logged before the watcher is restarted.
-RECOVERABLE = (OSError, TemporaryFailure, EOFError)
 
 
 def mailbox_name(settings) -> str:  # noqa: ANN001 - config.Settings
@@ -27,17 +34,134 @@ def mailbox_name(settings) -> str:  # noqa: ANN001 - config.Settings
     return f"{imap.username}@{imap.host}:{imap.port}/{imap.folder}"
 
 
-def watch_mailbox(application: app_mod.App, stop: threading.Event) -> None:
-    """Connect, drain, IDLE, repeat; reconnect with backoff after any failure."""
-    settings = application.settings
+class Service:
+    def __init__(self, application: app_mod.App, config_path: str | None = None) -> None:
+        self.app = application
+        self.config_path = config_path
+        self.stop = asyncio.Event()
+        self.stop_thread = threading.Event()  # the IMAP watcher runs in a worker thread
+        self.wake_outbox = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ingested = 0
+
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; the exit status."""
+        settings = self.app.settings
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        self.loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        tasks = self._tasks()
+        if not tasks:
+            log.error("nothing to do: neither [imap] nor [smtp] is configured")
+            return 78
+        _start_metrics(settings)
+        notify("READY=1", "STATUS=running")
+        log.info("ticketd running tasks=%s", ",".join(tasks))
+        await asyncio.gather(*(self._supervised(name, run) for name, run in tasks.items()),
+                             self._housekeeping())
+        notify("STOPPING=1")
+        log.info("ticketd stopped")
+        return 0
+
+    def _tasks(self) -> dict[str, Callable[[], Awaitable[Any]]]:
+        settings = self.app.settings
+        tasks: dict[str, Callable[[], Awaitable[Any]]] = {}
+        if settings.imap is not None:
+            tasks["mailbox"] = lambda: asyncio.to_thread(watch_mailbox, self)
+        if settings.smtp is not None:
+            sender = OutboxSender.from_settings(settings, self.app.sessions)
+            interval = settings.outbox.interval.total_seconds()
+            tasks["outbox"] = lambda: sender.run(self.stop, interval, self.wake_outbox)
+        return tasks
+
+    def request_stop(self) -> None:
+        log.info("stopping: finishing the mail in hand")
+        notify("STOPPING=1", "STATUS=stopping")
+        self.stop_thread.set()
+        self.stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: new templates, agents, policies and rules; connections stay as they are."""
+        try:
+            settings = load_settings(self.config_path)
+        except ConfigError as err:
+            log.error("reload refused, keeping the running configuration: %s",
+                      str(err).replace("\n", "; "))
+            return
+        self.app.ingestor.policy = app_mod.policy(settings)
+        self.app.settings = settings
+        log.info("configuration reloaded (server addresses change only with a restart)")
+
+    def mail_done(self, result: IngestResult, seconds: float) -> None:
+        """Called from the watcher thread after each mail."""
+        outcome = "duplicate" if result.duplicate else result.outcome
+        metrics.INGESTED.labels(outcome).inc()
+        metrics.INGEST_SECONDS.observe(seconds)
+        if result.outcome == "quarantined" and not result.duplicate:
+            metrics.QUARANTINED.inc()
+        self.ingested += 1
+        if self.loop is not None and result.outcome == "ticket" and not result.duplicate:
+            self.loop.call_soon_threadsafe(self.wake_outbox.set)  # send the ack now
+
+    async def _supervised(self, name: str, run: Callable[[], Awaitable[Any]]) -> None:
+        """Keep a task running: a crash is logged and the task restarted with backoff."""
+        delay = 1.0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                await run()
+            except Exception:  # noqa: BLE001 - one task's bug must not stop the others
+                log.exception("task crashed, restarting task=%s in=%.0fs", name, delay)
+            if self.stop.is_set():
+                break
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 60.0)
+            try:
+                await asyncio.wait_for(self.stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _housekeeping(self) -> None:
+        """Watchdog pings from the main loop, status lines, and the tickets gauge."""
+        ping = watchdog_interval()
+        tick = min(ping or 15.0, 15.0)
+        last_count = 0.0
+        while not self.stop.is_set():
+            notify("WATCHDOG=1", f"STATUS=running; {self.ingested} mails ingested since start")
+            if time.monotonic() - last_count > 60:
+                last_count = time.monotonic()
+                await asyncio.to_thread(self._count_tickets)
+            try:
+                await asyncio.wait_for(self.stop.wait(), tick)
+            except TimeoutError:
+                pass
+
+    def _count_tickets(self) -> None:
+        try:
+            with self.app.sessions() as session:
+                for status, count in queries.count_by_status(session).items():
+                    metrics.TICKETS.labels(status).set(count)
+        except Exception as err:  # noqa: BLE001 - a metric must never stop the daemon
+            log.warning("counting tickets failed error=%s", type(err).__name__)
+
+
+def _start_metrics(settings) -> None:  # noqa: ANN001
+    address = settings.metrics.address
+    if address:
+        from prometheus_client import start_http_server
+
+        start_http_server(address[1], addr=address[0])
+        log.info("metrics listening address=%s:%d", *address)
+
+
+def watch_mailbox(service: Service) -> None:
+    """Hold the mailbox lease, connect, drain, IDLE, repeat; reconnect with backoff."""
+    stop = service.stop_thread
     retry = Retrying(
         retry=retry_if_exception_type(Exception),
         wait=wait_random_exponential(multiplier=1, max=60),
         stop=stop_never,
-        before_sleep=lambda state: log.warning(
-            "mailbox watcher failed, retrying error=%s attempt=%d",
-            _describe(state.outcome.exception()), state.attempt_number,
-        ),
+        before_sleep=lambda state: _reconnecting(state.outcome.exception(), state.attempt_number),
         sleep=lambda seconds: stop.wait(seconds),
         reraise=True,
     )
@@ -45,25 +169,62 @@ def watch_mailbox(application: app_mod.App, stop: threading.Event) -> None:
         with attempt:
             if stop.is_set():
                 return
-            _watch_once(application, stop, settings)
+            with mailbox_lease(service.app, mailbox_name(service.app.settings), stop) as held:
+                if held:
+                    _watch_once(service)
 
 
-def _watch_once(application: app_mod.App, stop: threading.Event, settings) -> None:  # noqa: ANN001
+def _reconnecting(err: BaseException | None, attempt: int) -> None:
+    metrics.IMAP_RECONNECTS.inc()
+    log.warning("mailbox watcher failed, retrying error=%s attempt=%d", _describe(err), attempt)
+
+
+@contextmanager
+def mailbox_lease(application: app_mod.App, mailbox: str, stop: threading.Event):  # noqa: ANN201
+    """One watcher per mailbox among several daemons on PostgreSQL: a session advisory lock,
+    held on its own connection; released by the server at once if this process dies."""
+    if application.engine.dialect.name != "postgresql":
+        yield True  # SQLite: one daemon per database file
+        return
+    key = int.from_bytes(hashlib.sha256(mailbox.encode()).digest()[:8], "big", signed=True)
+    with application.engine.connect() as conn:
+        logged = False
+        while not stop.is_set():
+            if conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                conn.commit()
+                log.info("mailbox lease taken mailbox=%s", mailbox)
+                try:
+                    yield True
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+                return
+            conn.commit()
+            if not logged:
+                log.info("mailbox watched by another daemon, standing by mailbox=%s", mailbox)
+                logged = True
+            stop.wait(2.0)
+        yield False
+
+
+def _watch_once(service: Service) -> None:
+    settings = service.app.settings
     source: ImapSource = app_mod.imap_source(settings)
     runner = MailboxRunner(
-        source, application.ingestor, application.sessions,
+        source, service.app.ingestor, service.app.sessions,
         name=mailbox_name(settings), batch_size=settings.imap.batch_size,
+        on_result=service.mail_done,
     )
-    runner.stop = stop
+    runner.stop = service.stop_thread
     try:
         source.connect()
         log.info("mailbox connected mailbox=%s", runner.name)
         runner.sync_cursor()
         idle = settings.imap.idle_timeout
-        while not stop.is_set():
+        while not runner.stop.is_set():
             runner.drain()
             waited = 0.0
-            while not stop.is_set() and waited < idle:
+            while not runner.stop.is_set() and waited < idle:
                 if source.wait(min(2.0, idle - waited)):
                     break
                 waited += 2.0
@@ -74,37 +235,8 @@ def _watch_once(application: app_mod.App, stop: threading.Event, settings) -> No
 def _describe(err: BaseException | None) -> str:
     if err is None:
         return "-"
-    text = str(err).splitlines()[0][:200] if str(err) else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-async def serve(application: app_mod.App) -> int:
-    """Run the mailbox watcher and the outbox sender until SIGTERM/SIGINT; the exit status."""
-    settings = application.settings
-    stop_thread = threading.Event()  # for the IMAP worker thread
-    stop = asyncio.Event()  # for the asyncio tasks
-    loop = asyncio.get_running_loop()
-
-    def request_stop() -> None:
-        log.info("stopping: finishing the mail in hand")
-        stop_thread.set()
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, request_stop)
-    tasks = []
-    if settings.imap is not None:
-        tasks.append(asyncio.to_thread(watch_mailbox, application, stop_thread))
-    if settings.smtp is not None:
-        sender = OutboxSender.from_settings(settings, application.sessions)
-        tasks.append(sender.run(stop, settings.outbox.interval.total_seconds()))
-    if not tasks:
-        log.error("nothing to do: neither [imap] nor [smtp] is configured")
-        return 78
-    log.info("ticketd running")
-    await asyncio.gather(*tasks)
-    log.info("ticketd stopped")
-    return 0
+    text_ = str(err).splitlines()[0][:200] if str(err) else ""
+    return f"{type(err).__name__}: {text_}" if text_ else type(err).__name__
 
 
 def drain_once(application: app_mod.App):  # noqa: ANN201 - daemon.mailbox.DrainStats

@@ -270,6 +270,11 @@ def list_tickets(session: Session, status: str | None = None, limit: int = 200) 
     return list(session.scalars(query))
 
 
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()
+    return {status: count for status, count in rows}
+
+
 def count_tickets(session: Session) -> int:
     return session.scalar(select(func.count(Ticket.id))) or 0
 

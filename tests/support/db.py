@@ -74,6 +74,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield fresh_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path)
         return
+    yield from _fresh_pg(request)
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database, for what only PostgreSQL does (several daemons)."""
+    yield from _fresh_pg(request)
+
+
+def _fresh_pg(request: pytest.FixtureRequest) -> Iterator[str]:
     template = request.getfixturevalue("_pg_template")
     name = f"ticketd_t_{uuid.uuid4().hex[:12]}"
     admin = _admin()
