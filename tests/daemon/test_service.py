@@ -181,3 +181,66 @@ def test_three_daemons_share_one_mailbox_and_take_over_from_a_killed_holder(
         for d in daemons:
             d.close()
     assert_each_mail_once_with_one_ack(sessions, sink, 1000, max_resent=1)
+
+
+def test_the_daemon_tells_systemd_ready_status_watchdog_and_stopping(
+        dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
+    import socket
+
+    account = dovecot.new_account()
+    config = configure(tmp_path, sqlite_url, account, sink)
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(20)
+    env = {**os.environ, "TICKETD_SECURITY__SECRET": SECRET, "NOTIFY_SOCKET": str(path),
+           "WATCHDOG_USEC": "2000000"}
+    proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(config), "run"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    seen: list[str] = []
+    try:
+        while sum("WATCHDOG=1" in m for m in seen) < 2:  # pings repeat, every second here
+            seen.append(listener.recv(4096).decode())
+        proc.send_signal(signal.SIGTERM)
+        while not any("STOPPING=1" in m for m in seen):
+            seen.append(listener.recv(4096).decode())
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    assert any("READY=1" in m for m in seen)
+    assert any("STATUS=" in m for m in seen)
+
+
+def test_metrics_count_ingested_mail_deliveries_and_tickets(
+        dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
+    import urllib.request
+
+    port = free_port()
+    account = dovecot.new_account()
+    config = configure(tmp_path, sqlite_url, account, sink, metrics={"listen": f"127.0.0.1:{port}"})
+    dovecot.append(account, mail(subject="Refund please", body="Refund my deposit"))
+    dovecot.append(account, b"\x00 not a mail \xff" * 20)
+    daemon = Daemon(config, tmp_path / "daemon.log")
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
+                return page.read().decode()
+        except OSError:
+            return ""
+
+    try:
+        wait_for(lambda: 'ticketd_deliveries_total{result="sent"} 1.0' in scrape()
+                 and 'ticketd_tickets{status="open"} 1.0' in scrape(), 30, "metrics")
+        page = scrape()
+        daemon.signal(signal.SIGTERM)
+        daemon.wait(30)
+    finally:
+        daemon.close()
+    assert 'ticketd_messages_ingested_total{outcome="ticket"} 1.0' in page
+    assert 'ticketd_messages_ingested_total{outcome="quarantined"} 1.0' in page
+    assert "ticketd_quarantined_total 1.0" in page
+    assert "ticketd_ingest_seconds_count 2.0" in page
+    assert 'ticketd_tickets{status="open"} 1.0' in page

@@ -1,0 +1,126 @@
+"""`ticketd sla`: the SLA monitor from the command line, and `ticketd sla status`.
+
+daemon/cli.py calls `register(main)`. Its helpers are imported inside the functions
+because daemon.cli imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any
+
+import click
+
+
+def register(main: click.Group) -> None:
+    main.add_command(sla_command)
+
+
+def _temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from daemon.cli import temp_failures_exit_75
+
+        return temp_failures_exit_75(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _instant(text: str | None) -> datetime | None:
+    """--now as an aware datetime; a time without an offset is UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("must be an ISO time, e.g. 2026-11-21T09:30:00Z",
+                                 param_hint="--now") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@click.group("sla", invoke_without_command=True)
+@click.option("--once", is_flag=True, help="One pass over the clocks due now, then exit.")
+@click.option("--now", "at", metavar="ISO-TIME",
+              help="With --once: run the pass as if it were this time (UTC unless it has an "
+                   "offset).")
+@click.pass_context
+@_temp_failures_exit_75
+def sla_command(ctx: click.Context, once: bool, at: str | None) -> None:
+    """Send SLA warnings and breach escalations: until SIGTERM, or with --once one pass."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if at is not None and not once:
+        raise click.UsageError("--now goes with --once")
+    from daemon.cli import _app
+    from daemon.sla import SlaMonitor
+
+    application = _app(ctx)
+    monitor = SlaMonitor.from_settings(application.settings, application.sessions)
+    if not once:
+        asyncio.run(_serve(monitor, application.settings.sla.interval.total_seconds()))
+        return
+    stats = monitor.run_once(_instant(at))
+    for item in stats.escalations:
+        to = ", ".join(item.recipients) or f"nobody ({item.withheld})"
+        click.echo(f"#{item.ticket} {item.clock_kind} {item.stage_name} -> {to}")
+    click.echo(f"due={stats.due} warnings={stats.warnings} breaches={stats.breaches} "
+               f"lost={stats.lost} failed={stats.failed}")
+    if stats.failed:
+        sys.exit(1)
+
+
+async def _serve(monitor: Any, interval: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await monitor.run(stop, interval)
+
+
+@sla_command.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=200, show_default=True, help="At most this many clocks.")
+@click.pass_context
+@_temp_failures_exit_75
+def sla_status(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """List running and paused clocks, the next to act first."""
+    from daemon.cli import _app
+    from storage import sla
+
+    with _app(ctx).sessions() as session:
+        rows = sla.active_clocks(session, limit)
+    docs = [_as_dict(row) for row in rows]
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    for doc in docs:
+        when = f"paused, {doc['remaining']} left" if doc["paused_at"] else f"due {doc['due_at']}"
+        click.echo(f"#{doc['ticket']:<8} {doc['kind']:<15} {doc['policy']:<8} "
+                   f"{doc['stage']:<8} {when}  next={doc['next_action_at'] or '-'}")
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    """The JSON shape of `ticketd sla status --json`; other tools read these names."""
+    from storage.models import SLA_STAGES
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "ticket": row.ticket, "kind": row.kind, "policy": row.policy,
+        "stage": SLA_STAGES[row.stage], "started_at": iso(row.started_at),
+        "due_at": iso(row.due_at), "remaining": _hms(row.remaining),
+        "paused_at": iso(row.paused_at), "next_action_at": iso(row.next_action_at),
+        "breached_at": iso(row.breached_at),
+    }
+
+
+def _hms(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m"

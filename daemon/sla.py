@@ -1,0 +1,427 @@
+"""SLA clocks in the daemon: how they start, stop, pause and resume, and the monitor that sends
+the warning and the two breach escalations (DESIGN invariant 6).
+
+The lifecycle functions run in the caller's transaction (ingest, an agent's reply): they do
+the working-time arithmetic (responders.sla) and store its result (storage.sla). The
+monitor handles each due clock in a transaction of its own: it locks the clock, moves its
+stage with an UPDATE that names the stage it moves from, and queues the mail and the event
+in the same transaction. A clock's stage is only ever moved that way, so each level of each
+ticket is sent once, whichever monitor gets there and however often they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings
+from daemon import sla_metrics
+from responders.escalation import STAGE_NAMES, EscalationContext, escalation
+from responders.headers import UnsafeRecipient
+from responders.rendering import Templates
+from responders.sla import (
+    DEFAULT_POLICIES,
+    DEFAULT_RULES,
+    BusinessHours,
+    Calendar,
+    Policy,
+    Rule,
+    add_working_time,
+    select_policy,
+    working_time_between,
+)
+from storage import outbox, queries
+from storage import sla as clocks
+from storage.models import utcnow
+from storage.sla import Clock
+
+log = logging.getLogger(__name__)
+
+APPEAL_POLICY = "appeal"
+RESPONSE_KINDS = ("first_response", "next_response")
+
+
+# --- settings -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SlaOptions:
+    """What the clocks and the monitor need from the settings, as plain values."""
+
+    policies: Mapping[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    hours: BusinessHours | None = None  # None: round the clock in UTC
+    holiday_country: str | None = None
+    warning_address: str | None = None
+    team_lead_address: str | None = None
+    head_of_support_address: str | None = None
+    support_address: str = "support@localhost"
+    support_name: str = "Support"
+    language: str = "en"  # of the escalation mails: the desk's, not the player's
+    timezone: str = "UTC"
+    subject_format: str = "[#{number}]"
+    batch: int = 200  # clocks read per due query
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlaOptions:
+        sla = settings.sla
+        hours = None
+        if sla.business_hours or sla.holidays or sla.holiday_country:
+            weekly = sla.business_hours.weekly if sla.business_hours else {}  # {}: 24x7
+            hours = BusinessHours(sla.timezone, weekly, sla.holiday_dates)
+        return cls(
+            policies=policies_from_settings(settings), hours=hours,
+            holiday_country=sla.holiday_country, warning_address=sla.warning_address,
+            team_lead_address=sla.team_lead_address,
+            head_of_support_address=sla.head_of_support_address,
+            support_address=settings.support.address, support_name=settings.support.name,
+            language=settings.support.default_language, timezone=sla.timezone,
+            subject_format=settings.threading.subject_tag,
+        )
+
+    def calendar(self, now: datetime) -> Calendar:
+        """The calendar in force around `now` (country holidays are known year by year)."""
+        return _calendar(self.hours, self.holiday_country, now.year)
+
+    def policy(self, name: str) -> Policy:
+        """A stored clock's policy; a policy since removed from the settings falls back to
+        "default" rather than leaving its clocks without escalation."""
+        return self.policies.get(name) or self.policies["default"]
+
+    def select(self, category: str, priority: str, appeal: bool = False) -> Policy:
+        if appeal:
+            return self.policy(APPEAL_POLICY)
+        return select_policy(category, priority, self.policies, self.rules)
+
+    def recipients(self, stage: int) -> list[str]:
+        """Who gets the mail of a stage: its own address, else the nearest one configured."""
+        lead, head = self.team_lead_address, self.head_of_support_address
+        chain = {1: (self.warning_address, lead), 2: (lead, head), 3: (head, lead)}[stage]
+        return [address for address in chain if address][:1]
+
+
+def policies_from_settings(settings: Settings) -> dict[str, Policy]:
+    """The built-in policies with the [sla] times: the same promise the acknowledgement makes."""
+    sla = settings.sla
+    common: dict[str, Any] = {"warn_at": sla.warn_at / 100, "level2_after": sla.level2_after}
+    default, urgent = DEFAULT_POLICIES["default"], DEFAULT_POLICIES["urgent"]
+    return {
+        **{name: replace(policy, **common) for name, policy in DEFAULT_POLICIES.items()},
+        "default": replace(default, first_response=sla.first_response,
+                           resolution=sla.resolution, **common),
+        "urgent": replace(urgent, first_response=sla.first_response_urgent, **common),
+    }
+
+
+@lru_cache(maxsize=8)
+def _calendar(hours: BusinessHours | None, country: str | None, year: int) -> Calendar:
+    if hours is None:
+        return Calendar()
+    if country is None:
+        return Calendar(hours)
+    # The year before and after too: a clock started in December falls due in January.
+    return Calendar.with_country_holidays(hours, country, range(year - 1, year + 2))
+
+
+# --- the lifecycle of a ticket's clocks (in the caller's transaction) -------------------
+
+def start_clock(session: Session, ticket_id: int, kind: str, policy: Policy, calendar: Calendar,
+                now: datetime) -> bool:
+    """Start the ticket's clock of `kind` under `policy`; False when one is already running."""
+    amount: timedelta = getattr(policy, kind)
+    return clocks.insert_clock(
+        session, ticket_id=ticket_id, kind=kind, policy=policy.name, now=now,
+        due_at=add_working_time(now, amount, calendar),
+        warn_at=add_working_time(now, amount * policy.warn_at, calendar), remaining=amount,
+    )
+
+
+def stop_clock(session: Session, ticket_id: int, kind: str, now: datetime) -> bool:
+    """Stop the running clock of `kind` (storage.sla.stop_clock, here for one import)."""
+    return clocks.stop_clock(session, ticket_id, kind, now)
+
+
+def pause_clocks(session: Session, ticket_id: int, now: datetime, calendar: Calendar) -> int:
+    """Pause the ticket's running clocks, keeping the working time each still owes."""
+    paused = 0
+    for clock in clocks.open_clocks(session, ticket_id):
+        if clock.paused_at is None and clock.due_at is not None:
+            left = working_time_between(now, clock.due_at, calendar)  # zero once overdue
+            paused += clocks.mark_paused(session, clock.id, now, left)
+    return paused
+
+
+def resume_clocks(session: Session, ticket_id: int, now: datetime, calendar: Calendar,
+                  policies: Mapping[str, Policy] = DEFAULT_POLICIES) -> int:
+    """Run the ticket's paused clocks again with the working time they had left."""
+    resumed = 0
+    for clock in clocks.open_clocks(session, ticket_id):
+        if clock.paused_at is None:
+            continue
+        policy = policies.get(clock.policy) or policies["default"]
+        # The warning keeps its distance from the due time: (1 - warn_at) of the promise.
+        lead = getattr(policy, clock.kind) * (1 - policy.warn_at)
+        due = add_working_time(now, clock.remaining, calendar)
+        warn = add_working_time(now, max(clock.remaining - lead, timedelta(0)), calendar)
+        moments = _moments(warn, due, policy, calendar)
+        resumed += clocks.mark_resumed(session, clock, due_at=due, warn_at=warn,
+                                       next_action_at=moments.get(clock.stage + 1))
+    return resumed
+
+
+def clocks_for_new_ticket(session: Session, ticket_id: int, category: str, priority: str,
+                          now: datetime, options: SlaOptions, *, appeal: bool = False) -> Policy:
+    """Start a new ticket's first_response and resolution clocks; the policy they run on.
+
+    A ticket of category "appeal", or one whose appeal_requested_at is set (`appeal`),
+    runs on the "appeal" policy.
+    """
+    policy = options.select(category, priority, appeal or category == APPEAL_POLICY)
+    calendar = options.calendar(now)
+    for kind in ("first_response", "resolution"):
+        start_clock(session, ticket_id, kind, policy, calendar, now)
+    return policy
+
+
+def clocks_for_agent_reply(session: Session, ticket_id: int, now: datetime) -> int:
+    """An agent's public reply answers the player: the response clocks stop."""
+    return clocks.stop_clocks(session, ticket_id, now, RESPONSE_KINDS)
+
+
+def clocks_for_pending(session: Session, ticket_id: int, now: datetime,
+                       options: SlaOptions) -> int:
+    """The ticket waits on the player (status pending): its clocks pause."""
+    return pause_clocks(session, ticket_id, now, options.calendar(now))
+
+
+def clocks_for_follow_up(session: Session, ticket_id: int, now: datetime,
+                         options: SlaOptions) -> None:
+    """The player wrote again: paused clocks run on, the desk owes a next response (unless
+    the first is still owed), and a reopened ticket gets a resolution clock again."""
+    calendar = options.calendar(now)
+    resume_clocks(session, ticket_id, now, calendar, options.policies)
+    category, priority, appealed = clocks.ticket_policy_facts(session, ticket_id)
+    policy = options.select(category, priority, appealed or category == APPEAL_POLICY)
+    running = {clock.kind for clock in clocks.open_clocks(session, ticket_id)}
+    if "first_response" not in running:
+        start_clock(session, ticket_id, "next_response", policy, calendar, now)
+    start_clock(session, ticket_id, "resolution", policy, calendar, now)  # no-op if running
+
+
+def clocks_for_resolved(session: Session, ticket_id: int, now: datetime) -> int:
+    """Resolving (or closing) a ticket stops all its clocks."""
+    return clocks.stop_clocks(session, ticket_id, now)
+
+
+def clocks_for_appeal(session: Session, ticket_id: int, now: datetime,
+                      options: SlaOptions) -> Policy:
+    """An appeal restarts the response and resolution promises on the "appeal" policy."""
+    clocks.stop_clocks(session, ticket_id, now, ("next_response", "resolution"))
+    policy, calendar = options.policy(APPEAL_POLICY), options.calendar(now)
+    if "first_response" not in {c.kind for c in clocks.open_clocks(session, ticket_id)}:
+        start_clock(session, ticket_id, "next_response", policy, calendar, now)
+    start_clock(session, ticket_id, "resolution", policy, calendar, now)
+    return policy
+
+
+# --- what the monitor does with a due clock (pure) -------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """The stage a clock moves to, when to look at it next, and the stages whose mail goes."""
+
+    to_stage: int
+    next_action_at: datetime | None
+    sends: tuple[int, ...]
+
+
+def _moments(warn_at: datetime, due_at: datetime, policy: Policy,
+             calendar: Calendar) -> dict[int, datetime]:
+    """When each stage (1 warning, 2 level 1, 3 level 2) falls due."""
+    return {1: warn_at, 2: due_at, 3: add_working_time(due_at, policy.level2_after, calendar)}
+
+
+def plan(clock: Clock, policy: Policy, calendar: Calendar, now: datetime) -> Step:
+    """Every stage reached by `now` is taken at once (a monitor that was down catches up),
+    but a warning is dropped when the breach itself is due: it would warn of the past."""
+    assert clock.due_at is not None and clock.warn_at is not None  # paused clocks are not due
+    moments = _moments(clock.warn_at, clock.due_at, policy, calendar)
+    reached = [stage for stage in (1, 2, 3) if stage > clock.stage and moments[stage] <= now]
+    if any(stage >= 2 for stage in reached):
+        reached = [stage for stage in reached if stage >= 2]
+    to_stage = max(reached, default=clock.stage)
+    return Step(to_stage, moments.get(to_stage + 1), tuple(reached))
+
+
+# --- the monitor ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Escalation:
+    """One stage of one clock, recorded (and its mail queued unless `withheld` says why not)."""
+
+    ticket: int  # the public number
+    clock_kind: str
+    stage: int
+    recipients: tuple[str, ...]
+    withheld: str = ""
+
+    @property
+    def stage_name(self) -> str:
+        return STAGE_NAMES[self.stage]
+
+
+@dataclass
+class MonitorStats:
+    due: int = 0  # due clocks looked at
+    warnings: int = 0
+    breaches: int = 0  # level 1 and level 2
+    lost: int = 0  # another monitor had or did it, or it was stopped or paused meanwhile
+    failed: int = 0
+    escalations: list[Escalation] = field(default_factory=list)
+
+
+class SlaMonitor:
+    """Looks for due clocks and escalates them. `now` is injectable, so tests move time."""
+
+    def __init__(self, sessions: sessionmaker[Session], options: SlaOptions,
+                 templates: Templates, keys: tuple[bytes, ...], *,
+                 now: Callable[[], datetime] = utcnow) -> None:
+        self._sessions = sessions
+        self._options = options
+        self._templates = templates
+        self._keys = keys
+        self._now = now
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session],
+                      **overrides: Any) -> SlaMonitor:
+        folder = settings.responders.templates_dir
+        templates = Templates(str(folder) if folder else None)
+        return cls(sessions, SlaOptions.from_settings(settings), templates,
+                   settings.security.keys, **overrides)
+
+    async def run(self, stop: asyncio.Event, interval: float = 60) -> None:
+        """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception as err:  # noqa: BLE001 - the database may be down for a while
+                log.error("sla pass failed error=%s", _describe(err))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    def run_once(self, now: datetime | None = None) -> MonitorStats:
+        """Escalate every clock due at `now` (default: the clock's now), one transaction each."""
+        now = now or self._now()
+        stats, seen = MonitorStats(), set[int]()
+        while True:
+            with self._sessions.begin() as session:
+                batch = clocks.due_clocks(session, now, self._options.batch)
+            # A clock seen once in this pass is not tried again in it: one that fails, or
+            # that another monitor holds, waits for the next pass instead of spinning here.
+            fresh = [clock.id for clock in batch if clock.id not in seen]
+            seen.update(fresh)
+            for clock_id in fresh:
+                self._handle(clock_id, now, stats)
+            if not fresh or len(batch) < self._options.batch:
+                return stats
+
+    def _handle(self, clock_id: int, now: datetime, stats: MonitorStats) -> None:
+        stats.due += 1
+        try:
+            with self._sessions.begin() as session:
+                done = self._step(session, clock_id, now)
+        except Exception as err:  # noqa: BLE001 - one bad clock must not stop the others
+            stats.failed += 1
+            log.error("sla escalation failed clock=%d error=%s", clock_id, _describe(err))
+            return
+        if done is None:
+            stats.lost += 1
+            return
+        for item in done:  # counted only now that it is committed
+            _count(item, stats)
+            log.info("sla escalation ticket=%d clock=%s stage=%s queued=%s", item.ticket,
+                     item.clock_kind, item.stage_name, "no" if item.withheld else "yes")
+
+    def _step(self, session: Session, clock_id: int, now: datetime) -> list[Escalation] | None:
+        """Move one clock on and record what it reached; None when it was not ours to move."""
+        clock = clocks.lock_clock(session, clock_id)  # as it is now, not as the query saw it
+        if clock is None or clock.next_action_at is None or clock.next_action_at > now:
+            return None
+        policy = self._options.policy(clock.policy)
+        step = plan(clock, policy, self._options.calendar(now), now)
+        if not clocks.advance(session, clock.id, clock.stage, step.to_stage, step.next_action_at):
+            return None  # another monitor did it: write nothing
+        if not step.sends:
+            return []
+        facts = clocks.escalation_facts(session, clock.ticket_id)
+        return [self._escalate(session, clock, stage, policy, facts, now) for stage in step.sends]
+
+    def _escalate(self, session: Session, clock: Clock, stage: int, policy: Policy,
+                  facts: clocks.EscalationFacts, now: datetime) -> Escalation:
+        """Queue the mail of one stage and write its event, in the clock's transaction."""
+        recipients = self._options.recipients(stage)
+        withheld = "" if recipients else "no escalation address configured ([sla])"
+        if recipients and not self._keys:
+            withheld = "no signing key configured ([security] secret_file)"
+        if not withheld:
+            withheld = self._queue(session, clock, stage, policy, facts, recipients[0], now)
+        assert clock.due_at is not None
+        data: dict[str, Any] = {"clock": clock.kind, "policy": clock.policy,
+                                "stage": STAGE_NAMES[stage], "due_at": clock.due_at.isoformat(),
+                                "recipients": [] if withheld else recipients}
+        if stage >= 2:
+            data["level"] = stage - 1
+        if withheld:
+            data["withheld"] = withheld
+        queries.insert_event(session, "sla_warning" if stage == 1 else "sla_breach",
+                             clock.ticket_id, **data)
+        return Escalation(facts.number, clock.kind, stage,
+                          () if withheld else tuple(recipients), withheld)
+
+    def _queue(self, session: Session, clock: Clock, stage: int, policy: Policy,
+               facts: clocks.EscalationFacts, to: str, now: datetime) -> str:
+        """Compose and enqueue the mail; "" when queued, else why it was not."""
+        assert clock.due_at is not None
+        ctx = EscalationContext(
+            ticket_number=facts.number, stage=stage, clock_kind=clock.kind, policy=policy.name,
+            promised=getattr(policy, clock.kind), started_at=clock.started_at,
+            due_at=clock.due_at, now=now, subject=facts.subject, question=facts.question,
+            nonce=f"sla{clock.id}s{stage}",  # one Message-ID per clock and stage
+        )
+        options = self._options
+        try:
+            msg = escalation(ctx, to=to, support_address=options.support_address,
+                             support_name=options.support_name, keys=self._keys,
+                             templates=self._templates, language=options.language,
+                             timezone=options.timezone, subject_format=options.subject_format)
+        except UnsafeRecipient as err:  # a configuration mistake: retrying would not help
+            return str(err)
+        message_id = msg["Message-ID"].strip()[1:-1]
+        outbox.enqueue(session, raw=msg.as_bytes(), message_id=message_id,
+                       envelope_from=options.support_address, recipients=[to],
+                       kind="escalation", ticket_id=clock.ticket_id, now=now)
+        return ""
+
+
+def _count(item: Escalation, stats: MonitorStats) -> None:
+    stats.escalations.append(item)
+    if item.stage == 1:
+        stats.warnings += 1
+        sla_metrics.WARNINGS.inc()
+    else:
+        stats.breaches += 1
+        sla_metrics.BREACHES.labels(str(item.stage - 1)).inc()
+
+
+def _describe(err: BaseException) -> str:
+    # The first line only: a database error's text can carry statement parameters.
+    text = str(err).splitlines()[0][:300] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
