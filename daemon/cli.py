@@ -37,6 +37,24 @@ def _app(ctx: click.Context, *, check_schema: bool = True) -> app_mod.App:
         sys.exit(EX_CONFIG)
 
 
+def _app_when_database_answers(ctx: click.Context) -> app_mod.App:
+    """The daemon waits for a database that is down at start, telling systemd why."""
+    import time
+
+    from daemon.systemd import notify
+
+    delay = 1.0
+    while True:
+        try:
+            return _app(ctx)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
+            reason = str(err).splitlines()[0][:200]
+            notify(f"STATUS=waiting for the database: {reason}")
+            click.echo(f"ticketd: database unavailable, retrying in {delay:.0f}s: {reason}", err=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 def temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A database that is down or locked is a temporary failure: an MTA will retry."""
 
@@ -65,6 +83,20 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 def check_config(ctx: click.Context) -> None:
     """Validate the configuration and print the effective settings, secrets masked."""
     click.echo(render_effective(_settings(ctx)), nl=False)
+
+
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check database, storage, IMAP, SMTP and keys; one line each; exit 1 if any fails."""
+    from daemon import doctor as doctor_mod
+
+    settings = _settings(ctx)
+    logs.setup("CRITICAL")  # the report is the output
+    results = doctor_mod.run_checks(settings)
+    for r in results:
+        click.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:<12} {r.detail}")
+    sys.exit(doctor_mod.exit_code(results))
 
 
 @main.group()
@@ -112,7 +144,7 @@ def run(ctx: click.Context, once: bool) -> None:
     """Run the daemon: watch the mailbox (IMAP IDLE) until SIGTERM."""
     from daemon import service
 
-    application = _app(ctx)
+    application = _app(ctx) if once else _app_when_database_answers(ctx)
     if once:
         stats = service.drain_once(application)
         click.echo(

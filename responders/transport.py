@@ -150,6 +150,10 @@ class SmtpSession:
             except _ClosedBeforeMail as err:
                 raise TemporaryDeliveryError(f"server closed the connection: {err}") from None
 
+    async def connect(self) -> None:
+        """Open (and log in) now rather than at the first send: `ticketd doctor` uses it."""
+        await self._connected()
+
     async def close(self) -> None:
         smtp, self._smtp = self._smtp, None
         if smtp is None or not smtp.is_connected:

@@ -244,3 +244,21 @@ def test_metrics_count_ingested_mail_deliveries_and_tickets(
     assert "ticketd_quarantined_total 1.0" in page
     assert "ticketd_ingest_seconds_count 2.0" in page
     assert 'ticketd_tickets{status="open"} 1.0' in page
+
+
+def test_doctor_says_ok_for_each_part_and_names_what_fails(
+        dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
+    account = dovecot.new_account()
+    config = configure(tmp_path, sqlite_url, account, sink)
+    (tmp_path / "state").mkdir(mode=0o750, exist_ok=True)
+    env = {**os.environ, "TICKETD_SECURITY__SECRET": SECRET}
+    run = [sys.executable, "-m", "daemon", "--config", str(config), "doctor"]
+    good = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert good.returncode == 0, good.stdout + good.stderr
+    for part in ("database", "storage", "imap", "smtp", "signing key"):
+        assert any(line.startswith("ok") and part in line for line in good.stdout.splitlines()), part
+    (tmp_path / "imap-password").write_text("wrong\n")
+    bad = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 1
+    [imap] = [line for line in bad.stdout.splitlines() if " imap " in line]
+    assert imap.startswith("FAIL") and "wrong" not in imap
