@@ -58,4 +58,7 @@ def _value(key: str, value: object) -> str:
         return "[\n" + "".join(f"    {_value(key, item)},\n" for item in value) + "]"
     if isinstance(value, tuple):
         return "[" + ", ".join(_value(key, item) for item in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_value(str(k), v)}"
+                                for k, v in value.items()) + " }"
     raise TypeError(f"cannot render {key} = {value!r}")

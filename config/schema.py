@@ -9,9 +9,12 @@ file is reported in one go and each error names the key to fix.
 from __future__ import annotations
 
 import ipaddress
-from datetime import timedelta
+import re
+from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -268,10 +271,123 @@ class LimitsSettings(Section):
     max_parts: Positive = 1000
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WORK_SPAN = re.compile(r"([01]?[0-9]|2[0-4]):([0-5][0-9])-([01]?[0-9]|2[0-4]):([0-5][0-9])")
+_WORK_DAY_FORM = 'must be "HH:MM-HH:MM" spans separated by commas, e.g. "09:00-13:00, 14:00-18:00"'
+
+
+def work_day_spans(text: str) -> tuple[tuple[time, time], ...]:
+    """"09:00-13:00, 14:00-18:00" as sorted (begin, end) pairs; "" is a closed day.
+
+    An end of "24:00" (or "00:00") is the end of the day, written time(0) as
+    responders.sla.BusinessHours expects.
+    """
+    spans = []
+    for part in (p.replace(" ", "") for p in text.split(",") if p.strip()):
+        found = _WORK_SPAN.fullmatch(part)
+        if found is None:
+            raise ValueError(_WORK_DAY_FORM)
+        h1, m1, h2, m2 = map(int, found.groups())
+        if h1 == 24 or (h2 == 24 and m2):
+            raise ValueError(f"{part}: a day runs from 00:00 to 24:00")
+        begin, end = time(h1, m1), time(h2 % 24, m2)
+        if end != time(0) and end <= begin:
+            raise ValueError(f"{part} ends before it starts")
+        spans.append((begin, end))
+    spans.sort()
+    for (_, end), (begin, _) in pairwise(spans):
+        if end == time(0) or end > begin:
+            raise ValueError(f"spans overlap at {begin:%H:%M}")
+    return tuple(spans)
+
+
+def _work_day(text: str) -> str:
+    work_day_spans(text)
+    return text
+
+
+WorkDay = Annotated[str, AfterValidator(_work_day)]
+
+
+class BusinessHoursSettings(Section):
+    """Working spans per weekday in [sla] timezone; a day left out is closed."""
+
+    mon: WorkDay = ""
+    tue: WorkDay = ""
+    wed: WorkDay = ""
+    thu: WorkDay = ""
+    fri: WorkDay = ""
+    sat: WorkDay = ""
+    sun: WorkDay = ""
+
+    @model_validator(mode="after")
+    def _some_work(self) -> BusinessHoursSettings:
+        # No working time at all would stop every clock for ever.
+        if not any(self.weekly.values()):
+            raise ValueError("no working time on any day; leave business_hours out for 24x7")
+        return self
+
+    @property
+    def weekly(self) -> dict[int, tuple[tuple[time, time], ...]]:
+        """Weekday (0 = Monday) to its spans, closed days left out."""
+        days = {day: work_day_spans(getattr(self, name)) for day, name in enumerate(WEEKDAYS)}
+        return {day: spans for day, spans in days.items() if spans}
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError('must be an IANA time zone, e.g. "Europe/Moscow" or "UTC"') from None
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):  # a TOML date
+        return value.isoformat()
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:  # 2027-02-30
+            pass
+    raise ValueError('must be a date written "YYYY-MM-DD"')
+
+
+def _holiday_country(value: str) -> str:
+    import holidays  # only a configured country needs the package
+
+    code = value.strip().upper()
+    if code not in holidays.list_supported_countries():
+        raise ValueError('must be an ISO 3166 country code the "holidays" package knows, '
+                         'e.g. "RU"')
+    return code
+
+
+def _whole_percent(value: Any) -> Any:
+    if isinstance(value, bool | float):
+        raise ValueError("must be a whole percentage from 1 to 99, e.g. 80 (not 0.8)")
+    return value
+
+
 class SlaSettings(Section):
     first_response: Duration = timedelta(hours=24)
     first_response_urgent: Duration = timedelta(hours=1)
     resolution: Duration = timedelta(hours=72)
+    team_lead_address: Annotated[str, AfterValidator(_address)] | None = None
+    head_of_support_address: Annotated[str, AfterValidator(_address)] | None = None
+    warning_address: Annotated[str, AfterValidator(_address)] | None = None
+    # A percentage rather than a share: the settings renderer writes integers, not floats.
+    warn_at: Annotated[int, BeforeValidator(_whole_percent), _in_range(1, 99)] = 80
+    level2_after: Duration = timedelta(hours=4)
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    business_hours: BusinessHoursSettings | None = None  # None: round the clock
+    holidays: tuple[Annotated[str, BeforeValidator(_iso_date)], ...] = ()
+    holiday_country: Annotated[str, AfterValidator(_holiday_country)] | None = None
+    interval: Duration = timedelta(minutes=1)
+
+    @property
+    def holiday_dates(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(day) for day in self.holidays)
 
 
 class ThreadingSettings(Section):
@@ -298,6 +414,15 @@ class AgentSettings(Section):
 
 class TeamSettings(Section):
     agents: tuple[AgentSettings, ...] = ()
+    # category -> group; a ticket's notifications go to its assignee, else its group
+    routing: dict[str, NonEmptyStr] = Field(default_factory=lambda: {
+        "refund": "payments", "bet_settlement": "payments", "self_exclusion": "responsible_gaming",
+        "appeal": "team_leads", "data_protection": "data_protection"})
+    default_group: NonEmptyStr = "support"
+    # group -> a shared mailbox; without one a group's notifications go to each of its agents
+    group_addresses: dict[str, Annotated[str, AfterValidator(_address)]] = Field(default_factory=dict)
+    comment_address: Annotated[str, AfterValidator(_address)] | None = None  # mail here = note
+    agent_auth: Literal["token", "token+authres"] = "token+authres"
 
     def agent(self, address: str) -> AgentSettings | None:
         address = address.lower()

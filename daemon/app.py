@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from daemon.imap import ImapSource
 from daemon.ingest import IngestPolicy, Ingestor
+from daemon.sla import SlaOptions
+from daemon.team import Agent, TeamPolicy
 from parsers import DEFAULT_RULES, Limits, Rule
 from responders.acks import AckPolicy
 from responders.rendering import Templates
@@ -57,6 +59,30 @@ def policy(settings: Settings) -> IngestPolicy:
         ack=ack_policy(settings),
         agents=frozenset(a.address.lower() for a in settings.team.agents),
         authserv_id=settings.security.authserv_id,
+        team=team_policy(settings),
+        sla=SlaOptions.from_settings(settings),
+    )
+
+
+def team_policy(settings: Settings) -> TeamPolicy | None:
+    """Notifications and agents' mail need agents, outgoing mail and signing keys."""
+    team = settings.team
+    if not team.agents or settings.smtp is None or not settings.security.keys:
+        return None
+    templates_dir = settings.responders.templates_dir
+    return TeamPolicy(
+        support_address=settings.support.address,
+        support_name=settings.support.name,
+        keys=settings.security.keys,
+        templates=Templates(str(templates_dir) if templates_dir else None),
+        agents={a.address.lower(): Agent(a.address.lower(), a.name, a.groups) for a in team.agents},
+        routing=dict(team.routing),
+        default_group=team.default_group,
+        group_addresses=dict(team.group_addresses),
+        comment_address=team.comment_address.lower() if team.comment_address else None,
+        agent_auth=team.agent_auth,
+        authserv_id=settings.security.authserv_id,
+        subject_format=settings.threading.subject_tag,
     )
 
 

@@ -208,7 +208,8 @@ def show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     click.echo(f"status={doc['status']} category={doc['category']} priority={doc['priority']} "
                f"language={doc['language']} requester={doc['requester']}")
     for m in doc["messages"]:
-        click.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {m['date']}")
+        mark = " [internal, never sent to the player]" if m["visibility"] == "internal" else ""
+        click.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {m['date']}{mark}")
         click.echo(m["text"])
         for a in m["attachments"]:
             click.echo(f"[attachment] {a['filename']} {a['content_type']} {a['size']} bytes")
@@ -245,3 +246,7 @@ def demo(workdir: str) -> None:
 from daemon.cli_outbox import register as _register_outbox  # noqa: E402 - needs main defined
 
 _register_outbox(main)
+
+from daemon.cli_sla import register as _register_sla  # noqa: E402
+
+_register_sla(main)

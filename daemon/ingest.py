@@ -19,6 +19,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.failpoints import failpoint
+from daemon.sla import (
+    SlaOptions,
+    clocks_for_appeal,
+    clocks_for_follow_up,
+    clocks_for_new_ticket,
+)
+from daemon.team import TeamPolicy, handle_agent_mail, is_agent_mail, route_and_notify
 from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, classify, detect_language, parse
 from parsers.ingest_key import ingest_key
 from daemon.conversation import Decision, References, asks_for_appeal, decide
@@ -35,7 +42,7 @@ from responders.references import (
     verify_message_id,
 )
 from storage import queries
-from storage.models import utcnow
+from storage.models import Ticket, utcnow
 from storage.queries import TicketFacts
 from storage.blobs import BlobStore
 
@@ -61,6 +68,8 @@ class IngestPolicy:
     escalation_keywords: tuple[str, ...] = ("escalate", "appeal", "обжаловать", "жалоба на решение")
     ack: AckPolicy | None = None  # None: no acknowledgements (ingest-only set-ups, some tests)
     agents: frozenset[str] = frozenset()  # configured agents' addresses
+    team: TeamPolicy | None = None  # notifications and agents' mail; None: no team configured
+    sla: SlaOptions | None = None  # SLA clocks; None: no clocks (ingest-only set-ups, tests)
     authserv_id: str = ""  # our MTA's Authentication-Results id; "" trusts no agent mail
 
     @property
@@ -150,7 +159,13 @@ class Ingestor:
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             return IngestResult(key, "ignored", reason)
         mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
-        decision = decide(self._references(session, mail), utcnow(), self.policy.reopen_window)
+        refs = self._references(session, mail)
+        if not automated and not forwarder and is_agent_mail(self.policy.team, mail):
+            named = refs.signed or refs.stored or (refs.tagged[0] if refs.tagged else None) \
+                or refs.forged
+            if named is not None:
+                return self._agent_mail(session, mail, record, named, refs.signed is not None)
+        decision = decide(refs, utcnow(), self.policy.reopen_window)
         if forwarder:
             decision = Decision("new")  # the original complaint opens its own ticket
         if automated and decision.action != "join":
@@ -193,10 +208,26 @@ class Ingestor:
                              actor=mail.sender.addr, ingest_key=key)
         if forwarder:
             queries.insert_event(session, "forwarded_by_agent", ticket_id, actor=forwarder)
+        if self.policy.team is not None and not automated:
+            route_and_notify(session, self.policy.team, ticket_id, mail, visible,
+                             "new" if outcome == "ticket" else "follow_up")
         if outcome == "ticket" and self.policy.ack is not None:
             ticket = queries.ticket_summary(session, ticket_id)
             acknowledge(session, self.policy.ack, ticket, mail)
         return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
+
+    def _agent_mail(self, session: Session, mail: InboundMail, record: dict,
+                    named: TicketFacts, signed: bool) -> IngestResult:
+        assert self.policy.team is not None
+        ticket = session.get(Ticket, named.id)
+        assert ticket is not None
+        visible = visible_text(mail.text, mail.html)
+        done = handle_agent_mail(session, self.policy.team, mail, ticket, signed, visible, record,
+                                 self.policy.sla)
+        reason = f"agent {done.kind}" + (f": {done.reason}" if done.reason else "")
+        queries.insert_ingest_record(session, outcome="follow_up", reason=reason[:2000],
+                                     ticket_id=ticket.id, **record)
+        return IngestResult(record["ingest_key"], "follow_up", reason, ticket.number)
 
     def _bounce(self, session: Session, mail: InboundMail, record: dict, automated: str) -> IngestResult:
         """A bounce is matched to the mail of ours it returns, recorded there, never answered."""
@@ -288,6 +319,11 @@ class Ingestor:
         if word:
             queries.mark_appeal(session, ticket_id)
             queries.insert_event(session, "appeal_requested", ticket_id, actor=sender, keyword=word)
+        if self.policy.sla is not None:
+            if word:
+                clocks_for_appeal(session, ticket_id, utcnow(), self.policy.sla)
+            else:
+                clocks_for_follow_up(session, ticket_id, utcnow(), self.policy.sla)
 
     def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision) -> tuple[int, int]:
         assert mail.sender is not None
@@ -304,6 +340,9 @@ class Ingestor:
             requester_id=requester,
             linked_ticket_id=linked.id if linked else None,
         )
+        if self.policy.sla is not None:
+            clocks_for_new_ticket(session, ticket_id, found.category, found.priority, utcnow(),
+                                  self.policy.sla)
         ours = self.policy.support_addresses
         queries.add_participants(session, ticket_id, [(mail.sender.addr, "requester")] + [
             (a.addr, "cc") for a in (*mail.to, *mail.cc) if a.addr not in ours and "+" not in a.addr

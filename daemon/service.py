@@ -23,6 +23,7 @@ from daemon.imap import ImapSource
 from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
+from daemon.sla import SlaMonitor
 from daemon.systemd import notify, watchdog_interval
 from storage import queries
 
@@ -73,6 +74,8 @@ class Service:
             sender = OutboxSender.from_settings(settings, self.app.sessions)
             interval = settings.outbox.interval.total_seconds()
             tasks["outbox"] = lambda: sender.run(self.stop, interval, self.wake_outbox)
+            monitor = SlaMonitor.from_settings(settings, self.app.sessions)
+            tasks["sla"] = lambda: monitor.run(self.stop, settings.sla.interval.total_seconds())
         return tasks
 
     def request_stop(self) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
@@ -62,6 +63,9 @@ class SlaOptions:
     warning_address: str | None = None
     team_lead_address: str | None = None
     head_of_support_address: str | None = None
+    routing: Mapping[str, str] = field(default_factory=dict)  # [team]: category -> group
+    default_group: str = "support"
+    group_addresses: Mapping[str, str] = field(default_factory=dict)  # group -> shared mailbox
     support_address: str = "support@localhost"
     support_name: str = "Support"
     language: str = "en"  # of the escalation mails: the desk's, not the player's
@@ -81,6 +85,8 @@ class SlaOptions:
             holiday_country=sla.holiday_country, warning_address=sla.warning_address,
             team_lead_address=sla.team_lead_address,
             head_of_support_address=sla.head_of_support_address,
+            routing=settings.team.routing, default_group=settings.team.default_group,
+            group_addresses=settings.team.group_addresses,
             support_address=settings.support.address, support_name=settings.support.name,
             language=settings.support.default_language, timezone=sla.timezone,
             subject_format=settings.threading.subject_tag,
@@ -100,10 +106,20 @@ class SlaOptions:
             return self.policy(APPEAL_POLICY)
         return select_policy(category, priority, self.policies, self.rules)
 
-    def recipients(self, stage: int) -> list[str]:
-        """Who gets the mail of a stage: its own address, else the nearest one configured."""
+    def group_address(self, category: str) -> str | None:
+        """The shared mailbox of the group a ticket of `category` is routed to, if it has one."""
+        return self.group_addresses.get(self.routing.get(category, self.default_group))
+
+    def recipients(self, stage: int, *, assignee: str | None = None,
+                   group_address: str | None = None) -> list[str]:
+        """Who gets the mail of a stage: the first of its chain that is known.
+
+        The warning goes to whoever can still answer in time (the assignee, else the
+        ticket's group); the breach levels go up the line, each falling back on the other.
+        """
         lead, head = self.team_lead_address, self.head_of_support_address
-        chain = {1: (self.warning_address, lead), 2: (lead, head), 3: (head, lead)}[stage]
+        chain = {1: (assignee, group_address, self.warning_address, lead),
+                 2: (lead, head), 3: (head, lead)}[stage]
         return [address for address in chain if address][:1]
 
 
@@ -324,8 +340,8 @@ class SlaMonitor:
         while True:
             with self._sessions.begin() as session:
                 batch = clocks.due_clocks(session, now, self._options.batch)
-            # A clock seen once in this pass is not tried again in it: one that fails, or
-            # that another monitor holds, waits for the next pass instead of spinning here.
+            # A clock seen once in this pass is not tried again in it: one that fails waits
+            # for the next pass instead of spinning here.
             fresh = [clock.id for clock in batch if clock.id not in seen]
             seen.update(fresh)
             for clock_id in fresh:
@@ -338,6 +354,8 @@ class SlaMonitor:
         try:
             with self._sessions.begin() as session:
                 done = self._step(session, clock_id, now)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError):
+            raise  # the database is away: end the pass, not 10,000 errors, one per clock
         except Exception as err:  # noqa: BLE001 - one bad clock must not stop the others
             stats.failed += 1
             log.error("sla escalation failed clock=%d error=%s", clock_id, _describe(err))
@@ -367,7 +385,9 @@ class SlaMonitor:
     def _escalate(self, session: Session, clock: Clock, stage: int, policy: Policy,
                   facts: clocks.EscalationFacts, now: datetime) -> Escalation:
         """Queue the mail of one stage and write its event, in the clock's transaction."""
-        recipients = self._options.recipients(stage)
+        recipients = self._options.recipients(
+            stage, assignee=facts.assignee,
+            group_address=self._options.group_address(facts.category))
         withheld = "" if recipients else "no escalation address configured ([sla])"
         if recipients and not self._keys:
             withheld = "no signing key configured ([security] secret_file)"
@@ -394,6 +414,7 @@ class SlaMonitor:
             ticket_number=facts.number, stage=stage, clock_kind=clock.kind, policy=policy.name,
             promised=getattr(policy, clock.kind), started_at=clock.started_at,
             due_at=clock.due_at, now=now, subject=facts.subject, question=facts.question,
+            assignee=facts.assignee,
             nonce=f"sla{clock.id}s{stage}",  # one Message-ID per clock and stage
         )
         options = self._options

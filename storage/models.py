@@ -87,6 +87,8 @@ class Ticket(Base):
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     appeal_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    group: Mapped[str | None] = mapped_column(String(64))  # the team the ticket is routed to
+    assignee: Mapped[str | None] = mapped_column(String(320))  # an agent's address
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -246,3 +248,47 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+
+
+SLA_KINDS = ("first_response", "next_response", "resolution")
+# What a clock's escalation has reached; each step is taken once (DESIGN invariant 6).
+SLA_STAGES = ("running", "warned", "breached", "level2")  # 0: nothing sent ... 3: level 2 sent
+
+
+class SlaClock(Base):
+    """One promise of one ticket (first response, next response, resolution) and how far its
+    escalation has gone, so that a restart or a second monitor changes nothing.
+
+    A ticket has at most one running clock of a kind: the unique index covers the rows not
+    stopped, and stopped rows stay as history (a next_response clock starts again with each
+    unanswered follow-up). `next_action_at` is when the monitor has something to do: NULL
+    while paused, once stopped, and after level 2. Only rows with a value are in its index,
+    so the monitor's query is one short range scan however many tickets there are.
+    """
+
+    __tablename__ = "sla_clocks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # one of SLA_KINDS
+    policy: Mapped[str] = mapped_column(String(40))  # name of the responders.sla.Policy
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # NULL while paused
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # NULL while paused
+    # Working seconds left: as of the last start or resume while running, as of the pause
+    # while paused (a pause keeps the time owed, not the instant).
+    remaining: Mapped[int] = mapped_column(Integer)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stage: Mapped[int] = mapped_column(Integer, default=0)  # index into SLA_STAGES
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the due time it missed
+
+
+Index("ix_sla_clocks_next_action_at", SlaClock.next_action_at,
+      postgresql_where=SlaClock.next_action_at.is_not(None),
+      sqlite_where=SlaClock.next_action_at.is_not(None))
+Index("uq_sla_clocks_ticket_id_kind_running", SlaClock.ticket_id, SlaClock.kind, unique=True,
+      postgresql_where=SlaClock.stopped_at.is_(None), sqlite_where=SlaClock.stopped_at.is_(None))
+
+__all__ += ["SLA_KINDS", "SLA_STAGES", "SlaClock"]

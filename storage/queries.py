@@ -275,6 +275,11 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def count_tickets_of(session: Session, requester_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Ticket)
+                          .where(Ticket.requester_id == requester_id)) or 0
+
+
 def count_tickets(session: Session) -> int:
     return session.scalar(select(func.count(Ticket.id))) or 0
 
@@ -328,6 +333,9 @@ def ticket_as_dict(ticket: Ticket) -> dict[str, Any]:
     }
 
 
+INTERNAL_KINDS = frozenset({"note", "held", "refused"})
+
+
 def _message_as_dict(message: Message) -> dict[str, Any]:
     return {
         "direction": message.direction,
@@ -338,6 +346,8 @@ def _message_as_dict(message: Message) -> dict[str, Any]:
         "message_id": message.header_message_id,
         "date": _iso(message.created_at),
         "text": message.visible_text,
+        # Notes, held and refused agent mail are for agents only; the player never sees them.
+        "visibility": "internal" if message.kind in INTERNAL_KINDS else "public",
         "attachments": [
             {
                 "filename": a.filename,

@@ -1,0 +1,297 @@
+"""The agents' side of a ticket (invariants 4 and 5): notifications out, replies, notes and
+commands in. Runs inside the ingest transaction, so every change, event and mail it causes
+commits together or not at all."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from parsers.authres import verify_sender
+from parsers.commands import Command, CommandBlock, parse_commands
+from parsers.model import Address, InboundMail
+from responders.agents import (
+    NotificationContext,
+    RelayContext,
+    command_refused,
+    held_notice,
+    notification,
+    relay,
+)
+from daemon.sla import (
+    SlaOptions,
+    clocks_for_agent_reply,
+    clocks_for_appeal,
+    clocks_for_pending,
+    clocks_for_resolved,
+)
+from responders.headers import UnsafeRecipient
+from responders.rendering import Templates
+from storage import outbox, queries
+from storage.models import Contact, Message, Ticket, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Agent:
+    address: str
+    name: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeamPolicy:
+    support_address: str
+    support_name: str
+    keys: tuple[bytes, ...]
+    templates: Templates
+    agents: dict[str, Agent] = field(default_factory=dict)  # by lower-case address
+    routing: dict[str, str] = field(default_factory=dict)  # category -> group
+    default_group: str = "support"
+    group_addresses: dict[str, str] = field(default_factory=dict)
+    comment_address: str | None = None
+    agent_auth: str = "token+authres"
+    authserv_id: str = ""
+    subject_format: str = "[#{number}]"
+
+    def group_for(self, category: str) -> str:
+        return self.routing.get(category, self.default_group)
+
+    def recipients(self, group: str | None, assignee: str | None) -> tuple[Address, ...]:
+        """The assignee, else the group's mailbox, else each agent of the group, else everyone."""
+        if assignee and assignee in self.agents:
+            agent = self.agents[assignee]
+            return (Address(agent.address, agent.name),)
+        if group and group in self.group_addresses:
+            return (Address(self.group_addresses[group], group),)
+        members = [a for a in self.agents.values() if group in a.groups]
+        return tuple(Address(a.address, a.name) for a in (members or self.agents.values()))
+
+
+def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: InboundMail,
+                     visible: str, event: str) -> None:
+    """Give a new ticket its group, and tell the holder(s) of the ticket about the player's mail."""
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None
+    if ticket.group is None:
+        ticket.group = team.group_for(ticket.category)
+    recipients = team.recipients(ticket.group, ticket.assignee)
+    if not recipients:
+        return
+    earlier = queries.count_tickets_of(session, ticket.requester_id) - 1
+    ctx = NotificationContext(
+        ticket_number=ticket.number, player=mail.sender, subject=ticket.subject,
+        visible_text=visible, category=ticket.category, priority=ticket.priority,
+        status=ticket.status, earlier_tickets=max(earlier, 0), attachments=mail.attachments,
+        player_message_id=mail.message_id, recipients=recipients, event=event,
+    )
+    msg = notification(ctx, support_address=team.support_address, support_name=team.support_name,
+                       keys=team.keys, templates=team.templates, subject_format=team.subject_format)
+    _queue(session, msg, "notification", ticket_id, [r.addr for r in recipients], team)
+
+
+@dataclass(frozen=True)
+class AgentOutcome:
+    kind: str  # reply, note, commands, refused, held
+    reason: str = ""
+
+
+def is_agent_mail(team: TeamPolicy | None, mail: InboundMail) -> bool:
+    return bool(team and mail.sender and mail.sender.addr in team.agents)
+
+
+def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, ticket: Ticket,
+                      signed: bool, visible: str, record: dict[str, Any],
+                      sla: SlaOptions | None = None) -> AgentOutcome:
+    """An agent's mail naming a ticket: held unless authenticated; then commands, note or reply."""
+    assert mail.sender is not None
+    agent = team.agents[mail.sender.addr]
+    why = _not_authenticated(team, mail, signed)
+    if why:
+        _store(session, ticket.id, mail, "held", visible, record)
+        queries.insert_event(session, "agent_mail_held", ticket.id, actor=agent.address, reason=why)
+        notice = held_notice(agent.address, why, support_address=team.support_address,
+                             support_name=team.support_name, templates=team.templates,
+                             agent_name=agent.name, subject=mail.subject)
+        _queue(session, notice, "held_notice", ticket.id, [agent.address], team)
+        return AgentOutcome("held", why)
+    block = parse_commands(visible, _categories(team))
+    errors = list(block.errors) + _command_errors(team, block.commands)
+    if errors:
+        _store(session, ticket.id, mail, "refused", visible, record)
+        queries.insert_event(session, "commands_refused", ticket.id, actor=agent.name, errors=errors)
+        refusal = command_refused(Address(agent.address, agent.name), errors,
+                                  support_address=team.support_address,
+                                  support_name=team.support_name, templates=team.templates,
+                                  keys=team.keys, ticket_number=ticket.number,
+                                  subject=mail.subject, in_reply_to=mail.message_id)
+        _queue(session, refusal, "command_refused", ticket.id, [agent.address], team)
+        return AgentOutcome("refused", "; ".join(errors))
+    _apply(session, ticket, block.commands, agent)
+    note = any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)
+    if not block.text:
+        _clocks_after(session, ticket, block.commands, sla)
+        return AgentOutcome("commands")
+    if note:
+        _store(session, ticket.id, mail, "note", block.text, record, direction="internal")
+        queries.insert_event(session, "note", ticket.id, actor=agent.name)
+        return AgentOutcome("note")
+    _public_reply(session, team, ticket, mail, agent, block, record)
+    if sla is not None:
+        clocks_for_agent_reply(session, ticket.id, utcnow())  # the player has an answer
+    _clocks_after(session, ticket, block.commands, sla)
+    return AgentOutcome("reply")
+
+
+def _clocks_after(session: Session, ticket: Ticket, commands: tuple[Command, ...],
+                  sla: SlaOptions | None) -> None:
+    """What the ticket's new state means for its SLA clocks."""
+    if sla is None:
+        return
+    now = utcnow()
+    session.flush()
+    if any(c.name == "escalate" for c in commands):
+        clocks_for_appeal(session, ticket.id, now, sla)
+    if ticket.status in ("resolved", "closed"):
+        clocks_for_resolved(session, ticket.id, now)
+    elif ticket.status == "pending":
+        clocks_for_pending(session, ticket.id, now, sla)
+
+
+def _not_authenticated(team: TeamPolicy, mail: InboundMail, signed: bool) -> str:
+    if not signed:
+        return "no signed reference of ours (reply to the notification itself)"
+    if team.agent_auth == "token+authres":
+        if not team.authserv_id:
+            return "no trusted MTA configured ([security] authserv_id)"
+        verdict = verify_sender(mail, team.authserv_id)
+        if not verdict.ok:
+            return verdict.reason
+    return ""
+
+
+def _categories(team: TeamPolicy) -> frozenset[str] | None:
+    return None  # any well-formed category name; routing falls back to the default group
+
+
+def _command_errors(team: TeamPolicy, commands: tuple[Command, ...]) -> list[str]:
+    errors = []
+    for command in commands:
+        if command.name == "assign" and command.argument not in ("me", *team.agents):
+            errors.append(f'#assign: {command.argument} is not one of our agents')
+    return errors
+
+
+def _apply(session: Session, ticket: Ticket, commands: tuple[Command, ...], agent: Agent) -> None:
+    for command in commands:
+        change = _APPLY.get(command.name)
+        if change is None:
+            continue
+        detail = change(session, ticket, command.argument, agent)
+        queries.insert_event(session, f"command_{command.name}", ticket.id, actor=agent.name,
+                             argument=command.argument, **detail)
+    ticket.updated_at = utcnow()
+
+
+def _status(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+    before, ticket.status = ticket.status, value or ticket.status
+    ticket.resolved_at = utcnow() if ticket.status == "resolved" else None
+    return {"before": before}
+
+
+def _assign(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+    before = ticket.assignee
+    ticket.assignee = agent.address if value == "me" else value
+    return {"before": before}
+
+
+def _priority(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+    before, ticket.priority = ticket.priority, value or ticket.priority
+    return {"before": before}
+
+
+def _category(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+    before, ticket.category = ticket.category, value or ticket.category
+    return {"before": before}
+
+
+def _merge(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+    target = queries.ticket_by_ref(session, value or "")
+    if target is None or target.id == ticket.id:
+        return {"merged": False}
+    session.execute(update(Message).where(Message.ticket_id == ticket.id)
+                    .values(ticket_id=target.id))
+    ticket.status, ticket.linked_ticket_id = "closed", target.id
+    return {"merged": True, "into": target.number}
+
+
+def _escalate(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+    ticket.appeal_requested_at = utcnow()
+    return {}
+
+
+_APPLY = {"status": _status, "assign": _assign, "priority": _priority, "category": _category,
+          "merge": _merge, "escalate": _escalate}
+
+
+def _to_comment_address(team: TeamPolicy, mail: InboundMail) -> bool:
+    return bool(team.comment_address) and any(
+        a.addr == team.comment_address for a in (*mail.to, *mail.cc))
+
+
+def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: InboundMail,
+                  agent: Agent, block: CommandBlock, record: dict[str, Any]) -> None:
+    player = session.get(Contact, ticket.requester_id)
+    assert player is not None
+    latest = session.scalar(
+        select(Message.header_message_id).where(
+            Message.ticket_id == ticket.id, Message.direction == "in",
+            Message.kind.in_(("complaint", "follow_up"))).order_by(Message.id.desc()).limit(1))
+    ctx = RelayContext(
+        ticket_number=ticket.number, language=ticket.language,
+        player=Address(player.address, player.name), subject=ticket.subject,
+        agent_name=agent.name, text=block.text, attachments=mail.attachments,
+        in_reply_to=latest, references=(latest,) if latest else (),
+        agent_addresses=(agent.address,),
+    )
+    msg = relay(ctx, support_address=team.support_address, support_name=team.support_name,
+                keys=team.keys, templates=team.templates, subject_format=team.subject_format)
+    _store(session, ticket.id, mail, "reply", block.text, record, direction="out",
+           header_message_id=msg["Message-ID"].strip()[1:-1], sender=agent.address,
+           sender_name=agent.name)
+    _queue(session, msg, "relay", ticket.id, [player.address], team)
+    if not any(c.name == "status" for c in block.commands if c):
+        ticket.status = "pending"  # waiting for the player; their reply opens it again
+    queries.insert_event(session, "public_reply", ticket.id, actor=agent.name)
+
+
+def _store(session: Session, ticket_id: int, mail: InboundMail, kind: str, text: str,
+           record: dict[str, Any], *, direction: str = "in", **override: Any) -> int:
+    assert mail.sender is not None
+    values = {
+        "ticket_id": ticket_id, "direction": direction, "kind": kind, "sender": mail.sender.addr,
+        "sender_name": mail.sender.name[:200], "subject": mail.subject,
+        "header_message_id": mail.message_id, "in_reply_to": " ".join(mail.in_reply_to) or None,
+        "references": " ".join(mail.references) or None, "raw_sha256": record["raw_sha256"],
+        "raw_size": record["raw_size"], "visible_text": text, "full_text": mail.text,
+        "created_at": utcnow(),
+    }
+    values.update(override)
+    message_id = queries.insert_message(session, **values)
+    queries.insert_attachments(session, message_id, mail.attachments)
+    return message_id
+
+
+def _queue(session: Session, msg: Any, kind: str, ticket_id: int, recipients: list[str],
+           team: TeamPolicy) -> None:
+    try:
+        outbox.enqueue(session, raw=msg.as_bytes(), message_id=msg["Message-ID"].strip()[1:-1],
+                       envelope_from=team.support_address, recipients=recipients, kind=kind,
+                       ticket_id=ticket_id)
+    except UnsafeRecipient as err:
+        log.warning("not sent kind=%s ticket=%s reason=%s", kind, ticket_id, err)

@@ -1,0 +1,148 @@
+"""The SLA warning and the two breach escalations, as EmailMessages to the desk's own people.
+
+Pure: the clock, keys and templates are arguments; nothing is sent or stored here. Every
+header goes through ``responders.headers`` (DESIGN invariant 8). The mail is
+"Auto-Submitted: auto-generated" (RFC 3834 §5: not a reply to anyone) and carries our loop
+header, so that if it ever comes back into the support mailbox it is recognised as ours.
+
+The Message-ID is signed for the ticket, so a reply ("#assign me") threads into it; given a
+nonce (the monitor passes one per clock and stage) it is the same for the same escalation,
+and the outbox's unique Message-ID refuses a second copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from responders.headers import (
+    UnsafeRecipient,
+    clean_header_text,
+    put_header,
+    set_address_header,
+    set_text_header,
+    single_recipient,
+)
+from responders.references import (
+    message_id_for,
+    strip_reply_prefixes,
+    strip_tags,
+    subject_tag,
+    tag_subject,
+)
+from responders.rendering import Templates
+from responders.wording import localized_duration
+
+__all__ = ["ASSIGN_COMMAND", "STAGE_NAMES", "EscalationContext", "escalation"]
+
+ASSIGN_COMMAND = "#assign me"
+STAGE_NAMES = {1: "warning", 2: "level1", 3: "level2"}
+_SUBJECT_LEN = 150
+_QUESTION_LEN = 2000  # enough to judge the ticket; the whole mail is one command away
+
+
+@dataclass(frozen=True)
+class EscalationContext:
+    ticket_number: int
+    stage: int  # 1 warning, 2 level 1 (the breach), 3 level 2
+    clock_kind: str  # first_response | next_response | resolution
+    policy: str
+    promised: timedelta  # the policy's working time for this clock
+    started_at: datetime  # when the clock started: the player has waited since
+    due_at: datetime
+    now: datetime
+    subject: str  # the ticket's subject, as the player wrote it
+    question: str  # the visible text of the player's first message
+    assignee: str | None = None  # None: nobody holds the ticket
+    nonce: str | None = None  # the same nonce gives the same Message-ID
+
+
+def escalation(
+    ctx: EscalationContext,
+    *,
+    to: str,
+    support_address: str,
+    support_name: str,
+    keys: tuple[bytes, ...],
+    templates: Templates,
+    language: str = "en",
+    timezone: str = "UTC",
+    subject_format: str = "[#{number}]",
+) -> EmailMessage:
+    """The mail of `ctx.stage` to `to`, in the desk's `language`.
+
+    Raises UnsafeRecipient when `to` is not one valid mailbox or is the support address,
+    ValueError for an unknown stage, an unusable support address or no signing key.
+    """
+    if ctx.stage not in STAGE_NAMES:
+        raise ValueError(f"no escalation mail for stage {ctx.stage!r}")
+    support = single_recipient(support_address)
+    if support is None:
+        raise ValueError("the support address is not a valid mail address")
+    recipient = _recipient(to, support)
+    language = templates.language(language)
+    variables = _variables(ctx, language, timezone, support_name, subject_format)
+    msg = EmailMessage(policy=SMTP)
+    set_address_header(msg, "From", support_name, support)
+    set_address_header(msg, "To", "", recipient)
+    line = clean_header_text(templates.render("escalation_subject.txt.j2", language, **variables))
+    subject = tag_subject(line, ctx.ticket_number, subject_format)
+    set_text_header(msg, "Subject", subject, max_len=len(subject))
+    put_header(msg, "Date", format_datetime(ctx.now))
+    domain = support.rpartition("@")[2]
+    msgid = message_id_for(ctx.ticket_number, keys, domain, nonce=ctx.nonce)
+    put_header(msg, "Message-ID", f"<{msgid}>")
+    put_header(msg, "Auto-Submitted", "auto-generated")  # RFC 3834 §5
+    put_header(msg, "X-Auto-Response-Suppress", "All")  # Exchange: no out-of-office back
+    put_header(msg, "X-Ticketd-Loop", support)  # how our own classify spots our mail
+    text = templates.render("escalation.txt.j2", language, **variables)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _recipient(to: str, support: str) -> str:
+    recipient = single_recipient(to)
+    if recipient is None:
+        raise UnsafeRecipient("the escalation address is not one valid mailbox")
+    if recipient.lower() == support.lower():  # it would come back to the desk as a ticket
+        raise UnsafeRecipient("the escalation address is the support address")
+    return recipient
+
+
+def _variables(ctx: EscalationContext, language: str, timezone: str, support_name: str,
+               fmt: str) -> dict[str, Any]:
+    def duration(delta: timedelta, case: str = "nominative") -> str:
+        return localized_duration(max(delta, timedelta(0)), language, case=case)
+
+    subject = strip_tags(strip_reply_prefixes(clean_header_text(ctx.subject, _SUBJECT_LEN)), fmt)
+    due = ctx.due_at.astimezone(ZoneInfo(timezone))
+    return {
+        "stage": ctx.stage,
+        "kind": ctx.clock_kind,
+        "policy": ctx.policy,
+        "tag": subject_tag(ctx.ticket_number, fmt),
+        "subject": subject,
+        "promised": duration(ctx.promised),
+        "promised_in": duration(ctx.promised, "accusative"),  # "within" / "за"
+        "waited": duration(ctx.now - ctx.started_at),
+        "left": duration(ctx.due_at - ctx.now, "accusative"),  # "in" / "через"
+        "overdue": duration(ctx.now - ctx.due_at, "accusative"),  # "by", "ago" / "назад"
+        "due": f"{due:%Y-%m-%d %H:%M} {timezone}",
+        "assignee": clean_header_text(ctx.assignee, 100) if ctx.assignee else None,
+        "command": ASSIGN_COMMAND,
+        "question": _quoted_lines(ctx.question),
+        "support_name": clean_header_text(support_name, 100),
+    }
+
+
+def _quoted_lines(text: str) -> list[str]:
+    """The player's text as lines to quote: line breaks normalised, NUL dropped, cut short."""
+    text = text.replace("\x00", "").strip()
+    if len(text) > _QUESTION_LEN:
+        text = text[: _QUESTION_LEN - 1].rstrip() + "…"
+    return [line.rstrip() for line in text.splitlines()]
