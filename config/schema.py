@@ -403,6 +403,11 @@ class RespondersSettings(Section):
     acknowledge: bool = True  # acknowledge new tickets (needs [smtp] and [security])
     auto_replies_per_10min: Positive = 10  # automatic mails to one address, at most
     auto_replies_per_day: Positive = 40
+    dispute_text: str = (
+        "If you do not agree with our final decision, you may refer your complaint to the "
+        "independent alternative dispute resolution body named in our terms and conditions, "
+        "free of charge, within 12 months of this answer."
+    )
 
 
 class AgentSettings(Section):

@@ -83,6 +83,7 @@ def team_policy(settings: Settings) -> TeamPolicy | None:
         agent_auth=team.agent_auth,
         authserv_id=settings.security.authserv_id,
         subject_format=settings.threading.subject_tag,
+        dispute_text=settings.responders.dispute_text,
     )
 
 

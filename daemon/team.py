@@ -32,6 +32,7 @@ from daemon.sla import (
 from responders.headers import UnsafeRecipient
 from responders.rendering import Templates
 from storage import outbox, queries
+from storage import sla as sla_clocks
 from storage.models import Contact, Message, Ticket, utcnow
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class TeamPolicy:
     agent_auth: str = "token+authres"
     authserv_id: str = ""
     subject_format: str = "[#{number}]"
+    dispute_text: str = ""  # appended to a final answer: the independent dispute body
 
     def group_for(self, category: str) -> str:
         return self.routing.get(category, self.default_group)
@@ -84,10 +86,14 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
     if not recipients:
         return
     earlier = queries.count_tickets_of(session, ticket.requester_id) - 1
+    session.flush()
+    owed = [c.due_at for c in sla_clocks.open_clocks(session, ticket_id)
+            if c.kind in ("first_response", "next_response") and c.due_at]
     ctx = NotificationContext(
         ticket_number=ticket.number, player=mail.sender, subject=ticket.subject,
         visible_text=visible, category=ticket.category, priority=ticket.priority,
-        status=ticket.status, earlier_tickets=max(earlier, 0), attachments=mail.attachments,
+        status=ticket.status, sla_due=min(owed) if owed else None,
+        earlier_tickets=max(earlier, 0), attachments=mail.attachments,
         player_message_id=mail.message_id, recipients=recipients, event=event,
     )
     msg = notification(ctx, support_address=team.support_address, support_name=team.support_name,
@@ -252,10 +258,14 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
         select(Message.header_message_id).where(
             Message.ticket_id == ticket.id, Message.direction == "in",
             Message.kind.in_(("complaint", "follow_up"))).order_by(Message.id.desc()).limit(1))
+    text = block.text
+    final = any(c.name == "status" and c.argument in ("resolved", "closed") for c in block.commands)
+    if final and team.dispute_text:
+        text = f"{text}\n\n{team.dispute_text}"  # a final answer says where to appeal beyond us
     ctx = RelayContext(
         ticket_number=ticket.number, language=ticket.language,
         player=Address(player.address, player.name), subject=ticket.subject,
-        agent_name=agent.name, text=block.text, attachments=mail.attachments,
+        agent_name=agent.name, text=text, attachments=mail.attachments,
         in_reply_to=latest, references=(latest,) if latest else (),
         agent_addresses=(agent.address,),
     )

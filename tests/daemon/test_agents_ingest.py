@@ -227,3 +227,29 @@ def test_an_unanswered_complaint_breaches_and_an_agents_reply_stops_the_clock(
     assert "10001:first_response:level1" in escalated, escalated
     assert not any(e.startswith(f"{second.ticket_number}:") for e in escalated)
     assert by_ticket == {ticket(ingestor, 10001).id}  # the answered ticket never escalates
+
+
+def test_a_final_answer_tells_the_player_where_to_take_the_complaint_beyond_us(
+        db_url: str, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    team = replace(TEAM, dispute_text="Independent dispute body: ADR Gaming Ombudsman.")
+    policy = IngestPolicy(support_addresses=frozenset({SUPPORT}), keys=KEYS, team=team,
+                          agents=frozenset(team.agents), authserv_id=AUTHSERV)
+    ingestor = Ingestor(db.session_factory(db.make_engine(db_url)), BlobStore(tmp_path), policy)
+    number, note = complaint(ingestor)
+    ingestor.ingest(reply_to_notification(note, "More details, please."), "t")
+    ingestor.ingest(reply_to_notification(note, "#status resolved\nWe cannot refund this bet."), "t")
+    first, final = outbox(ingestor, "relay")
+    assert b"ADR Gaming Ombudsman" not in first.raw
+    assert "ADR Gaming Ombudsman" in email.message_from_bytes(final.raw, policy=default) \
+        .get_body(("plain",)).get_content()
+    assert ticket(ingestor, number).status == "resolved"
+
+
+def test_the_notification_states_the_sla_due_time(db_url: str, tmp_path: Path) -> None:
+    ingestor = _sla_ingestor(db_url, tmp_path)
+    _, note = complaint(ingestor)
+    body = email.message_from_bytes(note, policy=default).get_body(("plain",)).get_content()
+    [line] = [line for line in body.splitlines() if line.startswith("Response due:")]
+    assert line.endswith("UTC (in 24 hours)"), line
