@@ -106,9 +106,9 @@ class SlaOptions:
             return self.policy(APPEAL_POLICY)
         return select_policy(category, priority, self.policies, self.rules)
 
-    def group_address(self, category: str) -> str | None:
-        """The shared mailbox of the group a ticket of `category` is routed to, if it has one."""
-        return self.group_addresses.get(self.routing.get(category, self.default_group))
+    def group_address(self, group: str | None, category: str) -> str | None:
+        """The shared mailbox of the ticket's group (by its category when it has none yet)."""
+        return self.group_addresses.get(group or self.routing.get(category, self.default_group))
 
     def recipients(self, stage: int, *, assignee: str | None = None,
                    group_address: str | None = None) -> list[str]:
@@ -387,7 +387,7 @@ class SlaMonitor:
         """Queue the mail of one stage and write its event, in the clock's transaction."""
         recipients = self._options.recipients(
             stage, assignee=facts.assignee,
-            group_address=self._options.group_address(facts.category))
+            group_address=self._options.group_address(facts.group, facts.category))
         withheld = "" if recipients else "no escalation address configured ([sla])"
         if recipients and not self._keys:
             withheld = "no signing key configured ([security] secret_file)"

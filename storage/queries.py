@@ -30,26 +30,37 @@ def find_ingested(session: Session, key: str) -> IngestRecord | None:
     return session.scalar(select(IngestRecord).where(IngestRecord.ingest_key == key))
 
 
+# Statements ingest runs for every mail are built once with bound parameters: SQLAlchemy
+# then compiles each once, instead of coercing literal values on every call.
+_INGESTED = (
+    select(IngestRecord.outcome, IngestRecord.reason, Ticket.number)
+    .outerjoin(Ticket, Ticket.id == IngestRecord.ticket_id)
+    .where(IngestRecord.ingest_key == bindparam("key"))
+)
+_CONTACT_ID = select(Contact.id).where(Contact.address == bindparam("address"))
+_NEW_CONTACT = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(Contact)
+    .values(address=bindparam("address"), name=bindparam("name"), language=bindparam("language"),
+            bouncing=False, created_at=bindparam("now"))
+    .on_conflict_do_nothing(index_elements=["address"])
+    for dialect in (postgresql, sqlite)
+}
+
+
 def ingested_outcome(session: Session, key: str) -> tuple[str, str, int | None] | None:
     """(outcome, reason, ticket number) of a mail already ingested under this key."""
-    row = session.execute(
-        select(IngestRecord.outcome, IngestRecord.reason, Ticket.number)
-        .outerjoin(Ticket, Ticket.id == IngestRecord.ticket_id)
-        .where(IngestRecord.ingest_key == key)
-    ).first()
+    row = session.execute(_INGESTED, {"key": key}).first()
     return (row[0], row[1], row[2]) if row else None
 
 
 def contact_id(session: Session, address: str, name: str = "", language: str | None = None) -> int:
     """The id of an address's contact, created when new; safe against a concurrent creator."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
-        insert(Contact)
-        .values(**_no_nul({"address": address, "name": name, "language": language,
-                           "bouncing": False, "created_at": utcnow()}))
-        .on_conflict_do_nothing(index_elements=["address"])
-    )
-    found = session.scalar(select(Contact.id).where(Contact.address == address.replace("\x00", "")))
+    values = _no_nul({"address": address, "name": name, "language": language, "now": utcnow()})
+    found = session.scalar(_CONTACT_ID, {"address": values["address"]})
+    if found is None:
+        dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+        session.execute(_NEW_CONTACT[dialect], values)
+        found = session.scalar(_CONTACT_ID, {"address": values["address"]})
     assert found is not None
     return found
 
@@ -71,27 +82,29 @@ class TicketFacts:
     participant: bool  # the sender is its requester or a recorded participant
 
 
+_PARTICIPATES = select(Participant.id).where(
+    Participant.ticket_id == Ticket.id, Participant.address == bindparam("sender")).exists()
+_FACTS = (select(Ticket.id, Ticket.number, Ticket.status, Ticket.resolved_at,
+                 (Contact.address == bindparam("sender")) | _PARTICIPATES)
+          .join(Contact, Contact.id == Ticket.requester_id))
+_FACTS_BY_REFERENCE = _FACTS.where(Ticket.id.in_(
+    select(Message.ticket_id).where(Message.header_message_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Message.id.desc()).limit(1).scalar_subquery()))
+_FACTS_BY_NUMBER = _FACTS.where(Ticket.number.in_(bindparam("numbers", expanding=True)))
+
+
 def ticket_facts(session: Session, sender: str, *, message_ids: Sequence[str] = (),
                  numbers: Sequence[int] = ()) -> list[TicketFacts]:
     """The one threading lookup: tickets named by stored Message-IDs (newest message first) or
     by public numbers, each with the sender's participation. Indexed equality lookups only."""
     ids = [m for m in message_ids if m][-50:]  # a References chain may be long; newest last
     if ids:
-        found = select(Message.ticket_id).where(Message.header_message_id.in_(ids)) \
-            .order_by(Message.id.desc()).limit(1)
-        where = Ticket.id.in_(found.scalar_subquery())
+        rows = session.execute(_FACTS_BY_REFERENCE, {"sender": sender, "ids": ids}).all()
     elif numbers:
-        where = Ticket.number.in_(list(numbers)[:20])
+        rows = session.execute(_FACTS_BY_NUMBER, {"sender": sender,
+                                                  "numbers": list(numbers)[:20]}).all()
     else:
         return []
-    part = select(Participant.id).where(
-        Participant.ticket_id == Ticket.id, Participant.address == sender).exists()
-    rows = session.execute(
-        select(Ticket.id, Ticket.number, Ticket.status, Ticket.resolved_at,
-               (Contact.address == sender) | part)
-        .join(Contact, Contact.id == Ticket.requester_id)
-        .where(where)
-    ).all()
     facts = [TicketFacts(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
     if numbers and not ids:
         order = {n: i for i, n in enumerate(numbers)}
@@ -169,12 +182,14 @@ def count_events(session: Session, kind: str, actor: str, short: timedelta,
     return row[0] or 0, row[1] or 0
 
 
+_STORED_INBOUND = select(Message.ticket_id).where(
+    Message.header_message_id == bindparam("mid"), Message.direction == "in",
+    Message.sender == bindparam("sender")).limit(1)
+
+
 def stored_inbound_message(session: Session, message_id: str, sender: str) -> int | None:
     """The ticket of an incoming message already stored under this Message-ID from this sender."""
-    return session.scalar(
-        select(Message.ticket_id).where(
-            Message.header_message_id == message_id, Message.direction == "in",
-            Message.sender == sender).limit(1))
+    return session.scalar(_STORED_INBOUND, {"mid": message_id, "sender": sender})
 
 
 def ticket_for_references(session: Session, message_ids: Sequence[str]) -> tuple[int, int] | None:

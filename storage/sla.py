@@ -198,8 +198,9 @@ class EscalationFacts:
     number: int
     subject: str
     category: str
+    group: str | None  # the team it is routed to; None: by its category
+    assignee: str | None  # an agent's address; None: nobody holds it
     question: str  # the visible text of the player's first message
-    assignee: str | None = None  # an agent's address; not read until tickets have one
 
 
 _FIRST_TEXT = (
@@ -209,13 +210,14 @@ _FIRST_TEXT = (
     .limit(1)
     .scalar_subquery()
 )
-_FACTS = select(Ticket.number, Ticket.subject, Ticket.category, _FIRST_TEXT).where(
-    Ticket.id == bindparam("tid"))
+_FACTS = select(Ticket.number, Ticket.subject, Ticket.category, Ticket.group, Ticket.assignee,
+                _FIRST_TEXT).where(Ticket.id == bindparam("tid"))
 
 
 def escalation_facts(session: Session, ticket_id: int) -> EscalationFacts:
-    number, subject, category, question = session.execute(_FACTS, {"tid": ticket_id}).one()
-    return EscalationFacts(number, subject or "", category, question or "")
+    number, subject, category, group, assignee, question = session.execute(
+        _FACTS, {"tid": ticket_id}).one()
+    return EscalationFacts(number, subject or "", category, group, assignee, question or "")
 
 
 def ticket_policy_facts(session: Session, ticket_id: int) -> tuple[str, str, bool]:

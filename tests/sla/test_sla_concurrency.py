@@ -6,6 +6,7 @@ stage step); on SQLite the write lock takes turns. Counted in the outbox and the
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -75,8 +76,6 @@ def test_two_monitor_processes_escalate_each_clock_once(new_ticket, sessions, ti
     ticketd("sla", "status")  # writes the config file the two processes share
     config = tmp_path / "etc" / "ticketd.toml"
     env = {"TICKETD_SECURITY__SECRET": KEYS[0].decode(), "TICKETD_LOGGING__LEVEL": "WARNING"}
-    import os
-
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TICKETD_")
               or k == "TICKETD_TEST_PG_URL"}, **env}
     children = [subprocess.Popen(

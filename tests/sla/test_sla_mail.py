@@ -6,12 +6,14 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from daemon.sla import SlaMonitor
 from responders.escalation import EscalationContext, escalation
 from responders.headers import UnsafeRecipient
 from responders.references import numbers_in_subject, verify_message_id
 from responders.rendering import Templates
+from storage.models import Ticket
 from tests.sla.conftest import DESK, HEAD, KEYS, LEAD, T0, at, parse
 
 QUESTION = "Hello,\nmy withdrawal of 500 EUR is missing since Monday.\nPlease check."
@@ -53,6 +55,19 @@ def test_level1_goes_to_the_team_lead_and_level2_to_the_head(new_ticket, monitor
                                         "4 hours 30 minutes")
     assert "Waiting:   28 hours 30 minutes" in level2.get_content()
     assert level1["Message-ID"] != level2["Message-ID"]
+
+
+def test_an_assigned_ticket_warns_its_assignee_and_says_who_holds_it(new_ticket, sessions,
+                                                                    monitor, look) -> None:
+    ticket = new_ticket(text=QUESTION)
+    with sessions.begin() as session:
+        session.execute(update(Ticket).where(Ticket.id == ticket).values(
+            assignee="ann@casino.test"))
+    monitor.run_once(at(hours=19, minutes=13))
+    monitor.run_once(at(hours=24, minutes=1))
+    warning, level1 = (parse(raw) for _, _, raw in look.mails(ticket))
+    assert warning["To"] == "ann@casino.test" and level1["To"] == LEAD
+    assert "Held by:   ann@casino.test" in level1.get_content()
 
 
 def test_in_russian_for_a_russian_desk(new_ticket, sessions, options, look) -> None:

@@ -3,6 +3,8 @@ once, on SQLite and on PostgreSQL; through `ticketd sla --once --now` as an oper
 
 from __future__ import annotations
 
+import json
+
 from daemon.sla import SlaMonitor, SlaOptions, pause_clocks, resume_clocks
 from responders.rendering import Templates
 from responders.sla import Calendar
@@ -131,8 +133,6 @@ def test_cli_level2_after_comes_from_the_settings(new_ticket, ticketd, look) -> 
 
 
 def test_cli_status_lists_running_and_paused_clocks(new_ticket, sessions, ticketd) -> None:
-    import json
-
     ticket = new_ticket()
     with sessions.begin() as session:
         pause_clocks(session, new_ticket(), at(hours=1), Calendar())

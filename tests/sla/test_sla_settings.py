@@ -50,8 +50,9 @@ def test_the_warning_goes_to_the_assignee_else_the_group_mailbox(tmp_path, env) 
     options = _options(tmp_path, env, f'team_lead_address = "{LEAD}"\n'
                                       'warning_address = "desk@casino.test"\n'
                                       '[team]\ngroup_addresses = { payments = "pay@casino.test" }')
-    group = options.group_address("refund")  # [team] routing: refund -> payments
-    assert group == "pay@casino.test" and options.group_address("other") is None
+    group = options.group_address(None, "refund")  # [team] routing: refund -> payments
+    assert group == "pay@casino.test" and options.group_address(None, "other") is None
+    assert options.group_address("payments", "other") == group  # the ticket's own group wins
     assert options.recipients(1, assignee="ann@casino.test", group_address=group) == [
         "ann@casino.test"]
     assert options.recipients(1, group_address=group) == [group]
