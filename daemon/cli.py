@@ -146,7 +146,15 @@ def run(ctx: click.Context, once: bool) -> None:
 
     application = _app(ctx) if once else _app_when_database_answers(ctx)
     if once:
-        stats = service.drain_once(application)
+        tty = sys.stderr.isatty()
+
+        def progress(count: int) -> None:
+            if tty and count % 50 == 0:
+                click.echo(f"\ringested {count} mails ...", err=True, nl=False)
+
+        stats = service.drain_once(application, progress)
+        if tty:
+            click.echo("", err=True)
         click.echo(
             f"stored={stats.stored} duplicates={stats.duplicates} "
             f"ignored={stats.ignored} quarantined={stats.quarantined}"

@@ -242,13 +242,22 @@ def _describe(err: BaseException | None) -> str:
     return f"{type(err).__name__}: {text_}" if text_ else type(err).__name__
 
 
-def drain_once(application: app_mod.App):  # noqa: ANN201 - daemon.mailbox.DrainStats
-    """Connect, ingest everything the folder holds, disconnect (`ticketd run --once`)."""
+def drain_once(application: app_mod.App, progress=None):  # noqa: ANN001, ANN201
+    """Connect, ingest everything the folder holds, disconnect (`ticketd run --once`);
+    `progress(count)` is called after each mail (a person waiting on a backlog sees it move)."""
     settings = application.settings
     source = app_mod.imap_source(settings)
+    done = 0
+
+    def tick(result: IngestResult, seconds: float) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done)
+
     runner = MailboxRunner(
         source, application.ingestor, application.sessions,
-        name=mailbox_name(settings), batch_size=settings.imap.batch_size,
+        name=mailbox_name(settings), batch_size=settings.imap.batch_size, on_result=tick,
     )
     source.connect()
     try:

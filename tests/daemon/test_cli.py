@@ -94,6 +94,11 @@ def test_demo_runs_and_reports_tickets(tmp_path: Path) -> None:
     assert "→ ticket #10001" in out and "→ follow_up #10001" in out
     assert "already stored" in out and "→ quarantined" in out and "→ ignored" in out
     assert "[self_exclusion/urgent/en]" in out and "[refund/normal/ru]" in out
-    assert "delivering the outbox: 3 sent" in out
-    sent = sorted((tmp_path / "demo" / "sent").glob("*.eml"))
-    assert len(sent) == 3 and b"[#10001]" in sent[0].read_bytes()
+    assert "→ follow_up #10002 — agent reply" in out
+    assert "#10003 first_response level1 → lead@casino.example" in out
+    sent = {p.name: p.read_bytes() for p in (tmp_path / "demo" / "sent").glob("*.eml")}
+    to_sam = [raw for name, raw in sent.items() if name.endswith("sam@players.example.eml")]
+    assert any(b"resettled" in raw and b"anna@casino.example" not in raw for raw in to_sam)
+    assert any(name.endswith("lead@casino.example.eml") for name in sent)
+    assert not (tmp_path / "demo" / "mailbox" / "new").exists() or \
+        not any((tmp_path / "demo" / "mailbox" / "new").iterdir())

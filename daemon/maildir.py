@@ -1,0 +1,59 @@
+"""A local Maildir as the mailbox: the same runner as IMAP, for the demo and for MTAs that
+deliver to a Maildir. A mail is moved to the `.Processed` or `.Quarantine` sub-folder only
+after its transaction has committed, as over IMAP."""
+
+from __future__ import annotations
+
+import mailbox
+import time
+from pathlib import Path
+
+from daemon.imap import Fetched
+
+
+class MaildirSource:
+    def __init__(self, path: str | Path, *, max_bytes: int = 40 * 2**20) -> None:
+        self.root = mailbox.Maildir(str(path), create=True)
+        self.max_bytes = max_bytes
+        self._keys: dict[int, str] = {}  # our stand-in for UIDs: a number per Maildir key
+        self._processed = self._folder("Processed")
+        self._quarantine = self._folder("Quarantine")
+
+    def _folder(self, name: str) -> mailbox.Maildir:
+        try:
+            return self.root.get_folder(name)
+        except mailbox.NoSuchMailboxError:
+            return self.root.add_folder(name)
+
+    @property
+    def uidvalidity(self) -> int:
+        return 1
+
+    def pending(self, limit: int) -> list[int]:
+        self.root = mailbox.Maildir(self.root._path, create=False)  # noqa: SLF001 - see new files
+        keys = sorted(self.root.keys())[:limit]
+        self._keys = {i + 1: key for i, key in enumerate(keys)}
+        return list(self._keys)
+
+    def fetch(self, uids: list[int]) -> list[Fetched]:
+        out = []
+        for uid in uids:
+            raw = self.root.get_bytes(self._keys[uid])
+            out.append(Fetched(uid, raw if len(raw) <= self.max_bytes else None, len(raw)))
+        return out
+
+    def mark_processed(self, uids: list[int]) -> None:
+        self._move(uids, self._processed)
+
+    def mark_quarantined(self, uids: list[int]) -> None:
+        self._move(uids, self._quarantine)
+
+    def _move(self, uids: list[int], target: mailbox.Maildir) -> None:
+        for uid in uids:
+            key = self._keys.pop(uid)
+            target.add(self.root.get_message(key))
+            self.root.remove(key)
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(min(timeout, 1.0))  # polling: Maildirs have no IDLE
+        return False
