@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon.imap import ImapSource
-from daemon.ingest import IngestPolicy, Ingestor
+from daemon.ingest import Ingestor, IngestPolicy
 from daemon.sla import SlaOptions
 from daemon.team import Agent, TeamPolicy
 from parsers import DEFAULT_RULES, Limits, Rule

@@ -14,11 +14,10 @@ import asyncio
 import secrets
 import shutil
 import socket
-from email import message_from_bytes
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default
-from email.policy import SMTP
+from email.policy import SMTP, default
 from pathlib import Path
 
 import click

@@ -18,6 +18,7 @@ from typing import Literal
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
 from daemon.sla import (
     SlaOptions,
@@ -26,13 +27,21 @@ from daemon.sla import (
     clocks_for_new_ticket,
 )
 from daemon.team import TeamPolicy, handle_agent_mail, is_agent_mail, route_and_notify
-from parsers import DEFAULT_RULES, InboundMail, Limits, RejectedMail, Rule, classify, detect_language, parse
-from parsers.ingest_key import ingest_key
-from daemon.conversation import Decision, References, asks_for_appeal, decide
+from parsers import (
+    DEFAULT_RULES,
+    InboundMail,
+    Limits,
+    RejectedMail,
+    Rule,
+    classify,
+    detect_language,
+    parse,
+)
 from parsers.authres import verify_sender
 from parsers.automated import automated_reason, is_bounce
-from parsers.forward import forwarded_original, is_forward_subject
 from parsers.bounce import bounce_info
+from parsers.forward import forwarded_original, is_forward_subject
+from parsers.ingest_key import ingest_key
 from parsers.reply import visible_text
 from responders.acks import AckPolicy, acknowledge
 from responders.references import (
@@ -42,9 +51,9 @@ from responders.references import (
     verify_message_id,
 )
 from storage import queries
+from storage.blobs import BlobStore
 from storage.models import Ticket, utcnow
 from storage.queries import TicketFacts
-from storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 

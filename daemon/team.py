@@ -11,6 +11,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from daemon.sla import (
+    SlaOptions,
+    clocks_for_agent_reply,
+    clocks_for_appeal,
+    clocks_for_pending,
+    clocks_for_resolved,
+)
 from parsers.authres import verify_sender
 from parsers.commands import Command, CommandBlock, parse_commands
 from parsers.model import Address, InboundMail
@@ -21,13 +28,6 @@ from responders.agents import (
     held_notice,
     notification,
     relay,
-)
-from daemon.sla import (
-    SlaOptions,
-    clocks_for_agent_reply,
-    clocks_for_appeal,
-    clocks_for_pending,
-    clocks_for_resolved,
 )
 from responders.headers import UnsafeRecipient
 from responders.rendering import Templates

@@ -22,9 +22,9 @@ from __future__ import annotations
 import email.utils
 import re
 from datetime import UTC, datetime
+from email.headerregistry import HeaderRegistry
 from email.message import Message
 from email.parser import BytesParser
-from email.headerregistry import HeaderRegistry
 from email.policy import compat32
 
 from mailparser import MailParser

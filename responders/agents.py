@@ -26,15 +26,14 @@ from typing import Any, Literal
 from parsers.commands import COMMAND_SYNTAX
 from parsers.model import Address, Attachment
 from parsers.reply import REPLY_MARKERS
+from responders.envelope import recipient_mailbox, support_mailbox, thread_headers
 from responders.headers import (
     UnsafeRecipient,
     clean_header_text,
     format_address,
-    message_id_token,
     put_header,
     set_address_header,
     set_text_header,
-    single_recipient,
 )
 from responders.references import (
     message_id_for,
@@ -56,7 +55,6 @@ __all__ = [
     "relay",
 ]
 
-_MAX_REFERENCES = 10  # as in responders.compose: the first and the newest
 _MAX_RECIPIENTS = 20
 _SUBJECT_LEN = 150
 _NAME_LEN = 60
@@ -124,7 +122,7 @@ def notification(
     """
     if ctx.event not in ("new", "follow_up"):
         raise ValueError('a notification event is "new" or "follow_up"')
-    support = _support(support_address)
+    support = support_mailbox(support_address)
     recipients = _recipient_list(ctx.recipients, support)
     language = templates.language(ctx.language)
     now = now or datetime.now(UTC)
@@ -140,7 +138,7 @@ def notification(
     set_text_header(msg, "Subject", subject, max_len=len(subject))
     _identity(msg, now, ctx.ticket_number, keys, support)
     parent = ctx.player_message_id
-    _thread_headers(msg, parent, (parent,) if parent else ())
+    thread_headers(msg, parent, (parent,) if parent else ())
     _automatic_headers(msg, support, "auto-generated")  # for agents, not a reply to them
     _bodies(msg, templates, "notification", language, variables)
     if attach:
@@ -164,8 +162,8 @@ def relay(
     ``name_with_support`` shows "Anna via Support" rather than "Anna". No
     Auto-Submitted header: a person wrote this mail.
     """
-    support = _support(support_address)
-    player = _recipient(ctx.player.addr, support)
+    support = support_mailbox(support_address)
+    player = recipient_mailbox(ctx.player.addr, support)
     language = templates.language(ctx.language)
     agent = clean_header_text(_ADDRESS_LIKE.sub(" ", ctx.agent_name), _NAME_LEN)
     shown = _shown_name(agent, clean_header_text(support_name, 100), language, name_with_support)
@@ -175,7 +173,7 @@ def relay(
     subject = _relay_subject(ctx.subject, ctx.ticket_number, subject_format)
     set_text_header(msg, "Subject", subject, max_len=len(subject))
     _identity(msg, now or datetime.now(UTC), ctx.ticket_number, keys, support)
-    _thread_headers(msg, ctx.in_reply_to, ctx.references)
+    thread_headers(msg, ctx.in_reply_to, ctx.references)
     put_header(msg, "X-Ticketd-Loop", support)  # on all we send: our mail coming back is ours
     hide = _redactor(ctx.agent_addresses, support)
     variables = {
@@ -210,8 +208,8 @@ def command_refused(
     With a ticket number (and keys) the answer is signed and its Reply-To leads back
     to the ticket, so the agent can simply answer it with the corrected commands.
     """
-    support = _support(support_address)
-    recipient = _recipient(agent.addr, support)
+    support = support_mailbox(support_address)
+    recipient = recipient_mailbox(agent.addr, support)
     language = templates.language(language)
     tag = subject_tag(ticket_number, subject_format) if ticket_number is not None else None
     variables = {
@@ -231,7 +229,7 @@ def command_refused(
         set_address_header(msg, "Reply-To", support_name, reply_to)
     _subject(msg, templates, "command_refused", language, variables, ticket_number, subject_format)
     _identity(msg, now or datetime.now(UTC), ticket_number, keys, support)
-    _thread_headers(msg, in_reply_to, ())
+    thread_headers(msg, in_reply_to, ())
     _automatic_headers(msg, support, "auto-replied")
     _bodies(msg, templates, "command_refused", language, variables)
     return msg
@@ -257,8 +255,8 @@ def held_notice(
     mail is someone else's until proven otherwise: none of its ids is referenced
     and the Message-ID is unsigned, so answering this notice joins no ticket.
     """
-    support = _support(support_address)
-    recipient = _recipient(agent_address, support)
+    support = support_mailbox(support_address)
+    recipient = recipient_mailbox(agent_address, support)
     language = templates.language(language)
     variables = {
         "reason": clean_header_text(reason, _ERROR_LEN).rstrip(". "),
@@ -278,32 +276,11 @@ def held_notice(
 
 # --- addresses --------------------------------------------------------------------------
 
-def _support(support_address: str) -> str:
-    support = single_recipient(support_address)
-    if support is None:
-        raise ValueError("the support address is not a valid mail address")
-    return support
-
-
-def _recipient(addr: str, support: str) -> str:
-    recipient = single_recipient(addr)
-    if recipient is None:
-        raise UnsafeRecipient("the recipient's address is not one valid mailbox")
-    if _mailbox(recipient) == _mailbox(support):  # a loop with ourselves
-        raise UnsafeRecipient("the recipient is our own address")
-    return recipient
-
-
-def _mailbox(addr: str) -> str:
-    local, _, domain = addr.lower().rpartition("@")
-    return f"{local.partition('+')[0]}@{domain}"
-
-
 def _recipient_list(recipients: tuple[Address, ...], support: str) -> str:
     """The To value of a notification: each recipient checked, once each."""
     found: dict[str, str] = {}
     for recipient in recipients:
-        addr = _recipient(recipient.addr, support)
+        addr = recipient_mailbox(recipient.addr, support)
         found.setdefault(addr.lower(), format_address(recipient.name, addr))
     if not found:
         raise UnsafeRecipient("a notification needs at least one recipient")
@@ -346,21 +323,6 @@ def _identity(
         put_header(msg, "Message-ID", f"<{message_id_for(number, keys, domain)}>")
     else:
         put_header(msg, "Message-ID", f"<{secrets.token_hex(12)}@{domain}>")
-
-
-def _thread_headers(msg: EmailMessage, in_reply_to: str | None, references: Sequence[str]) -> None:
-    """In-Reply-To and References from the ids that are safe to repeat, as in compose."""
-    parent = message_id_token(in_reply_to) if in_reply_to else None
-    chain = [token for token in map(message_id_token, references) if token]
-    if parent:
-        chain.append(parent)
-    chain = list(dict.fromkeys(chain))
-    if len(chain) > _MAX_REFERENCES:
-        chain = chain[:1] + chain[1 - _MAX_REFERENCES :]
-    if parent:
-        put_header(msg, "In-Reply-To", parent)
-    if chain:
-        put_header(msg, "References", " ".join(chain))
 
 
 def _automatic_headers(msg: EmailMessage, support: str, kind: str) -> None:

@@ -17,14 +17,13 @@ from typing import Any
 
 from parsers.model import Address
 from parsers.reply import REPLY_MARKERS  # where the reply parser cuts a reply: (en, ru)
+from responders.envelope import recipient_mailbox, support_mailbox, thread_headers
 from responders.headers import (
     UnsafeRecipient,
     clean_header_text,
-    message_id_token,
     put_header,
     set_address_header,
     set_text_header,
-    single_recipient,
 )
 from responders.references import (
     message_id_for,
@@ -46,7 +45,6 @@ __all__ = [
 ]
 
 
-_MAX_REFERENCES = 10  # the first and the newest: enough for every client to thread
 _PLAYER_SUBJECT_LEN = 150
 _PLAYER_NAME_LEN = 60  # echoed text is what ticket spam abuses; keep it short
 
@@ -80,8 +78,8 @@ def acknowledgement(
     Raises UnsafeRecipient when the requester's address is not one valid mailbox
     (or is our own), ValueError when the support address or the keys are unusable.
     """
-    support = _support(support_address)
-    recipient = _recipient(ctx.requester.addr, support)
+    support = support_mailbox(support_address)
+    recipient = recipient_mailbox(ctx.requester.addr, support, "requester")
     language = templates.language(ctx.language)
     variables = _variables(ctx, language, support_name, subject_format)
     subject_line = templates.render("ack_subject.txt.j2", language, **variables)
@@ -93,48 +91,10 @@ def acknowledgement(
     put_header(msg, "Date", format_datetime(now or datetime.now(UTC)))
     domain = support.rpartition("@")[2]
     put_header(msg, "Message-ID", f"<{message_id_for(ctx.ticket_number, keys, domain)}>")
-    _thread_headers(msg, ctx.in_reply_to, ctx.references)
+    thread_headers(msg, ctx.in_reply_to, ctx.references)
     _automatic_reply_headers(msg, support)
     _bodies(msg, templates, language, variables)
     return msg
-
-
-def _support(support_address: str) -> str:
-    support = single_recipient(support_address)
-    if support is None:
-        raise ValueError("the support address is not a valid mail address")
-    return support
-
-
-def _recipient(addr: str, support: str) -> str:
-    recipient = single_recipient(addr)
-    if recipient is None:
-        raise UnsafeRecipient("the requester's address is not one valid mailbox")
-    if _mailbox(recipient) == _mailbox(support):  # a loop with ourselves, sub-addressed or not
-        raise UnsafeRecipient("the requester is our own address")
-    return recipient
-
-
-def _mailbox(addr: str) -> str:
-    local, _, domain = addr.lower().rpartition("@")
-    return f"{local.partition('+')[0]}@{domain}"
-
-
-def _thread_headers(
-    msg: EmailMessage, in_reply_to: str | None, references: tuple[str, ...]
-) -> None:
-    """In-Reply-To and References (RFC 5322 §3.6.4) from the ids that are safe to repeat."""
-    parent = message_id_token(in_reply_to) if in_reply_to else None
-    chain = [token for token in map(message_id_token, references) if token]
-    if parent:
-        chain.append(parent)
-    chain = list(dict.fromkeys(chain))
-    if len(chain) > _MAX_REFERENCES:
-        chain = chain[:1] + chain[1 - _MAX_REFERENCES :]
-    if parent:
-        put_header(msg, "In-Reply-To", parent)
-    if chain:
-        put_header(msg, "References", " ".join(chain))
 
 
 def _automatic_reply_headers(msg: EmailMessage, support: str) -> None:

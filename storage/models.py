@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    LargeBinary,
     BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, selectinload
 from storage.models import (
     TICKET_NUMBER_OFFSET,
     Contact,
-    Participant,
     Event,
     IngestRecord,
     MailboxCursor,
     Message,
     OutboxMessage,
+    Participant,
     StoredAttachment,
     Ticket,
     utcnow,
