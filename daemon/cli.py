@@ -110,6 +110,10 @@ def db() -> None:
 def db_upgrade(ctx: click.Context) -> None:
     """Create or migrate the schema to this version."""
     application = _app(ctx.parent, check_schema=False)  # type: ignore[arg-type]
+    before = app_mod.db.current_revision(application.engine)
+    if before != app_mod.db.head_revision():
+        click.echo(f"migrating the schema from {before or 'nothing'} to "
+                   f"{app_mod.db.head_revision()} ...", err=True)
     app_mod.db.upgrade(application.engine)
     click.echo(f"schema at {app_mod.db.current_revision(application.engine)}")
 
