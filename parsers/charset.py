@@ -81,7 +81,7 @@ def codec_for(label: str | None) -> str | None:
     name = _ALIASES.get(name, name)
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the label
         return None
     # base64, zlib, rot13 and friends are codecs too, but not charsets.
     if not getattr(info, "_is_text_encoding", True) or info.name in ("undefined", "mbcs"):

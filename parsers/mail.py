@@ -49,6 +49,7 @@ from parsers.structure import bytes_reason, depth_reason, size_reason, tree_reas
 __all__ = ["RejectedMail", "parse"]
 
 _REGISTRY = HeaderRegistry()
+_STRUCTURE = re.compile(r'[<>@,;:"\\()\[\]]')
 _ENCODED_WORD = re.compile(r"=\?[^?\s]{1,80}\?[bBqQ]\?[^?\s]{0,2000}\?=")
 _ENVELOPE_HEADERS = frozenset({"from", "to", "cc", "reply-to", "date"})
 # mail-parser's defect categories that say something the stdlib's do not.
@@ -136,7 +137,23 @@ def _envelope(message: Message, hints: tuple[str, ...]) -> MailParser:
         if name.lower() in _ENVELOPE_HEADERS and name not in view:
             view[name] = decode_raw_header(str(value), hints)
     view.set_payload("")
-    return MailParser(view)
+    try:
+        return MailParser(view)
+    except Exception:  # noqa: BLE001 - mail-parser lets a broken encoded word escape
+        return MailParser(_without_encoded_structure(view, hints))
+
+
+def _without_encoded_structure(view: Message, hints: tuple[str, ...]) -> Message:
+    """The same headers with each encoded word decoded by our lenient decoder and stripped of
+    the characters that could change an address list's structure, so they stay names."""
+    def plain(word: re.Match[str]) -> str:
+        return _STRUCTURE.sub(" ", decode_header_value(word.group(0), hints))
+
+    fixed = Message()
+    for name, value in view.items():
+        fixed[name] = _ENCODED_WORD.sub(plain, str(value))
+    fixed.set_payload("")
+    return fixed
 
 
 def _sender(envelope: MailParser, message: Message, hints: tuple[str, ...]) -> Address | None:
