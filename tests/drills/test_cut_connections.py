@@ -4,7 +4,6 @@ is in exactly one ticket and every due mail is delivered once (DESIGN invariants
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
