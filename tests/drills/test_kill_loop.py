@@ -60,9 +60,19 @@ def test_random_kills_during_ingest_and_delivery_lose_and_double_nothing(
 
     seen = []
     try:
-        for _ in range(KILLS):
+        for n in range(KILLS):
+            # Kill when ingest (even n) or delivery (odd n) has moved a random step further:
+            # the moment within that mail's work is whatever the scheduler makes it.
+            tickets, sent = progress()
+            target = rng.randint(5, 25)
             daemon = start()
-            time.sleep(rng.uniform(0.8, 2.5))  # start-up, then somewhere in ingest or delivery
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now_tickets, now_sent = progress()
+                if (now_tickets if n % 2 == 0 else now_sent) >= min(
+                        (tickets if n % 2 == 0 else sent) + target, MAILS - 1):
+                    break
+                time.sleep(0.005)
             daemon.kill()
             daemon.wait(10)
             seen.append(progress())
