@@ -21,7 +21,6 @@ import argparse
 import configparser
 import json
 import mailbox
-import os
 import shutil
 import subprocess
 import sys
