@@ -210,20 +210,22 @@ def mailbox_lease(application: app_mod.App, mailbox: str, stop: threading.Event)
         yield False
 
 
+def _runner(application: app_mod.App, source: ImapSource, on_result) -> MailboxRunner:  # noqa: ANN001
+    settings = application.settings
+    return MailboxRunner(source, application.ingestor, application.sessions,
+                         name=mailbox_name(settings), batch_size=settings.imap.batch_size,
+                         on_result=on_result)
+
+
 def _watch_once(service: Service) -> None:
-    settings = service.app.settings
-    source: ImapSource = app_mod.imap_source(settings)
-    runner = MailboxRunner(
-        source, service.app.ingestor, service.app.sessions,
-        name=mailbox_name(settings), batch_size=settings.imap.batch_size,
-        on_result=service.mail_done,
-    )
+    source: ImapSource = app_mod.imap_source(service.app.settings)
+    runner = _runner(service.app, source, service.mail_done)
     runner.stop = service.stop_thread
     try:
         source.connect()
         log.info("mailbox connected mailbox=%s", runner.name)
         runner.sync_cursor()
-        idle = settings.imap.idle_timeout
+        idle = service.app.settings.imap.idle_timeout
         while not runner.stop.is_set():
             runner.drain()
             waited = 0.0
@@ -245,8 +247,7 @@ def _describe(err: BaseException | None) -> str:
 def drain_once(application: app_mod.App, progress=None):  # noqa: ANN001, ANN201
     """Connect, ingest everything the folder holds, disconnect (`ticketd run --once`);
     `progress(count)` is called after each mail (a person waiting on a backlog sees it move)."""
-    settings = application.settings
-    source = app_mod.imap_source(settings)
+    source = app_mod.imap_source(application.settings)
     done = 0
 
     def tick(result: IngestResult, seconds: float) -> None:
@@ -255,10 +256,7 @@ def drain_once(application: app_mod.App, progress=None):  # noqa: ANN001, ANN201
         if progress:
             progress(done)
 
-    runner = MailboxRunner(
-        source, application.ingestor, application.sessions,
-        name=mailbox_name(settings), batch_size=settings.imap.batch_size, on_result=tick,
-    )
+    runner = _runner(application, source, tick)
     source.connect()
     try:
         runner.sync_cursor()

@@ -65,12 +65,6 @@ def contact_id(session: Session, address: str, name: str = "", language: str | N
     return found
 
 
-def contact_for(session: Session, address: str, name: str = "", language: str | None = None) -> Contact:
-    contact = session.get(Contact, contact_id(session, address, name, language))
-    assert contact is not None
-    return contact
-
-
 @dataclass(frozen=True)
 class TicketFacts:
     """What threading decides on: a ticket's state and whether the sender takes part in it."""
@@ -192,24 +186,6 @@ def stored_inbound_message(session: Session, message_id: str, sender: str) -> in
     return session.scalar(_STORED_INBOUND, {"mid": message_id, "sender": sender})
 
 
-def ticket_for_references(session: Session, message_ids: Sequence[str]) -> tuple[int, int] | None:
-    """(id, number) of the ticket holding the newest stored message named by these Message-IDs.
-
-    This is the one threading lookup: an indexed equality on header_message_id.
-    """
-    ids = [m for m in message_ids if m][-50:]  # a References chain may be long; newest last
-    if not ids:
-        return None
-    row = session.execute(
-        select(Ticket.id, Ticket.number)
-        .join(Message, Message.ticket_id == Ticket.id)
-        .where(Message.header_message_id.in_(ids))
-        .order_by(Message.id.desc())
-        .limit(1)
-    ).first()
-    return (row[0], row[1]) if row else None
-
-
 # Ingest runs these for every mail: constant Core statements with parameters,
 # compiled once and cached, instead of ORM units of work.
 _TICKETS, _MESSAGES = Ticket.__table__, Message.__table__
@@ -293,10 +269,6 @@ def count_by_status(session: Session) -> dict[str, int]:
 def count_tickets_of(session: Session, requester_id: int) -> int:
     return session.scalar(select(func.count()).select_from(Ticket)
                           .where(Ticket.requester_id == requester_id)) or 0
-
-
-def count_tickets(session: Session) -> int:
-    return session.scalar(select(func.count(Ticket.id))) or 0
 
 
 def list_events(
