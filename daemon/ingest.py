@@ -38,7 +38,7 @@ from parsers import (
     parse,
 )
 from parsers.authres import verify_sender
-from parsers.automated import automated_reason, is_bounce
+from parsers.automated import automated_reason, is_bounce, own_address
 from parsers.bounce import bounce_info
 from parsers.forward import forwarded_original, is_forward_subject
 from parsers.ingest_key import ingest_key
@@ -135,8 +135,9 @@ class Ingestor:
             return self._quarantine(raw, source, key, message_id, digest, rejected.reason)
         ignored = "no sender address" if mail.sender is None else ""
         automated = automated_reason(mail, self.policy.support_addresses, LOOP_HEADER) or ""
-        if automated and _is_our_own(automated):
-            ignored = automated
+        ours = _our_own(mail, self.policy.support_addresses)
+        if ours:  # our own mail coming back: never stored on a ticket
+            ignored = ours
         self.blobs.put_raw(raw)
         for part in mail.attachments:
             self.blobs.put_attachment(part.payload, part.sha256)
@@ -405,6 +406,8 @@ def _our_shape(msgid: str, domain: str) -> int | None:
     return None
 
 
-def _is_our_own(reason: str) -> bool:
-    """Our own mail coming back (our loop header, our address): never stored on a ticket."""
-    return reason.startswith(("our own", "sender is our own"))
+def _our_own(mail: InboundMail, support: frozenset[str]) -> str:
+    """Why this is our own mail coming back (our loop header or address), or ""."""
+    if mail.header(LOOP_HEADER) is not None:
+        return f"our own {LOOP_HEADER} header"
+    return own_address(mail, support) or ""
