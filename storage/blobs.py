@@ -4,6 +4,12 @@ A file is written to a temporary name, flushed to disk and renamed, so that a
 name, once present, always holds complete content. Files are written before
 the database transaction that refers to them commits; a crash in between
 leaves an unreferenced file, never a reference to a missing one.
+
+Ingest writes a whole batch of mails through one `BlobBatch`: each file is
+compressed, written and flushed to its temporary name by a small pool of
+threads while the ingest thread goes on parsing and storing (zlib and fsync
+release the GIL), and all are renamed (and their directories flushed) together
+just before the batch's transaction commits.
 """
 
 from __future__ import annotations
@@ -12,7 +18,12 @@ import gzip
 import hashlib
 import os
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+
+WRITERS = 2  # threads that compress and flush files beside the ingest thread
 
 
 class BlobStore:
@@ -20,24 +31,20 @@ class BlobStore:
         self.root = Path(root)
         self.fsync = fsync
         self._made: set[Path] = set()  # directories known to exist: saves a mkdir per write
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def put_raw(self, raw: bytes) -> str:
         """Store a raw mail compressed; returns the sha256 of the uncompressed bytes."""
-        digest = hashlib.sha256(raw).hexdigest()
-        path = self.raw_path(digest)
-        if not path.exists():
-            self._write(path, gzip.compress(raw, compresslevel=1, mtime=0))
-        return digest
+        with self.batch() as files:
+            return files.put_raw(raw)
 
     def get_raw(self, digest: str) -> bytes:
         return gzip.decompress(self.raw_path(digest).read_bytes())
 
     def put_attachment(self, payload: bytes, digest: str | None = None) -> str:
-        digest = digest or hashlib.sha256(payload).hexdigest()
-        path = self.attachment_path(digest)
-        if not path.exists():
-            self._write(path, payload)
-        return digest
+        with self.batch() as files:
+            return files.put_attachment(payload, digest)
 
     def get_attachment(self, digest: str) -> bytes:
         return self.attachment_path(digest).read_bytes()
@@ -48,21 +55,100 @@ class BlobStore:
     def attachment_path(self, digest: str) -> Path:
         return self.root / "attachments" / digest[:2] / digest[2:4] / digest
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def batch(self) -> BlobBatch:
+        return BlobBatch(self)
+
+    def _submit(self, work: Callable[[], str]) -> Future[str]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="blob-writer")
+        return self._pool.submit(work)
+
+    def _directory(self, path: Path) -> None:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+
+
+class BlobBatch:
+    """Files written now and named together by `publish()`; `discard()` (or leaving the
+    `with` block on an error) removes what was not published."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self._pending: dict[Path, Future[str]] = {}  # final name -> its temporary name
+
+    def __enter__(self) -> BlobBatch:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.publish()
+        else:
+            self.discard()
+
+    def put_raw(self, raw: bytes) -> str:
+        digest = hashlib.sha256(raw).hexdigest()
+        path = self.store.raw_path(digest)
+        if path not in self._pending and not path.exists():
+            self._write(path, lambda: gzip.compress(raw, compresslevel=1, mtime=0))
+        return digest
+
+    def put_attachment(self, payload: bytes, digest: str | None = None) -> str:
+        digest = digest or hashlib.sha256(payload).hexdigest()
+        path = self.store.attachment_path(digest)
+        if path not in self._pending and not path.exists():
+            self._write(path, lambda: payload)
+        return digest
+
+    def publish(self) -> None:
+        """Give every written file its name; with fsync on, the names reach the disk too.
+        A file that could not be written raises its error here, and nothing is named."""
+        wait(self._pending.values())
+        failed = [f.exception() for f in self._pending.values() if f.exception()]
+        if failed:
+            self.discard()
+            raise failed[0]  # type: ignore[misc]
+        directories = set()
+        for path, written in self._pending.items():
+            os.replace(written.result(), path)
+            directories.add(path.parent)
+        self._pending.clear()
+        if self.store.fsync:
+            for directory in directories:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def discard(self) -> None:
+        wait(self._pending.values())
+        for written in self._pending.values():
+            if written.exception() is None:
+                try:
+                    os.unlink(written.result())
+                except FileNotFoundError:
+                    pass
+        self._pending.clear()
+
+    def _write(self, path: Path, content: Callable[[], bytes]) -> None:
+        self.store._directory(path)
+        self._pending[path] = self.store._submit(lambda: self._write_temp(path.parent, content))
+
+    def _write_temp(self, directory: Path, content: Callable[[], bytes]) -> str:
+        """In a writer thread: the content in a new temporary file, flushed; its name."""
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                if self.fsync:
+                fh.write(content())
+                if self.store.fsync:
                     fh.flush()
                     os.fsync(fh.fileno())
-            os.replace(tmp, path)
         except BaseException:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
             raise
+        return tmp

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 
 from daemon.ingest import IngestPolicy, Ingestor, TemporaryFailure
@@ -151,3 +152,73 @@ def test_a_russian_cp1251_complaint_with_two_attachments_ends_right(ingestor: In
     assert ingestor.blobs.get_attachment(files["screenshot.png"]["sha256"]) == screenshot
     assert ingestor.blobs.get_attachment(files["чек.pdf"]["sha256"]) == receipt
     assert files["чек.pdf"]["size"] == len(receipt)
+
+
+# -- batches: one transaction, a savepoint per mail ----------------------------------------
+
+class _BuggyIngestor(Ingestor):
+    """The real ingest, with a bug planted on mails whose subject says so: after the
+    ticket's rows are written, so the savepoint must take them back."""
+
+    def _store(self, session, mail, record, automated):  # noqa: ANN001, ANN202
+        result = super()._store(session, mail, record, automated)
+        if "BUG" in mail.subject:
+            raise KeyError("a bug in storing this mail")
+        if "DB DOWN" in mail.subject:
+            raise sa_exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return result
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_a_batch_is_one_transaction_and_a_reply_joins_a_ticket_of_the_same_batch(
+        ingestor: Ingestor) -> None:
+    results = ingestor.ingest_many([
+        (mail(sender="a@mail.test", message_id="<a1@mail.test>"), "b;uid=1"),
+        (mail(sender="b@mail.test", subject="Bet settled wrongly"), "b;uid=2"),
+        (mail(sender="a@mail.test", subject="Re: Refund request", body="Any news?",
+              in_reply_to="<a1@mail.test>"), "b;uid=3"),
+    ])
+    assert [r.outcome for r in results] == ["ticket", "ticket", "follow_up"]
+    assert results[2].ticket_number == results[0].ticket_number
+    assert _count(ingestor, Ticket) == 2 and _count(ingestor, Message) == 3
+
+
+def test_the_same_mail_twice_in_one_batch_is_stored_once(ingestor: Ingestor) -> None:
+    raw = mail()
+    first, second = ingestor.ingest_many([(raw, "b;uid=1"), (raw, "b;uid=2")])
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert second.ticket_number == first.ticket_number
+    assert _count(ingestor, IngestRecord) == 1
+
+
+def test_a_bug_on_one_mail_of_a_batch_quarantines_that_mail_alone(
+        db_url: str, tmp_path: Path) -> None:
+    sessions = db.session_factory(db.make_engine(db_url))
+    buggy = _BuggyIngestor(sessions, BlobStore(tmp_path / "state"), POLICY)
+    bad = mail(sender="c@mail.test", subject="BUG here")
+    results = buggy.ingest_many([(mail(sender="a@mail.test"), "1"), (bad, "2"),
+                                 (mail(sender="b@mail.test"), "3")])
+    assert [r.outcome for r in results] == ["ticket", "quarantined", "ticket"]
+    assert results[1].reason == "internal error: KeyError"
+    assert _count(buggy, Ticket) == 2  # the bad mail's ticket rows were rolled back
+    with sessions() as session:
+        record = session.scalar(select(IngestRecord).where(IngestRecord.outcome == "quarantined"))
+    assert buggy.blobs.get_raw(record.raw_sha256) == bad  # kept for whoever fixes the bug
+
+
+def test_a_temporary_failure_in_a_batch_records_nothing_and_leaves_no_file(
+        db_url: str, tmp_path: Path) -> None:
+    sessions = db.session_factory(db.make_engine(db_url))
+    store = tmp_path / "state"
+    buggy = _BuggyIngestor(sessions, BlobStore(store), POLICY)
+    batch = [(mail(sender="a@mail.test", attachments=(("s.png", "image/png", PNG),)), "1"),
+             (mail(sender="b@mail.test", subject="DB DOWN"), "2")]
+    with pytest.raises(TemporaryFailure):
+        buggy.ingest_many(batch)
+    assert _count(buggy, IngestRecord) == 0 and _count(buggy, Ticket) == 0
+    assert _files(store) == []  # the batch's files were written, then taken back
+    ok = Ingestor(sessions, BlobStore(store), POLICY).ingest_many(batch[:1])
+    assert ok[0].outcome == "ticket" and len(_files(store)) == 2  # raw mail and attachment
