@@ -23,7 +23,7 @@ forwarder is an agent, so that the ticket belongs to the original sender, is
 the caller's decision.
 
 Everything is line by line with a bounded look-ahead, and patterns only see
-the first ``_LINE_CAP`` characters of a line, so hostile text stays linear.
+the first ``LINE_CAP`` characters of a line, so hostile text stays linear.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from parsers.mail import parse
 from parsers.model import Address, Attachment, InboundMail
 
 # One list of client separators and one line cap for quotes and forwards alike.
-from parsers.reply import _LINE_CAP, _SEPARATOR
+from parsers.reply import FORWARD_SEPARATOR, LINE_CAP
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,13 @@ _MAX_PREFIXES = 10
 
 
 def is_forward_subject(subject: str) -> bool:
-    return bool(_FORWARD_PREFIX.match(subject[:_LINE_CAP]))
+    return bool(_FORWARD_PREFIX.match(subject[:LINE_CAP]))
 
 
 def original_subject(subject: str) -> str:
     """The subject without its forward prefixes: "Fwd: FW: Deposit" -> "Deposit"."""
     for _ in range(_MAX_PREFIXES):
-        match = _FORWARD_PREFIX.match(subject[:_LINE_CAP])
+        match = _FORWARD_PREFIX.match(subject[:LINE_CAP])
         if not match:
             break
         subject = subject[match.end() :]
@@ -167,7 +167,7 @@ class _Lines:
     def __init__(self, text: str) -> None:
         self.lines = _lines_of(text)
         self.n = len(self.lines)
-        self.heads = [line.strip()[:_LINE_CAP] for line in self.lines]
+        self.heads = [line.strip()[:LINE_CAP] for line in self.lines]
         self.fields = [_field(head) if ":" in head else None for head in self.heads]
 
 
@@ -215,7 +215,7 @@ def _block_from(view: _Lines, i: int, forward_subject: bool) -> _Block | None:
 def _separator_kind(head: str) -> str | None:
     """The kind of separator line: "forward" names a forward; "original" may be a reply's."""
     if head[0] in "-_=*" or head.endswith(":"):
-        if _SEPARATOR.fullmatch(head):
+        if FORWARD_SEPARATOR.fullmatch(head):
             low = head.lower()
             return "forward" if any(word in low for word in _FORWARD_WORDS) else "original"
     if len(head) >= 10 and not head.strip("_"):

@@ -12,7 +12,7 @@ so ``visible_text`` cuts, in this order:
 4. client signatures ("-- ", "Sent from my iPhone", "Отправлено с iPhone", ...).
 
 Everything is line by line with bounded look-ahead, and header patterns only
-see the first ``_LINE_CAP`` characters of a line: no pattern can backtrack over
+see the first ``LINE_CAP`` characters of a line: no pattern can backtrack over
 the whole text, so hostile input stays linear.
 """
 
@@ -29,7 +29,7 @@ REPLY_MARKERS: tuple[str, ...] = (
     "##- Пожалуйста, пишите ответ выше этой строки -##",
 )
 
-_LINE_CAP = 300  # real quote headers are far shorter; longer text is never one
+LINE_CAP = 300  # real quote headers are far shorter; longer text is never one
 _HEADER_LINES = 5  # a quote header wrapped by the client spans at most this many lines
 
 
@@ -74,7 +74,7 @@ def _tidy(lines: list[str]) -> str:
 
 
 def _is_rule(line: str) -> bool:
-    return len(line) <= _LINE_CAP and bool(_RULE.fullmatch(line))
+    return len(line) <= LINE_CAP and bool(_RULE.fullmatch(line))
 
 
 _RULE = re.compile(r"\s*[-_=*~]{3,}")
@@ -118,7 +118,7 @@ class _View:
     """The lines, with what every rule asks about them worked out once.
 
     Rules look at ``heads``: each line without leading space and cut to
-    ``_LINE_CAP`` characters, so no pattern ever runs over a long line.
+    ``LINE_CAP`` characters, so no pattern ever runs over a long line.
     """
 
     __slots__ = ("lines", "n", "heads", "quoted", "ends")
@@ -126,7 +126,7 @@ class _View:
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self.n = len(lines)
-        self.heads = [line.lstrip()[:_LINE_CAP].rstrip() for line in lines]
+        self.heads = [line.lstrip()[:LINE_CAP].rstrip() for line in lines]
         self.quoted = [_is_quoted(head) for head in self.heads]
         # Every attribution ends with ":" or with dashes ("wrote -----").
         self.ends = [head.endswith((":", "-")) for head in self.heads]
@@ -208,7 +208,7 @@ def _drop_bare_attribution(kept: list[str]) -> None:
     last = len(kept) - 1
     while last >= 0 and not kept[last].strip():
         last -= 1
-    head = kept[last].strip()[:_LINE_CAP] if last >= 0 else ""
+    head = kept[last].strip()[:LINE_CAP] if last >= 0 else ""
     if "@" in head and _DATE_START.match(head):
         del kept[last:]
 
@@ -317,7 +317,7 @@ def _is_sender_wrote_line(view: _View, i: int) -> bool:
 
 
 # Outlook, Thunderbird and webmail separators in front of the original message.
-_SEPARATOR = re.compile(
+FORWARD_SEPARATOR = re.compile(
     r"""(?:[-_=*]{2,}\s*(?:original\s+message|forwarded\s+message|исходное\s+сообщение
           |пересылаемое\s+сообщение|переадресованное\s+сообщение|ursprüngliche\s+nachricht
           |weitergeleitete\s+nachricht|message\s+d'origine|message\s+transféré|mensaje\s+original
@@ -344,7 +344,7 @@ _INLINE_FIELD = re.compile(
 def _is_block_header(view: _View, i: int) -> bool:
     """A separator line, or a From/Date field with more header fields right below."""
     head = view.heads[i]
-    if _SEPARATOR.fullmatch(head):
+    if FORWARD_SEPARATOR.fullmatch(head):
         return True
     first = _FIRST_FIELD.match(head)
     if not first:
@@ -402,7 +402,7 @@ def _signature_starts(line: str, below: int) -> bool:
         return True  # the RFC 3676 delimiter
     if below > _NEAR_END:
         return False
-    head = line.strip()[:_LINE_CAP]
+    head = line.strip()[:LINE_CAP]
     if head == "--" or _UNDERSCORE_RULE.fullmatch(head):
         # People type "--" as a separator, and "____" also ends list footers:
         # both are trusted near the end only.
