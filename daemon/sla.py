@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon import sla_metrics
+from responders import mime
 from responders.escalation import STAGE_NAMES, EscalationContext, escalation
 from responders.headers import UnsafeRecipient
 from responders.rendering import Templates
@@ -425,8 +426,7 @@ class SlaMonitor:
                              timezone=options.timezone, subject_format=options.subject_format)
         except UnsafeRecipient as err:  # a configuration mistake: retrying would not help
             return str(err)
-        message_id = msg["Message-ID"].strip()[1:-1]
-        outbox.enqueue(session, raw=msg.as_bytes(), message_id=message_id,
+        outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
                        envelope_from=options.support_address, recipients=[to],
                        kind="escalation", ticket_id=clock.ticket_id, now=now)
         return ""

@@ -21,6 +21,7 @@ from daemon.sla import (
 from parsers.authres import verify_sender
 from parsers.commands import Command, CommandBlock, parse_commands
 from parsers.model import Address, InboundMail
+from responders import mime
 from responders.agents import (
     NotificationContext,
     RelayContext,
@@ -130,7 +131,8 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     errors = list(block.errors) + _command_errors(team, block.commands)
     if errors:
         _store(session, ticket.id, mail, "refused", visible, record)
-        queries.insert_event(session, "commands_refused", ticket.id, actor=agent.name, errors=errors)
+        queries.insert_event(session, "commands_refused", ticket.id, actor=agent.name,
+                             errors=errors)
         refusal = command_refused(Address(agent.address, agent.name), errors,
                                   support_address=team.support_address,
                                   support_name=team.support_name, templates=team.templates,
@@ -272,7 +274,7 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
     msg = relay(ctx, support_address=team.support_address, support_name=team.support_name,
                 keys=team.keys, templates=team.templates, subject_format=team.subject_format)
     _store(session, ticket.id, mail, "reply", block.text, record, direction="out",
-           header_message_id=msg["Message-ID"].strip()[1:-1], sender=agent.address,
+           header_message_id=mime.message_id(msg), sender=agent.address,
            sender_name=agent.name)
     _queue(session, msg, "relay", ticket.id, [player.address], team)
     if not any(c.name == "status" for c in block.commands if c):
@@ -300,7 +302,7 @@ def _store(session: Session, ticket_id: int, mail: InboundMail, kind: str, text:
 def _queue(session: Session, msg: Any, kind: str, ticket_id: int, recipients: list[str],
            team: TeamPolicy) -> None:
     try:
-        outbox.enqueue(session, raw=msg.as_bytes(), message_id=msg["Message-ID"].strip()[1:-1],
+        outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
                        envelope_from=team.support_address, recipients=recipients, kind=kind,
                        ticket_id=ticket_id)
     except UnsafeRecipient as err:

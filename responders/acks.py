@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from parsers.automated import bounce_subject
 from parsers.model import InboundMail
+from responders import mime
 from responders.compose import AckContext, acknowledgement
 from responders.headers import UnsafeRecipient
 from responders.references import strip_reply_prefixes
@@ -41,7 +42,8 @@ class AckPolicy:
     per_address_day: int = 40  # broken responder stops within a few messages
 
 
-def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary, mail: InboundMail) -> str:
+def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
+                mail: InboundMail) -> str:
     """Queue the acknowledgement of a new ticket; returns "" or why none was sent."""
     assert mail.sender is not None
     why = _forwarded_report(mail) or _withheld(session, policy, mail.sender.addr)
@@ -57,13 +59,14 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary, mail
     except UnsafeRecipient as err:
         queries.insert_event(session, "ack_withheld", ticket.id, reason=str(err))
         return str(err)
-    message_id = msg["Message-ID"].strip()[1:-1]
-    raw = msg.as_bytes()
+    message_id = mime.message_id(msg)
+    subject = mime.header_text(msg, "Subject") or ""
+    raw = mime.wire_bytes(msg)
     outbox.enqueue(session, raw=raw, message_id=message_id, envelope_from=policy.support_address,
                    recipients=[mail.sender.addr], kind="ack", ticket_id=ticket.id)
     queries.insert_message(
         session, ticket_id=ticket.id, direction="out", kind="ack", sender=policy.support_address,
-        sender_name=policy.support_name, subject=str(msg["Subject"]), header_message_id=message_id,
+        sender_name=policy.support_name, subject=subject, header_message_id=message_id,
         in_reply_to=mail.message_id, references=None, raw_sha256=None, raw_size=len(raw),
         visible_text="", full_text="",
     )

@@ -35,6 +35,7 @@ from responders.headers import (
     set_address_header,
     set_text_header,
 )
+from responders.mime import File, set_body
 from responders.references import (
     message_id_for,
     reply_address,
@@ -63,10 +64,6 @@ _FILENAME_LEN = 100
 _MAX_TEXT = 100_000  # the visible text of one mail; the ticket keeps all of it
 _MAX_ERRORS = 25
 _ERROR_LEN = 200
-# Bytes may travel under these; multipart/* and message/* would need a structure.
-_CONTENT_TYPE = re.compile(
-    r"(text|image|audio|video|application|font|model)/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
-)
 _ADDRESS_LIKE = re.compile(r"\S*@\S*")
 # How the relay's From names the agent; other languages get English.
 _VIA = {"en": "{agent} via {support}", "ru": "{agent}, {support}"}
@@ -140,9 +137,8 @@ def notification(
     parent = ctx.player_message_id
     thread_headers(msg, parent, (parent,) if parent else ())
     _automatic_headers(msg, support, "auto-generated")  # for agents, not a reply to them
-    _bodies(msg, templates, "notification", language, variables)
-    if attach:
-        _attach(msg, ctx.attachments)
+    files = _files(ctx.attachments) if attach else []
+    _bodies(msg, templates, "notification", language, variables, files)
     return msg
 
 
@@ -183,8 +179,7 @@ def relay(
         "support_name": clean_header_text(support_name, 100),
         "reply_marker": _marker(language),
     }
-    _bodies(msg, templates, "relay", language, variables)
-    _attach(msg, ctx.attachments, hide)
+    _bodies(msg, templates, "relay", language, variables, _files(ctx.attachments, hide))
     return msg
 
 
@@ -405,28 +400,27 @@ def _notification_variables(
 
 
 def _bodies(
-    msg: EmailMessage, templates: Templates, name: str, language: str, variables: dict[str, Any]
+    msg: EmailMessage, templates: Templates, name: str, language: str,
+    variables: dict[str, Any], files: Sequence[File] = (),
 ) -> None:
-    """Plain text, and the HTML alternative where the mail has one (notification, relay)."""
+    """Plain text, the HTML alternative where the mail has one (notification, relay), files."""
     text = templates.render(f"{name}.txt.j2", language, **variables)
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    html = None
     if name in ("notification", "relay"):
         html = templates.render(f"{name}.html.j2", language, **variables)
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    set_body(msg, text, html, files)
 
 
 def _filename(name: str) -> str:
     return clean_header_text(name, _FILENAME_LEN) or "attachment"
 
 
-def _attach(
-    msg: EmailMessage, attachments: Sequence[Attachment], hide: Callable[[str], str] | None = None
-) -> None:
-    """Each file as base64 under its type; a type we do not know travels as bytes."""
-    for item in attachments:
-        content_type = item.content_type.lower()
-        if not _CONTENT_TYPE.fullmatch(content_type):
-            content_type = "application/octet-stream"
-        maintype, _, subtype = content_type.partition("/")
-        name = _filename(hide(item.filename) if hide else item.filename)
-        msg.add_attachment(item.payload, maintype=maintype, subtype=subtype, filename=name)
+def _files(
+    attachments: Sequence[Attachment], hide: Callable[[str], str] | None = None
+) -> list[File]:
+    """Each file under its cleaned name; ``set_body`` sends a type it does not know as bytes."""
+    return [
+        File(_filename(hide(item.filename) if hide else item.filename), item.content_type,
+             item.payload)
+        for item in attachments
+    ]

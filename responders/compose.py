@@ -25,6 +25,7 @@ from responders.headers import (
     set_address_header,
     set_text_header,
 )
+from responders.mime import set_body
 from responders.references import (
     message_id_for,
     strip_reply_prefixes,
@@ -133,8 +134,6 @@ def _paragraphs(text: str | None) -> str | None:
 def _bodies(
     msg: EmailMessage, templates: Templates, language: str, variables: dict[str, Any]
 ) -> None:
-    # Quoted-printable keeps the mail 7-bit (no 8BITMIME needed) and stays readable.
     text = templates.render("ack.txt.j2", language, **variables)
     html = templates.render("ack.html.j2", language, **variables)
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    set_body(msg, text, html)

@@ -28,6 +28,7 @@ from responders.headers import (
     set_text_header,
     single_recipient,
 )
+from responders.mime import set_body
 from responders.references import (
     message_id_for,
     strip_reply_prefixes,
@@ -101,7 +102,7 @@ def escalation(
     put_header(msg, "X-Auto-Response-Suppress", "All")  # Exchange: no out-of-office back
     put_header(msg, "X-Ticketd-Loop", support)  # how our own classify spots our mail
     text = templates.render("escalation.txt.j2", language, **variables)
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    set_body(msg, text)
     return msg
 
 
