@@ -176,7 +176,8 @@ def _addresses(
         if addr.strip()
     )
     written = _ENCODED_WORD.sub(" ", decode_raw_header(first_raw(message, header) or "", hints))
-    if any(a.addr not in written.lower() for a in found):
+    written = written.lower()  # once: a header may list thousands of addresses
+    if any(a.addr not in written for a in found):
         # mail-parser decodes encoded words before it splits the list, so an encoded
         # display name such as "=?us-ascii?q?a:victim@evil.example;?=" can turn into an
         # address. An address that is not written in the header itself came from such a

@@ -106,13 +106,26 @@ def ticket_facts(session: Session, sender: str, *, message_ids: Sequence[str] = 
     return facts
 
 
+_NEW_PARTICIPANT = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(Participant)
+    .values(ticket_id=bindparam("tid"), address=bindparam("address"), role=bindparam("role"),
+            created_at=bindparam("now"))
+    .on_conflict_do_nothing(index_elements=["ticket_id", "address"])
+    for dialect in (postgresql, sqlite)
+}
+
+
 def add_participants(session: Session, ticket_id: int, addresses: Sequence[tuple[str, str]]) -> None:
-    """Record (address, role) pairs on a ticket; an address already there is kept as it was."""
-    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for address, role in addresses:
-        session.execute(insert_(Participant).values(
-            ticket_id=ticket_id, address=address.replace("\x00", ""), role=role, created_at=utcnow()
-        ).on_conflict_do_nothing(index_elements=["ticket_id", "address"]))
+    """Record (address, role) pairs on a ticket; an address already there is kept as it was.
+    One statement for all of them: a mail may carry thousands of recipients."""
+    if not addresses:
+        return
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    now = utcnow()
+    session.execute(_NEW_PARTICIPANT[dialect], [
+        {"tid": ticket_id, "address": address.replace("\x00", ""), "role": role, "now": now}
+        for address, role in addresses
+    ])
 
 
 def reopen_ticket(session: Session, ticket_id: int) -> None:
