@@ -289,6 +289,12 @@ class ImapSource:
         deadline = time.monotonic() + timeout
         self._conn.idle()
         responses: list[Any] = []
+        if self._input_buffered():
+            # Dovecot announces the mail that came since our last command right after its
+            # "+ idling", often in the same packet: imaplib has read it into its buffer,
+            # where idle_check(), which polls the socket, cannot see it, and the mail would
+            # wait for the end of this IDLE. DONE now: idle_done() parses what is buffered.
+            deadline = 0.0
         while not _reports_arrival(responses) and (left := deadline - time.monotonic()) > 0:
             batch = self._conn.idle_check(timeout=left)
             # idle_check() returns early and empty only when the socket hit EOF or an error.
@@ -298,6 +304,17 @@ class ImapSource:
             responses += batch
         responses += self._conn.idle_done()[1]
         return _reports_arrival(responses)
+
+    def _input_buffered(self) -> bool:
+        """Whether imaplib's reader holds bytes not yet parsed, whatever the socket holds."""
+        sock = self._conn.socket()
+        sock.setblocking(False)  # so that peek() never waits when the buffer is empty
+        try:
+            return bool(self._conn._imap.file.peek(1))
+        except OSError:  # nothing to read yet (TLS says so with SSLWantReadError)
+            return False
+        finally:
+            sock.settimeout(self.timeout)
 
     def _take_arrivals(self) -> bool:
         """Whether an untagged EXISTS came with an earlier command; forgets it.

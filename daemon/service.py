@@ -9,17 +9,17 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
-from sqlalchemy import text
-from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from config import ConfigError, load_settings
 from daemon import app as app_mod
 from daemon import metrics
-from daemon.imap import ImapSource
+from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
@@ -28,6 +28,11 @@ from daemon.systemd import notify, watchdog_interval
 from storage import queries
 
 log = logging.getLogger(__name__)
+
+# How often a mailbox refused for its settings (password, certificate, TLS mode) is tried again
+# when nobody reloads: a person has to act, and a wrong password tried every minute locks the
+# account on servers with a lockout policy (often 5 to 10 failures in 15 to 30 minutes).
+SETTINGS_RETRY_SECONDS = 600.0
 
 
 def mailbox_name(settings) -> str:  # noqa: ANN001 - config.Settings
@@ -41,6 +46,8 @@ class Service:
         self.config_path = config_path
         self.stop = asyncio.Event()
         self.stop_thread = threading.Event()  # the IMAP watcher runs in a worker thread
+        self.wake_watcher = threading.Event()  # ends the watcher's pause: stop, or SIGHUP
+        self.mailbox_problem: str | None = None  # why the watcher pauses, for STATUS=
         self.wake_outbox = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ingested = 0
@@ -82,6 +89,7 @@ class Service:
         log.info("stopping: finishing the mail in hand")
         notify("STOPPING=1", "STATUS=stopping")
         self.stop_thread.set()
+        self.wake_watcher.set()
         self.stop.set()
 
     def reload(self) -> None:
@@ -94,7 +102,13 @@ class Service:
             return
         self.app.ingestor.policy = app_mod.policy(settings)
         self.app.settings = settings
+        self.wake_watcher.set()  # a mailbox that failed is tried again now, with these settings
         log.info("configuration reloaded (server addresses change only with a restart)")
+
+    def status(self) -> str:
+        """The STATUS= line: what `systemctl status` shows beside the unit's state."""
+        problem = f"; mailbox: {self.mailbox_problem}" if self.mailbox_problem else ""
+        return f"running; {self.ingested} mails ingested since start{problem}"
 
     def mail_done(self, result: IngestResult, seconds: float) -> None:
         """Called from the watcher thread after each mail."""
@@ -130,7 +144,7 @@ class Service:
         tick = min(ping or 5.0, 5.0)
         last_count = 0.0
         while not self.stop.is_set():
-            notify("WATCHDOG=1", f"STATUS=running; {self.ingested} mails ingested since start")
+            notify("WATCHDOG=1", f"STATUS={self.status()}")
             if time.monotonic() - last_count >= 5:  # one GROUP BY on an indexed column
                 last_count = time.monotonic()
                 await asyncio.to_thread(self._count_tickets)
@@ -158,36 +172,60 @@ def _start_metrics(settings) -> None:  # noqa: ANN001
 
 
 def watch_mailbox(service: Service) -> None:
-    """Hold the mailbox lease, connect, drain, IDLE, repeat; reconnect with backoff."""
+    """Hold the mailbox lease, connect, drain, IDLE, repeat, until stopped.
+
+    A failure is retried, in one of two ways. Network and database trouble passes by itself:
+    backoff from 1 s to 60 s, starting over after a round that lasted. A mailbox refused for
+    its settings (login refused, certificate not trusted) waits for a person: an error in the
+    log and in systemd's STATUS, and another try only every SETTINGS_RETRY_SECONDS or at once
+    on SIGHUP. The daemon itself keeps running: the outbox and the SLA monitor need no mailbox.
+    """
     stop = service.stop_thread
-    retry = Retrying(
-        retry=retry_if_exception_type(Exception),
-        wait=wait_random_exponential(multiplier=1, max=60),
-        stop=stop_never,
-        before_sleep=lambda state: _reconnecting(state.outcome.exception(), state.attempt_number),
-        sleep=lambda seconds: stop.wait(seconds),
-        reraise=True,
-    )
-    for attempt in retry:
-        with attempt:
-            if stop.is_set():
-                return
-            with mailbox_lease(service.app, mailbox_name(service.app.settings), stop) as held:
-                if held:
-                    _watch_once(service)
+    attempt = 0
+    while not stop.is_set():
+        service.wake_watcher.clear()  # a SIGHUP from now on ends the pause below
+        service.mailbox_problem = None  # said only while pausing after a failure
+        started = time.monotonic()
+        try:
+            with mailbox_lease(service.app, mailbox_name(service.app.settings), stop) as lease:
+                if lease is not None:
+                    _watch_once(service, lease)
+        except Exception as err:  # noqa: BLE001 - sorted by _failed; the watcher must go on
+            metrics.IMAP_RECONNECTS.inc()
+            attempt = 1 if time.monotonic() - started > 60 else attempt + 1
+            pause = _failed(service, err, attempt)
+            if not stop.is_set():  # else the wake of request_stop may have been cleared above
+                service.wake_watcher.wait(pause)
 
 
-def _reconnecting(err: BaseException | None, attempt: int) -> None:
-    metrics.IMAP_RECONNECTS.inc()
-    log.warning("mailbox watcher failed, retrying error=%s attempt=%d", _describe(err), attempt)
+def _failed(service: Service, err: Exception, attempt: int) -> float:
+    """Log a failed round, tell systemd when it needs a person; the seconds to pause."""
+    if isinstance(err, ImapConfigError):
+        service.mailbox_problem = (f"{_describe(err)}; fix the settings and reload, "
+                                   f"tried again every {SETTINGS_RETRY_SECONDS / 60:.0f} min")
+        log.error("mailbox refused with these settings, retrying on reload or in=%.0fs error=%s",
+                  SETTINGS_RETRY_SECONDS, _describe(err))
+        notify(f"STATUS={service.status()}")
+        return SETTINGS_RETRY_SECONDS
+    pause = retry_delay(attempt)
+    service.mailbox_problem = f"reconnecting after {_describe(err)}"
+    log.warning("mailbox watcher failed, retrying error=%s attempt=%d in=%.1fs",
+                _describe(err), attempt, pause)
+    return pause
 
 
 @contextmanager
-def mailbox_lease(application: app_mod.App, mailbox: str, stop: threading.Event):  # noqa: ANN201
+def mailbox_lease(application: app_mod.App, mailbox: str,
+                  stop: threading.Event) -> Iterator[Callable[[], None] | None]:
     """One watcher per mailbox among several daemons on PostgreSQL: a session advisory lock,
-    held on its own connection; released by the server at once if this process dies."""
+    held on its own connection; released by the server at once if this process dies.
+
+    Yields a check to call while watching, which raises once the lease is lost: the lock
+    lives as long as its session, and a restarted server has forgotten both (then another
+    daemon may take the mailbox). Yields None when stopped while standing by.
+    """
     if application.engine.dialect.name != "postgresql":
-        yield True  # SQLite: one daemon per database file
+        yield lambda: None  # SQLite: one daemon per database file
         return
     key = int.from_bytes(hashlib.sha256(mailbox.encode()).digest()[:8], "big", signed=True)
     with application.engine.connect() as conn:
@@ -197,17 +235,24 @@ def mailbox_lease(application: app_mod.App, mailbox: str, stop: threading.Event)
                 conn.commit()
                 log.info("mailbox lease taken mailbox=%s", mailbox)
                 try:
-                    yield True
+                    yield lambda: _session_alive(conn)
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                    with suppress(SQLAlchemyError):  # a dead session holds no lock to release
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
                 return
             conn.commit()
             if not logged:
                 log.info("mailbox watched by another daemon, standing by mailbox=%s", mailbox)
                 logged = True
             stop.wait(2.0)
-        yield False
+        yield None
+
+
+def _session_alive(conn: Connection) -> None:
+    """Raises when the lease's session is gone; no other session can release its lock."""
+    conn.execute(text("SELECT 1"))
+    conn.commit()
 
 
 def _runner(application: app_mod.App, source: ImapSource, on_result) -> MailboxRunner:  # noqa: ANN001
@@ -217,7 +262,7 @@ def _runner(application: app_mod.App, source: ImapSource, on_result) -> MailboxR
                          on_result=on_result)
 
 
-def _watch_once(service: Service) -> None:
+def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
     source: ImapSource = app_mod.imap_source(service.app.settings)
     runner = _runner(service.app, source, service.mail_done)
     runner.stop = service.stop_thread
@@ -230,6 +275,7 @@ def _watch_once(service: Service) -> None:
             runner.drain()
             waited = 0.0
             while not runner.stop.is_set() and waited < idle:
+                confirm_lease()  # a lost lease fails this round: let go of the mailbox
                 if source.wait(min(2.0, idle - waited)):
                     break
                 waited += 2.0

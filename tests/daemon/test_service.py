@@ -89,14 +89,16 @@ def backlog(dovecot, account, n: int) -> None:  # noqa: ANN001
 def assert_each_mail_once_with_one_ack(sessions, sink: SmtpServer, n: int, max_resent: int) -> None:  # noqa: ANN001
     assert count(sessions, Ticket) == n
     with sessions() as session:
-        acks = Counter(session.scalars(select(OutboxMessage.ticket_id).where(OutboxMessage.kind == "ack")))
+        acks = Counter(session.scalars(
+            select(OutboxMessage.ticket_id).where(OutboxMessage.kind == "ack")))
     assert len(acks) == n and set(acks.values()) == {1}
     delivered = Counter(r.message_id for r in sink.handler.received)
     assert len(delivered) == n  # every acknowledgement arrived
     assert sum(c - 1 for c in delivered.values()) <= max_resent  # same Message-ID if twice
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL],
+                         ids=["sigterm", "sigkill"])
 def test_a_stop_in_the_middle_of_a_backlog_loses_and_doubles_nothing(
         dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer, stop_signal: int) -> None:  # noqa: ANN001
     account = dovecot.new_account()
@@ -256,9 +258,86 @@ def test_doctor_says_ok_for_each_part_and_names_what_fails(
     good = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
     assert good.returncode == 0, good.stdout + good.stderr
     for part in ("database", "storage", "imap", "smtp", "signing key"):
-        assert any(line.startswith("ok") and part in line for line in good.stdout.splitlines()), part
+        assert any(line.startswith("ok") and part in line
+                   for line in good.stdout.splitlines()), part
     (tmp_path / "imap-password").write_text("wrong\n")
     bad = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 1
     [imap] = [line for line in bad.stdout.splitlines() if " imap " in line]
     assert imap.startswith("FAIL") and "wrong" not in imap
+
+
+class NotifySocket:
+    """The datagram socket systemd would listen on ($NOTIFY_SOCKET): what the daemon said."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+
+        self.path = path
+        self.messages: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+
+    def listen(self, seconds: float) -> list[str]:
+        """Everything said in the next `seconds`; also kept in self.messages."""
+        heard = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._sock.settimeout(left)
+            try:
+                heard.append(self._sock.recv(4096).decode())
+            except TimeoutError:
+                break
+        self.messages += heard
+        return heard
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_a_refused_imap_login_is_reported_and_not_retried_in_a_loop_until_a_reload(
+        dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
+    account = dovecot.new_account()
+    config = configure(tmp_path, sqlite_url, account, sink)
+    wrong = "wrong-Pa55word-for-the-test"
+    (tmp_path / "imap-password").write_text(wrong + "\n")
+    dovecot.append(account, mail(sender="p@mail.test", subject="Refund", body="Refund please"))
+    sessions = db.session_factory(db.make_engine(sqlite_url))
+    systemd = NotifySocket(tmp_path / "notify.sock")
+    log = tmp_path / "daemon.log"
+    env = {**os.environ, "TICKETD_SECURITY__SECRET": SECRET, "NOTIFY_SOCKET": str(systemd.path),
+           "WATCHDOG_USEC": "2000000"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(config), "run"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def refusals() -> list[str]:
+        return [line for line in log.read_text().splitlines() if "mailbox refused" in line]
+
+    try:
+        wait_for(lambda: refusals(), 20, "the refusal in the log")
+        # A bounded window: a retry loop with backoff would log in 3 or 4 times in it.
+        heard = systemd.listen(8)
+        assert proc.poll() is None  # the daemon lives on: outbox and SLA need no mailbox
+        [refused] = refusals()
+        assert "level=error" in refused and "ImapAuthError" in refused and wrong not in refused
+        logins = [line for line in dovecot.log_path.read_text().splitlines()
+                  if account.username in line and "auth failed" in line]
+        assert len(logins) == 1, logins
+        statuses = [m for m in heard if "STATUS=" in m]
+        told = [i for i, m in enumerate(statuses) if "mailbox: ImapAuthError" in m]
+        assert told and len(statuses) - told[0] >= 3
+        assert all("mailbox: ImapAuthError" in m for m in statuses[told[0]:])  # and stays
+        assert sum("WATCHDOG=1" in m for m in heard) >= 3  # the main loop still pings
+        (tmp_path / "imap-password").write_text(account.password + "\n")
+        proc.send_signal(signal.SIGHUP)  # the fixed password is tried at once
+        wait_for(lambda: count(sessions, Ticket) == 1, 20, "the mail ingested after the reload")
+        after = systemd.listen(2.5)
+        assert after and not any("mailbox:" in m for m in after if "STATUS=" in m)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        systemd.close()
+    assert wrong not in log.read_text() and not any(wrong in m for m in systemd.messages)
