@@ -8,6 +8,7 @@ escaped and an unclosed comment ends the document, as it does in browsers.
 
 from __future__ import annotations
 
+import functools
 import re
 from html.parser import HTMLParser
 
@@ -52,6 +53,7 @@ _LINE = frozenset(
 _MAX_INDENT = 6
 
 
+@functools.lru_cache(maxsize=1)  # parse() and then visible_text() render the same HTML
 def html_to_text(html: str) -> str:
     """Block elements become line breaks, list items "- ", links keep their target."""
     parser = _TextParser()
