@@ -142,8 +142,11 @@ class Ingestor:
                     files.publish()  # named on disk before the rows that refer to them commit
         except TemporaryFailure:
             raise
-        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as err:
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
             raise TemporaryFailure(f"{type(err).__name__}: {_first_line(err)}") from err
+        except OSError as err:  # the file store: full, read-only, gone
+            raise TemporaryFailure(f"file store {self.blobs.root}: {type(err).__name__}: "
+                                   f"{_first_line(err)}") from err
         failpoint("after-commit")
         for result in results:
             if result.outcome == "quarantined" and not result.duplicate:

@@ -64,6 +64,9 @@ class Service:
             log.error("nothing to do: neither [imap] nor [smtp] is configured")
             return 78
         _start_metrics(settings)
+        swept = await asyncio.to_thread(self.app.blobs.sweep)
+        if swept:
+            log.info("removed %d temporary files left by an earlier run", swept)
         notify("READY=1", "STATUS=running")
         log.info("ticketd running tasks=%s", ",".join(tasks))
         await asyncio.gather(*(self._supervised(name, run) for name, run in tasks.items()),
@@ -175,7 +178,8 @@ def watch_mailbox(service: Service) -> None:
     """Hold the mailbox lease, connect, drain, IDLE, repeat, until stopped.
 
     A failure is retried, in one of two ways. Network and database trouble passes by itself:
-    backoff from 1 s to 60 s, starting over after a round that lasted. A mailbox refused for
+    backoff from 1 s to 60 s, starting over after a round that lasted or stored mail (the
+    trouble had passed, and mail is waiting). A mailbox refused for
     its settings (login refused, certificate not trusted) waits for a person: an error in the
     log and in systemd's STATUS, and another try only every SETTINGS_RETRY_SECONDS or at once
     on SIGHUP. The daemon itself keeps running: the outbox and the SLA monitor need no mailbox.
@@ -185,14 +189,15 @@ def watch_mailbox(service: Service) -> None:
     while not stop.is_set():
         service.wake_watcher.clear()  # a SIGHUP from now on ends the pause below
         service.mailbox_problem = None  # said only while pausing after a failure
-        started = time.monotonic()
+        started, stored = time.monotonic(), service.ingested
         try:
             with mailbox_lease(service.app, mailbox_name(service.app.settings), stop) as lease:
                 if lease is not None:
                     _watch_once(service, lease)
         except Exception as err:  # noqa: BLE001 - sorted by _failed; the watcher must go on
             metrics.IMAP_RECONNECTS.inc()
-            attempt = 1 if time.monotonic() - started > 60 else attempt + 1
+            recovered = time.monotonic() - started > 60 or service.ingested > stored
+            attempt = 1 if recovered else attempt + 1
             pause = _failed(service, err, attempt)
             if not stop.is_set():  # else the wake of request_stop may have been cleared above
                 service.wake_watcher.wait(pause)

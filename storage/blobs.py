@@ -9,7 +9,9 @@ Ingest writes a whole batch of mails through one `BlobBatch`: each file is
 compressed, written and flushed to its temporary name by a small pool of
 threads while the ingest thread goes on parsing and storing (zlib and fsync
 release the GIL), and all are renamed (and their directories flushed) together
-just before the batch's transaction commits.
+just before the batch's transaction commits. Temporary files live in one
+staging folder on the same filesystem (a rename from there is atomic), so that
+what a killed process left behind is found and swept without walking the store.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 WRITERS = 2  # threads that compress and flush files beside the ingest thread
+STAGING = ".staging"  # temporary files, under the store's root
+STALE_AFTER = 3600.0  # seconds: no batch is ever written for this long
 
 
 class BlobStore:
@@ -57,6 +62,28 @@ class BlobStore:
 
     def batch(self) -> BlobBatch:
         return BlobBatch(self)
+
+    @property
+    def staging(self) -> Path:
+        return self.root / STAGING
+
+    def sweep(self, older_than: float = STALE_AFTER) -> int:
+        """Remove temporary files a killed process left (older than any batch); how many.
+        Age, not owner: several daemons may share the store, each with batches in flight."""
+        removed = 0
+        cutoff = time.time() - older_than
+        try:
+            entries = list(os.scandir(self.staging))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     def _submit(self, work: Callable[[], str]) -> Future[str]:
         with self._pool_lock:
@@ -134,11 +161,12 @@ class BlobBatch:
 
     def _write(self, path: Path, content: Callable[[], bytes]) -> None:
         self.store._directory(path)
-        self._pending[path] = self.store._submit(lambda: self._write_temp(path.parent, content))
+        self.store._directory(self.store.staging / "-")
+        self._pending[path] = self.store._submit(lambda: self._write_temp(content))
 
-    def _write_temp(self, directory: Path, content: Callable[[], bytes]) -> str:
+    def _write_temp(self, content: Callable[[], bytes]) -> str:
         """In a writer thread: the content in a new temporary file, flushed; its name."""
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=self.store.staging, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content())

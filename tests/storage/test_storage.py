@@ -79,6 +79,36 @@ def test_blob_store_is_content_addressed_and_byte_exact(tmp_path) -> None:
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
+def test_a_batch_names_its_files_only_when_published(tmp_path) -> None:
+    store = BlobStore(tmp_path)
+    batch = store.batch()
+    digest = batch.put_attachment(b"receipt")
+    batch.put_attachment(b"receipt")  # the same content twice in a batch: one file
+    assert not store.attachment_path(digest).exists()  # written, not yet named
+    batch.publish()
+    assert store.get_attachment(digest) == b"receipt"
+    with store.batch() as dropped:
+        other = dropped.put_attachment(b"screenshot")
+        dropped.discard()
+    assert not store.attachment_path(other).exists()
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_temporary_files_left_by_a_killed_process_are_swept_by_age(tmp_path) -> None:
+    import os
+    import time
+
+    store = BlobStore(tmp_path)
+    store.put_raw(b"From: a@b\r\n\r\nhi")  # makes the staging folder
+    old, fresh = store.staging / ".tmp-old", store.staging / ".tmp-fresh"
+    old.write_bytes(b"half a mail")
+    fresh.write_bytes(b"a batch in flight")
+    hour_ago = time.time() - 3700
+    os.utime(old, (hour_ago, hour_ago))
+    assert store.sweep() == 1
+    assert not old.exists() and fresh.exists()
+
+
 def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
