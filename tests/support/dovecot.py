@@ -247,6 +247,17 @@ class DovecotServer:
         if done.returncode != 0:
             raise self._error(f"doveadm kick failed: {done.stderr.strip()}")
 
+    def sessions(self, account: Account) -> int:
+        """The account's open IMAP connections (after logout they are gone at once)."""
+        doveadm = find_dovecot("doveadm") or "doveadm"
+        conf = str(self.root / "dovecot.conf")
+        done = subprocess.run([doveadm, "-c", conf, "who", "-1", account.username],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise self._error(f"doveadm who failed: {done.stderr.strip()}")
+        rows = [line.split() for line in done.stdout.splitlines()[1:]]  # under a header line
+        return sum(1 for row in rows if row and row[0] == account.username)
+
     def uidvalidity(self, account: Account, folder: str = "INBOX") -> int:
         with self.client(account) as client:
             return int(client.select_folder(folder, readonly=True)[b"UIDVALIDITY"])
