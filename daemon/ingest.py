@@ -175,11 +175,8 @@ class Ingestor:
         arrival = _Arrival(raw, source, key, message_id, digest)
         try:
             mail = parse(raw, self.policy.limits)
-        except RejectedMail as rejected:
+        except RejectedMail as rejected:  # parse() turns any error of its own into this
             arrival.rejected = rejected.reason
-        except Exception as err:  # a parser bug on one mail must not stop the mailbox
-            log.exception("parse failed key=%s", key)
-            arrival.rejected = f"internal error: {type(err).__name__}"
         else:
             arrival.mail = mail
             arrival.ignored = "no sender address" if mail.sender is None else ""
@@ -196,9 +193,9 @@ class Ingestor:
 
     def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
-        known = queries.ingested_outcome(session, arrival.key)
+        known = _stored_before(session, arrival.key)
         if known:
-            return IngestResult(arrival.key, known[0], known[1], known[2], duplicate=True)  # type: ignore[arg-type]
+            return known
         try:
             with session.begin_nested():
                 return self._store_arrival(session, arrival)
@@ -206,9 +203,9 @@ class Ingestor:
             raise
         except sa_exc.IntegrityError:
             # Another worker stored the same key since our look-up: its outcome is ours.
-            known = queries.ingested_outcome(session, arrival.key)
+            known = _stored_before(session, arrival.key)
             if known:
-                return IngestResult(arrival.key, known[0], known[1], known[2], duplicate=True)  # type: ignore[arg-type]
+                return known
             reason = "conflict"
         except Exception as err:  # a bug on one mail must not stop the mailbox
             log.exception("ingest failed key=%s", arrival.key)
@@ -433,6 +430,15 @@ class Ingestor:
             queries.insert_event(session, "linked", ticket_id, actor=mail.sender.addr,
                                  linked_ticket=linked.number, reason=decision.reason)
         return ticket_id, number
+
+
+def _stored_before(session: Session, key: str) -> IngestResult | None:
+    """The outcome of a mail already ingested under this key, as a duplicate's result."""
+    known = queries.ingested_outcome(session, key)
+    if known is None:
+        return None
+    outcome, reason, number = known
+    return IngestResult(key, outcome, reason, number, duplicate=True)  # type: ignore[arg-type]
 
 
 def _first_line(err: BaseException) -> str:

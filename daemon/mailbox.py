@@ -116,14 +116,16 @@ class MailboxRunner:
         results: dict[int, IngestResult] = {}
         whole = [f for f in group if f.raw is not None]
         if whole:
-            stored = self.ingestor.ingest_many(
-                [(f.raw, f"{self.name};uid={f.uid}") for f in whole])
+            stored = self.ingestor.ingest_many([(f.raw, self._source(f)) for f in whole])
             results.update(zip((f.uid for f in whole), stored, strict=True))
         for fetched in group:
             if fetched.raw is None:
-                source = f"{self.name};uid={fetched.uid}"
-                results[fetched.uid] = self.ingestor.refuse_unfetched(source, fetched.size)
+                results[fetched.uid] = self.ingestor.refuse_unfetched(
+                    self._source(fetched), fetched.size)
         return [results[f.uid] for f in group]
+
+    def _source(self, fetched) -> str:  # noqa: ANN001 - daemon.imap.Fetched
+        return f"{self.name};uid={fetched.uid}"
 
     def run(self, idle_timeout: float = 300) -> None:
         """Drain, then wait for new mail; until stop is set. Errors go to the caller."""

@@ -91,10 +91,10 @@ class BlobStore:
                 self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="blob-writer")
         return self._pool.submit(work)
 
-    def _directory(self, path: Path) -> None:
-        if path.parent not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(path.parent)
+    def _directory(self, directory: Path) -> None:
+        if directory not in self._made:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._made.add(directory)
 
 
 class BlobBatch:
@@ -160,8 +160,8 @@ class BlobBatch:
         self._pending.clear()
 
     def _write(self, path: Path, content: Callable[[], bytes]) -> None:
-        self.store._directory(path)
-        self.store._directory(self.store.staging / "-")
+        self.store._directory(path.parent)
+        self.store._directory(self.store.staging)
         self._pending[path] = self.store._submit(lambda: self._write_temp(content))
 
     def _write_temp(self, content: Callable[[], bytes]) -> str:
