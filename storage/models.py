@@ -292,3 +292,25 @@ Index("uq_sla_clocks_ticket_id_kind_running", SlaClock.ticket_id, SlaClock.kind,
       postgresql_where=SlaClock.stopped_at.is_(None), sqlite_where=SlaClock.stopped_at.is_(None))
 
 __all__ += ["SLA_KINDS", "SLA_STAGES", "SlaClock"]
+
+
+class LegalHold(Base):
+    """A record that must be kept: erasure and retention leave what it covers alone.
+
+    A hold names a ticket or a contact (then every ticket the contact requested or took part
+    in is covered). Released holds stay as history; only rows with `released_at` NULL count.
+    """
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(320))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_by: Mapped[str | None] = mapped_column(String(320))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+__all__ += ["LegalHold"]
