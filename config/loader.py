@@ -20,6 +20,10 @@ from .schema import SECRET_FILES, SENSITIVE_KEYS, AtKey, Settings, ShowsValue, s
 
 ENV_PREFIX = "TICKETD_"
 ENV_CONFIG = "TICKETD_CONFIG"  # the file to load
+# A *_file value "credential:NAME" is the file NAME in the directory systemd gives a unit
+# with LoadCredential=NAME:/path (a private, read-only copy only the service user can read).
+CREDENTIAL_PREFIX = "credential:"
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 
 Data = dict[str, Any]
 Origins = dict[str, str]  # "imap.port" -> where its value was written
@@ -36,7 +40,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     origins: Origins = {}
     problems = _refuse_secrets_in_file(data, source)
     problems += _apply_environment(data, environ, origins)
-    problems += _read_secret_files(data, source, origins)
+    problems += _read_secret_files(data, source, origins, environ)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as error:
@@ -103,7 +107,8 @@ def _names_a_setting(variable: str, sections: Mapping[str, object]) -> bool:
     return "__" in rest or any(rest.startswith(f"{section}_") for section in sections)
 
 
-def _read_secret_files(data: Data, source: str, origins: Origins) -> list[Problem]:
+def _read_secret_files(data: Data, source: str, origins: Origins,
+                       environ: Mapping[str, str]) -> list[Problem]:
     """Put each secret file's content under its key; a secret set in the environment wins."""
     problems = []
     for name, section in data.items():
@@ -115,11 +120,32 @@ def _read_secret_files(data: Data, source: str, origins: Origins) -> list[Proble
             dotted = f"{name}.{file_key}"
             origin = origins.get(dotted, source)
             try:
-                section[key] = _read_secret(section[file_key])
+                section[key] = _read_secret(_secret_path(section[file_key], environ))
                 origins[f"{name}.{key}"] = origin
             except ValueError as error:
                 problems.append(Problem(origin, dotted, str(error)))
     return problems
+
+
+def _secret_path(value: object, environ: Mapping[str, str]) -> object:
+    """The file a *_file value names: "credential:NAME" is looked up in $CREDENTIALS_DIRECTORY,
+    anything else is a path as written."""
+    if not isinstance(value, str) or not value.startswith(CREDENTIAL_PREFIX):
+        return value
+    name = value[len(CREDENTIAL_PREFIX):]
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{value}: a credential's name is one file name, as in "
+                         f"LoadCredential=NAME:/path")
+    directory = environ.get(CREDENTIALS_DIRECTORY)
+    if not directory:
+        raise ValueError(f"{value}: ${CREDENTIALS_DIRECTORY} is not set; systemd sets it for a "
+                         f"unit with LoadCredential={name}:/path, elsewhere set it to the "
+                         f"directory holding the file {name}")
+    path = os.path.join(directory, name)
+    if not os.path.lexists(path):
+        raise ValueError(f"{value}: no credential {name} in ${CREDENTIALS_DIRECTORY} ({directory});"
+                         f" the unit needs LoadCredential={name}:/path")
+    return path
 
 
 def _read_secret(path: object) -> str:
