@@ -99,6 +99,10 @@ in_root systemd-analyze verify {unit} >"$out/verify" 2>&1
 echo $? >"$out/verify.rc"
 in_root systemd-analyze security --offline=true {unit} >"$out/security" 2>&1
 in_root getent passwd ticketd >"$out/passwd" 2>&1
+# The install stands alone: without the checkout it came from, the desk still works.
+rm -rf "$root/root/src"
+in_root /usr/local/sbin/ticketd doctor >"$out/doctor-alone" 2>&1
+echo $? >"$out/doctor-alone.rc"
 ls -A "$root/tmp" >"$out/tmp-left" 2>&1
 exit 0
 """.replace("{unit}", UNIT)
@@ -196,6 +200,9 @@ def test_the_recipe_runs_and_leaves_a_verified_unit_with_the_modes_doctor_wants(
         "/usr/local/sbin/ticketd": "755 root root",
     }, recipe_run.text("modes")
     assert recipe_run.text("passwd").startswith("ticketd:")
+    alone = recipe_run.text("doctor-alone")
+    assert recipe_run.text("doctor-alone.rc").strip() == "0", alone
+    assert alone.count("ok  ") == 5, alone
     assert recipe_run.text("tmp-left").strip() == ""  # the CLI's credential copies are gone
 
     verify = recipe_run.text("verify")
