@@ -13,7 +13,7 @@ EXAMPLE = Path(config.__file__).with_name("ticketd.example.toml")
 
 
 def test_example_file_loads(write):
-    environ = {  # the example's secret files are /etc paths: point them at real files
+    environ = {  # the example names credentials: point its secret files at real files
         "TICKETD_IMAP__PASSWORD_FILE": str(write("imap-password", "imap-pw\n")),
         "TICKETD_SMTP__PASSWORD_FILE": str(write("smtp-password", "smtp-pw\n")),
         "TICKETD_SECURITY__SECRET_FILE": str(write("secret", "new-key\nold-key\n")),
