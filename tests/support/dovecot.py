@@ -33,8 +33,20 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 _APPENDUID = re.compile(rb"APPENDUID \d+ (\d+)")
 
+# With LMTP an MTA delivers into the same Maildirs (a recipient's +detail is dropped).
+_LMTP = """\
+postmaster_address = postmaster@test.example
+recipient_delimiter = +
+service lmtp {{
+  inet_listener lmtp {{
+    address = {host}
+    port = {lmtp_port}
+  }}
+}}
+"""
+
 _CONFIG = """\
-protocols = imap
+protocols = {protocols}
 listen = {host}
 base_dir = {root}/run
 state_dir = {root}/state
@@ -85,6 +97,7 @@ service anvil {{
 protocol imap {{
   mail_max_userip_connections = 50
 }}
+{lmtp}
 namespace inbox {{
   inbox = yes
   separator = .
@@ -128,17 +141,19 @@ def require_dovecot() -> str:
 class DovecotServer:
     """One Dovecot master process (run in the foreground) and its directory."""
 
-    def __init__(self, binary: str, root: Path) -> None:
+    def __init__(self, binary: str, root: Path, *, lmtp: bool = False) -> None:
         self.binary = binary
         self.root = root
+        self.lmtp = lmtp
         self.port = 0
         self.tls_port = 0
+        self.lmtp_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._serial = itertools.count(1)
 
     @classmethod
-    def start_new(cls, binary: str) -> DovecotServer:
-        server = cls(binary, Path(tempfile.mkdtemp(prefix="ticketd-dovecot-")))
+    def start_new(cls, binary: str, *, lmtp: bool = False) -> DovecotServer:
+        server = cls(binary, Path(tempfile.mkdtemp(prefix="ticketd-dovecot-")), lmtp=lmtp)
         server.start()
         return server
 
@@ -153,7 +168,7 @@ class DovecotServer:
     def start(self) -> None:
         self._prepare_directory()
         for _ in range(3):  # a probed free port can be taken before Dovecot binds it
-            self.port, self.tls_port = _free_ports(2)
+            self.port, self.tls_port, self.lmtp_port = _free_ports(3)
             if self._launch():
                 return
         raise self._error("Dovecot did not start")
@@ -172,8 +187,9 @@ class DovecotServer:
     def remove_directory(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def new_account(self) -> Account:
-        username = f"user{next(self._serial)}-{secrets.token_hex(4)}@test.example"
+    def new_account(self, address: str | None = None) -> Account:
+        """A fresh mailbox; `address` names it (as LMTP delivers to it), else a unique one."""
+        username = address or f"user{next(self._serial)}-{secrets.token_hex(4)}@test.example"
         password = secrets.token_urlsafe(12)
         # One passwd-file per user: Dovecot rereads a changed passwd-file at most once a
         # second, so a user appended to a shared file may stay unknown for up to a second.
@@ -308,8 +324,10 @@ class DovecotServer:
 
     def _config(self) -> str:
         user, group, login_user = _service_users()
+        lmtp = _LMTP.format(host=HOST, lmtp_port=self.lmtp_port) if self.lmtp else ""
         return _CONFIG.format(host=HOST, root=self.root, port=self.port, tls_port=self.tls_port,
-                              user=user, group=group, login_user=login_user)
+                              user=user, group=group, login_user=login_user, lmtp=lmtp,
+                              protocols="imap lmtp" if self.lmtp else "imap")
 
     def _maildir(self, account: Account, folder: str) -> Path:
         home = self.root / "mail" / account.username
