@@ -150,6 +150,8 @@ def test_a_ticket_through_postfix_opendkim_and_mutt(mail_system: MailSystem, sql
         assert relayed["From"].addresses[0].addr_spec == SUPPORT
         assert relayed["In-Reply-To"] == f"<{complaint['message_id']}>"
         assert AGENT not in relayed.as_string()
+        # ticketd's own mail left through the submission port: signed for casino.test too.
+        assert "dkim=pass" in str(relayed["Authentication-Results"])
         signed = wait_until(lambda: next((m for m in system.messages(support, "Processed")
                                           if m["From"].addresses[0].addr_spec == AGENT), None),
                             30, "the agent's mail filed as processed")
