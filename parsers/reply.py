@@ -52,8 +52,10 @@ def _rendered_from(text: str, html: str) -> bool:
 
 def _visible(text: str, markers: Sequence[str]) -> str:
     lines = _lines_of(text)
-    lines = _cut_at_marker(lines, markers)
-    lines = _drop_quotes(_View(lines))
+    cut = _cut_at_marker(lines, markers)
+    if len(cut) < len(lines):
+        cut = _drop_attribution_above(cut)
+    lines = _drop_quotes(_View(cut))
     lines = _cut_signature(lines)
     return _tidy(lines)
 
@@ -213,6 +215,36 @@ def _drop_bare_attribution(kept: list[str]) -> None:
         del kept[last:]
 
 
+def _drop_attribution_above(lines: list[str]) -> list[str]:
+    """The lines above a cut at our marker, without the attribution that introduced the quote.
+
+    The marker may be the first line of the quote, so nothing quoted is left below the
+    "wrote:" line for the header rules to see; then any such line, however short ("On Wed,
+    Casino Support wrote:", "Иван писал(а):"), goes, with the lines a client wrapped it over.
+    """
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or _is_quoted(lines[end - 1].lstrip())):
+        end -= 1
+    if not end:
+        return lines
+    head = lines[end - 1].strip()[:LINE_CAP]
+    if not (_ENDS_WROTE_ALONE.search(head[-80:]) or _ends_with_address(head)):
+        return lines
+    return lines[: _attribution_top(lines, end - 1)]
+
+
+def _attribution_top(lines: list[str], last: int) -> int:
+    """The first line of an attribution ending at ``last``: a line starting "On ..." or with a
+    date up to a few lines above, in the same paragraph; else ``last`` itself."""
+    for k in range(last, max(-1, last - _HEADER_LINES), -1):
+        head = lines[k].strip()[:LINE_CAP]
+        if not head or (k < last and head.endswith((".", "!", "?"))):
+            break  # a finished sentence is the player's, not a wrapped header
+        if _ON_START.match(head) or _DATE_START.match(head):
+            return k
+    return last
+
+
 class _Header(NamedTuple):
     prefix: str  # the player's text in front of the header on the same line
     length: int  # lines the header spans
@@ -233,7 +265,7 @@ _DATE_START = re.compile(
 # "wrote" in the languages talon knows, and in Russian.
 _WROTE = (
     r"wrote|writes|a écrit|schrieb|schreef|verzond|geschreven|escreveu|escribió|ha scritto"
-    r"|skrev|napisał|đã viết|пишет|написала|написал(?:\(а\))?"
+    r"|skrev|napisał|đã viết|пишет|написала|написал(?:\(а\))?|писала|писал(?:\(а\))?"
 )
 _ENDING = r"(?:\s*:\s*-*|\s*-{2,})$"  # "wrote:" or Android's "wrote ----"
 # Searched in the last characters of a line only, so the search stays short.

@@ -131,6 +131,44 @@ def test_marker_inside_a_quoted_block_cuts_the_rest_of_the_mail() -> None:
     assert visible_text(text) == "My answer.\n\nMore answer."
 
 
+@pytest.mark.parametrize("attribution", [
+    "On Wed, Casino Support wrote:",  # the demo's agent reply: no date, no address
+    "Casino Support wrote:",
+    "On Wed, 12 Mar 2025 at 10:04, Casino Support <support@casino.example> wrote:",
+    "On Wed, 12 Mar 2025 at 10:04, Casino Support\n<support@casino.example> wrote:",
+    "On Wed, Casino Support\nwrote:",
+    "Casino Support <support@casino.example>:",
+    "Служба поддержки писал(а):",
+    "Служба поддержки писала:",
+    "12.03.2025, 10:04, \"Служба поддержки\" <support@casino.example>:",
+])
+def test_no_attribution_survives_above_a_quote_cut_at_the_marker(attribution: str) -> None:
+    text = (f"We have resettled it and credited your account.\n\n{attribution}\n"
+            "> ##- Please type your reply above this line -##\n> Ticket #10002\n")
+    assert visible_text(text) == "We have resettled it and credited your account."
+
+
+def test_the_player_sentence_above_an_attribution_is_kept() -> None:
+    text = ("I already sent the screenshot.\nCasino Support wrote:\n"
+            "> ##- Please type your reply above this line -##\n> Hello\n")
+    assert visible_text(text) == "I already sent the screenshot."
+
+
+def test_the_demo_agent_reply_reaches_the_player_without_a_dangling_attribution() -> None:
+    """The demo's Anna replies to her notification from a mail client: the quoted
+    notification starts with our marker, right under a short attribution line."""
+    notification = ("##- Please type your reply above this line -##\n"
+                    "Ticket #10002 (bet_settlement, normal) from sam@players.example\n\n"
+                    "My bet was settled wrongly\n")
+    quoted = "\n".join("> " + line for line in notification.splitlines())
+    text = ("Hello Sam, we checked the result: the match ended 2:1, so your accumulator won. "
+            "We have resettled it and credited your account.\n\n"
+            f"On Wed, Casino Support wrote:\n{quoted}\n")
+    visible = visible_text(text)
+    assert visible.endswith("credited your account.")
+    assert "wrote" not in visible
+
+
 def test_markers_are_a_parameter() -> None:
     text = "Yes\n\n=== reply above ===\nOriginal"
     assert visible_text(text, markers=("=== reply above ===",)) == "Yes"
