@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -70,6 +69,7 @@ def temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group()
+@click.version_option(package_name="ticketd", prog_name="ticketd")
 @click.option("--config", "config_path", envvar="TICKETD_CONFIG", type=click.Path(dir_okay=False),
               help="TOML configuration file (default: $TICKETD_CONFIG, else built-in defaults).")
 @click.pass_context
@@ -168,83 +168,6 @@ def run(ctx: click.Context, once: bool) -> None:
 
 
 @main.command()
-@click.option("--status", type=click.Choice(["open", "pending", "resolved", "closed"]))
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-@temp_failures_exit_75
-def tickets(ctx: click.Context, status: str | None, as_json: bool) -> None:
-    """List tickets, newest first."""
-    from storage import queries
-
-    application = _app(ctx)
-    with application.sessions() as session:
-        rows = queries.list_tickets(session, status)
-        if as_json:
-            click.echo(json.dumps([_summary(t) for t in rows], ensure_ascii=False, indent=2))
-            return
-        for t in rows:
-            click.echo(
-                f"#{t.number}  {t.status:<8} {t.priority:<7} {t.category:<15} {t.language}  "
-                f"{t.requester.address}  {t.subject[:60]}"
-            )
-
-
-def _summary(ticket: Any) -> dict[str, Any]:
-    return {
-        "id": ticket.id, "number": ticket.number, "subject": ticket.subject,
-        "status": ticket.status, "category": ticket.category, "priority": ticket.priority,
-        "language": ticket.language, "requester": ticket.requester.address,
-    }
-
-
-@main.command()
-@click.argument("ticket")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-@temp_failures_exit_75
-def show(ctx: click.Context, ticket: str, as_json: bool) -> None:
-    """Show one ticket (by its public number) with its messages."""
-    from storage import queries
-
-    application = _app(ctx)
-    with application.sessions() as session:
-        found = queries.ticket_by_ref(session, ticket)
-        if found is None:
-            click.echo(f"ticketd: no ticket {ticket}", err=True)
-            sys.exit(1)
-        doc = queries.ticket_as_dict(found)
-    if as_json:
-        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
-        return
-    click.echo(f"#{doc['number']} {doc['subject']}")
-    click.echo(f"status={doc['status']} category={doc['category']} priority={doc['priority']} "
-               f"language={doc['language']} requester={doc['requester']}")
-    for m in doc["messages"]:
-        mark = " [internal, never sent to the player]" if m["visibility"] == "internal" else ""
-        click.echo(f"\n--- {m['direction']} {m['kind']} from {m['from']} at {m['date']}{mark}")
-        click.echo(m["text"])
-        for a in m["attachments"]:
-            click.echo(f"[attachment] {a['filename']} {a['content_type']} {a['size']} bytes")
-
-
-@main.command()
-@click.option("--ticket", "ticket_ref", help="Only this ticket's events.")
-@click.option("--kind", help="Only events of this kind (created, quarantined, ...).")
-@click.option("--limit", default=100, show_default=True)
-@click.pass_context
-@temp_failures_exit_75
-def events(ctx: click.Context, ticket_ref: str | None, kind: str | None, limit: int) -> None:
-    """Show the event log, newest first."""
-    from storage import queries
-
-    application = _app(ctx)
-    with application.sessions() as session:
-        for event in queries.list_events(session, ticket_ref, kind, limit):
-            data = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
-            click.echo(f"{event.created_at:%Y-%m-%d %H:%M:%S} {event.kind} actor={event.actor} {data}")
-
-
-@main.command()
 @click.option("--workdir", type=click.Path(file_okay=False), default="ticketd-demo",
               show_default=True, help="Where the demo keeps its database and mails.")
 def demo(workdir: str) -> None:
@@ -262,3 +185,7 @@ _register_outbox(main)
 from daemon.cli_sla import register as _register_sla  # noqa: E402
 
 _register_sla(main)
+
+from daemon.cli_tickets import register as _register_tickets  # noqa: E402
+
+_register_tickets(main)

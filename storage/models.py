@@ -87,8 +87,9 @@ class Ticket(Base):
     requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     appeal_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    group: Mapped[str | None] = mapped_column(String(64))  # the team the ticket is routed to
-    assignee: Mapped[str | None] = mapped_column(String(320))  # an agent's address
+    # the team the ticket is routed to, and an agent's address; `ticketd tickets` filters on both
+    group: Mapped[str | None] = mapped_column(String(64), index=True)
+    assignee: Mapped[str | None] = mapped_column(String(320), index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -19,7 +19,7 @@ from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Event, OutboxMessage, Ticket, utcnow
-from storage.queries import insert_event
+from storage.queries import insert_event, record_sent_mail
 
 DEFAULT_LIFETIME = timedelta(days=5)  # as Mailman's deliver_until: then the mail is dead
 RETRY_FLOOR = timedelta(minutes=1)
@@ -130,13 +130,17 @@ def enqueue(
     for address in (message_id, envelope_from, *recipients):
         _no_line_breaks(address)
     now = now or utcnow()
-    return session.execute(_INSERT, {
+    outbox_id = session.execute(_INSERT, {
         "ticket_id": ticket_id, "kind": kind, "message_id": message_id,
         "envelope_from": envelope_from, "recipients": list(recipients), "raw": raw,
         "state": "pending", "attempts": 0, "next_attempt_at": now,
         "expires_at": now + lifetime, "claimed_until": None, "last_error": None,
         "accepted": [], "refused": {}, "created_at": now, "sent_at": None,
     }).scalar_one()
+    if ticket_id is not None:  # the ticket keeps what it was told (ticketd show)
+        record_sent_mail(session, ticket_id, outbox_id=outbox_id, kind=kind,
+                         message_id=message_id, recipients=recipients, raw=raw)
+    return outbox_id
 
 
 def _no_line_breaks(value: str) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
+from parsers.outgoing import sent_text
 from storage.models import (
     TICKET_NUMBER_OFFSET,
     Contact,
@@ -20,6 +21,7 @@ from storage.models import (
     Message,
     OutboxMessage,
     Participant,
+    SlaClock,
     StoredAttachment,
     Ticket,
     utcnow,
@@ -157,6 +159,14 @@ def ticket_number(session: Session, ticket_id: int) -> int | None:
     return session.scalar(select(Ticket.number).where(Ticket.id == ticket_id))
 
 
+def ticket_numbers(session: Session, ticket_ids: set[int]) -> dict[int, int]:
+    """Public numbers of tickets by id, in one query."""
+    if not ticket_ids:
+        return {}
+    return dict(session.execute(select(Ticket.id, Ticket.number)
+                                .where(Ticket.id.in_(ticket_ids))).all())
+
+
 def outbox_origin(session: Session, message_id: str | None) -> tuple[int | None, list[str]] | None:
     """(ticket id, recipients) of the mail we sent with this Message-ID, if we sent it."""
     if not message_id:
@@ -274,6 +284,98 @@ def list_tickets(session: Session, status: str | None = None, limit: int = 200) 
     return list(session.scalars(query))
 
 
+@dataclass(frozen=True)
+class TicketFilter:
+    """What `ticketd tickets` narrows the list by; None is "any". An assignee of "" means
+    tickets nobody holds."""
+
+    status: str | None = None
+    requester: str | None = None
+    assignee: str | None = None
+    group: str | None = None
+    category: str | None = None
+    since: datetime | None = None  # created at or after
+
+
+@dataclass(frozen=True)
+class TicketLine:
+    """One ticket as `ticketd tickets` lists it."""
+
+    id: int
+    number: int
+    subject: str
+    status: str
+    category: str
+    priority: str
+    language: str
+    requester: str
+    assignee: str | None
+    group: str | None
+    created_at: datetime
+    next_due: datetime | None  # the earliest due time of its running SLA clocks
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of `ticketd tickets --json`; other tools read these names."""
+        return {"id": self.id, "number": self.number, "subject": self.subject,
+                "status": self.status, "category": self.category, "priority": self.priority,
+                "language": self.language, "requester": self.requester,
+                "assignee": self.assignee, "group": self.group,
+                "created_at": _iso(self.created_at), "next_due": _iso(self.next_due)}
+
+
+# A running clock that is not paused has a due time; the earliest is the next promise.
+# A correlated subquery over the (ticket_id, kind) index of running clocks, for the rows
+# shown only.
+_NEXT_DUE = (select(func.min(SlaClock.due_at))
+             .where(SlaClock.ticket_id == Ticket.id, SlaClock.stopped_at.is_(None))
+             .correlate(Ticket).scalar_subquery())
+
+
+def find_tickets(session: Session, wanted: TicketFilter,
+                 limit: int = 50) -> tuple[list[TicketLine], int]:
+    """Tickets matching ``wanted``, newest first, at most ``limit``, and how many match in all."""
+    conditions = _conditions(wanted)
+    rows = session.execute(
+        select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticket.category,
+               Ticket.priority, Ticket.language, Contact.address, Ticket.assignee, Ticket.group,
+               Ticket.created_at, _NEXT_DUE)
+        .join(Contact, Contact.id == Ticket.requester_id)
+        .where(*conditions).order_by(Ticket.id.desc()).limit(limit)).all()
+    lines = [TicketLine(*row) for row in rows]
+    total = len(lines)
+    if total == limit:  # only then can there be more: count them
+        total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions)) or 0
+    return lines, total
+
+
+def _conditions(wanted: TicketFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if wanted.status:
+        conditions.append(Ticket.status == wanted.status)
+    if wanted.requester is not None:
+        # Addresses are stored as they came; look up both spellings through the unique index.
+        spellings = {wanted.requester.strip(), wanted.requester.strip().lower()}
+        conditions.append(Ticket.requester_id.in_(
+            select(Contact.id).where(Contact.address.in_(spellings))))
+    if wanted.assignee is not None:
+        value = wanted.assignee.strip()
+        conditions.append(Ticket.assignee.is_(None) if value == ""
+                          else Ticket.assignee.in_({value, value.lower()}))
+    if wanted.group is not None:
+        conditions.append(Ticket.group == wanted.group)
+    if wanted.category is not None:
+        conditions.append(Ticket.category == wanted.category)
+    if wanted.since is not None:
+        conditions.append(Ticket.created_at >= wanted.since)
+    return conditions
+
+
+def next_due(session: Session, ticket_id: int) -> datetime | None:
+    """The earliest due time of a ticket's running SLA clocks (paused ones have none)."""
+    return session.scalar(select(func.min(SlaClock.due_at)).where(
+        SlaClock.ticket_id == ticket_id, SlaClock.stopped_at.is_(None)))
+
+
 def count_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()
     return {status: count for status, count in rows}
@@ -315,8 +417,67 @@ def save_cursor(session: Session, mailbox: str, uidvalidity: int, last_uid: int)
     return changed
 
 
-def ticket_as_dict(ticket: Ticket) -> dict[str, Any]:
+# The event that keeps, on the ticket, what an outgoing mail said (see record_sent_mail).
+SENT_MAIL_EVENT = "mail_queued"
+
+
+def record_sent_mail(session: Session, ticket_id: int, *, outbox_id: int, kind: str,
+                     message_id: str, recipients: Sequence[str], raw: bytes) -> None:
+    """Keep on the ticket what a mail queued for it says, read from the bytes to be sent, in
+    the transaction that queues it: `ticketd show` then shows what the player (or the agent)
+    was told, acknowledgements and escalations included."""
+    subject, body = sent_text(raw)
+    session.execute(_INSERT_EVENT, {
+        "ticket_id": ticket_id, "kind": SENT_MAIL_EVENT, "actor": "system",
+        "data": _no_nul({"outbox_id": outbox_id, "kind": kind, "message_id": message_id,
+                         "subject": subject, "text": body}) | {"to": list(recipients)},
+    })
+
+
+@dataclass(frozen=True)
+class SentMail:
+    """An outgoing mail of a ticket: what it said and how its delivery stands."""
+
+    message_id: str
+    kind: str
+    to: list[str]
+    subject: str
+    text: str
+    queued_at: datetime
+    state: str  # pending | sent | dead, from the outbox
+    accepted: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "kind": self.kind, "to": self.to,
+                "subject": self.subject, "text": self.text, "queued_at": _iso(self.queued_at),
+                "state": self.state, "accepted": self.accepted}
+
+
+def sent_mail(session: Session, ticket_id: int) -> list[SentMail]:
+    """The mails queued for a ticket, oldest first, with their delivery state."""
+    events = session.execute(
+        select(Event.data, Event.created_at)
+        .where(Event.ticket_id == ticket_id, Event.kind == SENT_MAIL_EVENT)
+        .order_by(Event.id)).all()
+    ids = [data["message_id"] for data, _ in events]
+    states = {row[0]: (row[1], row[2]) for row in session.execute(
+        select(OutboxMessage.message_id, OutboxMessage.state, OutboxMessage.accepted)
+        .where(OutboxMessage.message_id.in_(ids)))} if ids else {}
+    return [SentMail(data["message_id"], data["kind"], data["to"], data["subject"],
+                     data["text"], created_at, *states.get(data["message_id"], ("gone", [])))
+            for data, created_at in events]
+
+
+def ticket_record(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """The JSON shape of `ticketd show`, with the next due time and the mail sent."""
+    return ticket_as_dict(ticket, next_due=next_due(session, ticket.id),
+                          sent=sent_mail(session, ticket.id))
+
+
+def ticket_as_dict(ticket: Ticket, *, next_due: datetime | None = None,
+                   sent: Sequence[SentMail] = ()) -> dict[str, Any]:
     """The JSON shape of `ticketd show`; other tools read these names."""
+    by_id = {mail.message_id: mail for mail in sent}
     return {
         "id": ticket.id,
         "number": ticket.number,
@@ -326,17 +487,24 @@ def ticket_as_dict(ticket: Ticket) -> dict[str, Any]:
         "priority": ticket.priority,
         "language": ticket.language,
         "requester": ticket.requester.address,
+        "assignee": ticket.assignee,
+        "group": ticket.group,
+        "next_due": _iso(next_due),
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "linked_ticket": ticket.linked_ticket_id,
-        "messages": [_message_as_dict(m) for m in ticket.messages],
+        "messages": [_message_as_dict(m, by_id.get(m.header_message_id or ""))
+                     for m in ticket.messages],
+        # Every mail queued for the ticket, those without a message of their own
+        # (agent notifications, escalations, notices) included.
+        "sent_mail": [mail.as_dict() for mail in sent],
     }
 
 
 INTERNAL_KINDS = frozenset({"note", "held", "refused"})
 
 
-def _message_as_dict(message: Message) -> dict[str, Any]:
+def _message_as_dict(message: Message, sent: SentMail | None = None) -> dict[str, Any]:
     return {
         "direction": message.direction,
         "kind": message.kind,
@@ -357,6 +525,9 @@ def _message_as_dict(message: Message) -> dict[str, Any]:
             }
             for a in message.attachments
         ],
+        # For a message we sent: the text as the receiver got it (the acknowledgement, the
+        # agent's words inside the relay), or None.
+        "sent": sent.as_dict() if sent else None,
     }
 
 

@@ -114,8 +114,10 @@ def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
     from alembic.runtime.migration import MigrationContext
 
     from storage.models import Base
+    from storage.search import include_object
 
     engine = db.make_engine(db_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": include_object})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []

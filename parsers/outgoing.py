@@ -1,0 +1,44 @@
+"""What a mail we composed says, read back from its bytes: the ticket keeps it (`ticketd show`).
+
+Read from the very bytes the outbox sends, not from the values they were made of, so the
+record is what the receiver got. Our mail is simple (responders.mime): a text/plain part,
+alone or first in an alternative or mixed container.
+"""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+
+
+def sent_text(raw: bytes) -> tuple[str, str]:
+    """(subject, text of the first text/plain part) of a mail, line ends as "\\n"."""
+    msg = message_from_bytes(raw, policy=compat32)  # compat32: no header registry, fast
+    return _subject(msg), _plain(msg)
+
+
+def _subject(msg: Message) -> str:
+    value = msg.get("Subject")
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value)))).replace("\r\n", "").replace("\n", "")
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return str(value)
+
+
+def _plain(msg: Message) -> str:
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain" and not part.get_filename():
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                return ""
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                text = payload.decode(charset, errors="replace")
+            except LookupError:
+                text = payload.decode("utf-8", errors="replace")
+            return text.replace("\r\n", "\n").replace("\r", "\n")
+    return ""
