@@ -99,6 +99,10 @@ def test_demo_runs_and_reports_tickets(tmp_path: Path) -> None:
     sent = {p.name: p.read_bytes() for p in (tmp_path / "demo" / "sent").glob("*.eml")}
     to_sam = [raw for name, raw in sent.items() if name.endswith("sam@players.example.eml")]
     assert any(b"resettled" in raw and b"anna@casino.example" not in raw for raw in to_sam)
+    # Anna's client put "On Wed, Casino Support wrote:" above the quoted notification: it
+    # must not reach the player dangling under her answer.
+    [answer] = [raw for raw in to_sam if b"resettled" in raw]
+    assert b"wrote" not in answer
     assert any(name.endswith("lead@casino.example.eml") for name in sent)
     assert not (tmp_path / "demo" / "mailbox" / "new").exists() or \
         not any((tmp_path / "demo" / "mailbox" / "new").iterdir())
