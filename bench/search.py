@@ -4,7 +4,7 @@ an index search (FTS5 on SQLite, the GIN expression index on PostgreSQL), not a 
 Tickets with one message each are generated inside the database (recursive CTE on SQLite,
 generate_series on PostgreSQL), through the triggers and indexes migration 0007 made, so
 the fill time is also what indexing costs. Words are spread so that a search finds about
-1,000 tickets ("common"), 10 ("rare") or 1 ("two words").
+1 ticket in 1,000 ("common") or 1 in 100,000 ("rare", and "two words" that occur together).
 Usage: python bench/search.py [--tickets 1000000] [--backends sqlite postgresql] [--pg-url URL]
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from storage import db, search  # noqa: E402
+from storage import db, queries, search  # noqa: E402
 
 PG_DEFAULT = os.environ.get("TICKETD_TEST_PG_URL",
                             "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -37,8 +37,8 @@ _ROWS = {
               "SELECT i FROM n",
     "postgresql": "SELECT i FROM generate_series(1, :count) AS i",
 }
-QUERIES = {"common (1 in 1,000)": "w17", "rare (10 in 1,000,000)": "r4242",
-           "two words (1)": "w242 r4242"}
+QUERIES = {"common (1 in 1,000)": "w17", "rare (1 in 100,000)": "r4242",
+           "two words (both in the same 1 in 100,000)": "w242 r4242"}
 
 
 def database(backend: str, pg_url: str, work: Path) -> tuple[str, str | None]:
@@ -58,8 +58,10 @@ def fill(engine, backend: str, count: int) -> float:  # noqa: ANN001
                           "VALUES (1, 'p@bench.test', '', false, '2026-01-01')"))
         conn.execute(text(
             "INSERT INTO tickets (id, number, subject, status, category, priority, language, "
-            "requester_id, created_at, updated_at) SELECT i, i + 10000, 'Bet ' || i, 'open', "
-            f"'other', 'normal', 'en', 1, '2026-01-01', '2026-01-01' FROM ({rows}) AS s"),
+            'requester_id, assignee, "group", created_at, updated_at) SELECT i, i + 10000, '
+            "'Bet ' || i, 'open', 'other', 'normal', 'en', 1, 'agent' || (i % 50) || "
+            "'@bench.test', 'g' || (i % 5), '2026-01-01', '2026-01-01' "
+            f"FROM ({rows}) AS s"),
             {"count": count})
         conn.execute(text(
             "INSERT INTO messages (ticket_id, direction, kind, sender, sender_name, subject, "
@@ -82,6 +84,17 @@ def measure(sessions, query: str, repeat: int) -> tuple[float, float, int]:  # n
     return statistics.median(times), times[int(len(times) * 0.99) - 1], found
 
 
+def measure_list(sessions, wanted: queries.TicketFilter,  # noqa: ANN001
+                 repeat: int) -> tuple[float, int]:
+    times, total = [], 0
+    for _ in range(repeat):
+        with sessions() as session:
+            started = time.perf_counter()
+            total = queries.find_tickets(session, wanted, 50)[1]
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), total
+
+
 def plan(engine, backend: str, query: str) -> list[str]:  # noqa: ANN001
     with engine.connect() as conn:
         return (search.explain_pg(conn, query) if backend == "postgresql"
@@ -100,6 +113,15 @@ def run(backend: str, count: int, pg_url: str, work: Path, repeat: int) -> None:
         for name, query in QUERIES.items():
             median, p99, found = measure(sessions, query, repeat)
             print(f"| {name}: `{query}` | {median:.1f} | {p99:.1f} | {found} |")
+        print("\n`ticketd tickets` (50 shown, and the count of all that match):")
+        print("| filter | median ms | tickets matching |\n|---|---|---|")
+        for name, wanted in (("none", queries.TicketFilter()),
+                             ("--assignee agent7@bench.test",
+                              queries.TicketFilter(assignee="agent7@bench.test")),
+                             ("--group g3 --assignee agent8@bench.test",
+                              queries.TicketFilter(group="g3", assignee="agent8@bench.test"))):
+            median, total = measure_list(sessions, wanted, max(3, repeat // 5))
+            print(f"| {name} | {median:.1f} | {total:,} |")
         print("plan of the message search:")
         for line in plan(engine, backend, "w17"):
             print("   ", line)
