@@ -8,6 +8,10 @@ nor drops stop words, so Russian and every other language are found word for wor
 The expressions here and in storage/search.py must stay the same, or PostgreSQL will not
 use the index.
 
+A later SQLite migration that makes batch_alter_table recreate `tickets` or `messages`
+(altering or dropping a column) drops their triggers with the old table: it must create
+them again, or the index stops following (tests/daemon/test_cli_tickets.py would fail).
+
 Revision ID: 0007
 Revises: 0008
 Create Date: 2026-12-06
