@@ -8,6 +8,7 @@ alone or first in an alternative or mixed container.
 from __future__ import annotations
 
 from email import message_from_bytes
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
@@ -25,8 +26,8 @@ def _subject(msg: Message) -> str:
         return ""
     try:
         return str(make_header(decode_header(str(value)))).replace("\r\n", "").replace("\n", "")
-    except (LookupError, UnicodeDecodeError, ValueError):
-        return str(value)
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return str(value)  # never a reason to fail the transaction that queues the mail
 
 
 def _plain(msg: Message) -> str:
