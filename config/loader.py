@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,6 +154,7 @@ def _read_secret(path: object) -> str:
         raise ValueError("must be a path (a string)")
     try:
         with open(path, encoding="utf-8") as file:
+            _private(path, os.fstat(file.fileno()).st_mode)
             text = file.read()
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None
@@ -164,6 +166,15 @@ def _read_secret(path: object) -> str:
     return text
 
 
+def _private(path: str, mode: int) -> None:
+    """A secret that other accounts on the machine can read is no longer a secret."""
+    if mode & 0o044:
+        who = "group and others" if mode & 0o004 else "its group"
+        raise ValueError(f"{path} is readable by {who} "
+                         f"(mode {stat.S_IMODE(mode):04o}): a secret must be readable by the "
+                         f"service only; run: chmod 600 {path}")
+
+
 def _problem(error: ErrorDetails, source: str, origins: Origins) -> Problem:
     """A pydantic error in ticketd's words: where, which key, why."""
     loc = [str(part) for part in error["loc"]]
@@ -173,13 +184,28 @@ def _problem(error: ErrorDetails, source: str, origins: Origins) -> Problem:
     key = ".".join(loc[:2]) + "".join(f"[{part}]" if part.isdigit() else f".{part}"
                                       for part in loc[2:])
     reason = _reason(error)
+    origin = origins.get(".".join(loc[:2]), source)
+    if _may_echo(error, loc, origin, complaint):
+        reason += f" (got {json.dumps(error.get('input'), ensure_ascii=False)[:80]})"
+    return Problem(origin, key, reason)
+
+
+def _may_echo(error: ErrorDetails, loc: list[str], origin: str, complaint: object) -> bool:
+    """Whether the refused value may be repeated: only when it cannot be a secret.
+
+    A number, true/false, or a string written in the configuration file under a key known
+    not to hold secrets. Never a value from the environment, where secrets are passed and a
+    password set in the wrong variable lands; never an unknown key's (a misspelt
+    "password") nor a secret's.
+    """
     value = error.get("input")
-    # An unknown key may be a misspelt "password": its value is not repeated either.
-    if isinstance(value, str | int | float) and loc[-1] not in SENSITIVE_KEYS and \
-            error["type"] != "extra_forbidden" and \
-            not isinstance(complaint, ShowsValue | AtKey):
-        reason += f" (got {json.dumps(value, ensure_ascii=False)[:80]})"
-    return Problem(origins.get(".".join(loc[:2]), source), key, reason)
+    if isinstance(complaint, ShowsValue | AtKey) or error["type"] == "extra_forbidden":
+        return False
+    if loc[-1] in SENSITIVE_KEYS or loc[-1] in SECRET_FILES:
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return True
+    return isinstance(value, str) and not origin.startswith("environment")
 
 
 def _reason(error: ErrorDetails) -> str:

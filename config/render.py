@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 from pathlib import PurePath
 
 from pydantic import BaseModel, SecretStr
 
 from .durations import format_duration
+from .redact import safe_url
 from .schema import SECRET_FILES, Settings, section_models
-
-# postgresql://user:PASSWORD@host/db and ...?password=PASSWORD
-_URL_PASSWORD = re.compile(r"(?<=://)(?P<user>[^/@:]*):[^/@]*@|(?<=[?&]password=)[^&]*")
 
 
 def render_effective(settings: Settings) -> str:
@@ -40,8 +37,7 @@ def _value(key: str, value: object) -> str:
     if isinstance(value, SecretStr):
         return '"***"'
     if key == "url" and isinstance(value, str):
-        value = _URL_PASSWORD.sub(lambda m: f"{m['user']}:***@" if m["user"] is not None
-                                  else "***", value)
+        value = safe_url(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from .durations import parse_duration
+from .redact import parse_url
 
 DEFAULT_STORAGE_PATH = "/var/lib/ticketd"
 
@@ -38,6 +39,7 @@ SECRET_FILES = {"password_file": "password", "oauth2_token_file": "oauth2_token"
                 "secret_file": "secret"}
 # Keys whose value is never repeated in an error message or printed.
 SENSITIVE_KEYS = frozenset(SECRET_FILES.values()) | {"url"}
+MIN_KEY_BYTES = 16  # a signing key shorter than this is refused
 
 
 class ShowsValue(ValueError):
@@ -107,6 +109,14 @@ def _database_url(value: str) -> str:
     scheme = value.partition("://")[0].partition("+")[0]
     if scheme not in ("sqlite", "postgresql") or "://" not in value:
         raise ValueError('must be a "sqlite:///..." or "postgresql://..." URL')
+    parsed = parse_url(value)
+    if parsed is None:
+        raise ValueError("is not a URL SQLAlchemy can read")
+    if "@" in (parsed.host or ""):
+        # Read so, part of the password would be taken for the host name and shown in every
+        # "could not translate host name" error.
+        raise ValueError('has an "@" in its password: write it as %40 '
+                         "(and / as %2F, : as %3A, % as %25)")
     return value
 
 
@@ -255,6 +265,19 @@ class SecuritySettings(Section):
     secret: Secret | None = None
     secret_file: Path | None = None
     authserv_id: str = ""  # the authserv-id of our own MTA's Authentication-Results; "" = none
+
+    @field_validator("secret")
+    @classmethod
+    def _keys_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        # A short HMAC key can be found by trying them all offline against any signed
+        # Message-ID or reply token, and then forged: that is entry to any ticket.
+        text = secret.get_secret_value() if secret else ""
+        for number, line in enumerate((line.strip() for line in text.splitlines()), 1):
+            if line and len(line.encode()) < MIN_KEY_BYTES:
+                raise ValueError(f"signing key on line {number} is {len(line.encode())} bytes, "
+                                 f"under the {MIN_KEY_BYTES} a key needs not to be guessed; make "
+                                 f"one with: head -c 32 /dev/urandom | base64")
+        return secret
 
     @property
     def keys(self) -> tuple[bytes, ...]:

@@ -16,6 +16,7 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
     def write(name: str, text: str) -> Path:
         path = tmp_path / name
         path.write_text(textwrap.dedent(text), encoding="utf-8")
+        path.chmod(0o600)  # secret files readable by others are refused
         return path
 
     return write

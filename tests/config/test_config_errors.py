@@ -43,7 +43,26 @@ def test_bad_value_in_environment_names_the_variable(env):
     error = _error(None, env | {"TICKETD_IMAP__HOST": "::1", "TICKETD_IMAP__USERNAME": "desk",
                                 "TICKETD_IMAP__PASSWORD": "pw", "TICKETD_IMAP__TLS": "ssl"})
     assert error == ('environment TICKETD_IMAP__TLS: imap.tls: must be one of "implicit", '
-                     '"starttls", "none" (got "ssl")')
+                     '"starttls", "none"')
+
+
+@pytest.mark.parametrize("variable", ["TICKETD_IMAP__PORT", "TICKETD_IMAP__TLS",
+                                      "TICKETD_SLA__FIRST_RESPONSE", "TICKETD_DATABASE__ECHO",
+                                      "TICKETD_SUPPORT__ADDRESS", "TICKETD_DATABASE__URL"])
+def test_a_password_in_the_wrong_variable_is_not_repeated(env, variable):
+    # The environment is where secrets are passed: a refused value from it may be one.
+    password = "Pa55word with spaces/@%40"
+    error = _error(None, env | {"TICKETD_IMAP__HOST": "::1", "TICKETD_IMAP__USERNAME": "desk",
+                                "TICKETD_IMAP__PASSWORD": "pw", variable: password})
+    assert error.startswith(f"environment {variable}: ")
+    assert "Pa55" not in error and "spaces" not in error
+
+
+def test_a_refused_secret_or_unknown_key_in_the_file_is_not_repeated(write, env):
+    path = write("ticketd.toml", '[imap]\npasswd = "Pa55word"\n[database]\nurl = "mysql://u:Pa55@h/d"\n')
+    error = _error(path, env)
+    assert "imap.passwd: unknown key" in error and "database.url: must be" in error
+    assert "Pa55" not in error
 
 
 def test_environment_variable_naming_unknown_key_is_named(env):

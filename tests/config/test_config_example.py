@@ -16,11 +16,12 @@ def test_example_file_loads(write):
     environ = {  # the example names credentials: point its secret files at real files
         "TICKETD_IMAP__PASSWORD_FILE": str(write("imap-password", "imap-pw\n")),
         "TICKETD_SMTP__PASSWORD_FILE": str(write("smtp-password", "smtp-pw\n")),
-        "TICKETD_SECURITY__SECRET_FILE": str(write("secret", "new-key\nold-key\n")),
+        "TICKETD_SECURITY__SECRET_FILE": str(write("secret", "new-key-0123456789ab\n"
+                                                             "old-key-0123456789ab\n")),
     }
     settings = load_settings(EXAMPLE, environ)
     assert settings.imap is not None and settings.smtp is not None
-    assert settings.security.keys == (b"new-key", b"old-key")
+    assert settings.security.keys == (b"new-key-0123456789ab", b"old-key-0123456789ab")
 
 
 def _sections(text: str) -> dict[str, list[str]]:

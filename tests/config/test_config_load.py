@@ -126,10 +126,12 @@ def test_xoauth2_token_from_file(write, env):
 
 
 def test_rotation_keys_one_per_line_newest_first(write):
-    keys = write("secret", "newest\nolder\n\noldest\n")
+    keys = write("secret", "newest-0123456789ab\nolder-0123456789ab\n\noldest-0123456789ab\n")
     s = load_settings(environ={"TICKETD_SECURITY__SECRET_FILE": str(keys)})
-    assert s.security.keys == (b"newest", b"older", b"oldest")
-    assert load_settings(environ={"TICKETD_SECURITY__SECRET": "only"}).security.keys == (b"only",)
+    assert s.security.keys == (b"newest-0123456789ab", b"older-0123456789ab",
+                             b"oldest-0123456789ab")
+    only = load_settings(environ={"TICKETD_SECURITY__SECRET": "only-0123456789abcdef"})
+    assert only.security.keys == (b"only-0123456789abcdef",)
 
 
 def test_sla_durations_parsed(write, env):
@@ -167,7 +169,7 @@ def _tree(root: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def test_loading_touches_no_file(tmp_path, write):
-    secret = write("secret", "key\n")
+    secret = write("secret", "key-0123456789abcdef\n")
     path = write("t.toml", f"""
         [storage]
         path = "{tmp_path / 'state'}"

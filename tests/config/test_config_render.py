@@ -24,7 +24,7 @@ def _configured(write, env):
         category = "billing"
         keywords = ["invoice", "refund"]
     """)
-    secrets = {"TICKETD_SECURITY__SECRET": "key-SECRET-new\nkey-SECRET-old",
+    secrets = {"TICKETD_SECURITY__SECRET": "key-SECRET-new-0123\nkey-SECRET-old-0123",
                "TICKETD_IMAP__PASSWORD": "pw-SECRET-imap"}
     return load_settings(path, env | secrets)
 

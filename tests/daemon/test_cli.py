@@ -79,6 +79,7 @@ def test_an_outdated_schema_is_refused_with_the_upgrade_command(tmp_path: Path) 
 def test_check_config_masks_the_imap_password(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("hunter2-very-secret\n")
+    secret.chmod(0o600)
     config = write_config(tmp_path, "sqlite:///x.db", imap={
         "host": "imap.casino.test", "username": "support@casino.test", "password_file": str(secret)})
     done = ticketd("--config", str(config), "check-config")

@@ -26,7 +26,7 @@ from tests.support.configs import write_config
 
 # `ticketd` as daemon/cli.py will be once it calls register(main).
 CLI = "from daemon.cli import main; from daemon.cli_sla import register; register(main); main()"
-SECRET = "sla-test-key"
+SECRET = "sla-test-key-0123456789abcdef"
 KEYS = (SECRET.encode(),)
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # a Friday
 LEAD, HEAD, DESK = "lead@casino.test", "head@casino.test", "desk@casino.test"

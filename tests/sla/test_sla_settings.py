@@ -24,7 +24,7 @@ def _options(tmp_path, env, sla: str) -> SlaOptions:  # noqa: ANN001
 
 @pytest.fixture
 def env() -> dict[str, str]:
-    return {"TICKETD_SECURITY__SECRET": "k"}
+    return {"TICKETD_SECURITY__SECRET": "k-0123456789abcdef"}
 
 
 def test_the_promises_and_levels_come_from_the_settings(tmp_path, env) -> None:

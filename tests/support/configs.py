@@ -28,6 +28,7 @@ def write_config(directory: Path, db_url: str, account: Any = None, **sections: 
     if account is not None:
         password_file = directory / "imap-password"
         password_file.write_text(account.password + "\n")
+        password_file.chmod(0o600)  # a secret readable by others is refused
         doc["imap"] = {
             "host": account.host,
             "port": account.port,
