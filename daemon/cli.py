@@ -12,6 +12,7 @@ import click
 from sqlalchemy import exc as sa_exc
 
 from config import EX_CONFIG, ConfigError, load_settings, render_effective
+from config.redact import secrets_of
 from daemon import app as app_mod
 from daemon import logs
 
@@ -28,7 +29,7 @@ def _settings(ctx: click.Context):  # noqa: ANN202 - config.Settings
 
 def _app(ctx: click.Context, *, check_schema: bool = True) -> app_mod.App:
     settings = _settings(ctx)
-    logs.setup(settings.logging.level, settings.logging.format)
+    logs.setup(settings.logging.level, settings.logging.format, secrets_of(settings))
     try:
         return app_mod.build(settings, check_schema=check_schema)
     except app_mod.db.SchemaError as err:

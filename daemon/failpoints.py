@@ -13,6 +13,6 @@ log = logging.getLogger(__name__)
 
 def failpoint(name: str) -> None:
     if os.environ.get("TICKETD_FAILPOINT") == name:
-        log.warning("failpoint %s: killing the process", name)
+        log.warning("failpoint reached: killing the process", extra={"fields": {"name": name}})
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(10)

@@ -150,10 +150,11 @@ class Ingestor:
         failpoint("after-commit")
         for result in results:
             if result.outcome == "quarantined" and not result.duplicate:
-                log.warning("quarantined key=%s reason=%s", result.key, result.reason)
+                log.warning("quarantined", extra={"fields": {"key": result.key,
+                                                             "reason": result.reason}})
             else:
-                log.info("ingested key=%s outcome=%s ticket=%s", result.key, result.outcome,
-                         result.ticket_number or "-")
+                log.info("ingested", extra={"fields": {"key": result.key, "outcome": result.outcome,
+                                                       "ticket": result.ticket_number}})
         return results
 
     def refuse_unfetched(self, source: str, size: int) -> IngestResult:
@@ -167,7 +168,7 @@ class Ingestor:
                 result = self._settle(session, arrival)
         except sa_exc.SQLAlchemyError as err:
             raise TemporaryFailure(f"cannot record quarantine: {_first_line(err)}") from err
-        log.warning("quarantined key=%s reason=%s", key, reason)
+        log.warning("quarantined", extra={"fields": {"key": key, "reason": reason}})
         return result
 
     def _arrive(self, raw: bytes, source: str, files: BlobBatch) -> _Arrival:
@@ -208,7 +209,7 @@ class Ingestor:
                 return known
             reason = "conflict"
         except Exception as err:  # a bug on one mail must not stop the mailbox
-            log.exception("ingest failed key=%s", arrival.key)
+            log.exception("ingest failed", extra={"fields": {"key": arrival.key}})
             reason = f"internal error: {type(err).__name__}"
         arrival.rejected = reason
         with session.begin_nested():
@@ -342,8 +343,8 @@ class Ingestor:
             return mail, ""
         verdict = verify_sender(mail, self.policy.authserv_id) if self.policy.authserv_id else None
         if verdict is None or not verdict.ok:
-            log.warning("forward from %s not trusted: %s", agent,
-                        verdict.reason if verdict else "no authserv_id configured")
+            log.warning("forward not trusted", extra={"fields": {
+                "agent": agent, "reason": verdict.reason if verdict else "no authserv_id configured"}})
             return mail, ""
         return replace(
             mail, sender=original.sender, subject=original.subject, text=original.text, html=None,

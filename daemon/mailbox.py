@@ -68,7 +68,8 @@ class MailboxRunner:
         """Record UIDVALIDITY; a change is an event (the drain re-reads the folder anyway)."""
         with self.sessions.begin() as session:
             if queries.save_cursor(session, self.name, self.source.uidvalidity, 0):
-                log.warning("uidvalidity changed mailbox=%s: re-reading it", self.name)
+                log.warning("uidvalidity changed, re-reading the folder",
+                            extra={"fields": {"mailbox": self.name}})
                 queries.insert_event(
                     session, "uidvalidity_changed", mailbox=self.name,
                     uidvalidity=self.source.uidvalidity,

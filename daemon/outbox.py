@@ -152,7 +152,7 @@ class OutboxSender:
                 stats = await self.run_once()
             except Exception as err:  # noqa: BLE001 - the database may be down for a while
                 # No traceback: a database error's text can carry statement parameters.
-                log.error("outbox pass failed error=%s", _describe(err))
+                log.error("outbox pass failed", extra={"fields": {"error": _describe(err)}})
                 stats = DeliveryStats()
             if stats.claimed >= self._batch:
                 continue  # more is due: no pause
@@ -215,7 +215,8 @@ class OutboxSender:
             case Sent(accepted, refused):
                 await self._db(lambda s: outbox.mark_sent(s, mail.id, accepted, refused, now))
                 stats.sent += 1
-                log.debug("mail sent id=%d kind=%s attempts=%d", mail.id, mail.kind, mail.attempts)
+                log.debug("mail sent", extra={"fields": {"id": mail.id, "kind": mail.kind,
+                                                         "attempts": mail.attempts}})
             case Retry(error, remaining, accepted, refused):
                 # Never later than the expiry, so that a mail is given up on time.
                 next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
@@ -223,13 +224,15 @@ class OutboxSender:
                     s, mail.id, error, next_at, remaining=remaining, accepted=accepted,
                     refused=refused))
                 stats.retried += 1
-                log.info("mail deferred id=%d kind=%s attempts=%d next=%s error=%s",
-                         mail.id, mail.kind, mail.attempts, next_at.isoformat(), _redact(error))
+                log.info("mail deferred", extra={"fields": {
+                    "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
+                    "next": next_at.isoformat(), "error": _redact(error)}})
             case Dead(error, refused):
                 await self._db(lambda s: self._bury(s, mail, error, refused, now))
                 stats.dead += 1
-                log.warning("mail given up id=%d kind=%s attempts=%d error=%s",
-                            mail.id, mail.kind, mail.attempts, _redact(error))
+                log.warning("mail given up", extra={"fields": {
+                    "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
+                    "error": _redact(error)}})
         metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
 
     def _bury(self, session: Session, mail: ClaimedMail, error: str,

@@ -66,9 +66,10 @@ class Service:
         _start_metrics(settings)
         swept = await asyncio.to_thread(self.app.blobs.sweep)
         if swept:
-            log.info("removed %d temporary files left by an earlier run", swept)
+            log.info("removed temporary files left by an earlier run",
+                     extra={"fields": {"count": swept}})
         notify("READY=1", "STATUS=running")
-        log.info("ticketd running tasks=%s", ",".join(tasks))
+        log.info("ticketd running", extra={"fields": {"tasks": ",".join(tasks)}})
         await asyncio.gather(*(self._supervised(name, run) for name, run in tasks.items()),
                              self._housekeeping())
         notify("STOPPING=1")
@@ -100,8 +101,8 @@ class Service:
         try:
             settings = load_settings(self.config_path)
         except ConfigError as err:
-            log.error("reload refused, keeping the running configuration: %s",
-                      str(err).replace("\n", "; "))
+            log.error("reload refused, keeping the running configuration",
+                      extra={"fields": {"error": str(err).replace("\n", "; ")}})
             return
         self.app.ingestor.policy = app_mod.policy(settings)
         self.app.settings = settings
@@ -132,7 +133,8 @@ class Service:
             try:
                 await run()
             except Exception:  # noqa: BLE001 - one task's bug must not stop the others
-                log.exception("task crashed, restarting task=%s in=%.0fs", name, delay)
+                log.exception("task crashed, restarting",
+                              extra={"fields": {"task": name, "in": f"{delay:.0f}s"}})
             if self.stop.is_set():
                 break
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 60.0)
@@ -162,7 +164,7 @@ class Service:
                 for status, count in queries.count_by_status(session).items():
                     metrics.TICKETS.labels(status).set(count)
         except Exception as err:  # noqa: BLE001 - a metric must never stop the daemon
-            log.warning("counting tickets failed error=%s", type(err).__name__)
+            log.warning("counting tickets failed", extra={"fields": {"error": type(err).__name__}})
 
 
 def _start_metrics(settings) -> None:  # noqa: ANN001
@@ -171,7 +173,7 @@ def _start_metrics(settings) -> None:  # noqa: ANN001
         from prometheus_client import start_http_server
 
         start_http_server(address[1], addr=address[0])
-        log.info("metrics listening address=%s:%d", *address)
+        log.info("metrics listening", extra={"fields": {"address": f"{address[0]}:{address[1]}"}})
 
 
 def watch_mailbox(service: Service) -> None:
@@ -208,14 +210,15 @@ def _failed(service: Service, err: Exception, attempt: int) -> float:
     if isinstance(err, ImapConfigError):
         service.mailbox_problem = (f"{_describe(err)}; fix the settings and reload, "
                                    f"tried again every {SETTINGS_RETRY_SECONDS / 60:.0f} min")
-        log.error("mailbox refused with these settings, retrying on reload or in=%.0fs error=%s",
-                  SETTINGS_RETRY_SECONDS, _describe(err))
+        log.error("mailbox refused with these settings, retrying on reload or later",
+                  extra={"fields": {"in": f"{SETTINGS_RETRY_SECONDS:.0f}s",
+                                    "error": _describe(err)}})
         notify(f"STATUS={service.status()}")
         return SETTINGS_RETRY_SECONDS
     pause = retry_delay(attempt)
     service.mailbox_problem = f"reconnecting after {_describe(err)}"
-    log.warning("mailbox watcher failed, retrying error=%s attempt=%d in=%.1fs",
-                _describe(err), attempt, pause)
+    log.warning("mailbox watcher failed, retrying", extra={"fields": {
+        "error": _describe(err), "attempt": attempt, "in": f"{pause:.1f}s"}})
     return pause
 
 
@@ -238,7 +241,7 @@ def mailbox_lease(application: app_mod.App, mailbox: str,
         while not stop.is_set():
             if conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
                 conn.commit()
-                log.info("mailbox lease taken mailbox=%s", mailbox)
+                log.info("mailbox lease taken", extra={"fields": {"mailbox": mailbox}})
                 try:
                     yield lambda: _session_alive(conn)
                 finally:
@@ -248,7 +251,8 @@ def mailbox_lease(application: app_mod.App, mailbox: str,
                 return
             conn.commit()
             if not logged:
-                log.info("mailbox watched by another daemon, standing by mailbox=%s", mailbox)
+                log.info("mailbox watched by another daemon, standing by",
+                         extra={"fields": {"mailbox": mailbox}})
                 logged = True
             stop.wait(2.0)
         yield None
@@ -273,7 +277,7 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
     runner.stop = service.stop_thread
     try:
         source.connect()
-        log.info("mailbox connected mailbox=%s", runner.name)
+        log.info("mailbox connected", extra={"fields": {"mailbox": runner.name}})
         runner.sync_cursor()
         idle = service.app.settings.imap.idle_timeout
         while not runner.stop.is_set():

@@ -330,7 +330,7 @@ class SlaMonitor:
             try:
                 await asyncio.to_thread(self.run_once)
             except Exception as err:  # noqa: BLE001 - the database may be down for a while
-                log.error("sla pass failed error=%s", _describe(err))
+                log.error("sla pass failed", extra={"fields": {"error": _describe(err)}})
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
@@ -359,15 +359,17 @@ class SlaMonitor:
             raise  # the database is away: end the pass, not 10,000 errors, one per clock
         except Exception as err:  # noqa: BLE001 - one bad clock must not stop the others
             stats.failed += 1
-            log.error("sla escalation failed clock=%d error=%s", clock_id, _describe(err))
+            log.error("sla escalation failed",
+                      extra={"fields": {"clock": clock_id, "error": _describe(err)}})
             return
         if done is None:
             stats.lost += 1
             return
         for item in done:  # counted only now that it is committed
             _count(item, stats)
-            log.info("sla escalation ticket=%d clock=%s stage=%s queued=%s", item.ticket,
-                     item.clock_kind, item.stage_name, "no" if item.withheld else "yes")
+            log.info("sla escalation", extra={"fields": {
+                "ticket": item.ticket, "clock": item.clock_kind, "stage": item.stage_name,
+                "queued": "no" if item.withheld else "yes"}})
 
     def _step(self, session: Session, clock_id: int, now: datetime) -> list[Escalation] | None:
         """Move one clock on and record what it reached; None when it was not ours to move."""

@@ -306,4 +306,5 @@ def _queue(session: Session, msg: Any, kind: str, ticket_id: int, recipients: li
                        envelope_from=team.support_address, recipients=recipients, kind=kind,
                        ticket_id=ticket_id)
     except UnsafeRecipient as err:
-        log.warning("not sent kind=%s ticket=%s reason=%s", kind, ticket_id, err)
+        log.warning("not sent", extra={"fields": {"kind": kind, "ticket": ticket_id,
+                                                  "reason": str(err)}})

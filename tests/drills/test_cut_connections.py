@@ -26,8 +26,8 @@ from tests.support.mails import PNG, mail
 FAULTS = ("cut", "reset", "stall")
 TIMEOUT = 2  # seconds: the IMAP and SMTP read timeouts here, so that a stall ends soon
 # What the client must notice for each fault: the stall only by its read timeout.
-IMAP_NOTICES = {"cut": "error=abort", "reset": "error=ConnectionResetError",
-                "stall": "error=TimeoutError"}
+IMAP_NOTICES = {"cut": "error=\"abort", "reset": "error=\"ConnectionResetError",
+                "stall": "error=\"TimeoutError"}
 SMTP_NOTICES = {"cut": "Unexpected EOF", "reset": "Connection lost", "stall": "Timed out"}
 
 
