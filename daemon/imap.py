@@ -41,6 +41,11 @@ class ImapConfigError(Exception):
     """A failure that retrying will not cure: settings, credentials, certificate."""
 
 
+class GreetingTimeout(TimeoutError):
+    """No greeting in time: the network, or a TLS mode that does not match the port. Still
+    retried as a timeout, since the network may be all it was."""
+
+
 class ImapAuthError(ImapConfigError):
     """The server refused the credentials."""
 
@@ -101,8 +106,9 @@ class ImapSource:
 
     # -- connection ----------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Open, secure, log in, create the target folders when missing, select the folder.
+    def connect(self, *, create_folders: bool = True) -> None:
+        """Open, secure, log in, create the target folders when missing (unless told not to:
+        `doctor` only looks), select the folder.
 
         Raises ImapAuthError / ImapCertificateError / ImapConfigError for configuration
         problems; anything else is sorted by is_temporary().
@@ -112,15 +118,21 @@ class ImapSource:
         try:
             self._login()
             self._capabilities = self._read_capabilities()
-            for folder in (self.processed_folder, self.quarantine_folder):
+            for folder in (self.processed_folder, self.quarantine_folder) if create_folders else ():
                 self._ensure_folder(folder)
             self._select()
         except BaseException:
             self.close()
             raise
-        log.info("connected to %s:%d (%s) as %s, folder %s, uidvalidity %d, capabilities %s",
-                 self.host, self.port, self.tls, self.username, self.folder, self.uidvalidity,
-                 " ".join(sorted(self._capabilities & {"IDLE", "MOVE", "UIDPLUS"})) or "-")
+        log.info("imap connected", extra={"fields": {
+            "host": self.host, "port": self.port, "tls": self.tls, "username": self.username,
+            "folder": self.folder, "uidvalidity": self.uidvalidity,
+            "capabilities": " ".join(sorted(self._capabilities & {"IDLE", "MOVE", "UIDPLUS"}))}})
+
+    def missing_folders(self) -> list[str]:
+        """The target folders the server does not have (yet)."""
+        return [f for f in (self.processed_folder, self.quarantine_folder)
+                if not self._conn.folder_exists(f)]
 
     @property
     def uidvalidity(self) -> int:
@@ -173,8 +185,8 @@ class ImapSource:
         fetched = []
         for uid in sorted(sizes):
             if sizes[uid] > self.max_bytes:
-                log.warning("message uid %d is %d bytes, over the %d limit: not downloaded",
-                            uid, sizes[uid], self.max_bytes)
+                log.warning("message over the size limit: not downloaded", extra={"fields": {
+                    "uid": uid, "bytes": sizes[uid], "limit": self.max_bytes}})
                 fetched.append(Fetched(uid, None, sizes[uid]))
             elif uid in bodies:  # else expunged by someone else between the two FETCHes
                 fetched.append(Fetched(uid, bodies[uid][b"BODY[]"], sizes[uid]))
@@ -229,13 +241,29 @@ class ImapSource:
             if isinstance(exc, _TRANSIENT_SSL_ERRORS):
                 raise
             raise ImapConfigError(  # e.g. implicit TLS against a plain-text port
-                f"TLS with {self.host}:{self.port} failed ({self.tls}): {exc}") from exc
+                f"TLS with {self.host}:{self.port} failed ({self.tls}): {exc}"
+                f"{self._tls_mode_hint()}") from exc
+        except TimeoutError as exc:
+            raise GreetingTimeout(f"no greeting from {self.host}:{self.port} within "
+                                  f"{self.timeout:g}s{self._tls_mode_hint()}") from exc
         return client
+
+    def _tls_mode_hint(self) -> str:
+        """The likely mistake when TLS modes differ: an implicit-TLS port says nothing until
+        the client starts TLS (a wait for the greeting times out); a plain port's greeting
+        reads as a broken TLS record."""
+        if self.tls == "implicit":
+            return (f'; with tls = "implicit" the handshake failed: port {self.port} may speak '
+                    f'plain IMAP with STARTTLS (usually 143): is tls = "starttls" meant?')
+        return (f'; with tls = "{self.tls}" ticketd waits for a plain greeting: port '
+                f"{self.port} may expect implicit TLS (usually 993), which says nothing until "
+                f'the client starts TLS: is tls = "implicit" meant?')
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if self.tls == "none":
             if not _is_loopback(self.host):
-                log.warning("IMAP to %s without TLS: credentials travel in clear", self.host)
+                log.warning("IMAP without TLS: credentials travel in clear",
+                            extra={"fields": {"host": self.host}})
             return None
         return ssl.create_default_context(cafile=self.ca_file)
 
@@ -263,7 +291,7 @@ class ImapSource:
             if "ALREADYEXISTS" not in str(exc):  # another client created it meanwhile
                 raise
         self._conn.subscribe_folder(folder)  # so that agents' mail clients show it
-        log.info("created folder %s on %s", folder, self.host)
+        log.info("created folder", extra={"fields": {"folder": folder, "host": self.host}})
 
     def _select(self) -> None:
         info = self._conn.select_folder(self.folder)
@@ -283,7 +311,7 @@ class ImapSource:
         else:
             self._conn.copy(uids, folder)
             self._conn.add_flags(uids, [DONE_KEYWORD], silent=True)
-        log.info("filed %d message(s) into %s", len(uids), folder)
+        log.info("filed messages", extra={"fields": {"count": len(uids), "folder": folder}})
 
     def _idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -341,7 +369,8 @@ def _shutdown(client: IMAPClient) -> None:
     try:
         client.shutdown()
     except Exception as exc:  # e.g. a failed TLS handshake already took the socket
-        log.debug("closing the connection to %s failed: %s", client.host, exc)
+        log.debug("closing the connection failed",
+                  extra={"fields": {"host": client.host, "error": str(exc)}})
 
 
 def _reports_arrival(responses: list[Any]) -> bool:
@@ -396,7 +425,8 @@ def connect_with_retry(source: ImapSource, stop_event: threading.Event | None = 
                 raise
             attempt += 1
             delay = retry_delay(attempt, max_delay)
-            log.warning("cannot reach IMAP %s:%d (%s: %s); attempt %d, retrying in %.1f s",
-                        source.host, source.port, type(exc).__name__, exc, attempt, delay)
+            log.warning("cannot reach IMAP, retrying", extra={"fields": {
+                "host": source.host, "port": source.port, "error": f"{type(exc).__name__}: {exc}",
+                "attempt": attempt, "in": f"{delay:.1f}s"}})
             stop.wait(delay)
     return False

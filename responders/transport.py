@@ -174,15 +174,15 @@ class SmtpSession:
                 stop=stop_after_attempt(self._transport.connect_attempts),
                 wait=wait_random_exponential(multiplier=low, min=low, max=high),
                 retry=retry_if_exception(_worth_reconnecting),
-                before_sleep=lambda state: log.info(
-                    "smtp connection failed, retrying error=%s attempt=%d",
-                    _describe(state.outcome.exception()), state.attempt_number),
+                before_sleep=lambda state: log.info("smtp connection failed, retrying", extra={
+                    "fields": {"error": _describe(state.outcome.exception()),
+                               "attempt": state.attempt_number}}),
                 reraise=True,
             ):
                 with attempt:
                     self._smtp = await self._open()
         except (SMTPException, OSError) as err:
-            raise ServerUnavailable(_describe(err)) from err
+            raise ServerUnavailable(_describe(err) + tls_mode_hint(self._transport, err)) from err
         assert self._smtp is not None
         return self._smtp
 
@@ -202,7 +202,8 @@ class SmtpSession:
             smtp.close()
             raise
         self.connections += 1
-        log.debug("smtp connected host=%s port=%d tls=%s", t.host, t.port, t.tls)
+        log.debug("smtp connected",
+                  extra={"fields": {"host": t.host, "port": t.port, "tls": t.tls}})
         return smtp
 
     async def _authenticate(self, smtp: aiosmtplib.SMTP) -> None:
@@ -325,6 +326,28 @@ def _worth_reconnecting(err: BaseException) -> bool:
 
 def _reply(err: SMTPResponseException) -> str:
     return f"{err.code} {' '.join(err.message.split())}"[:500]
+
+
+def tls_mode_hint(t: SmtpTransport, err: BaseException) -> str:
+    """A wrong TLS mode shows as a bare timeout or a TLS error; name the likely mistake.
+
+    A client that waits for a greeting on an implicit-TLS port waits forever: that server
+    says nothing until the client's TLS handshake. A client that starts TLS on a plain
+    port reads the plain greeting as a broken TLS record.
+    """
+    timed_out = isinstance(err, SMTPTimeoutError | TimeoutError | asyncio.TimeoutError)
+    if timed_out and t.tls != "implicit":
+        return (f"; no greeting from {t.host}:{t.port} with tls = \"{t.tls}\": a port that "
+                f"expects implicit TLS (usually 465) says nothing until the client starts TLS: "
+                f"is tls = \"implicit\" meant?")
+    broken_tls = isinstance(err, ssl.SSLError) or isinstance(err.__cause__, ssl.SSLError)
+    if t.tls == "implicit" and (broken_tls or timed_out) and \
+            not isinstance(err, ssl.SSLCertVerificationError) and \
+            not isinstance(err.__cause__, ssl.SSLCertVerificationError):
+        return (f"; the TLS handshake with {t.host}:{t.port} (tls = \"implicit\") failed: the "
+                f"port may speak plain SMTP with STARTTLS (usually 587 or 25): is "
+                f"tls = \"starttls\" meant?")
+    return ""
 
 
 def _describe(err: BaseException | None) -> str:
