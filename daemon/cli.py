@@ -87,14 +87,17 @@ def check_config(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--fix", is_flag=True,
+              help="Create what is missing and can be made: the storage directory, IMAP folders.")
 @click.pass_context
-def doctor(ctx: click.Context) -> None:
-    """Check database, storage, IMAP, SMTP and keys; one line each; exit 1 if any fails."""
+def doctor(ctx: click.Context, fix: bool) -> None:
+    """Check database, storage, IMAP, SMTP and keys; one line each; exit 1 if any fails.
+    Changes nothing unless --fix."""
     from daemon import doctor as doctor_mod
 
     settings = _settings(ctx)
     logs.setup("CRITICAL")  # the report is the output
-    results = doctor_mod.run_checks(settings)
+    results = doctor_mod.run_checks(settings, fix=fix)
     for r in results:
         click.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:<12} {r.detail}")
     sys.exit(doctor_mod.exit_code(results))

@@ -1,14 +1,23 @@
-"""`ticketd doctor`: one line per check of what the daemon needs, and whether it holds."""
+"""`ticketd doctor`: one line per check of what the daemon needs, and whether it holds.
+
+A check only looks: it creates no folder, file or database. With `fix=True` (`doctor --fix`)
+it creates what the daemon would need and can make: the storage directory and the IMAP
+folders. Every line is free of secrets, whatever a driver puts in its error.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from config import Settings
+from config.redact import redact, safe_url, secrets_of
 from daemon import app as app_mod
 from responders.transport import SmtpTransport
 from storage import db
@@ -21,53 +30,74 @@ class Check:
     detail: str
 
 
-def run_checks(settings: Settings) -> list[Check]:
+STORAGE_MODE = 0o750
+
+
+def run_checks(settings: Settings, *, fix: bool = False) -> list[Check]:
     checks: list[tuple[str, Callable[[Settings], str]]] = [
-        ("database", _database), ("storage", _storage), ("imap", _imap), ("smtp", _smtp),
-        ("signing key", _keys),
+        ("database", _database), ("storage", partial(_storage, fix=fix)),
+        ("imap", partial(_imap, fix=fix)), ("smtp", _smtp), ("signing key", _keys),
     ]
+    secrets = secrets_of(settings)
     results = []
     for name, check in checks:
         try:
-            results.append(Check(name, True, check(settings)))
+            results.append(Check(name, True, redact(check(settings), secrets)))
         except Exception as err:  # noqa: BLE001 - every failure is a line of the report
-            text = str(err).splitlines()[0][:200] if str(err) else ""
-            results.append(Check(name, False, f"{type(err).__name__}: {text}" if text else type(err).__name__))
+            text = str(err).splitlines()[0][:400] if str(err) else ""
+            line = f"{type(err).__name__}: {text}" if text else type(err).__name__
+            results.append(Check(name, False, redact(line, secrets)))
     return results
 
 
 def _database(settings: Settings) -> str:
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        # Connecting would create an empty file: a check changes nothing.
+        raise FileNotFoundError(f"{url.database} does not exist: run 'ticketd db upgrade'")
     engine = db.make_engine(settings.database.url)
     try:
         db.check_schema(engine)
-        where = engine.url.render_as_string(hide_password=True)
-        return f"{where} reachable, schema at {db.current_revision(engine)}"
+        revision = db.current_revision(engine)
+        return f"{safe_url(settings.database.url)} reachable, schema at {revision}"
     finally:
         engine.dispose()
 
 
-def _storage(settings: Settings) -> str:
+def _storage(settings: Settings, *, fix: bool = False) -> str:
     path = Path(settings.storage.path)
+    made = ""
+    if not path.is_dir() and fix:
+        path.mkdir(mode=STORAGE_MODE, parents=True)
+        path.chmod(STORAGE_MODE)  # mkdir's mode passes through the umask
+        made = "created; "
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} does not exist")
-    with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
-        pass
+        raise FileNotFoundError(f"{path} does not exist: 'ticketd doctor --fix' creates it "
+                                f"(mode {STORAGE_MODE:04o})")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path} is not writable by this user")
     mode = oct(path.stat().st_mode & 0o777)
     if path.stat().st_mode & 0o007:
-        raise PermissionError(f"{path} is open to other users ({mode}); raw mails are personal data")
-    return f"{path} writable, mode {mode}"
+        raise PermissionError(f"{path} is open to other users ({mode}); "
+                              "raw mails are personal data")
+    return f"{made}{path} writable, mode {mode}"
 
 
-def _imap(settings: Settings) -> str:
+def _imap(settings: Settings, *, fix: bool = False) -> str:
     if settings.imap is None:
         return "not configured ([imap]): mail arrives only through 'ticketd ingest'"
     source = app_mod.imap_source(settings)
-    source.connect()  # logs in, selects the folder, creates Processed/Quarantine if missing
+    source.connect(create_folders=fix)  # logs in and selects the folder
     try:
         imap = settings.imap
-        return (f"{imap.username} at {imap.host}:{imap.port} ({imap.tls}); folders {imap.folder}, "
-                f"{imap.processed_folder}, {imap.quarantine_folder}; "
-                f"{' '.join(sorted(source.capabilities & {'IDLE', 'MOVE', 'UIDPLUS'})) or 'no IDLE/MOVE'}")
+        missing = source.missing_folders()
+        folders = f"folders {imap.folder}, {imap.processed_folder}, {imap.quarantine_folder}"
+        if missing:
+            folders += (f"; missing: {', '.join(missing)} (the daemon creates them at start, "
+                        f"'ticketd doctor --fix' now)")
+        capabilities = ' '.join(sorted(source.capabilities & {'IDLE', 'MOVE', 'UIDPLUS'}))
+        return (f"{imap.username} at {imap.host}:{imap.port} ({imap.tls}); {folders}; "
+                f"{capabilities or 'no IDLE/MOVE'}")
     finally:
         source.close()
 
