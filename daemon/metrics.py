@@ -31,4 +31,21 @@ INGEST_SECONDS = Histogram(
 )
 QUARANTINED = Counter("ticketd_quarantined_total", "Incoming mails quarantined.")
 IMAP_RECONNECTS = Counter("ticketd_imap_reconnects_total", "Reconnections to the IMAP server.")
-TICKETS = Gauge("ticketd_tickets", "Tickets by status, counted periodically.", ["status"])
+TICKETS = Gauge("ticketd_tickets", "Tickets by status (every status, 0 when none has it), "
+                "counted every few seconds.", ["status"])
+OUTBOX_OLDEST_DUE = Gauge(
+    "ticketd_outbox_oldest_due_seconds",
+    "How long the longest-waiting due outbox row has been due (0 when none is): grows when "
+    "no sender takes the outbox's work.",
+)
+MAILBOX_CONNECTED = Gauge(
+    "ticketd_mailbox_connected",
+    "1 while this daemon holds a logged-in connection to the mailbox, else 0.",
+    ["mailbox"],
+)
+MAILBOX_LAST_PASS = Gauge(
+    "ticketd_mailbox_last_pass_timestamp_seconds",
+    "Unix time at which the mailbox was last drained without error (at least every "
+    "imap.idle_timeout while connected).",
+    ["mailbox"],
+)

@@ -25,7 +25,8 @@ from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
 from daemon.sla import SlaMonitor
 from daemon.systemd import notify, watchdog_interval
-from storage import queries
+from storage import outbox, queries
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +151,23 @@ class Service:
         last_count = 0.0
         while not self.stop.is_set():
             notify("WATCHDOG=1", f"STATUS={self.status()}")
-            if time.monotonic() - last_count >= 5:  # one GROUP BY on an indexed column
+            if time.monotonic() - last_count >= 5:  # two indexed queries
                 last_count = time.monotonic()
-                await asyncio.to_thread(self._count_tickets)
+                await asyncio.to_thread(self._count)
             try:
                 await asyncio.wait_for(self.stop.wait(), tick)
             except TimeoutError:
                 pass
 
-    def _count_tickets(self) -> None:
+    def _count(self) -> None:
+        """The gauges read from the database: every status set, so none keeps a stale value."""
         try:
             with self.app.sessions() as session:
                 for status, count in queries.count_by_status(session).items():
                     metrics.TICKETS.labels(status).set(count)
+                now = utcnow()
+                due = outbox.oldest_due(session, now)
+                metrics.OUTBOX_OLDEST_DUE.set((now - due).total_seconds() if due else 0)
         except Exception as err:  # noqa: BLE001 - a metric must never stop the daemon
             log.warning("counting tickets failed", extra={"fields": {"error": type(err).__name__}})
 
@@ -188,6 +193,8 @@ def watch_mailbox(service: Service) -> None:
     """
     stop = service.stop_thread
     attempt = 0
+    # Present from the start, so that "never connected" alerts as well as "disconnected".
+    metrics.MAILBOX_CONNECTED.labels(mailbox_name(service.app.settings)).set(0)
     while not stop.is_set():
         service.wake_watcher.clear()  # a SIGHUP from now on ends the pause below
         service.mailbox_problem = None  # said only while pausing after a failure
@@ -277,11 +284,13 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
     runner.stop = service.stop_thread
     try:
         source.connect()
+        metrics.MAILBOX_CONNECTED.labels(runner.name).set(1)
         log.info("mailbox connected", extra={"fields": {"mailbox": runner.name}})
         runner.sync_cursor()
         idle = service.app.settings.imap.idle_timeout
         while not runner.stop.is_set():
             runner.drain()
+            metrics.MAILBOX_LAST_PASS.labels(runner.name).set_to_current_time()
             waited = 0.0
             while not runner.stop.is_set() and waited < idle:
                 confirm_lease()  # a lost lease fails this round: let go of the mailbox
@@ -289,6 +298,7 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
                     break
                 waited += 2.0
     finally:
+        metrics.MAILBOX_CONNECTED.labels(runner.name).set(0)
         source.close()
 
 

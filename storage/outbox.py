@@ -250,6 +250,12 @@ def list_rows(session: Session, state: str | None = None, limit: int = 500) -> l
     return [OutboxRow(*row) for row in session.execute(query)]
 
 
+def oldest_due(session: Session, now: datetime) -> datetime | None:
+    """When the longest-waiting pending row fell due; None when nothing is due."""
+    return session.scalar(select(func.min(_C.next_attempt_at))
+                          .where(_C.state == "pending", _C.next_attempt_at <= now))
+
+
 def count_by_state(session: Session) -> dict[str, int]:
     counts = dict(session.execute(select(_C.state, func.count()).group_by(_C.state)).all())
     return {state: counts.get(state, 0) for state in ("pending", "sent", "dead")}

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from parsers.outgoing import sent_text
 from storage.models import (
+    STATUSES,
     TICKET_NUMBER_OFFSET,
     Contact,
     Event,
@@ -377,8 +378,9 @@ def next_due(session: Session, ticket_id: int) -> datetime | None:
 
 
 def count_by_status(session: Session) -> dict[str, int]:
+    """Tickets per status, every known status included (0 when no ticket has it)."""
     rows = session.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()
-    return {status: count for status, count in rows}
+    return {status: 0 for status in STATUSES} | {status: count for status, count in rows}
 
 
 def count_tickets_of(session: Session, requester_id: int) -> int:
