@@ -48,15 +48,19 @@ def _instant(text: str | None) -> datetime | None:
 @click.option("--once", is_flag=True, help="One pass over the clocks due now, then exit.")
 @click.option("--now", "at", metavar="ISO-TIME",
               help="With --once: run the pass as if it were this time (UTC unless it has an "
-                   "offset).")
+                   "offset). A time ahead of the clock only shows what would be sent.")
+@click.option("--apply", is_flag=True,
+              help="With --now ahead of the clock: record and queue for real.")
 @click.pass_context
 @_temp_failures_exit_75
-def sla_command(ctx: click.Context, once: bool, at: str | None) -> None:
+def sla_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> None:
     """Send SLA warnings and breach escalations: until SIGTERM, or with --once one pass."""
     if ctx.invoked_subcommand is not None:
         return
     if at is not None and not once:
         raise click.UsageError("--now goes with --once")
+    if apply and at is None:
+        raise click.UsageError("--apply goes with --now")
     from daemon.cli import _app
     from daemon.sla import SlaMonitor
 
@@ -65,12 +69,20 @@ def sla_command(ctx: click.Context, once: bool, at: str | None) -> None:
     if not once:
         asyncio.run(_serve(monitor, application.settings.sla.interval.total_seconds()))
         return
-    stats = monitor.run_once(_instant(at))
+    moment = _instant(at)
+    # Escalating at a time still to come would send real mail about breaches that have
+    # not happened, and mark them done: a time ahead is looked at, not acted on.
+    dry = moment is not None and moment > datetime.now(UTC) and not apply
+    stats = monitor.preview(moment) if dry and moment else monitor.run_once(moment)
+    would = "would send: " if dry else ""
     for item in stats.escalations:
         to = ", ".join(item.recipients) or f"nobody ({item.withheld})"
-        click.echo(f"#{item.ticket} {item.clock_kind} {item.stage_name} -> {to}")
+        click.echo(f"{would}#{item.ticket} {item.clock_kind} {item.stage_name} -> {to}")
     click.echo(f"due={stats.due} warnings={stats.warnings} breaches={stats.breaches} "
                f"lost={stats.lost} failed={stats.failed}")
+    if dry:
+        click.echo(f"dry run: --now {moment.isoformat()} is ahead of the clock; nothing was "
+                   "recorded or queued (add --apply to do it)")
     if stats.failed:
         sys.exit(1)
 

@@ -350,6 +350,41 @@ class SlaMonitor:
             if not fresh or len(batch) < self._options.batch:
                 return stats
 
+    def preview(self, now: datetime) -> MonitorStats:
+        """What a pass at `now` would escalate, worked out in one transaction that is rolled
+        back: nothing is recorded, no mail is queued, no metric counts (`sla --now` ahead)."""
+        stats, seen = MonitorStats(), set[int]()
+        session = self._sessions()
+        try:
+            session.begin()
+            while True:  # the clocks it moves stay moved until the rollback: no page twice
+                batch = clocks.due_clocks(session, now, self._options.batch)
+                fresh = [clock.id for clock in batch if clock.id not in seen]
+                seen.update(fresh)
+                for clock_id in fresh:
+                    self._preview_one(session, clock_id, now, stats)
+                if not fresh or len(batch) < self._options.batch:
+                    return stats
+        finally:
+            session.rollback()
+            session.close()
+
+    def _preview_one(self, session: Session, clock_id: int, now: datetime,
+                     stats: MonitorStats) -> None:
+        stats.due += 1
+        try:
+            with session.begin_nested():
+                done = self._step(session, clock_id, now)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError):
+            raise
+        except Exception:  # noqa: BLE001 - as in a real pass, one bad clock is counted
+            stats.failed += 1
+            return
+        if done is None:
+            stats.lost += 1
+        for item in done or ():
+            _tally(item, stats)
+
     def _handle(self, clock_id: int, now: datetime, stats: MonitorStats) -> None:
         stats.due += 1
         try:
@@ -435,13 +470,19 @@ class SlaMonitor:
 
 
 def _count(item: Escalation, stats: MonitorStats) -> None:
+    _tally(item, stats)
+    if item.stage == 1:
+        sla_metrics.WARNINGS.inc()
+    else:
+        sla_metrics.BREACHES.labels(str(item.stage - 1)).inc()
+
+
+def _tally(item: Escalation, stats: MonitorStats) -> None:
     stats.escalations.append(item)
     if item.stage == 1:
         stats.warnings += 1
-        sla_metrics.WARNINGS.inc()
     else:
         stats.breaches += 1
-        sla_metrics.BREACHES.labels(str(item.stage - 1)).inc()
 
 
 def _describe(err: BaseException) -> str:
