@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -23,7 +24,7 @@ def _settings(ctx: click.Context):  # noqa: ANN202 - config.Settings
     try:
         return load_settings(ctx.obj["config"])
     except ConfigError as err:
-        click.echo(f"ticketd: configuration error:\n{err}", err=True)
+        click.echo(logs.for_stderr(f"ticketd: configuration error:\n{err}"), err=True)
         sys.exit(EX_CONFIG)
 
 
@@ -33,7 +34,7 @@ def _app(ctx: click.Context, *, check_schema: bool = True) -> app_mod.App:
     try:
         return app_mod.build(settings, check_schema=check_schema)
     except app_mod.db.SchemaError as err:
-        click.echo(f"ticketd: {err}", err=True)
+        click.echo(logs.for_stderr(f"ticketd: {err}"), err=True)
         sys.exit(EX_CONFIG)
 
 
@@ -50,7 +51,8 @@ def _app_when_database_answers(ctx: click.Context) -> app_mod.App:
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
             reason = str(err).splitlines()[0][:200]
             notify(f"STATUS=waiting for the database: {reason}")
-            click.echo(f"ticketd: database unavailable, retrying in {delay:.0f}s: {reason}", err=True)
+            click.echo(logs.for_stderr(f"ticketd: database unavailable, retrying in {delay:.0f}s: "
+                                       f"{reason}", logging.WARNING), err=True)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
 
@@ -63,7 +65,8 @@ def temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
-            click.echo(f"ticketd: database unavailable: {str(err).splitlines()[0]}", err=True)
+            click.echo(logs.for_stderr(f"ticketd: database unavailable: "
+                                       f"{str(err).splitlines()[0]}"), err=True)
             sys.exit(EX_TEMPFAIL)
 
     return wrapper

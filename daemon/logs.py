@@ -114,6 +114,14 @@ def stderr_is_journal(stream: TextIO | None = None, environ: dict[str, str] | No
     return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
 
 
+def for_stderr(text: str, level: int = logging.ERROR) -> str:
+    """A message the CLI writes to stderr itself (a configuration error at start): with the
+    journal's priority on every line when stderr is the journal, so `-p err` finds it too."""
+    if not stderr_is_journal():
+        return text
+    return "\n".join(f"<{priority(level)}>{line}" for line in text.splitlines())
+
+
 def setup(level: str = "INFO", fmt: str = "kv", secrets: Iterable[str] = ()) -> None:
     """Log to stderr; `secrets` (config.redact.secrets_of) are masked in every line."""
     journal = stderr_is_journal()

@@ -173,3 +173,14 @@ def test_stderr_that_is_not_the_named_journal_stream_keeps_timestamps(
     [line] = (tmp_path / "1.log").read_text().splitlines()
     fields = parse_logfmt(line)
     assert fields["level"] == "error" and "ts" in fields
+
+
+def test_a_configuration_error_at_start_is_an_error_in_the_journal(tmp_path: Path) -> None:
+    config = tmp_path / "ticketd.toml"
+    config.write_text('[imap]\nport = 99999\n[logging]\nlevel = "LOUD"\n')
+    code = _ticketd(["--config", str(config), "run"], tmp_path / "err.log", {"journal": True})
+    assert code == 78
+    lines = (tmp_path / "err.log").read_text().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("<3>") for line in lines), lines
+    assert lines[0] == "<3>ticketd: configuration error:"
+    assert any("imap.port: must be between 1 and 65535" in line for line in lines)
