@@ -124,7 +124,11 @@ def _read_secret_files(data: Data, source: str, origins: Origins,
                 section[key] = _read_secret(_secret_path(section[file_key], environ))
                 origins[f"{name}.{key}"] = origin
             except ValueError as error:
-                problems.append(Problem(origin, dotted, str(error)))
+                reason = str(error)
+                if origin.startswith("environment") and not os.path.exists(str(section[file_key])):
+                    # Perhaps the secret itself, set in the *_FILE variable by mistake.
+                    reason = reason.replace(str(section[file_key]), "the file it names")
+                problems.append(Problem(origin, dotted, reason))
     return problems
 
 

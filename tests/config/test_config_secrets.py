@@ -93,3 +93,11 @@ def test_redact_masks_every_form_of_every_secret(env):
     secrets = secrets_of(settings)
     text = f"failed: {url} / p@ss/w0rd / key-two-0123456789"
     assert redact(text, secrets) == "failed: postgresql://desk:***@db.example.com/desk / *** / ***"
+
+
+def test_a_secret_set_in_the_file_variable_by_mistake_is_not_repeated(env):
+    error = _error(None, env | {"TICKETD_IMAP__HOST": "imap.example.com",
+                                "TICKETD_IMAP__USERNAME": "desk",
+                                "TICKETD_IMAP__PASSWORD_FILE": "Pa55word"})
+    assert error == ("environment TICKETD_IMAP__PASSWORD_FILE: imap.password_file: cannot read "
+                     "the file it names: No such file or directory")
