@@ -61,8 +61,9 @@ class _Formatter(logging.Formatter):
             doc.setdefault(key, value)  # a field never hides ts, level, logger or msg
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        if self.secrets:
-            doc = {k: redact(v, self.secrets) if isinstance(v, str) else v for k, v in doc.items()}
+        if self.secrets:  # a value printed as text is masked as text
+            doc = {k: v if isinstance(v, int | float | None) else redact(str(v), self.secrets)
+                   for k, v in doc.items()}
         return doc
 
     def format(self, record: logging.LogRecord) -> str:
