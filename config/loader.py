@@ -120,12 +120,17 @@ def _read_secret_files(data: Data, source: str, origins: Origins,
                 continue
             dotted = f"{name}.{file_key}"
             origin = origins.get(dotted, source)
+            value = section[file_key]
+            credential = isinstance(value, str) and value.startswith(CREDENTIAL_PREFIX)
             try:
-                section[key] = _read_secret(_secret_path(section[file_key], environ))
+                # systemd's credentials directory is the service's alone, whatever the modes
+                # it gives the files (an ACL may show as group bits): only paths are checked.
+                section[key] = _read_secret(_secret_path(value, environ), private=not credential)
                 origins[f"{name}.{key}"] = origin
             except ValueError as error:
                 reason = str(error)
-                if origin.startswith("environment") and not os.path.exists(str(section[file_key])):
+                if origin.startswith("environment") and not credential and \
+                        not os.path.exists(str(value)):
                     # Perhaps the secret itself, set in the *_FILE variable by mistake.
                     reason = reason.replace(str(section[file_key]), "the file it names")
                 problems.append(Problem(origin, dotted, reason))
@@ -153,12 +158,13 @@ def _secret_path(value: object, environ: Mapping[str, str]) -> object:
     return path
 
 
-def _read_secret(path: object) -> str:
+def _read_secret(path: object, *, private: bool = True) -> str:
     if not isinstance(path, str):
         raise ValueError("must be a path (a string)")
     try:
         with open(path, encoding="utf-8") as file:
-            _private(path, os.fstat(file.fileno()).st_mode)
+            if private:
+                _private(path, os.fstat(file.fileno()).st_mode)
             text = file.read()
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None

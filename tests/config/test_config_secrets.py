@@ -101,3 +101,15 @@ def test_a_secret_set_in_the_file_variable_by_mistake_is_not_repeated(env):
                                 "TICKETD_IMAP__PASSWORD_FILE": "Pa55word"})
     assert error == ("environment TICKETD_IMAP__PASSWORD_FILE: imap.password_file: cannot read "
                      "the file it names: No such file or directory")
+
+
+def test_systemd_credentials_are_read_whatever_mode_systemd_gives_them(write, tmp_path):
+    # $CREDENTIALS_DIRECTORY is the service's own; systemd may grant the user read access by
+    # an ACL, which shows in the group bits: the mode check is for paths the operator manages.
+    folder = tmp_path / "credentials"
+    folder.mkdir(mode=0o500)
+    (folder / "secret").write_text("key-0123456789abcdef\n")
+    (folder / "secret").chmod(0o440)
+    path = write("t.toml", '[security]\nsecret_file = "credential:secret"\n')
+    settings = load_settings(path, {"CREDENTIALS_DIRECTORY": str(folder)})
+    assert settings.security.keys == (b"key-0123456789abcdef",)
