@@ -240,12 +240,13 @@ class ImapSource:
         except ssl.SSLError as exc:
             if isinstance(exc, _TRANSIENT_SSL_ERRORS):
                 raise
+            # The hint first: the STATUS line and the log keep only the start of a message.
             raise ImapConfigError(  # e.g. implicit TLS against a plain-text port
-                f"TLS with {self.host}:{self.port} failed ({self.tls}): {exc}"
-                f"{self._tls_mode_hint()}") from exc
+                f"TLS with {self.host}:{self.port} failed ({self._tls_mode_hint()}): {exc}"
+            ) from exc
         except TimeoutError as exc:
             raise GreetingTimeout(f"no greeting from {self.host}:{self.port} within "
-                                  f"{self.timeout:g}s{self._tls_mode_hint()}") from exc
+                                  f"{self.timeout:g}s ({self._tls_mode_hint()})") from exc
         return client
 
     def _tls_mode_hint(self) -> str:
@@ -253,11 +254,10 @@ class ImapSource:
         the client starts TLS (a wait for the greeting times out); a plain port's greeting
         reads as a broken TLS record."""
         if self.tls == "implicit":
-            return (f'; with tls = "implicit" the handshake failed: port {self.port} may speak '
-                    f'plain IMAP with STARTTLS (usually 143): is tls = "starttls" meant?')
-        return (f'; with tls = "{self.tls}" ticketd waits for a plain greeting: port '
-                f"{self.port} may expect implicit TLS (usually 993), which says nothing until "
-                f'the client starts TLS: is tls = "implicit" meant?')
+            return ('tls = "implicit", but the port may speak plain IMAP with STARTTLS '
+                    '(usually 143): is tls = "starttls" meant?')
+        return (f'tls = "{self.tls}" waits for a greeting, but an implicit-TLS port (usually '
+                f'993) stays silent: is tls = "implicit" meant?')
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if self.tls == "none":
