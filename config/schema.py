@@ -209,6 +209,7 @@ class ImapSettings(Section):
     folder: NonEmptyStr = "INBOX"
     processed_folder: NonEmptyStr = "Processed"
     quarantine_folder: NonEmptyStr = "Quarantine"
+    junk_folder: NonEmptyStr = "Junk"  # where mail our MTA's spam filter marked is moved
     idle_timeout: Annotated[Seconds, _in_range(10, 1740)] = 300  # RFC 2177: re-IDLE before 29 min
     poll_interval: Seconds = 30
     batch_size: Annotated[Positive, _in_range(1, 1000)] = 50
@@ -457,6 +458,47 @@ class TeamSettings(Section):
         return next((a for a in self.agents if a.address.lower() == address), None)
 
 
+def _spam_pattern(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ShowsValue(f"not a regular expression: {err}") from None
+    return pattern
+
+
+def _host_port(value: str) -> str:
+    if value:
+        split_host_port(value)
+    return value
+
+
+class SpamSettings(Section):
+    enabled: bool = True  # false: no spam header is trusted, every mail is handled as mail
+    # header -> a regular expression (any case) that, matching the start of the topmost
+    # value our side wrote, means spam; empty: the built-in SpamAssassin and Rspamd headers
+    # (parsers/spam.py); a table here replaces the built-in one
+    headers: dict[NonEmptyStr, Annotated[NonEmptyStr, AfterValidator(_spam_pattern)]] = Field(
+        default_factory=dict)
+    # our MTA's names as written after "by" in its Received headers; empty: only the topmost
+    # Received header is ours
+    trusted_hops: tuple[NonEmptyStr, ...] = ()
+
+
+class ScanSettings(Section):
+    enabled: bool = True  # false: nothing is scanned and no attachment is forwarded to agents
+    # clamd's LocalSocket (Debian: /run/clamav/clamd.ctl), or tcp_address "host:port"
+    socket: Path | None = Path("/run/clamav/clamd.ctl")
+    tcp_address: Annotated[str, AfterValidator(_host_port)] = ""
+    timeout: Seconds = 30
+    # clamd unreachable: "hold" leaves a mail with attachments in the mailbox (a temporary
+    # failure, tried again later); "store" stores it and forwards none of its attachments
+    on_unavailable: Literal["hold", "store"] = "store"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return split_host_port(self.tcp_address) if self.tcp_address else None
+
+
 class ClassificationRule(Section):
     category: NonEmptyStr
     priority: Priority = "normal"
@@ -496,6 +538,8 @@ class Settings(Section):
     threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
     responders: RespondersSettings = Field(default_factory=RespondersSettings)
     team: TeamSettings = Field(default_factory=TeamSettings)
+    spam: SpamSettings = Field(default_factory=SpamSettings)
+    scan: ScanSettings = Field(default_factory=ScanSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

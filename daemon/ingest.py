@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
+from daemon.responsible import safeguard
+from daemon.safety import Screener, Screening, check_only
+from daemon.scan import ScannerUnavailable
 from daemon.sla import (
     SlaOptions,
     clocks_for_appeal,
@@ -47,6 +50,7 @@ from parsers.bounce import bounce_info
 from parsers.forward import forwarded_original, is_forward_subject
 from parsers.ingest_key import ingest_key
 from parsers.reply import visible_text
+from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
 from responders.references import (
     numbers_in_subject,
@@ -55,13 +59,14 @@ from responders.references import (
     verify_message_id,
 )
 from storage import queries
+from storage import spam as spam_store
 from storage.blobs import BlobBatch, BlobStore
 from storage.models import Ticket, utcnow
 from storage.queries import TicketFacts
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["ticket", "follow_up", "ignored", "quarantined"]
+Outcome = Literal["ticket", "follow_up", "ignored", "quarantined", "spam"]
 LOOP_HEADER = "x-ticketd-loop"
 
 
@@ -84,6 +89,8 @@ class IngestPolicy:
     team: TeamPolicy | None = None  # notifications and agents' mail; None: no team configured
     sla: SlaOptions | None = None  # SLA clocks; None: no clocks (ingest-only set-ups, tests)
     authserv_id: str = ""  # our MTA's Authentication-Results id; "" trusts no agent mail
+    spam: SpamPolicy | None = None  # our MTA's spam verdicts; None: no header is trusted
+    rg_group: str = "responsible_gaming"  # where a responsible-gambling hit sends the ticket
 
     @property
     def support_address(self) -> str:
@@ -113,6 +120,8 @@ class _Arrival:
     rejected: str = ""  # the parser's reason: the mail is quarantined
     ignored: str = ""
     automated: str = ""
+    screening: Screening = field(default_factory=Screening)  # spam verdict, scan results
+    released: bool = False  # `ticketd spam release`: ingest it whatever the spam verdict
 
     @property
     def record(self) -> dict:
@@ -122,21 +131,24 @@ class _Arrival:
 
 
 class Ingestor:
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, policy: IngestPolicy):
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, policy: IngestPolicy,
+                 screener: Screener | None = None):
         self.sessions = sessions
         self.blobs = blobs
         self.policy = policy
+        self.screener = screener  # None: no clamd; programs are still never forwarded
 
     def ingest(self, raw: bytes, source: str = "") -> IngestResult:
         return self.ingest_many([(raw, source)])[0]
 
-    def ingest_many(self, mails: Sequence[tuple[bytes, str]]) -> list[IngestResult]:
+    def ingest_many(self, mails: Sequence[tuple[bytes, str]], *,
+                    released: bool = False) -> list[IngestResult]:
         """Several mails, one transaction, a savepoint each: one commit and one flush of the
         files for the batch. A mail whose storing fails on a bug is quarantined and the rest
         go on; a temporary failure (database or disk) records none of them."""
         try:
             with self.blobs.batch() as files:
-                arrivals = [self._arrive(raw, source, files) for raw, source in mails]
+                arrivals = [self._arrive(raw, source, files, released) for raw, source in mails]
                 with self.sessions.begin() as session:
                     results = [self._settle(session, arrival) for arrival in arrivals]
                     files.publish()  # named on disk before the rows that refer to them commit
@@ -171,9 +183,9 @@ class Ingestor:
         log.warning("quarantined", extra={"fields": {"key": key, "reason": reason}})
         return result
 
-    def _arrive(self, raw: bytes, source: str, files: BlobBatch) -> _Arrival:
+    def _arrive(self, raw: bytes, source: str, files: BlobBatch, released: bool = False) -> _Arrival:
         key, message_id, digest = ingest_key(raw)
-        arrival = _Arrival(raw, source, key, message_id, digest)
+        arrival = _Arrival(raw, source, key, message_id, digest, released=released)
         try:
             mail = parse(raw, self.policy.limits)
         except RejectedMail as rejected:  # parse() turns any error of its own into this
@@ -186,8 +198,12 @@ class Ingestor:
             ours = _our_own(mail, support)
             if ours:  # our own mail coming back: never stored on a ticket
                 arrival.ignored = ours
-            for part in mail.attachments:
-                files.put_attachment(part.payload, part.sha256)
+            arrival.screening = self._screen(mail, released)
+            for part in () if arrival.screening.spam else mail.attachments:
+                if arrival.screening.infected(part):
+                    files.put_quarantined(part.payload, part.sha256)
+                else:
+                    files.put_attachment(part.payload, part.sha256)
         if raw:
             files.put_raw(raw)
         return arrival
@@ -195,7 +211,10 @@ class Ingestor:
     def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
         known = _stored_before(session, arrival.key)
-        if known:
+        if known and arrival.released and known.outcome == "spam":
+            spam_store.forget_spam(session, arrival.key)  # ingested afresh below, same commit
+            queries.insert_event(session, "spam_released", ingest_key=arrival.key)
+        elif known:
             return known
         try:
             with session.begin_nested():
@@ -227,23 +246,28 @@ class Ingestor:
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
             return IngestResult(key, "ignored", reason)
+        if arrival.screening.spam:
+            return _spam(session, record, arrival.screening.spam.reason)
         if arrival.automated and is_bounce(mail):
             return self._bounce(session, mail, record, arrival.automated)
-        return self._store(session, mail, record, arrival.automated)
+        return self._store(session, mail, record, arrival.automated, arrival.screening)
 
-    def _store(self, session: Session, mail: InboundMail, record: dict, automated: str) -> IngestResult:
+    def _store(self, session: Session, mail: InboundMail, record: dict, automated: str,
+               screening: Screening | None = None) -> IngestResult:
         assert mail.sender is not None
         key = record["ingest_key"]
         if mail.message_id and queries.stored_inbound_message(session, mail.message_id, mail.sender.addr):
             reason = "a copy of a stored mail (same Message-ID and sender)"
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             return IngestResult(key, "ignored", reason)
+        screening = screening or check_only(mail.attachments)
         mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
         refs = self._references(session, mail)
         if not automated and not forwarder and is_agent_mail(self.policy.team, mail):
             named = refs.signed or refs.stored or (refs.tagged[0] if refs.tagged else None) \
                 or refs.forged
             if named is not None:
+                mail = replace(mail, attachments=screening.forwardable(mail.attachments))
                 return self._agent_mail(session, mail, record, named, refs.signed is not None)
         decision = decide(refs, utcnow(), self.policy.reopen_window)
         if forwarder:
@@ -280,7 +304,11 @@ class Ingestor:
             visible_text=visible,
             full_text=mail.text,
         )
-        queries.insert_attachments(session, message_id, mail.attachments)
+        queries.insert_attachments(session, message_id, screening.kept(mail.attachments))
+        _record_screening(session, ticket_id, screening)
+        if not automated:  # every player message, whatever its kind (DESIGN: safety first)
+            safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
+                      self.policy.rg_group, self.policy.sla)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
@@ -289,11 +317,13 @@ class Ingestor:
         if forwarder:
             queries.insert_event(session, "forwarded_by_agent", ticket_id, actor=forwarder)
         if self.policy.team is not None and not automated:
-            route_and_notify(session, self.policy.team, ticket_id, mail, visible,
+            forwarded = replace(mail, attachments=screening.forwardable(mail.attachments))
+            route_and_notify(session, self.policy.team, ticket_id, forwarded, visible,
                              "new" if outcome == "ticket" else "follow_up")
         if outcome == "ticket" and self.policy.ack is not None:
             ticket = queries.ticket_summary(session, ticket_id)
-            acknowledge(session, self.policy.ack, ticket, mail)
+            acknowledge(session, self.policy.ack, ticket, screening.received(mail),
+                        refused=tuple(r.filename for r in screening.refused))
         return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
 
     def _agent_mail(self, session: Session, mail: InboundMail, record: dict,
@@ -431,6 +461,38 @@ class Ingestor:
             queries.insert_event(session, "linked", ticket_id, actor=mail.sender.addr,
                                  linked_ticket=linked.number, reason=decision.reason)
         return ticket_id, number
+
+
+    def _screen(self, mail: InboundMail, released: bool) -> Screening:
+        """Our MTA's spam verdict, then clamd's on each attachment (not for spam: it is
+        neither stored as a ticket nor forwarded; a release scans it then)."""
+        verdict = None if released or self.policy.spam is None else spam_verdict(mail, self.policy.spam)
+        if verdict is not None:
+            return Screening(spam=verdict)
+        if self.screener is None:
+            return check_only(mail.attachments)
+        try:
+            return self.screener.screen(mail.attachments)
+        except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
+            raise TemporaryFailure(f"attachments not scanned: {err}") from err
+
+
+def _spam(session: Session, record: dict, reason: str) -> IngestResult:
+    """Kept (raw bytes and the verdict), no ticket, no answer, no clock, no one notified."""
+    queries.insert_ingest_record(session, outcome="spam", reason=reason[:2000], **record)
+    queries.insert_event(session, "spam", reason=reason[:500], ingest_key=record["ingest_key"])
+    return IngestResult(record["ingest_key"], "spam", reason)
+
+
+def _record_screening(session: Session, ticket_id: int, screening: Screening) -> None:
+    for refused in screening.refused:
+        queries.insert_event(session, "attachment_refused", ticket_id, filename=refused.filename,
+                             sha256=refused.sha256, reason=refused.reason,
+                             quarantined=refused.infected)
+    if screening.unscanned:
+        queries.insert_event(session, "attachments_unscanned", ticket_id,
+                             sha256=sorted(screening.unscanned),
+                             reason=screening.scanner_error or "no virus scanner configured")
 
 
 def _stored_before(session: Session, key: str) -> IngestResult | None:

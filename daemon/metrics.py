@@ -49,3 +49,8 @@ MAILBOX_LAST_PASS = Gauge(
     "imap.idle_timeout while connected).",
     ["mailbox"],
 )
+SCANNER_UNAVAILABLE = Counter(
+    "ticketd_scanner_unavailable_total",
+    "Attachments clamd could not scan (unreachable or no verdict): held or stored unscanned.",
+)
+SPAM = Counter("ticketd_spam_total", "Incoming mails our MTA's filter marked as spam.")

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon import sla_metrics
+from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
 from responders.escalation import STAGE_NAMES, EscalationContext, escalation
 from responders.headers import UnsafeRecipient
@@ -244,6 +245,19 @@ def clocks_for_appeal(session: Session, ticket_id: int, now: datetime,
     policy, calendar = options.policy(APPEAL_POLICY), options.calendar(now)
     if "first_response" not in {c.kind for c in clocks.open_clocks(session, ticket_id)}:
         start_clock(session, ticket_id, "next_response", policy, calendar, now)
+    start_clock(session, ticket_id, "resolution", policy, calendar, now)
+    return policy
+
+
+def clocks_for_safeguard(session: Session, ticket_id: int, now: datetime,
+                         options: SlaOptions) -> Policy:
+    """A responsible-gambling request: the desk owes an answer on the urgent policy from now
+    (1 hour by default), whatever was owed before and whatever the ticket was, appeals too."""
+    policy, calendar = options.select(RG_CATEGORY, RG_PRIORITY), options.calendar(now)
+    running = {c.kind for c in clocks.open_clocks(session, ticket_id)}
+    response = "first_response" if "first_response" in running or not running else "next_response"
+    clocks.stop_clocks(session, ticket_id, now, (*RESPONSE_KINDS, "resolution"))
+    start_clock(session, ticket_id, response, policy, calendar, now)
     start_clock(session, ticket_id, "resolution", policy, calendar, now)
     return policy
 

@@ -43,8 +43,9 @@ class AckPolicy:
 
 
 def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
-                mail: InboundMail) -> str:
-    """Queue the acknowledgement of a new ticket; returns "" or why none was sent."""
+                mail: InboundMail, refused: tuple[str, ...] = ()) -> str:
+    """Queue the acknowledgement of a new ticket; returns "" or why none was sent.
+    `refused` names the attachments we keep from the agents (malware, programs)."""
     assert mail.sender is not None
     why = _forwarded_report(mail) or _withheld(session, policy, mail.sender.addr)
     if why:
@@ -52,7 +53,7 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
         return why
     try:
         msg = acknowledgement(
-            _context(policy, ticket, mail), support_address=policy.support_address,
+            _context(policy, ticket, mail, refused), support_address=policy.support_address,
             support_name=policy.support_name, keys=policy.keys, templates=policy.templates,
             subject_format=policy.subject_format,
         )
@@ -98,7 +99,8 @@ def _withheld(session: Session, policy: AckPolicy, address: str) -> str:
     return ""
 
 
-def _context(policy: AckPolicy, ticket: TicketSummary, mail: InboundMail) -> AckContext:
+def _context(policy: AckPolicy, ticket: TicketSummary, mail: InboundMail,
+             refused: tuple[str, ...] = ()) -> AckContext:
     assert mail.sender is not None
     sla = select_policy(ticket.category, ticket.priority, policy.sla_policies or DEFAULT_POLICIES,
                         DEFAULT_RULES)
@@ -107,7 +109,7 @@ def _context(policy: AckPolicy, ticket: TicketSummary, mail: InboundMail) -> Ack
         requester=mail.sender, category=ticket.category, first_response=sla.first_response,
         attachments=tuple((a.filename, a.size) for a in mail.attachments if not a.inline),
         faq_answer=_faq(policy.templates, ticket.category, ticket.language),
-        in_reply_to=mail.message_id, references=mail.references,
+        in_reply_to=mail.message_id, references=mail.references, refused=refused,
     )
 
 

@@ -62,6 +62,7 @@ class AckContext:
     faq_answer: str | None
     in_reply_to: str | None  # the player's Message-ID
     references: tuple[str, ...]  # the player's References, oldest first
+    refused: tuple[str, ...] = ()  # attachment filenames not passed on (malware, programs)
 
 
 def acknowledgement(
@@ -118,6 +119,7 @@ def _variables(ctx: AckContext, language: str, support_name: str, fmt: str) -> d
             (clean_header_text(name, 100), human_size(size, language))
             for name, size in ctx.attachments
         ),
+        "refused": tuple(clean_header_text(name, 100) for name in ctx.refused),
         "faq_answer": _paragraphs(ctx.faq_answer),
         "reply_marker": REPLY_MARKERS[1] if language == "ru" else REPLY_MARKERS[0],
         "support_name": clean_header_text(support_name, 100),

@@ -54,6 +54,14 @@ class BlobStore:
     def get_attachment(self, digest: str) -> bytes:
         return self.attachment_path(digest).read_bytes()
 
+    def get_quarantined(self, digest: str) -> bytes:
+        return gzip.decompress(self.quarantine_path(digest).read_bytes())
+
+    def quarantine_path(self, digest: str) -> Path:
+        """An infected attachment: apart from the attachments agents get, and compressed, so
+        that nothing opens it by accident and the bytes on disk are not the program."""
+        return self.root / "quarantine" / digest[:2] / digest[2:4] / f"{digest}.gz"
+
     def raw_path(self, digest: str) -> Path:
         return self.root / "raw" / digest[:2] / digest[2:4] / f"{digest}.eml.gz"
 
@@ -126,6 +134,13 @@ class BlobBatch:
         path = self.store.attachment_path(digest)
         if path not in self._pending and not path.exists():
             self._write(path, lambda: payload)
+        return digest
+
+    def put_quarantined(self, payload: bytes, digest: str | None = None) -> str:
+        digest = digest or hashlib.sha256(payload).hexdigest()
+        path = self.store.quarantine_path(digest)
+        if path not in self._pending and not path.exists():
+            self._write(path, lambda: gzip.compress(payload, compresslevel=1, mtime=0))
         return digest
 
     def publish(self) -> None:

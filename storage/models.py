@@ -91,6 +91,9 @@ class Ticket(Base):
     group: Mapped[str | None] = mapped_column(String(64), index=True)
     assignee: Mapped[str | None] = mapped_column(String(320), index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a player's message first asked for exclusion or closure or spoke of gambling
+    # harm: from then on no automatic close or survey touches the ticket.
+    safeguarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

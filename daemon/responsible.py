@@ -1,0 +1,54 @@
+"""Responsible gambling on every message: a player who asks to be excluded, to have the
+account closed, or says that gambling harms them is taken up at once, whatever the ticket
+was about and however far along it is.
+
+Runs in the ingest transaction, for new mail, follow-ups, replies to an agent and appeals
+alike. The decision is pure (parsers.rg); here it is applied: the ticket becomes
+self_exclusion and urgent, goes to the responsible-gambling group (an assignee of another
+group lets go of it), its response clock restarts on the urgent policy, and an event says
+which phrase did it. `may_automate` is the one place any automatic close or survey asks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from daemon.sla import SlaOptions, clocks_for_safeguard
+from parsers.rg import RG_CATEGORY, RG_PRIORITY, RgHit, responsible_gambling
+from storage import queries
+from storage.models import Ticket, utcnow
+
+
+def safeguard(session: Session, ticket_id: int, subject: str, visible: str, sender: str,
+              group: str, sla: SlaOptions | None, now: datetime | None = None) -> RgHit | None:
+    """Check one player message; escalate its ticket on a hit. The hit, or None."""
+    hit = responsible_gambling(subject, visible)
+    if hit is None:
+        return None
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None
+    if (ticket.category, ticket.priority, ticket.group) == (RG_CATEGORY, RG_PRIORITY, group) \
+            and ticket.safeguarded_at is not None:
+        return hit  # already where it belongs: one event per escalation, not per mail
+    now = now or utcnow()
+    before = {"category": ticket.category, "priority": ticket.priority, "group": ticket.group,
+              "assignee": ticket.assignee}
+    ticket.category, ticket.priority, ticket.group = RG_CATEGORY, RG_PRIORITY, group
+    ticket.assignee = None  # the responsible-gambling group takes it, not the previous holder
+    ticket.safeguarded_at = ticket.safeguarded_at or now
+    if ticket.status in ("pending", "resolved", "closed"):
+        ticket.status = "open"
+    session.flush()
+    if sla is not None:
+        clocks_for_safeguard(session, ticket_id, now, sla)
+    queries.insert_event(session, "responsible_gambling", ticket_id, actor=sender,
+                         intent=hit.intent, phrase=hit.phrase, before=before)
+    return hit
+
+
+def may_automate(ticket: Ticket) -> bool:
+    """Whether an automatic close, reminder or satisfaction survey may touch the ticket:
+    never once a player has asked for exclusion or closure or spoken of harm."""
+    return ticket.safeguarded_at is None and ticket.category != RG_CATEGORY
