@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from daemon.imap import ImapSource
 from daemon.ingest import Ingestor, IngestPolicy
+from daemon.safety import screener, spam_policy
 from daemon.sla import SlaOptions
 from daemon.team import Agent, TeamPolicy
 from parsers import DEFAULT_RULES, Limits, Rule
@@ -36,7 +37,8 @@ def build(settings: Settings, *, check_schema: bool = True) -> App:
         db.check_schema(engine)
     sessions = db.session_factory(engine)
     blobs = BlobStore(Path(settings.storage.path))
-    return App(settings, engine, sessions, blobs, Ingestor(sessions, blobs, policy(settings)))
+    ingestor = Ingestor(sessions, blobs, policy(settings), screener(settings))
+    return App(settings, engine, sessions, blobs, ingestor)
 
 
 def policy(settings: Settings) -> IngestPolicy:
@@ -61,6 +63,8 @@ def policy(settings: Settings) -> IngestPolicy:
         authserv_id=settings.security.authserv_id,
         team=team_policy(settings),
         sla=SlaOptions.from_settings(settings),
+        spam=spam_policy(settings),
+        rg_group=settings.team.routing.get("self_exclusion", settings.team.default_group),
     )
 
 
@@ -126,6 +130,7 @@ def imap_source(settings: Settings) -> ImapSource:
         folder=imap.folder,
         processed_folder=imap.processed_folder,
         quarantine_folder=imap.quarantine_folder,
+        junk_folder=imap.junk_folder,
         ca_file=str(imap.ca_file) if imap.ca_file else None,
         timeout=imap.timeout,
         max_bytes=settings.limits.max_message_bytes,

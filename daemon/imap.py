@@ -76,6 +76,7 @@ class ImapSource:
         folder: str = "INBOX",
         processed_folder: str = "Processed",
         quarantine_folder: str = "Quarantine",
+        junk_folder: str = "Junk",
         ca_file: str | None = None,
         timeout: float = 30,
         max_bytes: int = 40 * 2**20,
@@ -94,6 +95,7 @@ class ImapSource:
         self.folder = folder
         self.processed_folder = processed_folder
         self.quarantine_folder = quarantine_folder
+        self.junk_folder = junk_folder
         self.ca_file = ca_file
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -118,7 +120,8 @@ class ImapSource:
         try:
             self._login()
             self._capabilities = self._read_capabilities()
-            for folder in (self.processed_folder, self.quarantine_folder) if create_folders else ():
+            folders = (self.processed_folder, self.quarantine_folder, self.junk_folder)
+            for folder in folders if create_folders else ():
                 self._ensure_folder(folder)
             self._select()
         except BaseException:
@@ -197,6 +200,9 @@ class ImapSource:
 
     def mark_quarantined(self, uids: Iterable[int]) -> None:
         self._file_away(uids, self.quarantine_folder)
+
+    def mark_junk(self, uids: Iterable[int]) -> None:
+        self._file_away(uids, self.junk_folder)
 
     def wait(self, timeout: float) -> bool:
         """Block until the server reports new mail or `timeout` seconds pass.

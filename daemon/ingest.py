@@ -183,7 +183,8 @@ class Ingestor:
         log.warning("quarantined", extra={"fields": {"key": key, "reason": reason}})
         return result
 
-    def _arrive(self, raw: bytes, source: str, files: BlobBatch, released: bool = False) -> _Arrival:
+    def _arrive(self, raw: bytes, source: str, files: BlobBatch,
+                released: bool = False) -> _Arrival:
         key, message_id, digest = ingest_key(raw)
         arrival = _Arrival(raw, source, key, message_id, digest, released=released)
         try:
@@ -466,7 +467,8 @@ class Ingestor:
     def _screen(self, mail: InboundMail, released: bool) -> Screening:
         """Our MTA's spam verdict, then clamd's on each attachment (not for spam: it is
         neither stored as a ticket nor forwarded; a release scans it then)."""
-        verdict = None if released or self.policy.spam is None else spam_verdict(mail, self.policy.spam)
+        spam = None if released else self.policy.spam
+        verdict = spam_verdict(mail, spam) if spam is not None else None
         if verdict is not None:
             return Screening(spam=verdict)
         if self.screener is None:

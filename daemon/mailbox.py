@@ -31,6 +31,7 @@ class Source(Protocol):
     def fetch(self, uids: list[int]) -> list: ...
     def mark_processed(self, uids: list[int]) -> None: ...
     def mark_quarantined(self, uids: list[int]) -> None: ...
+    def mark_junk(self, uids: list[int]) -> None: ...
     def wait(self, timeout: float) -> bool: ...
 
 
@@ -88,6 +89,7 @@ class MailboxRunner:
     def _batch(self, uids: list[int], stats: DrainStats) -> None:
         done: list[int] = []
         bad: list[int] = []
+        junk: list[int] = []  # our MTA's filter said spam: kept, and out of the agents' way
         try:
             for group in _by_size(self.source.fetch(uids), self.batch_bytes):
                 if self.stop.is_set():
@@ -96,7 +98,7 @@ class MailboxRunner:
                 results = self._ingest(group)
                 share = (time.perf_counter() - started) / len(group)
                 for fetched, result in zip(group, results, strict=True):
-                    (bad if result.outcome == "quarantined" else done).append(fetched.uid)
+                    _pile(result, done, bad, junk).append(fetched.uid)
                     _count(stats, result)
                     if self.on_result:
                         self.on_result(result, share)
@@ -106,10 +108,12 @@ class MailboxRunner:
                 self.source.mark_processed(done)
             if bad:
                 self.source.mark_quarantined(bad)
-            if done or bad:
+            if junk:
+                self.source.mark_junk(junk)
+            if done or bad or junk:
                 with self.sessions.begin() as session:
                     queries.save_cursor(
-                        session, self.name, self.source.uidvalidity, max(done + bad)
+                        session, self.name, self.source.uidvalidity, max(done + bad + junk)
                     )
 
     def _ingest(self, group: list) -> list[IngestResult]:  # daemon.imap.Fetched
@@ -152,13 +156,18 @@ def _by_size(fetched: list, limit: int) -> Iterator[list]:
         yield group
 
 
+def _pile(result: IngestResult, done: list[int], bad: list[int], junk: list[int]) -> list[int]:
+    """Which folder a mail goes to: Processed, Quarantine or Junk."""
+    return {"quarantined": bad, "spam": junk}.get(result.outcome, done)
+
+
 def _count(stats: DrainStats, result: IngestResult) -> None:
     stats.outcomes.append(result)
     if result.duplicate:
         stats.duplicates += 1
     elif result.outcome == "quarantined":
         stats.quarantined += 1
-    elif result.outcome == "ignored":
+    elif result.outcome in ("ignored", "spam"):
         stats.ignored += 1
     else:
         stats.stored += 1

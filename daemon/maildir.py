@@ -18,6 +18,7 @@ class MaildirSource:
         self._keys: dict[int, str] = {}  # our stand-in for UIDs: a number per Maildir key
         self._processed = self._folder("Processed")
         self._quarantine = self._folder("Quarantine")
+        self._junk = self._folder("Junk")
 
     def _folder(self, name: str) -> mailbox.Maildir:
         try:
@@ -47,6 +48,9 @@ class MaildirSource:
 
     def mark_quarantined(self, uids: list[int]) -> None:
         self._move(uids, self._quarantine)
+
+    def mark_junk(self, uids: list[int]) -> None:
+        self._move(uids, self._junk)
 
     def _move(self, uids: list[int], target: mailbox.Maildir) -> None:
         for uid in uids:

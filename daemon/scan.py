@@ -48,7 +48,10 @@ class ClamdScanner:
 
     @property
     def where(self) -> str:
-        return str(self.socket_path) if self.socket_path else "%s:%d" % self.address  # type: ignore[str-format]
+        if self.socket_path is not None:
+            return str(self.socket_path)
+        assert self.address is not None
+        return f"{self.address[0]}:{self.address[1]}"
 
     def scan(self, payload: bytes) -> Scanned:
         try:

@@ -160,8 +160,8 @@ class _BuggyIngestor(Ingestor):
     """The real ingest, with a bug planted on mails whose subject says so: after the
     ticket's rows are written, so the savepoint must take them back."""
 
-    def _store(self, session, mail, record, automated):  # noqa: ANN001, ANN202
-        result = super()._store(session, mail, record, automated)
+    def _store(self, session, mail, record, automated, *rest):  # noqa: ANN001, ANN002, ANN202
+        result = super()._store(session, mail, record, automated, *rest)
         if "BUG" in mail.subject:
             raise KeyError("a bug in storing this mail")
         if "DB DOWN" in mail.subject:
