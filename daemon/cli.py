@@ -196,3 +196,7 @@ _register_sla(main)
 from daemon.cli_tickets import register as _register_tickets  # noqa: E402
 
 _register_tickets(main)
+
+from daemon.cli_spam import register as _register_spam  # noqa: E402
+
+_register_spam(main)

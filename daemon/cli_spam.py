@@ -1,0 +1,81 @@
+"""`ticketd spam list` and `ticketd spam release ID`: mail our MTA's filter marked as spam.
+
+Spam is kept (its raw bytes and the verdict) but opens no ticket; a person looks at the list
+and releases what was wrongly marked, which is then ingested exactly as a normal mail.
+daemon/cli.py calls `register(main)`; its helpers are imported inside the functions
+because daemon.cli imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def register(main: click.Group) -> None:
+    main.add_command(spam_command)
+
+
+@click.group("spam")
+def spam_command() -> None:
+    """Mail our MTA's spam filter marked: list it, release it."""
+
+
+@spam_command.command("list")
+@click.option("--limit", default=200, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@click.pass_context
+def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The spam kept, newest first: id, when, the verdict, the Message-ID."""
+    from daemon.cli import _app, temp_failures_exit_75
+    from storage.spam import list_spam
+
+    @temp_failures_exit_75
+    def listed() -> list[dict]:
+        application = _app(ctx)
+        with application.sessions() as session:
+            return [{"id": r.id, "received": r.created_at.isoformat(timespec="seconds"),
+                     "verdict": r.reason, "message_id": r.header_message_id or "",
+                     "size": r.raw_size} for r in list_spam(session, limit)]
+
+    rows = listed()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    for row in rows:
+        click.echo(f"{row['id']:>7}  {row['received']}  {row['verdict'][:60]:<60}  "
+                   f"{row['message_id'][:60]}")
+    if not rows:
+        click.echo("no spam kept")
+
+
+@spam_command.command("release")
+@click.argument("record_id", metavar="ID", type=int)
+@click.pass_context
+def spam_release(ctx: click.Context, record_id: int) -> None:
+    """Ingest the spam ID (from `ticketd spam list`) as a normal mail."""
+    from daemon.cli import _app, temp_failures_exit_75
+    from daemon.ingest import TemporaryFailure
+    from storage.spam import spam_record
+
+    @temp_failures_exit_75
+    def released() -> str:
+        application = _app(ctx)
+        with application.sessions() as session:
+            record = spam_record(session, record_id)
+            if record is None:
+                click.echo(f"ticketd: no spam with id {record_id}", err=True)
+                sys.exit(1)
+            digest, source = record.raw_sha256, record.source
+        raw = application.blobs.get_raw(digest)
+        try:
+            [result] = application.ingestor.ingest_many([(raw, source)], released=True)
+        except TemporaryFailure as err:
+            click.echo(f"ticketd: temporary failure: {err}", err=True)
+            sys.exit(75)
+        number = f" ticket=#{result.ticket_number}" if result.ticket_number else ""
+        return f"released id={record_id} outcome={result.outcome}{number}"
+
+    click.echo(released())

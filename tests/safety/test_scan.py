@@ -1,0 +1,70 @@
+"""daemon/scan.py against a real clamd: INSTREAM over the unix socket and over TCP."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from daemon.safety import Screener
+from daemon.scan import ClamdScanner, ScannerUnavailable
+from parsers.model import Attachment
+from tests.support.clamd import EICAR, MARKER, MARKER_SIGNATURE, ClamdServer, free_port
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
+
+
+def test_eicar_is_found_over_the_unix_socket(clamd: ClamdServer) -> None:
+    scanner = ClamdScanner(socket_path=clamd.socket_path)
+    found = scanner.scan(EICAR)
+    assert found.verdict == "infected"
+    assert "eicar" in found.signature.lower()
+    assert scanner.scan(PNG).verdict == "clean"
+
+
+def test_a_signature_inside_other_bytes_is_found_over_tcp(clamd: ClamdServer) -> None:
+    scanner = ClamdScanner(address=clamd.address)
+    payload = b"%PDF-1.4\n" + b"x" * 200_000 + MARKER + b"y" * 70_000  # several chunks
+    found = scanner.scan(payload)
+    assert (found.verdict, found.signature) == ("infected", f"{MARKER_SIGNATURE}.UNOFFICIAL")
+
+
+def test_eicar_in_a_zip_is_found(clamd: ClamdServer) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", EICAR)
+    found = ClamdScanner(socket_path=clamd.socket_path).scan(buffer.getvalue())
+    assert found.verdict == "infected"
+
+
+def test_clamd_away_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ScannerUnavailable):
+        ClamdScanner(socket_path=tmp_path / "no.sock", timeout=2).scan(EICAR)
+    with pytest.raises(ScannerUnavailable):
+        ClamdScanner(address=("127.0.0.1", free_port()), timeout=2).scan(EICAR)
+    assert not ClamdScanner(socket_path=tmp_path / "no.sock").ping()
+
+
+def test_screening_refuses_infected_and_programs_and_keeps_clean(clamd: ClamdServer) -> None:
+    screener = Screener(ClamdScanner(socket_path=clamd.socket_path))
+    items = (Attachment("invoice.txt", "text/plain", EICAR),  # harmless name, clamd finds it
+             Attachment("photo.png", "image/png", PNG),
+             Attachment("setup.pdf", "application/pdf", b"MZ\x90\x00" + b"\0" * 64))
+    screening = screener.screen(items)
+    reasons = {r.filename: (r.reason, r.infected) for r in screening.refused}
+    assert reasons["invoice.txt"][1] is True and reasons["invoice.txt"][0].startswith("infected:")
+    assert reasons["setup.pdf"] == ("a program", False)
+    assert [a.filename for a in screening.forwardable(items)] == ["photo.png"]
+    assert [a.filename for a in screening.kept(items)] == ["photo.png", "setup.pdf"]
+
+
+def test_screening_with_clamd_away(tmp_path: Path) -> None:
+    away = ClamdScanner(socket_path=tmp_path / "no.sock", timeout=2)
+    items = (Attachment("photo.png", "image/png", PNG),)
+    with pytest.raises(ScannerUnavailable):
+        Screener(away, "hold").screen(items)
+    stored = Screener(away, "store").screen(items)
+    assert stored.forwardable(items) == () and stored.kept(items) == items
+    assert stored.scanner_error
