@@ -1,0 +1,106 @@
+"""Spam and malware with the daemon run as a user runs it: a real Dovecot mailbox, a real
+clamd, a real SMTP server, and the `ticketd` commands (run, deliver, spam list/release)."""
+
+from __future__ import annotations
+
+import base64
+import email
+import json
+import os
+import subprocess
+import sys
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from tests.outbox.smtp_sink import Sink, SmtpServer, free_port
+from tests.support.clamd import EICAR, ClamdServer
+from tests.support.configs import write_config
+from tests.support.mails import PNG, mail
+
+pytestmark = pytest.mark.dovecot
+SECRET = "e2e-safety-secret-0123456789abcdef"
+OUR_HOP = "from mx.mail.test (mx.mail.test [192.0.2.9]) by mx1.casino.test (Postfix) with ESMTPS"
+THEIR_HOP = "from [10.1.1.1] by mx.mail.test (Postfix) with ESMTPSA"
+
+
+def ticketd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TICKETD_SECURITY__SECRET": SECRET})
+
+
+def ok(config: Path, *args: str) -> str:
+    done = ticketd(config, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def delivered_by_our_mta(raw: bytes, *verdict: tuple[str, str]) -> bytes:
+    """What our MTA hands over: its spam filter's headers and its Received on top."""
+    head = [*verdict, ("Received", OUR_HOP), ("Received", THEIR_HOP)]
+    return b"".join(f"{n}: {v}\r\n".encode() for n, v in head) + raw
+
+
+@pytest.fixture
+def desk(dovecot, db_url: str, tmp_path: Path, clamd: ClamdServer):  # noqa: ANN001, ANN201
+    sink = SmtpServer(Sink(), free_port()).start()
+    account = dovecot.new_account()
+    config = write_config(tmp_path, db_url, account,
+                          smtp={"host": "127.0.0.1", "port": sink.port, "tls": "none"},
+                          scan={"socket": str(clamd.socket_path)})
+    config.write_text(config.read_text() + (
+        '\n[[team.agents]]\naddress = "anna@casino.test"\nname = "Anna"\n'
+        'groups = ["payments"]\n'))
+    assert ticketd(config, "db", "upgrade").returncode == 0
+    yield dovecot, account, config, sink
+    sink.stop()
+
+
+def test_spam_goes_to_junk_and_a_release_makes_it_a_ticket(desk) -> None:  # noqa: ANN001
+    dovecot, account, config, sink = desk
+    spam = delivered_by_our_mta(mail(subject="Refund of my deposit", body="Please refund."),
+                                ("X-Spam-Flag", "YES"), ("X-Spam-Status", "Yes, score=12.0"))
+    # A player's own header, written before our MTA saw the mail, changes nothing.
+    player = delivered_by_our_mta(mail(sender="b@mail.test", subject="Bet settled wrongly",
+                                       headers={"X-Spam-Flag": "YES"}))
+    dovecot.append(account, spam)
+    dovecot.append(account, player)
+    ok(config, "run", "--once")
+    ok(config, "deliver", "--once")
+    assert dovecot.uids(account, "INBOX") == []
+    assert len(dovecot.uids(account, "Junk")) == 1 and len(dovecot.uids(account, "Processed")) == 1
+    assert [t["subject"] for t in json.loads(ok(config, "tickets", "--json"))] == [
+        "Bet settled wrongly"]
+    assert all(r.rcpt_tos != ("player@mail.test",) for r in sink.handler.received)  # no backscatter
+    [listed] = json.loads(ok(config, "spam", "list", "--json"))
+    assert listed["verdict"].startswith("x-spam-flag: YES")
+    out = ok(config, "spam", "release", str(listed["id"]))
+    assert "outcome=ticket" in out
+    assert json.loads(ok(config, "spam", "list", "--json")) == []
+    subjects = sorted(t["subject"] for t in json.loads(ok(config, "tickets", "--json")))
+    assert subjects == ["Bet settled wrongly", "Refund of my deposit"]
+    ok(config, "deliver", "--once")
+    assert any(r.rcpt_tos == ("player@mail.test",) for r in sink.handler.received)  # now acked
+    assert ticketd(config, "spam", "release", str(listed["id"])).returncode == 1  # not twice
+
+
+def test_eicar_as_invoice_com_never_reaches_the_agent(desk) -> None:  # noqa: ANN001
+    dovecot, account, config, sink = desk
+    dovecot.append(account, mail(subject="Refund of my deposit", body="Invoice attached.",
+                                 attachments=(("invoice.com", "application/octet-stream", EICAR),
+                                              ("screenshot.png", "image/png", PNG))))
+    ok(config, "run", "--once")
+    ok(config, "deliver", "--once")
+    sent = sink.handler.received
+    [to_agent] = [r for r in sent if "anna@casino.test" in r.rcpt_tos]
+    [to_player] = [r for r in sent if "player@mail.test" in r.rcpt_tos]
+    for envelope in sent:
+        flat = envelope.content.replace(b"\r\n", b"")
+        assert EICAR not in envelope.content and base64.b64encode(EICAR)[:40] not in flat
+    note = email.message_from_bytes(to_agent.content, policy=default)
+    assert [p.get_filename() for p in note.iter_attachments()] == ["screenshot.png"]
+    ack = email.message_from_bytes(to_player.content, policy=default)
+    assert "invoice.com" in ack.get_body(("plain",)).get_content().split("did not accept")[1]
+    assert "invoice.com" in ok(config, "events", "--kind", "attachment_refused")
