@@ -33,6 +33,8 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
             and ticket.safeguarded_at is not None:
         return hit  # already where it belongs: one event per escalation, not per mail
     now = now or utcnow()
+    # A ticket opened as self_exclusion/urgent already runs on the urgent clocks.
+    restart = (ticket.category, ticket.priority) != (RG_CATEGORY, RG_PRIORITY)
     before = {"category": ticket.category, "priority": ticket.priority, "group": ticket.group,
               "assignee": ticket.assignee}
     ticket.category, ticket.priority, ticket.group = RG_CATEGORY, RG_PRIORITY, group
@@ -41,7 +43,7 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
     if ticket.status in ("pending", "resolved", "closed"):
         ticket.status = "open"
     session.flush()
-    if sla is not None:
+    if sla is not None and restart:
         clocks_for_safeguard(session, ticket_id, now, sla)
     queries.insert_event(session, "responsible_gambling", ticket_id, actor=sender,
                          intent=hit.intent, phrase=hit.phrase, before=before)

@@ -104,3 +104,18 @@ def test_eicar_as_invoice_com_never_reaches_the_agent(desk) -> None:  # noqa: AN
     ack = email.message_from_bytes(to_player.content, policy=default)
     assert "invoice.com" in ack.get_body(("plain",)).get_content().split("did not accept")[1]
     assert "invoice.com" in ok(config, "events", "--kind", "attachment_refused")
+
+
+def test_doctor_checks_clamd_and_its_database(sqlite_url: str, tmp_path: Path,
+                                              clamd: ClamdServer) -> None:
+    good = write_config(tmp_path / "good", sqlite_url, scan={"socket": str(clamd.socket_path)})
+    [line] = [x for x in ticketd(good, "doctor").stdout.splitlines() if x.split()[1:2] == ["clamd"]]
+    assert line.startswith("ok") and "EICAR" in line
+    tcp = write_config(tmp_path / "tcp", sqlite_url,
+                       scan={"tcp_address": f"{clamd.address[0]}:{clamd.address[1]}"})
+    [line] = [x for x in ticketd(tcp, "doctor").stdout.splitlines() if x.split()[1:2] == ["clamd"]]
+    assert line.startswith("ok")
+    away = write_config(tmp_path / "away", sqlite_url, scan={"socket": str(tmp_path / "no.sock")})
+    done = ticketd(away, "doctor")
+    [line] = [x for x in done.stdout.splitlines() if x.split()[1:2] == ["clamd"]]
+    assert line.startswith("FAIL") and done.returncode == 1
