@@ -75,6 +75,9 @@ def spam_release(ctx: click.Context, record_id: int) -> None:
         except TemporaryFailure as err:
             click.echo(f"ticketd: temporary failure: {err}", err=True)
             sys.exit(75)
+        if result.outcome == "held":
+            click.echo(f"ticketd: temporary failure: {result.reason}", err=True)
+            sys.exit(75)
         number = f" ticket=#{result.ticket_number}" if result.ticket_number else ""
         return f"released id={record_id} outcome={result.outcome}{number}"
 

@@ -66,7 +66,8 @@ from storage.queries import TicketFacts
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["ticket", "follow_up", "ignored", "quarantined", "spam"]
+# "held": not stored, left in the mailbox to try again (clamd away, [scan] on_unavailable = hold)
+Outcome = Literal["ticket", "follow_up", "ignored", "quarantined", "spam", "held"]
 LOOP_HEADER = "x-ticketd-loop"
 
 
@@ -122,6 +123,7 @@ class _Arrival:
     automated: str = ""
     screening: Screening = field(default_factory=Screening)  # spam verdict, scan results
     released: bool = False  # `ticketd spam release`: ingest it whatever the spam verdict
+    held: str = ""  # why it is not stored now (the scanner is away); tried again later
 
     @property
     def record(self) -> dict:
@@ -139,7 +141,11 @@ class Ingestor:
         self.screener = screener  # None: no clamd; programs are still never forwarded
 
     def ingest(self, raw: bytes, source: str = "") -> IngestResult:
-        return self.ingest_many([(raw, source)])[0]
+        """One mail; a mail held for the scanner is a TemporaryFailure (an MTA retries it)."""
+        result = self.ingest_many([(raw, source)])[0]
+        if result.outcome == "held":
+            raise TemporaryFailure(result.reason)
+        return result
 
     def ingest_many(self, mails: Sequence[tuple[bytes, str]], *,
                     released: bool = False) -> list[IngestResult]:
@@ -199,7 +205,11 @@ class Ingestor:
             ours = _our_own(mail, support)
             if ours:  # our own mail coming back: never stored on a ticket
                 arrival.ignored = ours
-            arrival.screening = self._screen(mail, released)
+            try:
+                arrival.screening = self._screen(mail, released)
+            except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
+                arrival.held = f"attachments not scanned: {err}"
+                return arrival  # nothing written: the mail stays in the mailbox
             for part in () if arrival.screening.spam else mail.attachments:
                 if arrival.screening.infected(part):
                     files.put_quarantined(part.payload, part.sha256)
@@ -217,6 +227,8 @@ class Ingestor:
             queries.insert_event(session, "spam_released", ingest_key=arrival.key)
         elif known:
             return known
+        if arrival.held:
+            return IngestResult(arrival.key, "held", arrival.held)
         try:
             with session.begin_nested():
                 return self._store_arrival(session, arrival)
@@ -473,10 +485,7 @@ class Ingestor:
             return Screening(spam=verdict)
         if self.screener is None:
             return check_only(mail.attachments)
-        try:
-            return self.screener.screen(mail.attachments)
-        except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
-            raise TemporaryFailure(f"attachments not scanned: {err}") from err
+        return self.screener.screen(mail.attachments)  # ScannerUnavailable: hold the mail
 
 
 def _spam(session: Session, record: dict, reason: str) -> IngestResult:

@@ -41,6 +41,7 @@ class DrainStats:
     duplicates: int = 0
     ignored: int = 0
     quarantined: int = 0
+    held: int = 0  # left in the folder for a later drain
     outcomes: list[IngestResult] = field(default_factory=list)
 
 
@@ -64,6 +65,7 @@ class MailboxRunner:
         self.batch_bytes = batch_bytes
         self.on_result = on_result
         self.stop = threading.Event()
+        self._held: set[int] = set()  # UIDs left in the folder this drain (clamd away)
 
     def sync_cursor(self) -> None:
         """Record UIDVALIDITY; a change is an event (the drain re-reads the folder anyway)."""
@@ -79,8 +81,10 @@ class MailboxRunner:
     def drain(self) -> DrainStats:
         """Ingest everything the folder holds now; stops early when asked to stop."""
         stats = DrainStats()
+        self._held.clear()  # held mail is tried again on the next drain, not in this one
         while not self.stop.is_set():
-            uids = self.source.pending(self.batch_size)
+            listed = self.source.pending(self.batch_size + len(self._held))
+            uids = [uid for uid in listed if uid not in self._held][:self.batch_size]
             if not uids:
                 break
             self._batch(uids, stats)
@@ -98,7 +102,10 @@ class MailboxRunner:
                 results = self._ingest(group)
                 share = (time.perf_counter() - started) / len(group)
                 for fetched, result in zip(group, results, strict=True):
-                    _pile(result, done, bad, junk).append(fetched.uid)
+                    if result.outcome == "held":
+                        self._held.add(fetched.uid)
+                    else:
+                        _pile(result, done, bad, junk).append(fetched.uid)
                     _count(stats, result)
                     if self.on_result:
                         self.on_result(result, share)
@@ -167,6 +174,8 @@ def _count(stats: DrainStats, result: IngestResult) -> None:
         stats.duplicates += 1
     elif result.outcome == "quarantined":
         stats.quarantined += 1
+    elif result.outcome == "held":
+        stats.held += 1
     elif result.outcome in ("ignored", "spam"):
         stats.ignored += 1
     else:

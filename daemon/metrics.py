@@ -21,7 +21,7 @@ OUTBOX_ROWS = Gauge(
 
 INGESTED = Counter(
     "ticketd_messages_ingested_total",
-    "Incoming mails by outcome: ticket, follow_up, ignored, quarantined, duplicate.",
+    "Incoming mails by outcome: ticket, follow_up, ignored, quarantined, spam, duplicate.",
     ["outcome"],
 )
 INGEST_SECONDS = Histogram(
@@ -53,4 +53,3 @@ SCANNER_UNAVAILABLE = Counter(
     "ticketd_scanner_unavailable_total",
     "Attachments clamd could not scan (unreachable or no verdict): held or stored unscanned.",
 )
-SPAM = Counter("ticketd_spam_total", "Incoming mails our MTA's filter marked as spam.")

@@ -119,3 +119,44 @@ def test_doctor_checks_clamd_and_its_database(sqlite_url: str, tmp_path: Path,
     done = ticketd(away, "doctor")
     [line] = [x for x in done.stdout.splitlines() if x.split()[1:2] == ["clamd"]]
     assert line.startswith("FAIL") and done.returncode == 1
+
+
+def test_clamd_down_hold_keeps_the_mail_and_store_forwards_nothing_unscanned(
+        dovecot, db_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+    sink = SmtpServer(Sink(), free_port()).start()
+    account = dovecot.new_account()
+
+    def configure(mode: str) -> Path:
+        config = write_config(tmp_path, db_url, account,
+                              smtp={"host": "127.0.0.1", "port": sink.port, "tls": "none"},
+                              scan={"socket": str(tmp_path / "no-clamd.sock"),
+                                    "on_unavailable": mode})
+        config.write_text(config.read_text() + (
+            '\n[[team.agents]]\naddress = "anna@casino.test"\nname = "Anna"\n'
+            'groups = ["payments"]\n'))
+        return config
+
+    try:
+        config = configure("hold")
+        ok(config, "db", "upgrade")
+        dovecot.append(account, mail(subject="Refund of my deposit", body="Receipt attached.",
+                                     attachments=(("receipt.png", "image/png", PNG),)))
+        dovecot.append(account, mail(sender="b@mail.test", subject="Bet settled wrongly"))
+        ok(config, "run", "--once")
+        assert len(dovecot.uids(account, "INBOX")) == 1  # the one with an attachment waits
+        assert [t["subject"] for t in json.loads(ok(config, "tickets", "--json"))] == [
+            "Bet settled wrongly"]
+        ok(config, "run", "--once")  # clamd still away: still waiting, nothing doubled
+        assert len(dovecot.uids(account, "INBOX")) == 1
+        config = configure("store")
+        ok(config, "run", "--once")
+        assert dovecot.uids(account, "INBOX") == []
+        ok(config, "deliver", "--once")
+        notes = [email.message_from_bytes(r.content, policy=default)
+                 for r in sink.handler.received if "anna@casino.test" in r.rcpt_tos]
+        [refund] = [n for n in notes if "Refund of my deposit" in str(n["Subject"])]
+        assert list(refund.iter_attachments()) == []  # nothing unscanned reaches an agent
+        [unscanned] = ok(config, "events", "--kind", "attachments_unscanned").splitlines()
+        assert "no-clamd.sock" in unscanned
+    finally:
+        sink.stop()

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from daemon.ingest import IngestPolicy, Ingestor, TemporaryFailure
+from daemon.ingest import Ingestor, IngestPolicy, TemporaryFailure
 from daemon.outbox import OutboxSender
 from daemon.responsible import may_automate
 from daemon.safety import Screener
@@ -27,8 +27,15 @@ from responders.acks import AckPolicy
 from responders.rendering import Templates
 from storage import db
 from storage.blobs import BlobStore
-from storage.models import Event, IngestRecord, OutboxMessage, SlaClock, StoredAttachment, Ticket
-from storage.models import utcnow
+from storage.models import (
+    Event,
+    IngestRecord,
+    OutboxMessage,
+    SlaClock,
+    StoredAttachment,
+    Ticket,
+    utcnow,
+)
 from storage.spam import list_spam
 from tests.outbox.smtp_sink import Sink, SmtpServer, free_port, transport_to
 from tests.support.clamd import EICAR, ClamdServer
@@ -204,8 +211,12 @@ def test_clamd_down_and_hold_leaves_the_mail_for_later(db_url: str, tmp_path: Pa
         ingestor.ingest(mail(attachments=(("s.png", "image/png", PNG),)), "t")
     assert count(ingestor, IngestRecord) == 0 and count(ingestor, Ticket) == 0
     assert scanner_metric() == before + 1
-    # A mail without attachments needs no scanner.
-    assert ingestor.ingest(mail(sender="b@mail.test"), "t").outcome == "ticket"
+    # In a batch, only the mail with attachments waits; one without needs no scanner.
+    held, stored = ingestor.ingest_many([
+        (mail(sender="a@mail.test", attachments=(("s.png", "image/png", PNG),)), "1"),
+        (mail(sender="b@mail.test"), "2")])
+    assert (held.outcome, stored.outcome) == ("held", "ticket")
+    assert "not scanned" in held.reason and count(ingestor, IngestRecord) == 1
 
 
 def test_clamd_down_and_store_forwards_nothing_unscanned(db_url: str, tmp_path: Path) -> None:
