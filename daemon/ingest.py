@@ -475,7 +475,6 @@ class Ingestor:
                                  linked_ticket=linked.number, reason=decision.reason)
         return ticket_id, number
 
-
     def _screen(self, mail: InboundMail, released: bool) -> Screening:
         """Our MTA's spam verdict, then clamd's on each attachment (not for spam: it is
         neither stored as a ticket nor forwarded; a release scans it then)."""

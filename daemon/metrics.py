@@ -51,5 +51,5 @@ MAILBOX_LAST_PASS = Gauge(
 )
 SCANNER_UNAVAILABLE = Counter(
     "ticketd_scanner_unavailable_total",
-    "Attachments clamd could not scan (unreachable or no verdict): held or stored unscanned.",
+    "Mails whose attachments clamd could not scan (unreachable, no verdict): held or stored.",
 )

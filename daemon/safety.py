@@ -39,6 +39,10 @@ class Screening:
     refused: tuple[Refused, ...] = ()
     unscanned: frozenset[str] = frozenset()  # sha256 of attachments no scanner has seen
     scanner_error: str = ""
+    # sha256 of attachments clamd found clean; None when no screener is configured at all
+    # (ingest-only set-ups). Anything else, such as the attachments of a mail an agent
+    # forwarded, was never scanned and is not forwarded.
+    clean: frozenset[str] | None = None
 
     def infected(self, item: Attachment) -> bool:
         return any(r.infected and r.sha256 == item.sha256 for r in self.refused)
@@ -57,7 +61,8 @@ class Screening:
         """What may be sent on to agents or players: scanned clean and not a program."""
         refused = {r.sha256 for r in self.refused}
         return tuple(a for a in attachments
-                     if a.sha256 not in refused and a.sha256 not in self.unscanned)
+                     if a.sha256 not in refused and a.sha256 not in self.unscanned
+                     and (self.clean is None or a.sha256 in self.clean))
 
 
 @dataclass(frozen=True)
@@ -72,32 +77,35 @@ class Screener:
         setting is "hold" (the caller leaves the mail in the mailbox)."""
         refused: list[Refused] = []
         unscanned: set[str] = set()
+        clean: set[str] = set()
         error = ""
         for item in _distinct(attachments):
-            why = never_forward(item)
-            if self.scanner is None:
-                unscanned.add(item.sha256)
-            elif not error:
-                try:
-                    found = self.scanner.scan(item.payload)
-                except ScannerUnavailable as err:
-                    metrics.SCANNER_UNAVAILABLE.inc()
-                    if self.on_unavailable == "hold":
-                        raise
-                    error = str(err)
-                    log.warning("attachments stored unscanned: %s", error)
-                    unscanned.add(item.sha256)
-                else:
-                    if found.verdict == "infected":
-                        refused.append(Refused(item.filename, item.sha256,
-                                               f"infected: {found.signature}", True))
-                        continue
-            else:
-                unscanned.add(item.sha256)  # clamd failed on an earlier one: not tried again
-            if why:
+            verdict, error = self._scan(item, error)
+            if verdict.startswith("infected"):
+                refused.append(Refused(item.filename, item.sha256, verdict, True))
+                continue
+            (clean if verdict == "clean" else unscanned).add(item.sha256)
+            if why := never_forward(item):
                 refused.append(Refused(item.filename, item.sha256, why))
         return Screening(refused=tuple(refused), unscanned=frozenset(unscanned),
-                         scanner_error=error)
+                         scanner_error=error, clean=frozenset(clean))
+
+    def _scan(self, item: Attachment, error: str) -> tuple[str, str]:
+        """("clean" | "infected: <signature>" | "unscanned", the scanner's error so far).
+        After one failure the mail's other attachments are not tried: clamd is away."""
+        if self.scanner is None or error:
+            return "unscanned", error
+        try:
+            found = self.scanner.scan(item.payload)
+        except ScannerUnavailable as err:
+            metrics.SCANNER_UNAVAILABLE.inc()
+            if self.on_unavailable == "hold":
+                raise
+            log.warning("attachments stored unscanned: %s", err)
+            return "unscanned", str(err)
+        if found.verdict == "infected":
+            return f"infected: {found.signature}", ""
+        return "clean", ""
 
 
 def check_only(attachments: tuple[Attachment, ...]) -> Screening:

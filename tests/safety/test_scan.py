@@ -68,3 +68,12 @@ def test_screening_with_clamd_away(tmp_path: Path) -> None:
     stored = Screener(away, "store").screen(items)
     assert stored.forwardable(items) == () and stored.kept(items) == items
     assert stored.scanner_error
+
+
+def test_attachments_no_scan_saw_are_not_forwarded(clamd: ClamdServer) -> None:
+    # An agent's forward carries the player's original attachments: never scanned, never sent.
+    screener = Screener(ClamdScanner(socket_path=clamd.socket_path))
+    scanned = (Attachment("photo.png", "image/png", PNG),)
+    screening = screener.screen(scanned)
+    other = Attachment("inner.png", "image/png", PNG + b"\0")
+    assert screening.forwardable((*scanned, other)) == scanned
