@@ -292,3 +292,18 @@ def test_a_new_mail_in_german_opens_on_the_one_hour_clock(db_url: str, tmp_path:
     assert response_clock(ingestor, result.ticket_number).policy == "urgent"
     [event] = kinds(ingestor, "responsible_gambling")
     assert event.data["intent"] == "self_exclusion"
+
+
+def test_an_appeal_asking_for_closure_runs_on_the_urgent_clock_not_the_appeal_one(
+        db_url: str, tmp_path: Path) -> None:
+    ingestor = make(db_url, tmp_path)
+    first = ingestor.ingest(mail(subject="Bet dispute", message_id="<a1@mail.test>",
+                                 body="My bet was settled wrongly."), "t")
+    ingestor.ingest(mail(subject="Re: Bet dispute", in_reply_to="<a1@mail.test>",
+                         body="I want to appeal. And please close my account, I am done."), "t")
+    assert first.ticket_number
+    assert len(kinds(ingestor, "appeal_requested")) == 1
+    clock = response_clock(ingestor, first.ticket_number)
+    assert clock.policy == "urgent" and clock.due_at - clock.started_at == timedelta(hours=1)
+    [event] = kinds(ingestor, "responsible_gambling")
+    assert event.data["intent"] == "account_closure"
