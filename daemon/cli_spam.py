@@ -1,4 +1,5 @@
-"""`ticketd spam list` and `ticketd spam release ID`: mail our MTA's filter marked as spam.
+"""`ticketd spam list` and `ticketd spam release ID`: mail our MTA's filter marked as spam;
+`ticketd scan check`: whether clamd answers and finds the EICAR test file.
 
 Spam is kept (its raw bytes and the verdict) but opens no ticket; a person looks at the list
 and releases what was wrongly marked, which is then ingested exactly as a normal mail.
@@ -16,6 +17,28 @@ import click
 
 def register(main: click.Group) -> None:
     main.add_command(spam_command)
+    main.add_command(scan_command)
+
+
+@click.group("scan")
+def scan_command() -> None:
+    """The virus scanner attachments go through ([scan])."""
+
+
+@scan_command.command("check")
+@click.pass_context
+def scan_check(ctx: click.Context) -> None:
+    """Send clamd the EICAR test file: exit 0 when it answers and finds it, 1 otherwise."""
+    from daemon.cli import _settings
+    from daemon.safety import check_clamd
+    from daemon.scan import ScannerUnavailable
+
+    settings = _settings(ctx)
+    try:
+        click.echo(check_clamd(settings))
+    except (ScannerUnavailable, ValueError) as err:
+        click.echo(f"ticketd: {err} (on_unavailable = {settings.scan.on_unavailable})", err=True)
+        sys.exit(1)
 
 
 @click.group("spam")

@@ -140,3 +140,20 @@ def screener(settings: Settings) -> Screener:
     else:
         clamd = ClamdScanner(socket_path=scan.socket, timeout=scan.timeout)
     return Screener(clamd, scan.on_unavailable)
+
+
+# The EICAR anti-virus test file: every real signature database finds it, and it does nothing.
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def check_clamd(settings: Settings) -> str:
+    """What `ticketd scan check` says: clamd answers and its database finds the EICAR test
+    file. Raises ScannerUnavailable or ValueError with the reason otherwise."""
+    scanner = screener(settings).scanner
+    if scanner is None:
+        return "scanning is off ([scan] enabled = false): no attachment is forwarded"
+    found = scanner.scan(EICAR)
+    if found.verdict != "infected":
+        raise ValueError(f"clamd at {scanner.where} does not find the EICAR test file: "
+                         "its signature database is missing or empty")
+    return f"clamd at {scanner.where} answers and finds the EICAR test file ({found.signature})"

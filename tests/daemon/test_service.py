@@ -251,7 +251,7 @@ def test_metrics_count_ingested_mail_deliveries_and_tickets(
 def test_doctor_says_ok_for_each_part_and_names_what_fails(
         dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
     account = dovecot.new_account()
-    config = configure(tmp_path, sqlite_url, account, sink, scan={"enabled": False})
+    config = configure(tmp_path, sqlite_url, account, sink)
     (tmp_path / "state").mkdir(mode=0o750, exist_ok=True)
     env = {**os.environ, "TICKETD_SECURITY__SECRET": SECRET}
     run = [sys.executable, "-m", "daemon", "--config", str(config), "doctor"]

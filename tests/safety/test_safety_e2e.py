@@ -106,19 +106,16 @@ def test_eicar_as_invoice_com_never_reaches_the_agent(desk) -> None:  # noqa: AN
     assert "invoice.com" in ok(config, "events", "--kind", "attachment_refused")
 
 
-def test_doctor_checks_clamd_and_its_database(sqlite_url: str, tmp_path: Path,
-                                              clamd: ClamdServer) -> None:
+def test_scan_check_says_whether_clamd_answers_and_finds_eicar(sqlite_url: str, tmp_path: Path,
+                                                              clamd: ClamdServer) -> None:
     good = write_config(tmp_path / "good", sqlite_url, scan={"socket": str(clamd.socket_path)})
-    [line] = [x for x in ticketd(good, "doctor").stdout.splitlines() if x.split()[1:2] == ["clamd"]]
-    assert line.startswith("ok") and "EICAR" in line
+    assert "finds the EICAR test file" in ok(good, "scan", "check")
     tcp = write_config(tmp_path / "tcp", sqlite_url,
                        scan={"tcp_address": f"{clamd.address[0]}:{clamd.address[1]}"})
-    [line] = [x for x in ticketd(tcp, "doctor").stdout.splitlines() if x.split()[1:2] == ["clamd"]]
-    assert line.startswith("ok")
+    assert f"{clamd.address[0]}:{clamd.address[1]}" in ok(tcp, "scan", "check")
     away = write_config(tmp_path / "away", sqlite_url, scan={"socket": str(tmp_path / "no.sock")})
-    done = ticketd(away, "doctor")
-    [line] = [x for x in done.stdout.splitlines() if x.split()[1:2] == ["clamd"]]
-    assert line.startswith("FAIL") and done.returncode == 1
+    done = ticketd(away, "scan", "check")
+    assert done.returncode == 1 and "no.sock" in done.stderr
 
 
 def test_clamd_down_hold_keeps_the_mail_and_store_forwards_nothing_unscanned(
