@@ -23,6 +23,7 @@ from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
+from daemon.safety import screener
 from daemon.sla import SlaMonitor
 from daemon.systemd import notify, watchdog_interval
 from storage import outbox, queries
@@ -106,6 +107,7 @@ class Service:
                       extra={"fields": {"error": str(err).replace("\n", "; ")}})
             return
         self.app.ingestor.policy = app_mod.policy(settings)
+        self.app.ingestor.screener = screener(settings)  # [scan]: clamd's address, hold/store
         self.app.settings = settings
         self.wake_watcher.set()  # a mailbox that failed is tried again now, with these settings
         log.info("configuration reloaded (server addresses change only with a restart)")
