@@ -35,7 +35,7 @@ TICKET_NUMBER_OFFSET = 10000
 
 STATUSES = ("open", "pending", "resolved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
-OUTCOMES = ("ticket", "follow_up", "ignored", "quarantined")
+OUTCOMES = ("ticket", "follow_up", "ignored", "quarantined", "spam")  # of ingest_log rows
 
 
 def utcnow() -> datetime:
