@@ -1,7 +1,7 @@
 """ticket safeguarded_at: a responsible-gambling request keeps automation off the ticket
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0007
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
