@@ -72,6 +72,7 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     bouncing: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
 
 
 class Ticket(Base):
@@ -96,6 +97,7 @@ class Ticket(Base):
     safeguarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
 
     requester: Mapped[Contact] = relationship(lazy="joined")
     messages: Mapped[list[Message]] = relationship(
@@ -156,6 +158,7 @@ class StoredAttachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
     content_id: Mapped[str | None] = mapped_column(String(998))
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the file, by retention
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 
@@ -176,6 +179,7 @@ class IngestRecord(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    raw_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
 
     __table_args__ = (Index("ix_ingest_log_outcome", "outcome"),)
 
@@ -191,7 +195,13 @@ class MailboxCursor(Base):
 
 
 class Event(Base):
-    """Append-only history: what happened to a ticket or the mailbox, and who did it."""
+    """Append-only history: what happened to a ticket or the mailbox, and who did it.
+
+    Rows are written unsealed (the chain columns NULL) by whoever records an event, and
+    chained afterwards by storage.audit.seal, one sealer at a time, in the order it finds
+    them committed: `chain_seq` is the row's place in the chain, `prev_hash` the hash of the
+    row before it there, `hash` the hash of its own content and place (storage.audit).
+    """
 
     __tablename__ = "events"
 
@@ -201,9 +211,19 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(String(320), default="system")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
     # Rate limits count an actor's recent events of one kind.
     __table_args__ = (Index("ix_events_kind_actor_created_at", "kind", "actor", "created_at"),)
+
+
+# The chain's order, and the few rows not yet in it (partial: sealed rows leave the index).
+Index("uq_events_chain_seq", Event.chain_seq, unique=True,
+      postgresql_where=Event.chain_seq.is_not(None), sqlite_where=Event.chain_seq.is_not(None))
+Index("ix_events_unsealed", Event.id,
+      postgresql_where=Event.chain_seq.is_(None), sqlite_where=Event.chain_seq.is_(None))
 
 
 __all__ = [
@@ -250,6 +270,7 @@ class OutboxMessage(Base):
     refused: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # address -> "550 ..."
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    raw_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
 
     __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
 
