@@ -414,6 +414,23 @@ class SlaSettings(Section):
         return frozenset(date.fromisoformat(day) for day in self.holidays)
 
 
+class RetentionSettings(Section):
+    """How long personal data is kept; each rule is off (kept for ever) until given a duration.
+    Nothing a legal hold covers is ever swept (`ticketd privacy hold`)."""
+
+    raw_mail: Duration | None = None  # raw .eml of mail stored on tickets, from its arrival
+    attachments: Duration | None = None  # attachment files, from their message's arrival
+    sent_mail: Duration | None = None  # the bytes of sent mail (outbox), from sending
+    closed_tickets: Duration | None = None  # closed tickets anonymised, from closing
+    rejected_mail: Duration | None = None  # raw .eml of quarantined/ignored/spam mail
+    interval: Duration = timedelta(hours=1)  # between two sweeps of the daemon
+    batch: Positive = 500  # rows per transaction
+
+
+class AuditSettings(Section):
+    seal_interval: Duration = timedelta(minutes=1)  # how often new events are chained
+
+
 class ThreadingSettings(Section):
     subject_tag: Annotated[str, AfterValidator(_subject_tag)] = "[#{number}]"
     reopen_window: Duration = timedelta(days=14)  # a reply to a resolved ticket reopens it within this
@@ -534,6 +551,8 @@ class Settings(Section):
     security: SecuritySettings = Field(default_factory=SecuritySettings, validate_default=True)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
     responders: RespondersSettings = Field(default_factory=RespondersSettings)

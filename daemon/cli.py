@@ -200,3 +200,11 @@ _register_tickets(main)
 from daemon.cli_spam import register as _register_spam  # noqa: E402
 
 _register_spam(main)
+
+from daemon.cli_records import register as _register_records  # noqa: E402
+
+_register_records(main)
+
+from daemon.cli_privacy import register as _register_privacy  # noqa: E402
+
+_register_privacy(main)

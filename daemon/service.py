@@ -23,6 +23,7 @@ from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
+from daemon.retention import RecordsKeeper
 from daemon.safety import screener
 from daemon.sla import SlaMonitor
 from daemon.systemd import notify, watchdog_interval
@@ -89,6 +90,9 @@ class Service:
             tasks["outbox"] = lambda: sender.run(self.stop, interval, self.wake_outbox)
             monitor = SlaMonitor.from_settings(settings, self.app.sessions)
             tasks["sla"] = lambda: monitor.run(self.stop, settings.sla.interval.total_seconds())
+        if tasks:  # the event chain and the retention sweep, beside any work that makes data
+            keeper = RecordsKeeper.from_settings(settings, self.app.sessions, self.app.blobs)
+            tasks["records"] = lambda: keeper.run(self.stop)
         return tasks
 
     def request_stop(self) -> None:

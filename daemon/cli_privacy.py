@@ -1,0 +1,148 @@
+"""`ticketd privacy`: legal holds (hold, release, holds).
+
+daemon/cli.py calls `register(main)`. Placing and releasing a hold are events of the audit
+trail; they name the contact by id, never by address, so that the trail, which cannot be
+edited, holds no address of its own making. Helpers are imported inside the functions
+because daemon.cli imports this module.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from daemon.cli_sla import _temp_failures_exit_75
+
+
+def register(main: click.Group) -> None:
+    main.add_command(privacy)
+
+
+@click.group()
+def privacy() -> None:
+    """Personal data: legal holds."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    ticket_id: int | None = None
+    contact_id: int | None = None
+    label: str = ""
+
+
+def _target(session: Any, text: str) -> _Target:
+    """A ticket by its number ("10234", "#10234") or a contact by address; exits if unknown."""
+    from sqlalchemy import select
+
+    from storage import queries
+    from storage.models import Contact
+
+    if "@" in text:
+        found = session.scalar(select(Contact.id).where(Contact.address == text.strip().lower()))
+        if found is None:
+            found = session.scalar(select(Contact.id).where(Contact.address == text.strip()))
+        if found is None:
+            click.echo(f"ticketd: no contact with the address {text}", err=True)
+            sys.exit(1)
+        return _Target(contact_id=found, label=f"contact {text}")
+    ticket = queries.ticket_by_ref(session, text)
+    if ticket is None:
+        click.echo(f"ticketd: no ticket {text}", err=True)
+        sys.exit(1)
+    return _Target(ticket_id=ticket.id, label=f"ticket #{ticket.number}")
+
+
+def _who(by: str | None) -> str:
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@privacy.command("hold")
+@click.argument("target")
+@click.option("--reason", required=True, help="Why the records must be kept (shown in `holds`).")
+@click.option("--by", help="Who places the hold (default: the user running the command).")
+@click.pass_context
+@_temp_failures_exit_75
+def hold(ctx: click.Context, target: str, reason: str, by: str | None) -> None:
+    """Keep TARGET (a ticket number or a contact's address) from erasure and retention."""
+    from daemon.cli import _app
+    from storage import holds, queries
+
+    if not reason.strip():
+        raise click.BadParameter("must say why", param_hint="--reason")
+    who = _who(by)
+    with _app(ctx).sessions.begin() as session:
+        found = _target(session, target)
+        hold_id = holds.place(session, reason=reason, by=who, ticket_id=found.ticket_id,
+                              contact_id=found.contact_id)
+        queries.insert_event(session, "legal_hold_placed", found.ticket_id, actor=who,
+                             hold=hold_id, contact=found.contact_id, reason=reason)
+    click.echo(f"hold {hold_id} placed on {found.label}")
+
+
+@privacy.command("release")
+@click.argument("target")
+@click.option("--by", help="Who releases the hold (default: the user running the command).")
+@click.pass_context
+@_temp_failures_exit_75
+def release(ctx: click.Context, target: str, by: str | None) -> None:
+    """End the active holds placed on TARGET (a ticket number or a contact's address)."""
+    from daemon.cli import _app
+    from storage import holds, queries
+
+    who = _who(by)
+    with _app(ctx).sessions.begin() as session:
+        found = _target(session, target)
+        ended = holds.release(session, by=who, ticket_id=found.ticket_id,
+                              contact_id=found.contact_id)
+        if ended:
+            queries.insert_event(session, "legal_hold_released", found.ticket_id, actor=who,
+                                 contact=found.contact_id, holds=ended)
+    if not ended:
+        click.echo(f"ticketd: no active hold on {found.label}", err=True)
+        sys.exit(1)
+    click.echo(f"{ended} hold(s) on {found.label} released")
+
+
+@privacy.command("holds")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_temp_failures_exit_75
+def list_holds(ctx: click.Context, as_json: bool) -> None:
+    """List the active legal holds, oldest first."""
+    from daemon.cli import _app
+
+    with _app(ctx).sessions() as session:
+        docs = _active(session)
+    if as_json:
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    for doc in docs:
+        what = f"ticket #{doc['ticket']}" if doc["ticket"] else f"contact {doc['contact']}"
+        click.echo(f"{doc['id']:<5} {what:<40} {doc['placed_at']} by {doc['placed_by']}: "
+                   f"{doc['reason']}")
+
+
+def _active(session: Any) -> list[dict[str, Any]]:
+    """The JSON shape of `ticketd privacy holds --json`; other tools read these names."""
+    from sqlalchemy import select
+
+    from storage.models import Contact, LegalHold, Ticket
+
+    rows = session.execute(
+        select(LegalHold, Ticket.number, Contact.address)
+        .outerjoin(Ticket, Ticket.id == LegalHold.ticket_id)
+        .outerjoin(Contact, Contact.id == LegalHold.contact_id)
+        .where(LegalHold.released_at.is_(None)).order_by(LegalHold.id)).all()
+    return [{"id": h.id, "ticket": number, "contact": address, "reason": h.reason,
+             "placed_by": h.placed_by, "placed_at": h.placed_at.isoformat()}
+            for h, number, address in rows]

@@ -1,0 +1,241 @@
+"""The queries of the retention sweep: what has expired, and the conditional updates that mark
+it swept, each run in the caller's transaction.
+
+Every rule is a pair: `candidates` (the ids of up to `limit` expired rows, oldest first) and
+`mark` (an UPDATE of those ids that also requires the row to be unmarked still, returning
+what it marked). A row is marked once: a second sweep, a second daemon, or a rerun after a
+crash finds nothing to do for it. Nothing a legal hold covers is a candidate
+(storage.holds.held_ticket_ids), and a file is removed only when no unmarked row refers to
+its digest any more (`raw_in_use`, `attachment_in_use`): content addressing lets several
+rows, even held ones, share one file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, String, cast, func, literal, or_, select
+from sqlalchemy import update as _update
+from sqlalchemy.orm import Session
+
+from storage.holds import held_ticket_ids
+from storage.models import (
+    Contact,
+    IngestRecord,
+    LegalHold,
+    Message,
+    OutboxMessage,
+    Participant,
+    StoredAttachment,
+    Ticket,
+)
+
+STORED = ("ticket", "follow_up")  # ingest outcomes whose mail is on a ticket
+REJECTED = ("ignored", "quarantined")  # spam, machines' mail, mail that could not be stored
+ANONYMOUS_DOMAIN = "anonymised.invalid"  # RFC 2606: never a real address
+
+
+def update(model: type) -> Any:
+    """An UPDATE that leaves the session's loaded objects alone (the sweep loads none)."""
+    return _update(model).execution_options(synchronize_session=False)
+
+
+def _not_held(ticket_id: ColumnElement[int | None]) -> ColumnElement[bool]:
+    return or_(ticket_id.is_(None), ticket_id.not_in(held_ticket_ids()))
+
+
+# --- raw mails (the .eml of every mail ingested) ----------------------------------------
+
+def _raw_query(outcomes: Sequence[str], cutoff: datetime) -> Select[tuple[int]]:
+    log = IngestRecord
+    return select(log.id).where(log.outcome.in_(outcomes), log.raw_removed_at.is_(None),
+                                log.raw_size > 0, log.created_at < cutoff,
+                                _not_held(log.ticket_id))
+
+
+def raw_candidates(session: Session, outcomes: Sequence[str], cutoff: datetime,
+                   limit: int) -> list[int]:
+    return list(session.scalars(_raw_query(outcomes, cutoff).order_by(IngestRecord.id)
+                                .limit(limit)))
+
+
+def count_raw(session: Session, outcomes: Sequence[str], cutoff: datetime) -> int:
+    return _count(session, _raw_query(outcomes, cutoff))
+
+
+def mark_raw(session: Session, ids: Sequence[int], now: datetime) -> list[str]:
+    """Mark the raw mails of these ingest records removed; the digests of those marked now."""
+    if not ids:
+        return []
+    log = IngestRecord
+    return list(session.scalars(update(log).where(log.id.in_(ids), log.raw_removed_at.is_(None))
+                                .values(raw_removed_at=now).returning(log.raw_sha256)))
+
+
+def raw_in_use(session: Session, digests: Sequence[str]) -> set[str]:
+    """The digests some unmarked ingest record still refers to (its file must stay)."""
+    log = IngestRecord
+    return set(session.scalars(select(log.raw_sha256).distinct().where(
+        log.raw_sha256.in_(digests), log.raw_removed_at.is_(None)))) if digests else set()
+
+
+# --- attachments --------------------------------------------------------------------------
+
+def _attachment_query(cutoff: datetime) -> Select[tuple[int]]:
+    return (select(StoredAttachment.id).join(Message, Message.id == StoredAttachment.message_id)
+            .where(StoredAttachment.removed_at.is_(None), Message.created_at < cutoff,
+                   _not_held(Message.ticket_id)))
+
+
+def attachment_candidates(session: Session, cutoff: datetime, limit: int) -> list[int]:
+    return list(session.scalars(_attachment_query(cutoff).order_by(StoredAttachment.id)
+                                .limit(limit)))
+
+
+def count_attachments(session: Session, cutoff: datetime) -> int:
+    return _count(session, _attachment_query(cutoff))
+
+
+def mark_attachments(session: Session, ids: Sequence[int], now: datetime) -> list[str]:
+    if not ids:
+        return []
+    att = StoredAttachment
+    return list(session.scalars(update(att).where(att.id.in_(ids), att.removed_at.is_(None))
+                                .values(removed_at=now).returning(att.sha256)))
+
+
+def attachment_in_use(session: Session, digests: Sequence[str]) -> set[str]:
+    att = StoredAttachment
+    return set(session.scalars(select(att.sha256).distinct().where(
+        att.sha256.in_(digests), att.removed_at.is_(None)))) if digests else set()
+
+
+# --- the bytes of sent mail (outbox.raw) -----------------------------------------------------
+
+def _sent_query(cutoff: datetime) -> Select[tuple[int]]:
+    out = OutboxMessage
+    return select(out.id).where(out.state == "sent", out.raw_removed_at.is_(None),
+                                out.sent_at < cutoff, _not_held(out.ticket_id))
+
+
+def sent_candidates(session: Session, cutoff: datetime, limit: int) -> list[int]:
+    return list(session.scalars(_sent_query(cutoff).order_by(OutboxMessage.id).limit(limit)))
+
+
+def count_sent(session: Session, cutoff: datetime) -> int:
+    return _count(session, _sent_query(cutoff))
+
+
+def clear_sent(session: Session, ids: Sequence[int], now: datetime,
+               where: ColumnElement[bool] | None = None) -> int:
+    """Empty `raw` of these outbox rows (the row stays: Message-ID, recipients, outcome)."""
+    if not ids and where is None:
+        return 0
+    out = OutboxMessage
+    target = out.id.in_(ids) if where is None else where
+    result = session.execute(update(out).where(target, out.raw_removed_at.is_(None),
+                                               out.state != "pending")
+                             .values(raw=b"", raw_removed_at=now))
+    return result.rowcount or 0
+
+
+# --- closed tickets ----------------------------------------------------------------------
+
+def _closed_query(cutoff: datetime) -> Select[tuple[int]]:
+    closed_at = func.coalesce(Ticket.resolved_at, Ticket.updated_at)
+    return select(Ticket.id).where(Ticket.status == "closed", Ticket.anonymised_at.is_(None),
+                                   closed_at < cutoff, Ticket.id.not_in(held_ticket_ids()))
+
+
+def closed_candidates(session: Session, cutoff: datetime, limit: int) -> list[int]:
+    return list(session.scalars(_closed_query(cutoff).order_by(Ticket.id).limit(limit)))
+
+
+def count_closed(session: Session, cutoff: datetime) -> int:
+    return _count(session, _closed_query(cutoff))
+
+
+@dataclass
+class Anonymised:
+    """What anonymising one ticket left for the files: digests no longer referred to by it."""
+
+    raw: list[str]
+    attachments: list[str]
+    contacts: int
+
+
+def anonymise_ticket(session: Session, ticket_id: int, now: datetime) -> Anonymised | None:
+    """Strip one closed ticket of personal data; None when it is not (any more) to be done.
+
+    The ticket row is claimed first, with an UPDATE that requires it unanonymised, closed
+    and unheld: whoever claims it does the rest in the same transaction, so a ticket is
+    either wholly anonymised or not at all, and only once.
+    """
+    claimed = session.execute(
+        update(Ticket).where(Ticket.id == ticket_id, Ticket.anonymised_at.is_(None),
+                             Ticket.status == "closed", Ticket.id.not_in(held_ticket_ids()))
+        .values(anonymised_at=now, subject="")).rowcount
+    if not claimed:
+        return None
+    addresses = _people_of(session, ticket_id)
+    session.execute(update(Message).where(Message.ticket_id == ticket_id).values(
+        sender="", sender_name="", subject="", visible_text="", full_text=""))
+    session.execute(update(Participant).where(Participant.ticket_id == ticket_id).values(
+        address=_tagged("participant-", Participant.id, f"@{ANONYMOUS_DOMAIN}")))
+    messages = select(Message.id).where(Message.ticket_id == ticket_id)
+    att = StoredAttachment
+    session.execute(update(att).where(att.message_id.in_(messages)).values(
+        filename=_tagged("attachment-", att.id)))
+    attachments = list(session.scalars(
+        update(att).where(att.message_id.in_(messages), att.removed_at.is_(None))
+        .values(removed_at=now).returning(att.sha256)))
+    log = IngestRecord
+    raw = list(session.scalars(update(log).where(log.ticket_id == ticket_id,
+                                                 log.raw_removed_at.is_(None))
+                               .values(raw_removed_at=now).returning(log.raw_sha256)))
+    clear_sent(session, [], now, where=OutboxMessage.ticket_id == ticket_id)
+    contacts = sum(_anonymise_contact_if_done(session, address, now) for address in addresses)
+    return Anonymised(raw, attachments, contacts)
+
+
+def _people_of(session: Session, ticket_id: int) -> list[str]:
+    """The requester's and the other non-agent participants' addresses."""
+    requester = select(Contact.address).join(Ticket, Ticket.requester_id == Contact.id) \
+        .where(Ticket.id == ticket_id)
+    others = select(Participant.address).where(Participant.ticket_id == ticket_id,
+                                               Participant.role != "agent")
+    return sorted(set(session.scalars(requester.union(others))))
+
+
+def _anonymise_contact_if_done(session: Session, address: str, now: datetime) -> int:
+    """A contact keeps their address while any ticket of theirs is still unanonymised (they
+    requested it or take part in it), or while a hold names them."""
+    contact = session.scalar(select(Contact).where(Contact.address == address,
+                                                   Contact.anonymised_at.is_(None)))
+    if contact is None:
+        return 0
+    live = or_(Ticket.requester_id == contact.id, Ticket.id.in_(
+        select(Participant.ticket_id).where(Participant.address == address)))
+    remaining = session.scalar(select(func.count()).select_from(Ticket)
+                               .where(live, Ticket.anonymised_at.is_(None)))
+    held = session.scalar(select(func.count()).select_from(LegalHold).where(
+        LegalHold.contact_id == contact.id, LegalHold.released_at.is_(None)))
+    if remaining or held:
+        return 0
+    return session.execute(update(Contact).where(Contact.id == contact.id,
+                                                 Contact.anonymised_at.is_(None))
+                           .values(address=f"contact-{contact.id}@{ANONYMOUS_DOMAIN}", name="",
+                                   anonymised_at=now)).rowcount or 0
+
+
+def _count(session: Session, query: Select[tuple[int]]) -> int:
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def _tagged(prefix: str, column: ColumnElement[int], suffix: str = "") -> ColumnElement[str]:
+    """prefix || id || suffix, as SQL on both databases (SQLite before 3.44 has no concat)."""
+    value = literal(prefix, String) + cast(column, String)
+    return value + literal(suffix, String) if suffix else value
