@@ -178,7 +178,7 @@ class RetentionSweeper:
             counts.attachments = self._attachments(now - r.attachments, now)
         if r.sent_mail:
             counts.sent_mail = self._batches(
-                lambda s, limit: rules_db.sent_candidates(s, now - r.sent_mail, limit),
+                "sent_mail", lambda s, limit: rules_db.sent_candidates(s, now - r.sent_mail, limit),
                 lambda s, ids: (rules_db.clear_sent(s, ids, now), {}))
         if r.closed_tickets:
             self._closed(now - r.closed_tickets, now, counts)
@@ -207,7 +207,7 @@ class RetentionSweeper:
 
     # --- batches --------------------------------------------------------------------------
 
-    def _batches(self, candidates: Callable[[Session, int], list[int]],
+    def _batches(self, rule: str, candidates: Callable[[Session, int], list[int]],
                  mark: Callable[[Session, list[int]], tuple[int, dict[str, list[str]]]]) -> int:
         """Run `mark` over `candidates` a batch at a time, one transaction each; the rows
         marked. `mark` returns (rows marked, {kind: digests whose rows it marked})."""
@@ -223,8 +223,8 @@ class RetentionSweeper:
                 for kind, found in digests.items():
                     unused = set(found) - _IN_USE[kind](session, sorted(set(found)))
                     self.trash.condemn(kind, sorted(unused))
-                failpoint("retention-before-commit")
-            failpoint("retention-after-commit")
+                failpoint(f"retention-before-commit:{rule}")
+            failpoint(f"retention-after-commit:{rule}")
             done += marked
 
     def _files(self, cutoff: datetime, outcomes: tuple[str, ...], now: datetime) -> int:
@@ -232,15 +232,17 @@ class RetentionSweeper:
             digests = rules_db.mark_raw(session, ids, now)
             return len(digests), {"raw": digests}
 
+        rule = "raw_mail" if outcomes == rules_db.STORED else "rejected_mail"
         return self._batches(
-            lambda s, limit: rules_db.raw_candidates(s, outcomes, cutoff, limit), mark)
+            rule, lambda s, limit: rules_db.raw_candidates(s, outcomes, cutoff, limit), mark)
 
     def _attachments(self, cutoff: datetime, now: datetime) -> int:
         def mark(session: Session, ids: list[int]) -> tuple[int, dict[str, list[str]]]:
             digests = rules_db.mark_attachments(session, ids, now)
             return len(digests), {"attachment": digests}
 
-        return self._batches(lambda s, limit: rules_db.attachment_candidates(s, cutoff, limit),
+        return self._batches("attachments",
+                             lambda s, limit: rules_db.attachment_candidates(s, cutoff, limit),
                              mark)
 
     def _closed(self, cutoff: datetime, now: datetime, counts: SweepCounts) -> None:
@@ -260,7 +262,7 @@ class RetentionSweeper:
         # Tickets are bigger than rows: a tenth of the batch per transaction.
         limit = max(1, self._rules.batch // 10)
         counts.closed_tickets = self._batches(
-            lambda s, _: rules_db.closed_candidates(s, cutoff, limit), mark)
+            "closed_tickets", lambda s, _: rules_db.closed_candidates(s, cutoff, limit), mark)
 
     def settle(self, now: datetime, counts: SweepCounts) -> None:
         """Empty the trash: put back what unswept rows still refer to, delete the rest once

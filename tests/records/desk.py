@@ -1,0 +1,141 @@
+"""A help desk with data of known ages, for the retention tests: real mails ingested (raw
+files and attachments on disk), then dated back, closed, held and answered as each test
+needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from daemon.ingest import Ingestor, IngestPolicy
+from daemon.retention import RetentionRules
+from storage import db, holds, outbox
+from storage.blobs import BlobStore
+from storage.models import IngestRecord, Message, OutboxMessage, StoredAttachment, Ticket, utcnow
+from tests.support.mails import mail
+
+POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}))
+RULES = RetentionRules(raw_mail=timedelta(days=10), attachments=timedelta(days=20),
+                       sent_mail=timedelta(days=5), closed_tickets=timedelta(days=30),
+                       rejected_mail=timedelta(days=3), batch=2)
+# As [retention] in a config file, for the command line.
+RULES_TOML = {"raw_mail": "10d", "attachments": "20d", "sent_mail": "5d",
+              "closed_tickets": "30d", "rejected_mail": "3d", "batch": 2}
+PASSPORT = b"%PDF-1.4 passport scan of two players who share a file " + b"x" * 200
+STATEMENT = b"%PDF-1.4 bank statement " + b"y" * 200
+SCREENSHOT = b"%PDF-1.4 screenshot " + b"z" * 200
+
+
+@dataclass
+class Desk:
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    now: datetime  # the moment the ages below are counted from
+    tickets: dict[str, int]  # name -> ticket id
+    raw: dict[str, str]  # name -> raw digest
+    attachments: dict[str, str]  # file name -> digest
+    sent: dict[str, int]  # name -> outbox id
+
+    def raw_on_disk(self, name: str) -> bool:
+        return self.blobs.raw_path(self.raw[name]).exists()
+
+    def attachment_on_disk(self, name: str) -> bool:
+        return self.blobs.attachment_path(self.attachments[name]).exists()
+
+
+def build(db_url: str, state: Path) -> Desk:
+    """anna: one ticket closed 35 days ago (passport). dora: the same, held (same passport).
+    boris: an open ticket 15 days old (statement), a closed one. carl: a ticket 2 days old
+    (screenshot). An auto-reply ignored 4 days ago. Sent mail 6 and 1 days ago, one of them
+    on dora's held ticket, and a pending one."""
+    sessions = db.session_factory(db.make_engine(db_url))
+    blobs = BlobStore(state, fsync=False)
+    ingestor = Ingestor(sessions, blobs, POLICY)
+    now = utcnow()
+    desk = Desk(sessions, blobs, now, {}, {}, {}, {})
+    _ticket(desk, ingestor, "anna", 40, "Anna <anna@players.test>", "Withdrawal to Anna's card",
+            ("passport.pdf", PASSPORT), closed_days=35)
+    _ticket(desk, ingestor, "dora", 40, "Dora <dora@players.test>", "Dora's bonus",
+            ("passport.pdf", PASSPORT), closed_days=35)
+    _ticket(desk, ingestor, "boris", 15, "Boris <boris@players.test>", "Boris's statement",
+            ("statement.pdf", STATEMENT))
+    _ticket(desk, ingestor, "boris_old", 40, "Boris <boris@players.test>", "Boris, old",
+            None, closed_days=35)
+    _ticket(desk, ingestor, "carl", 2, "Carl <carl@players.test>", "Carl's screenshot",
+            ("screen.pdf", SCREENSHOT))
+    spam = mail("Robot <robot@players.test>", "Out of office", "I am away",
+                headers={"Auto-Submitted": "auto-replied"})
+    assert ingestor.ingest(spam, "test").outcome == "ignored"
+    desk.raw["spam"] = _latest_raw(sessions)
+    _age_raw(sessions, desk.raw["spam"], now - timedelta(days=4))
+    with sessions.begin() as session:
+        holds.place(session, contact_id=_requester(session, desk.tickets["dora"]),
+                    reason="AML review", by="mlro@casino.test")
+        for name, ticket, days, state_ in (("old", "carl", 6, "sent"), ("new", "carl", 1, "sent"),
+                                           ("held", "dora", 6, "sent"),
+                                           ("pending", "carl", 10, "pending")):
+            desk.sent[name] = _sent(session, desk.tickets[ticket], name, now - timedelta(days),
+                                    state_)
+    return desk
+
+
+def _ticket(desk: Desk, ingestor: Ingestor, name: str, days: int, sender: str, subject: str,
+            attachment: tuple[str, bytes] | None, closed_days: int | None = None) -> None:
+    files = ((attachment[0], "application/pdf", attachment[1]),) if attachment else ()
+    raw = mail(sender, subject, f"{subject}: the text only {name} wrote", attachments=files)
+    result = ingestor.ingest(raw, "test")
+    assert result.outcome == "ticket", result
+    sessions, when = desk.sessions, desk.now - timedelta(days=days)
+    with sessions.begin() as session:
+        ticket_id = session.scalar(select(Ticket.id).where(Ticket.number == result.ticket_number))
+        assert ticket_id is not None
+        desk.tickets[name] = ticket_id
+        session.execute(update(Ticket).where(Ticket.id == ticket_id)
+                        .values(created_at=when, updated_at=when))
+        session.execute(update(Message).where(Message.ticket_id == ticket_id)
+                        .values(created_at=when))
+        session.execute(update(IngestRecord).where(IngestRecord.ticket_id == ticket_id)
+                        .values(created_at=when))
+        desk.raw[name] = session.scalar(select(IngestRecord.raw_sha256)
+                                        .where(IngestRecord.ticket_id == ticket_id))
+        if attachment:
+            desk.attachments[f"{name}/{attachment[0]}"] = session.scalar(
+                select(StoredAttachment.sha256).join(Message).where(Message.ticket_id == ticket_id))
+        if closed_days is not None:
+            closed = desk.now - timedelta(days=closed_days)
+            session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
+                status="closed", resolved_at=closed, updated_at=closed))
+
+
+def _latest_raw(sessions: sessionmaker[Session]) -> str:
+    with sessions() as session:
+        digest = session.scalar(select(IngestRecord.raw_sha256).order_by(IngestRecord.id.desc()))
+    assert digest is not None
+    return digest
+
+
+def _age_raw(sessions: sessionmaker[Session], digest: str, when: datetime) -> None:
+    with sessions.begin() as session:
+        session.execute(update(IngestRecord).where(IngestRecord.raw_sha256 == digest)
+                        .values(created_at=when))
+
+
+def _requester(session: Session, ticket_id: int) -> int:
+    found = session.scalar(select(Ticket.requester_id).where(Ticket.id == ticket_id))
+    assert found is not None
+    return found
+
+
+def _sent(session: Session, ticket_id: int, name: str, when: datetime, state: str) -> int:
+    row = outbox.enqueue(session, raw=f"Subject: {name}\r\n\r\nanswer {name}\r\n".encode(),
+                         message_id=f"<{name}@casino.test>", envelope_from="support@casino.test",
+                         recipients=["player@players.test"], kind="relay", ticket_id=ticket_id,
+                         now=when)
+    if state == "sent":
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row)
+                        .values(state="sent", sent_at=when, recipients=[]))
+    return row

@@ -1,0 +1,139 @@
+"""The retention sweep on SQLite and PostgreSQL: it removes exactly what its rules say as the
+clock moves (rows and files), leaves held records and shared files alone, writes an event
+with its counts, and does nothing when run again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from daemon.retention import TRASH_GRACE, RetentionSweeper, SweepCounts
+from storage.models import (
+    Contact,
+    Event,
+    IngestRecord,
+    Message,
+    OutboxMessage,
+    Participant,
+    StoredAttachment,
+    Ticket,
+)
+from tests.records.desk import RULES, Desk, build
+
+
+@pytest.fixture
+def desk(db_url: str, tmp_path: Path) -> Desk:
+    return build(db_url, tmp_path / "state")
+
+
+@pytest.fixture
+def sweeper(desk: Desk) -> RetentionSweeper:
+    return RetentionSweeper(desk.sessions, desk.blobs, RULES)
+
+
+def _swept(counts: SweepCounts) -> dict[str, int]:
+    return {k: v for k, v in vars(counts).items() if v and not k.startswith("files_")}
+
+
+def _raw_removed(desk: Desk) -> set[str]:
+    with desk.sessions() as session:
+        gone = set(session.scalars(select(IngestRecord.raw_sha256)
+                                   .where(IngestRecord.raw_removed_at.is_not(None))))
+    return {name for name, digest in desk.raw.items() if digest in gone}
+
+
+def _sent_cleared(desk: Desk) -> set[str]:
+    with desk.sessions() as session:
+        rows = dict(session.execute(select(OutboxMessage.id, OutboxMessage.raw)).all())
+    return {name for name, row in desk.sent.items() if rows[row] == b""}
+
+
+def test_the_sweep_removes_what_its_rules_say_and_nothing_held(desk, sweeper) -> None:
+    counts = sweeper.run_once(desk.now)
+    assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 1, "attachments": 1,
+                              "sent_mail": 1, "closed_tickets": 2, "contacts": 1}
+    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "spam"}
+    assert [n for n in desk.raw if desk.raw_on_disk(n)] == ["dora", "carl"]
+    # anna's passport row is swept, but dora's held ticket refers to the same file
+    assert desk.attachment_on_disk("anna/passport.pdf")
+    assert desk.attachment_on_disk("boris/statement.pdf") and desk.attachment_on_disk(
+        "carl/screen.pdf")
+    assert _sent_cleared(desk) == {"old"}
+
+
+def test_a_closed_ticket_is_anonymised_and_its_contact_once_nothing_of_theirs_is_left(
+        desk, sweeper) -> None:
+    sweeper.run_once(desk.now)
+    anna, dora = desk.tickets["anna"], desk.tickets["dora"]
+    with desk.sessions() as session:
+        ticket = session.get(Ticket, anna)
+        assert ticket is not None and ticket.subject == "" and ticket.anonymised_at is not None
+        texts = session.execute(select(Message.sender, Message.sender_name, Message.subject,
+                                       Message.visible_text, Message.full_text)
+                                .where(Message.ticket_id == anna)).all()
+        assert texts and all(value == "" for row in texts for value in row)
+        names = session.scalars(select(StoredAttachment.filename).join(Message)
+                                .where(Message.ticket_id == anna)).all()
+        assert names and all(n.startswith("attachment-") for n in names)
+        people = session.scalars(select(Participant.address)
+                                 .where(Participant.ticket_id == anna)).all()
+        assert people and all(p.endswith("@anonymised.invalid") for p in people)
+        addresses = set(session.scalars(select(Contact.address)))
+        # anna had one ticket: gone; boris keeps his address (his open ticket); dora is held
+        assert "anna@players.test" not in addresses
+        assert {"boris@players.test", "dora@players.test", "carl@players.test"} <= addresses
+        held = session.get(Ticket, dora)
+        assert held is not None and held.subject == "Dora's bonus" and held.anonymised_at is None
+        boris_old = session.get(Ticket, desk.tickets["boris_old"])
+        assert boris_old is not None and boris_old.anonymised_at is not None
+
+
+def test_a_second_run_changes_nothing_and_each_run_leaves_an_event(desk, sweeper) -> None:
+    sweeper.run_once(desk.now)
+    assert _swept(sweeper.run_once(desk.now)) == {}
+    with desk.sessions() as session:
+        swept = session.scalars(select(Event.data).where(Event.kind == "retention_swept")
+                                .order_by(Event.id)).all()
+    assert [d["closed_tickets"] for d in swept] == [2, 0]
+    assert swept[0]["raw_mail"] == 3 and swept[0]["as_of"] == desk.now.isoformat()
+
+
+def test_moving_the_clock_sweeps_what_has_aged_since_then_empties_the_trash(desk, sweeper) -> None:
+    first = sweeper.run_once(desk.now)
+    # The files wait out the grace in the trash (a mail with the same bytes may be on its way in)
+    assert first.files_removed == 0 and len(sweeper.trash.entries()) == 4
+    later = desk.now + timedelta(days=10)
+    counts = sweeper.run_once(later)
+    assert _swept(counts) == {"raw_mail": 1, "attachments": 1, "sent_mail": 1}
+    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "spam", "carl"}
+    assert not desk.attachment_on_disk("boris/statement.pdf")  # 25 days old now
+    assert desk.attachment_on_disk("carl/screen.pdf")  # 12 days
+    assert _sent_cleared(desk) == {"old", "new"}  # not the held one, not the pending one
+    # ... which a sweep as of TRASH_GRACE later (here: ten days) has deleted
+    assert later.timestamp() - desk.now.timestamp() > TRASH_GRACE
+    assert counts.files_removed == 6 and sweeper.trash.entries() == []
+
+
+def test_a_released_hold_lets_the_next_sweep_take_what_it_kept(desk, sweeper) -> None:
+    from storage import holds
+
+    sweeper.run_once(desk.now)
+    with desk.sessions.begin() as session:
+        dora = session.scalar(select(Ticket.requester_id)
+                              .where(Ticket.id == desk.tickets["dora"]))
+        assert holds.release(session, contact_id=dora, by="mlro@casino.test") == 1
+    counts = sweeper.run_once(desk.now)
+    assert _swept(counts) == {"raw_mail": 1, "attachments": 1, "sent_mail": 1,
+                              "closed_tickets": 1, "contacts": 1}
+    assert not desk.attachment_on_disk("dora/passport.pdf")  # nobody refers to it now
+
+
+def test_a_dry_run_counts_and_changes_nothing(desk, sweeper) -> None:
+    counts = sweeper.run_once(desk.now, apply=False)
+    assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 1, "attachments": 1,
+                              "sent_mail": 1, "closed_tickets": 2}
+    assert _raw_removed(desk) == set() and _sent_cleared(desk) == set()
+    assert all(desk.raw_on_disk(n) for n in desk.raw)
