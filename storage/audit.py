@@ -17,14 +17,18 @@ the next place when it becomes visible. Two sealers never hand out the same plac
 the second one reads the head only after the first has committed and let go of the lock
 (READ COMMITTED takes a fresh snapshot per statement), and a unique index on `chain_seq`
 would refuse a duplicate anyway. Rows are immutable once committed (no code updates an
-event), so the only UPDATE an event ever sees is its sealing, guarded by
-`chain_seq IS NULL`.
+event but `redact`, which takes the sealer's lock too), so the only UPDATE an event sees is
+its sealing, guarded by `chain_seq IS NULL`, and at most one redaction.
 
-What the chain shows. Each sealed row's `hash` covers its place, id, ticket, kind, actor,
-data (canonical JSON), time and the previous row's hash; `verify` recomputes it row by row
-and names the first row whose content was edited, whose predecessor was deleted or replaced
-(the place before it is missing, or `prev_hash` does not match), or that was slipped in
-with a date far older than the rows sealed before it (`LATE`). Deleting the newest rows
+What the chain shows. Each sealed row's `hash` covers its place, id, ticket, kind, time,
+the previous row's hash, and the digest of its actor and data (canonical JSON): through a
+digest, so that personal data can be taken out of a row (`redact`, for retention and
+erasure) and the digest kept in its place without breaking the chain. A redacted row must
+hold exactly the redaction's placeholders, so the most a forger can do that way is blank a
+row, which `verify` counts. `verify` recomputes the hashes row by row and names the first
+row whose content was edited, whose predecessor was deleted or replaced (the place before
+it is missing, or `prev_hash` does not match), or that was slipped in with a date far older
+than the rows sealed before it (`LATE`). Deleting the newest rows
 cannot be told from their never having existed: keep the head hash that `verify` prints
 somewhere else (a ticket system, a mail) to anchor it.
 """
@@ -49,18 +53,31 @@ SEAL_BATCH = 2000  # rows chained per transaction: the lock is held for millisec
 # long after it says: no transaction of ticketd stays open that long, so it was inserted by
 # hand with a date in the past. (Daemons on several hosts must keep their clocks closer.)
 LATE = timedelta(minutes=10)
+REDACTED_ACTOR = "redacted"  # what `redact` leaves in actor and data
+REDACTED_DATA = {"redacted": True}
 # pg_advisory_xact_lock key of the sealer: the first 8 bytes of sha256("ticketd events seal").
 _SEAL_LOCK = int.from_bytes(hashlib.sha256(b"ticketd events seal").digest()[:8], "big",
                             signed=True)
 
 
+def _json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode()
+
+
+def content_digest(row: Any) -> str:
+    """The digest of what may hold personal data (actor, data): the chain covers it through
+    this digest, so that redacting them (`redact`) keeps the chain checkable."""
+    if row.redacted_digest:
+        return str(row.redacted_digest)
+    return hashlib.sha256(_json([row.actor, row.data or {}])).hexdigest()
+
+
 def canonical(row: Any) -> bytes:
     """The bytes a row's hash covers: its place, content and predecessor, as canonical JSON."""
     created: datetime = row.created_at
-    doc = [row.chain_seq, row.id, row.ticket_id, row.kind, row.actor, row.data or {},
-           created.isoformat(), row.prev_hash]
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode()
+    return _json([row.chain_seq, row.id, row.ticket_id, row.kind, created.isoformat(),
+                  row.prev_hash, content_digest(row)])
 
 
 def row_hash(row: Any) -> str:
@@ -79,9 +96,11 @@ class _Sealing:
     created_at: datetime
     chain_seq: int
     prev_hash: str
+    redacted_digest: str | None = None
 
 
 _COLUMNS = (Event.id, Event.ticket_id, Event.kind, Event.actor, Event.data, Event.created_at)
+_CHAIN = (Event.chain_seq, Event.prev_hash, Event.hash, Event.redacted_digest)
 _SEAL = (update(Event.__table__)
          .where(Event.__table__.c.id == bindparam("row_id"), Event.__table__.c.chain_seq.is_(None))
          .values(chain_seq=bindparam("seq"), prev_hash=bindparam("prev"), hash=bindparam("h")))
@@ -144,13 +163,14 @@ class Verdict:
     head_seq: int
     head_hash: str
     broken: Break | None
+    redacted: int = 0  # rows whose personal data was taken out (still checked by digest)
 
 
 def _sealed_rows(session: Session, page: int) -> Iterator[Any]:
     """Every sealed row in chain order, a page at a time: bounded memory for any log."""
     after = 0
     while True:
-        rows = session.execute(select(*_COLUMNS, Event.chain_seq, Event.prev_hash, Event.hash)
+        rows = session.execute(select(*_COLUMNS, *_CHAIN)
                                .where(Event.chain_seq > after)
                                .order_by(Event.chain_seq).limit(page)).all()
         yield from rows
@@ -169,6 +189,8 @@ def check_row(row: Any, seq: int, prev_hash: str, prev_time: datetime | None) ->
         return "the row before it was replaced or deleted: its prev_hash does not match"
     if row_hash(row) != row.hash:
         return "edited: its content does not match its hash"
+    if row.redacted_digest and (row.actor, row.data) != (REDACTED_ACTOR, REDACTED_DATA):
+        return "edited: it was redacted, yet holds content"
     if prev_time is not None and row.created_at < prev_time - LATE:
         return (f"inserted: dated {row.created_at.isoformat()}, long before the row sealed "
                 f"ahead of it ({prev_time.isoformat()})")
@@ -177,16 +199,46 @@ def check_row(row: Any, seq: int, prev_hash: str, prev_time: datetime | None) ->
 
 def verify(session: Session, page: int = 5000) -> Verdict:
     """Walk the chain from its first row; stop at the first break."""
-    seq, prev, prev_time, checked = 0, GENESIS, None, 0
+    seq, prev, prev_time, checked, redacted = 0, GENESIS, None, 0, 0
     for row in _sealed_rows(session, page):
         why = check_row(row, seq, prev, prev_time)
         if why is not None:
             return Verdict(checked, _unsealed(session), seq, prev,
-                           Break(row.id, row.chain_seq, why))
+                           Break(row.id, row.chain_seq, why), redacted)
         seq, prev, prev_time = row.chain_seq, row.hash, max(prev_time or row.created_at,
                                                             row.created_at)
         checked += 1
-    return Verdict(checked, _unsealed(session), seq, prev, None)
+        redacted += row.redacted_digest is not None
+    return Verdict(checked, _unsealed(session), seq, prev, None, redacted)
+
+
+
+
+class TamperedRow(RuntimeError):
+    """A row asked to be redacted no longer matches its hash: redacting it would hide that."""
+
+
+def redact(session: Session, event_ids: list[int]) -> int:
+    """Take personal data out of these events (actor and data), in the caller's transaction;
+    how many were changed. A sealed row keeps the digest of what it held, which its hash
+    covers, so the chain still verifies; a row not yet sealed is simply rewritten. Holds the
+    sealer's lock until the caller commits, so no row is sealed half-way through."""
+    if not event_ids:
+        return 0
+    _lock(session)
+    rows = session.execute(select(*_COLUMNS, *_CHAIN).where(
+        Event.id.in_(event_ids), Event.actor != REDACTED_ACTOR)).all()
+    for row in rows:
+        digest = None
+        if row.chain_seq is not None:
+            if row_hash(row) != row.hash:
+                raise TamperedRow(f"event {row.id} does not match its hash; not redacted")
+            digest = content_digest(row)
+        session.execute(update(Event).where(Event.id == row.id)
+                        .execution_options(synchronize_session=False)
+                        .values(actor=REDACTED_ACTOR, data=REDACTED_DATA,
+                                redacted_digest=digest))
+    return len(rows)
 
 
 def _unsealed(session: Session) -> int:

@@ -214,6 +214,9 @@ class Event(Base):
     chain_seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    # Set when personal data was taken out of actor and data (storage.audit.redact): the
+    # digest of what they held, which the chain's hash covers in their place.
+    redacted_digest: Mapped[str | None] = mapped_column(String(64))
 
     # Rate limits count an actor's recent events of one kind.
     __table_args__ = (Index("ix_events_kind_actor_created_at", "kind", "actor", "created_at"),)

@@ -12,6 +12,7 @@ rows, even held ones, share one file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,9 +22,11 @@ from sqlalchemy import ColumnElement, Select, String, cast, func, literal, or_, 
 from sqlalchemy import update as _update
 from sqlalchemy.orm import Session
 
+from storage import audit
 from storage.holds import held_ticket_ids
 from storage.models import (
     Contact,
+    Event,
     IngestRecord,
     LegalHold,
     Message,
@@ -197,8 +200,22 @@ def anonymise_ticket(session: Session, ticket_id: int, now: datetime) -> Anonymi
                                                  log.raw_removed_at.is_(None))
                                .values(raw_removed_at=now).returning(log.raw_sha256)))
     clear_sent(session, [], now, where=OutboxMessage.ticket_id == ticket_id)
+    _redact_events(session, ticket_id, addresses)
     contacts = sum(_anonymise_contact_if_done(session, address, now) for address in addresses)
     return Anonymised(raw, attachments, contacts)
+
+
+def _redact_events(session: Session, ticket_id: int, addresses: Sequence[str]) -> int:
+    """Take the people's addresses out of the ticket's events (the chain keeps their digest).
+    A row that no longer matches its hash raises audit.TamperedRow: the ticket is left as
+    it is for a person to look at (`ticketd events verify`), not laundered."""
+    needles = [a.lower() for a in addresses if a]
+    rows = session.execute(select(Event.id, Event.actor, Event.data).where(
+        Event.ticket_id == ticket_id, Event.actor != audit.REDACTED_ACTOR)).all()
+    mention = [row.id for row in rows
+               if any(n in f"{row.actor} {json.dumps(row.data, ensure_ascii=False)}".lower()
+                      for n in needles)]
+    return audit.redact(session, mention)
 
 
 def _people_of(session: Session, ticket_id: int) -> list[str]:

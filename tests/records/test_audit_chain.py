@@ -151,3 +151,33 @@ def test_a_lower_id_committing_after_a_higher_one_was_sealed_joins_the_chain(pg_
     assert order == ["fast", "fast", "slow"] and ids[2] < ids[0]
     assert _verify(sessions).broken is None
     engine.dispose()
+
+
+def test_redacted_rows_still_verify_and_a_redaction_cannot_carry_content(sessions) -> None:
+    ids = _events(sessions, 4)
+    audit.seal(sessions)
+    late = _events(sessions, 1)  # not yet sealed: simply rewritten
+    with sessions.begin() as session:
+        assert audit.redact(session, [ids[1], late[0]]) == 2
+        assert audit.redact(session, [ids[1]]) == 0  # once
+    audit.seal(sessions)
+    verdict = _verify(sessions)
+    assert (verdict.broken, verdict.checked, verdict.redacted) == (None, 5, 1)
+    with sessions() as session:
+        rows = session.execute(select(Event.actor, Event.data)
+                               .where(Event.id.in_([ids[1], late[0]]))).all()
+    assert {(a, str(d)) for a, d in rows} == {("redacted", "{'redacted': True}")}
+    with sessions.begin() as session:  # a forger puts other content under the redaction
+        session.execute(update(Event).where(Event.id == ids[1]).values(actor="boss"))
+    broken = _verify(sessions).broken
+    assert broken is not None and broken.event_id == ids[1]
+    assert "redacted, yet holds content" in broken.reason
+
+
+def test_a_row_edited_before_its_redaction_is_not_laundered(sessions) -> None:
+    ids = _events(sessions, 2)
+    audit.seal(sessions)
+    with sessions.begin() as session:
+        session.execute(update(Event).where(Event.id == ids[0]).values(actor="boss"))
+    with sessions.begin() as session, pytest.raises(audit.TamperedRow):
+        audit.redact(session, [ids[0]])

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from daemon.retention import TRASH_GRACE, RetentionSweeper, SweepCounts
+from storage import audit
 from storage.models import (
+    Base,
     Contact,
     Event,
     IngestRecord,
@@ -62,6 +64,30 @@ def test_the_sweep_removes_what_its_rules_say_and_nothing_held(desk, sweeper) ->
     assert desk.attachment_on_disk("boris/statement.pdf") and desk.attachment_on_disk(
         "carl/screen.pdf")
     assert _sent_cleared(desk) == {"old"}
+
+
+def _everything(desk: Desk) -> str:
+    """Every value of every table, as one text to search."""
+    with desk.sessions() as session:
+        return "\n".join(str(row) for table in Base.metadata.sorted_tables
+                         for row in session.execute(table.select()).all())
+
+
+def test_nothing_of_an_anonymised_player_is_left_in_the_database_and_the_chain_holds(
+        desk, sweeper) -> None:
+    audit.seal(desk.sessions)  # their events are sealed: redaction must keep the chain whole
+    before = _everything(desk)
+    assert "anna@players.test" in before and "the text only anna wrote" in before
+    sweeper.run_once(desk.now)
+    after = _everything(desk)
+    for trace in ("anna@players.test", "Anna", "the text only anna wrote",
+                  "the text only boris_old wrote"):
+        assert trace not in after
+    assert "dora@players.test" in after and "the text only dora wrote" in after  # held
+    audit.seal(desk.sessions)
+    with desk.sessions() as session:
+        verdict = audit.verify(session)
+    assert verdict.broken is None and verdict.redacted >= 2
 
 
 def test_a_closed_ticket_is_anonymised_and_its_contact_once_nothing_of_theirs_is_left(

@@ -27,6 +27,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("chain_seq", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("prev_hash", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("hash", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("redacted_digest", sa.String(length=64), nullable=True))
     sealed = sa.text("chain_seq IS NOT NULL")
     unsealed = sa.text("chain_seq IS NULL")
     op.create_index("uq_events_chain_seq", "events", ["chain_seq"], unique=True,
@@ -39,6 +40,7 @@ def downgrade() -> None:
     op.drop_index("ix_events_unsealed", table_name="events")
     op.drop_index("uq_events_chain_seq", table_name="events")
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_column("redacted_digest")
         batch_op.drop_column("hash")
         batch_op.drop_column("prev_hash")
         batch_op.drop_column("chain_seq")
