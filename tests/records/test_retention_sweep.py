@@ -4,13 +4,14 @@ with its counts, and does nothing when run again."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from daemon.retention import TRASH_GRACE, RetentionSweeper, SweepCounts
+from daemon.retention import TRASH_GRACE, RecordsKeeper, RetentionSweeper, SweepCounts
 from storage import audit
 from storage.models import (
     Base,
@@ -163,3 +164,30 @@ def test_a_dry_run_counts_and_changes_nothing(desk, sweeper) -> None:
                               "sent_mail": 1, "closed_tickets": 2}
     assert _raw_removed(desk) == set() and _sent_cleared(desk) == set()
     assert all(desk.raw_on_disk(n) for n in desk.raw)
+
+
+def test_the_daemon_task_seals_new_events_and_sweeps_once_an_interval(desk) -> None:
+    sweeper = RetentionSweeper(desk.sessions, desk.blobs, RULES)
+    keeper = RecordsKeeper(desk.sessions, sweeper, seal_every=0.05, sweep_every=3600)
+
+    def state() -> tuple[int, int]:
+        with desk.sessions() as session:
+            sweeps = session.scalar(select(func.count()).select_from(Event)
+                                    .where(Event.kind == "retention_swept"))
+            return sweeps or 0, audit.verify(session).unsealed
+
+    async def run_until_settled() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        for _ in range(40):  # a few passes at least, at most a few seconds
+            await asyncio.sleep(0.1)
+            if state() == (1, 0):
+                break
+        await asyncio.sleep(0.3)  # more passes: still one sweep an interval
+        stop.set()
+        await task
+
+    assert state()[1] > 0
+    asyncio.run(run_until_settled())
+    assert state() == (1, 0)
+    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "spam"}
