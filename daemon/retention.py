@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon.failpoints import failpoint
+from parsers import Limits, RejectedMail, parse
 from storage import audit, queries
 from storage import retention as rules_db
 from storage.blobs import BlobStore
@@ -228,13 +229,30 @@ class RetentionSweeper:
             done += marked
 
     def _files(self, cutoff: datetime, outcomes: tuple[str, ...], now: datetime) -> int:
+        rejected = outcomes == rules_db.REJECTED
+
         def mark(session: Session, ids: list[int]) -> tuple[int, dict[str, list[str]]]:
             digests = rules_db.mark_raw(session, ids, now)
-            return len(digests), {"raw": digests}
+            # Ingest writes the attachments of a mail it then ignores, with no row to name
+            # them: only the mail itself says which they are.
+            parts = [d for digest in digests for d in self._attachments_of(digest)] \
+                if rejected else []
+            return len(digests), {"raw": digests, "attachment": parts}
 
         rule = "raw_mail" if outcomes == rules_db.STORED else "rejected_mail"
         return self._batches(
             rule, lambda s, limit: rules_db.raw_candidates(s, outcomes, cutoff, limit), mark)
+
+    def _attachments_of(self, digest: str) -> list[str]:
+        """The digests of a stored raw mail's attachments; none when it is gone or unreadable."""
+        try:
+            raw = self.trash.blobs.get_raw(digest)
+        except (OSError, EOFError, ValueError):  # gone, or not gzip: nothing to find
+            return []
+        try:
+            return [part.sha256 for part in parse(raw, Limits()).attachments]
+        except RejectedMail:
+            return []
 
     def _attachments(self, cutoff: datetime, now: datetime) -> int:
         def mark(session: Session, ids: list[int]) -> tuple[int, dict[str, list[str]]]:

@@ -4,6 +4,7 @@ needs."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ RULES_TOML = {"raw_mail": "10d", "attachments": "20d", "sent_mail": "5d",
 PASSPORT = b"%PDF-1.4 passport scan of two players who share a file " + b"x" * 200
 STATEMENT = b"%PDF-1.4 bank statement " + b"y" * 200
 SCREENSHOT = b"%PDF-1.4 screenshot " + b"z" * 200
+PHISHING = b"%PDF-1.4 an invoice a robot sent " + b"w" * 200
 
 
 @dataclass
@@ -50,8 +52,8 @@ class Desk:
 def build(db_url: str, state: Path) -> Desk:
     """anna: one ticket closed 35 days ago (passport). dora: the same, held (same passport).
     boris: an open ticket 15 days old (statement), a closed one. carl: a ticket 2 days old
-    (screenshot). An auto-reply ignored 4 days ago. Sent mail 6 and 1 days ago, one of them
-    on dora's held ticket, and a pending one."""
+    (screenshot). An auto-reply ignored 4 days ago, with an attachment. Sent mail 6 and 1
+    days ago, one of them on dora's held ticket, and a pending one."""
     sessions = db.session_factory(db.make_engine(db_url))
     blobs = BlobStore(state, fsync=False)
     ingestor = Ingestor(sessions, blobs, POLICY)
@@ -68,9 +70,12 @@ def build(db_url: str, state: Path) -> Desk:
     _ticket(desk, ingestor, "carl", 2, "Carl <carl@players.test>", "Carl's screenshot",
             ("screen.pdf", SCREENSHOT))
     spam = mail("Robot <robot@players.test>", "Out of office", "I am away",
-                headers={"Auto-Submitted": "auto-replied"})
+                headers={"Auto-Submitted": "auto-replied"},
+                attachments=(("invoice.pdf", "application/pdf", PHISHING),))
     assert ingestor.ingest(spam, "test").outcome == "ignored"
     desk.raw["spam"] = _latest_raw(sessions)
+    desk.attachments["spam/invoice.pdf"] = hashlib.sha256(PHISHING).hexdigest()
+    assert desk.attachment_on_disk("spam/invoice.pdf")  # written, though no row names it
     _age_raw(sessions, desk.raw["spam"], now - timedelta(days=4))
     with sessions.begin() as session:
         holds.place(session, contact_id=_requester(session, desk.tickets["dora"]),

@@ -61,7 +61,7 @@ EXPECTED = {
     "raw removed": {"anna", "boris", "boris_old", "spam"},
     "raw on disk": {"dora", "carl"},
     "attachments on disk": {"anna/passport.pdf", "dora/passport.pdf", "boris/statement.pdf",
-                            "carl/screen.pdf"},
+                            "carl/screen.pdf"},  # not the ignored mail's invoice
     "anonymised": {"anna", "boris_old"},
     "sent cleared": {"old"},
     "anna kept": False,
