@@ -180,7 +180,7 @@ def test_the_daemon_task_seals_new_events_and_sweeps_once_an_interval(desk) -> N
     async def run_until_settled() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(keeper.run(stop))
-        for _ in range(40):  # a few passes at least, at most a few seconds
+        for _ in range(300):  # a few passes at least; at most half a minute on a slow machine
             await asyncio.sleep(0.1)
             if state() == (1, 0):
                 break
