@@ -25,6 +25,10 @@ def register(main: click.Group) -> None:
 
 
 def _events_group(listing: click.Command) -> click.Group:
+    if isinstance(listing, click.Group):  # already a group: only add the subcommand
+        listing.add_command(verify_command)
+        return listing
+
     def callback(**options: Any) -> Any:
         ctx = click.get_current_context()
         if ctx.invoked_subcommand is None and listing.callback is not None:
