@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from daemon.retention import TRASH_GRACE, RecordsKeeper, RetentionSweeper, SweepCounts
-from storage import audit
+from storage import audit, search
 from storage.models import (
     Base,
     Contact,
@@ -86,6 +86,9 @@ def test_nothing_of_an_anonymised_player_is_left_in_the_database_and_the_chain_h
                   "the text only boris_old wrote"):
         assert trace not in after
     assert "dora@players.test" in after and "the text only dora wrote" in after  # held
+    with desk.sessions() as session:  # nor can the full-text search find them
+        assert search.search(session, "Anna") == [] and search.search(session, "boris_old") == []
+        assert search.search(session, "dora")
     audit.seal(desk.sessions)
     with desk.sessions() as session:
         verdict = audit.verify(session)

@@ -1,7 +1,7 @@
 """audit chain on events, retention marks
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0007
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -20,14 +20,14 @@ MARKS = (("contacts", "anonymised_at"), ("tickets", "anonymised_at"),
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMN, never a batch: on SQLite a batch may recreate `tickets`, which would
+    # drop its full-text triggers (0007).
     for table, column in MARKS:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column(column, sa.DateTime(), nullable=True))
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("chain_seq", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("prev_hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("redacted_digest", sa.String(length=64), nullable=True))
+        op.add_column(table, sa.Column(column, sa.DateTime(), nullable=True))
+    op.add_column("events", sa.Column("chain_seq", sa.BigInteger(), nullable=True))
+    op.add_column("events", sa.Column("prev_hash", sa.String(length=64), nullable=True))
+    op.add_column("events", sa.Column("hash", sa.String(length=64), nullable=True))
+    op.add_column("events", sa.Column("redacted_digest", sa.String(length=64), nullable=True))
     sealed = sa.text("chain_seq IS NOT NULL")
     unsealed = sa.text("chain_seq IS NULL")
     op.create_index("uq_events_chain_seq", "events", ["chain_seq"], unique=True,
@@ -37,13 +37,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later): no table is recreated.
     op.drop_index("ix_events_unsealed", table_name="events")
     op.drop_index("uq_events_chain_seq", table_name="events")
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_column("redacted_digest")
-        batch_op.drop_column("hash")
-        batch_op.drop_column("prev_hash")
-        batch_op.drop_column("chain_seq")
+    for column in ("redacted_digest", "hash", "prev_hash", "chain_seq"):
+        op.drop_column("events", column)
     for table, column in reversed(MARKS):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column(column)
+        op.drop_column(table, column)
