@@ -8,6 +8,8 @@ file is reported in one go and each error names the key to fix.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from datetime import date, datetime, time, timedelta
@@ -36,7 +38,7 @@ DEFAULT_STORAGE_PATH = "/var/lib/ticketd"
 # Secrets never come from the config file: each is read from its *_file key at load
 # time, or given whole in the environment (TICKETD_IMAP__PASSWORD, ...).
 SECRET_FILES = {"password_file": "password", "oauth2_token_file": "oauth2_token",
-                "secret_file": "secret"}
+                "secret_file": "secret", "key_file": "key"}
 # Keys whose value is never repeated in an error message or printed.
 SENSITIVE_KEYS = frozenset(SECRET_FILES.values()) | {"url"}
 MIN_KEY_BYTES = 16  # a signing key shorter than this is refused
@@ -285,6 +287,49 @@ class SecuritySettings(Section):
         """Signing keys, newest first: sign with keys[0], accept any. () when none is set."""
         text = self.secret.get_secret_value() if self.secret else ""
         return tuple(line.strip().encode() for line in text.splitlines() if line.strip())
+
+
+MASTER_KEY_BYTES = 32
+
+
+def master_key(line: str) -> bytes | None:
+    """One line of the master key file: base64 or hex of 32 random bytes; else None."""
+    for decode in (bytes.fromhex, lambda text: base64.b64decode(text, validate=True)):
+        try:
+            secret = decode(line)
+        except (ValueError, binascii.Error):
+            continue
+        if len(secret) == MASTER_KEY_BYTES:
+            return secret
+    return None
+
+
+def _master_keys(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        lines = [line.strip() for line in value.get_secret_value().splitlines()]
+        lines = [line for line in lines if line and not line.startswith("#")]
+        if not lines:
+            raise ValueError("holds no key")
+        bad = [n for n, line in enumerate(lines, 1) if master_key(line) is None]
+        if bad:
+            raise ValueError(f"key {bad[0]} is not base64 or hex of {MASTER_KEY_BYTES} bytes "
+                             "(make one with: head -c 32 /dev/urandom | base64)")
+    return value
+
+
+class PrivacySettings(Section):
+    # Master keys that wrap the contacts' data keys, one per line, newest first; None: off.
+    key: Annotated[SecretStr | None, AfterValidator(_master_keys)] = None
+    key_file: Path | None = None
+
+    @property
+    def master_keys(self) -> tuple[bytes, ...]:
+        """The master keys, newest first; () when encryption at rest is off."""
+        if self.key is None:
+            return ()
+        lines = (line.strip() for line in self.key.get_secret_value().splitlines())
+        return tuple(k for line in lines if line and not line.startswith("#")
+                     if (k := master_key(line)) is not None)
 
 
 class LimitsSettings(Section):
@@ -561,6 +606,7 @@ class Settings(Section):
     scan: ScanSettings = Field(default_factory=ScanSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @field_validator("security")
     @classmethod

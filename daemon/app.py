@@ -20,6 +20,8 @@ from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES
 from storage import db
 from storage.blobs import BlobStore
+from storage.crypto import MasterKeys
+from storage.vault import Vault
 
 
 @dataclass
@@ -30,15 +32,26 @@ class App:
     blobs: BlobStore
     ingestor: Ingestor
 
+    @property
+    def vault(self) -> Vault | None:
+        """The master keys, when encryption at rest is on."""
+        return db.vault_of_factory(self.sessions)
+
 
 def build(settings: Settings, *, check_schema: bool = True) -> App:
     engine = db.make_engine(settings.database.url, echo=settings.database.echo)
     if check_schema:
         db.check_schema(engine)
-    sessions = db.session_factory(engine)
+    sessions = db.session_factory(engine, vault(settings))
     blobs = BlobStore(Path(settings.storage.path))
     ingestor = Ingestor(sessions, blobs, policy(settings), screener(settings))
     return App(settings, engine, sessions, blobs, ingestor)
+
+
+def vault(settings: Settings) -> Vault | None:
+    """The master keys of `[privacy] key_file`; None (files stored in clear) without one."""
+    keys = settings.privacy.master_keys
+    return Vault(MasterKeys.of(keys)) if keys else None
 
 
 def policy(settings: Settings) -> IngestPolicy:

@@ -102,7 +102,8 @@ def doctor(ctx: click.Context, fix: bool) -> None:
     logs.setup("CRITICAL")  # the report is the output
     results = doctor_mod.run_checks(settings, fix=fix)
     for r in results:
-        click.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:<12} {r.detail}")
+        status = "FAIL" if not r.ok else "warn" if r.warning else "ok  "
+        click.echo(f"{status}  {r.name:<12} {r.detail}")
     sys.exit(doctor_mod.exit_code(results))
 
 

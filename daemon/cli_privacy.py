@@ -1,4 +1,5 @@
-"""`ticketd privacy`: legal holds (hold, release, holds).
+"""`ticketd privacy`: legal holds (hold, release, holds); a person's data exported or erased
+(export, erase); the master key rotated (rotate-master).
 
 daemon/cli.py calls `register(main)`. Placing and releasing a hold are events of the audit
 trail; they name the contact by id, never by address, so that the trail, which cannot be
@@ -25,7 +26,7 @@ def register(main: click.Group) -> None:
 
 @click.group()
 def privacy() -> None:
-    """Personal data: legal holds."""
+    """Personal data: legal holds, export, erasure, encryption keys."""
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,111 @@ def _active(session: Any) -> list[dict[str, Any]]:
     return [{"id": h.id, "ticket": number, "contact": address, "reason": h.reason,
              "placed_by": h.placed_by, "placed_at": h.placed_at.isoformat()}
             for h, number, address in rows]
+
+
+@privacy.command("export")
+@click.argument("address")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="The zip file to write (replaced when it exists).")
+@click.option("--by", help="Who asks, for the event (default: the OS user).")
+@click.pass_context
+def export_command(ctx: click.Context, address: str, out_path: str, by: str | None) -> None:
+    """Write everything about ADDRESS to a zip: tickets, messages, the original mails,
+    attachments, the mails we sent, events, and a manifest of sha256 sums."""
+    import hashlib
+    import os
+    import sys
+
+    from daemon.cli import _app, temp_failures_exit_75
+    from storage.export import NoSuchContact, export
+    from storage.queries import insert_event
+
+    @temp_failures_exit_75
+    def run() -> None:
+        application = _app(ctx.find_root())
+        partial = f"{out_path}.part"
+        try:
+            with application.sessions() as session, open(partial, "wb") as out:
+                report = export(session, application.blobs, address, out)
+        except NoSuchContact as err:
+            os.unlink(partial)
+            click.echo(f"ticketd: {err}", err=True)
+            sys.exit(1)
+        os.replace(partial, out_path)  # a zip under its name is always a whole one
+        with open(out_path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        with application.sessions.begin() as session:
+            insert_event(session, "exported", None, actor=_who(by),
+                         contact=report.contact_id, tickets=report.tickets,
+                         received=report.received, sent=report.sent,
+                         attachments=report.attachments, files=len(report.files),
+                         sha256=digest)
+        click.echo(f"{out_path}: {report.tickets} tickets, {report.received} mails received, "
+                   f"{report.sent} sent, {report.attachments} attachments; sha256 {digest}")
+
+    run()
+
+
+@privacy.command("erase")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@click.option("--by", help="Who erases, for the event (default: the OS user).")
+@click.pass_context
+def erase_command(ctx: click.Context, address: str, yes: bool, by: str | None) -> None:
+    """Erase ADDRESS: destroy their data key, delete their files, blank their personal data,
+    keep a tombstone and an event. Refused while a legal hold covers them."""
+    import sys
+
+    from daemon.cli import _app, temp_failures_exit_75
+    from storage.erasure import ErasureRefused, erase
+
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo("ticketd: erasure cannot be undone: confirm on a terminal, or pass "
+                       "--yes", err=True)
+            sys.exit(2)
+        click.confirm(f"Erase every trace of {address}? This cannot be undone", abort=True)
+
+    @temp_failures_exit_75
+    def run() -> None:
+        application = _app(ctx.find_root())
+        try:
+            with application.sessions.begin() as session:
+                report = erase(session, application.blobs, address, _who(by))
+        except ErasureRefused as err:
+            click.echo(f"ticketd: erasure refused: {err}", err=True)
+            sys.exit(1)
+        click.echo(f"erased (tombstone {report.erasure_id}): {len(report.tickets)} tickets, "
+                   f"{report.messages} messages, {report.attachments} attachments, "
+                   f"{report.outbox_rows} outgoing mails, {report.files} files; data key "
+                   f"{'destroyed' if report.key_destroyed else 'none (stored in clear)'}")
+
+    run()
+
+
+@privacy.command("rotate-master")
+@click.pass_context
+def rotate_master(ctx: click.Context) -> None:
+    """Re-wrap every data key with the newest master key (the first line of the key file).
+    Blobs are not touched. Afterwards the older lines can be removed from the key file."""
+    import sys
+
+    from daemon.cli import _app, temp_failures_exit_75
+    from storage.crypto import KeyProblem
+
+    @temp_failures_exit_75
+    def run() -> None:
+        application = _app(ctx.find_root())
+        vault = application.vault
+        if vault is None:
+            click.echo("ticketd: no [privacy] key_file: encryption at rest is off", err=True)
+            sys.exit(78)
+        try:
+            with application.sessions.begin() as session:
+                count = vault.rewrap(session)
+        except KeyProblem as err:
+            click.echo(f"ticketd: {err}", err=True)
+            sys.exit(1)
+        click.echo(f"{count} data keys re-wrapped with master key {vault.masters.newest.id}")
+
+    run()

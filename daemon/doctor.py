@@ -28,6 +28,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # works, but not as it should in production
+
+
+class Warn(Exception):  # noqa: N818 - a check's outcome, not an error
+    """Raised by a check that passes with a warning."""
 
 
 STORAGE_MODE = 0o750
@@ -37,12 +42,15 @@ def run_checks(settings: Settings, *, fix: bool = False) -> list[Check]:
     checks: list[tuple[str, Callable[[Settings], str]]] = [
         ("database", _database), ("storage", partial(_storage, fix=fix)),
         ("imap", partial(_imap, fix=fix)), ("smtp", _smtp), ("signing key", _keys),
+        ("encryption", _encryption),
     ]
     secrets = secrets_of(settings)
     results = []
     for name, check in checks:
         try:
             results.append(Check(name, True, redact(check(settings), secrets)))
+        except Warn as warning:
+            results.append(Check(name, True, redact(str(warning), secrets), warning=True))
         except Exception as err:  # noqa: BLE001 - every failure is a line of the report
             text = str(err).splitlines()[0][:400] if str(err) else ""
             line = f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -122,6 +130,37 @@ def _keys(settings: Settings) -> str:
             raise ValueError("no signing key: set [security] secret_file")
         return "none (not needed without [smtp])"
     return f"{len(keys)} key(s); the newest signs"
+
+
+def _encryption(settings: Settings) -> str:
+    """Off is a warning; on, the key file must be private and open the stored data keys."""
+    from storage.vault import Vault
+
+    privacy = settings.privacy
+    if not privacy.master_keys:
+        raise Warn("off: raw mails, attachments and sent mail are stored in clear; set "
+                   "[privacy] key_file")
+    if privacy.key_file is not None:
+        mode = privacy.key_file.stat().st_mode
+        if mode & 0o077:
+            raise PermissionError(f"{privacy.key_file} is open to other users "
+                                  f"({oct(mode & 0o777)}); chmod 0600 or 0400 it")
+    vault = app_mod.vault(settings)
+    assert isinstance(vault, Vault)
+    engine = db.make_engine(settings.database.url)
+    try:
+        with db.session_factory(engine)() as session:
+            counts = vault.check(session)  # raises when a key does not open its data keys
+    finally:
+        engine.dispose()
+    newest = vault.masters.newest.id
+    older = sum(n for master, n in counts.items() if master != newest)
+    detail = (f"on: {len(vault.masters.keys)} master key(s), newest {newest}; "
+              f"{sum(counts.values())} data keys open")
+    if older:
+        raise Warn(f"{detail}; {older} still wrapped by an older master key: run "
+                   "'ticketd privacy rotate-master'")
+    return detail
 
 
 def exit_code(results: list[Check]) -> int:

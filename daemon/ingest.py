@@ -61,6 +61,8 @@ from responders.references import (
 from storage import queries
 from storage import spam as spam_store
 from storage.blobs import BlobBatch, BlobStore
+from storage.crypto import DataKey
+from storage.db import vault_of_factory
 from storage.models import Ticket, utcnow
 from storage.queries import TicketFacts
 
@@ -124,12 +126,13 @@ class _Arrival:
     screening: Screening = field(default_factory=Screening)  # spam verdict, scan results
     released: bool = False  # `ticketd spam release`: ingest it whatever the spam verdict
     held: str = ""  # why it is not stored now (the scanner is away); tried again later
+    key_id: int | None = None  # the data key its files are sealed with; None: in clear
 
     @property
     def record(self) -> dict:
         return {"ingest_key": self.key, "source": self.source[:400],
                 "header_message_id": self.message_id, "raw_sha256": self.digest,
-                "raw_size": len(self.raw)}
+                "raw_size": len(self.raw), "key_id": self.key_id}
 
 
 class Ingestor:
@@ -139,6 +142,7 @@ class Ingestor:
         self.blobs = blobs
         self.policy = policy
         self.screener = screener  # None: no clamd; programs are still never forwarded
+        self.vault = vault_of_factory(sessions)  # None: files are stored in clear
 
     def ingest(self, raw: bytes, source: str = "") -> IngestResult:
         """One mail; a mail held for the scanner is a TemporaryFailure (an MTA retries it)."""
@@ -154,8 +158,13 @@ class Ingestor:
         go on; a temporary failure (database or disk) records none of them."""
         try:
             with self.blobs.batch() as files:
-                arrivals = [self._arrive(raw, source, files, released) for raw, source in mails]
+                # In clear, files are written while the next mails are parsed; sealed, once
+                # the batch's transaction has found (or made) each sender's data key.
+                early = files if self.vault is None else None
+                arrivals = [self._arrive(raw, source, early, released) for raw, source in mails]
                 with self.sessions.begin() as session:
+                    if self.vault is not None:
+                        self._seal(session, arrivals, files)
                     results = [self._settle(session, arrival) for arrival in arrivals]
                     files.publish()  # named on disk before the rows that refer to them commit
         except TemporaryFailure:
@@ -189,7 +198,7 @@ class Ingestor:
         log.warning("quarantined", extra={"fields": {"key": key, "reason": reason}})
         return result
 
-    def _arrive(self, raw: bytes, source: str, files: BlobBatch,
+    def _arrive(self, raw: bytes, source: str, files: BlobBatch | None,
                 released: bool = False) -> _Arrival:
         key, message_id, digest = ingest_key(raw)
         arrival = _Arrival(raw, source, key, message_id, digest, released=released)
@@ -210,14 +219,26 @@ class Ingestor:
             except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
                 arrival.held = f"attachments not scanned: {err}"
                 return arrival  # nothing written: the mail stays in the mailbox
-            for part in () if arrival.screening.spam else mail.attachments:
-                if arrival.screening.infected(part):
-                    files.put_quarantined(part.payload, part.sha256)
-                else:
-                    files.put_attachment(part.payload, part.sha256)
-        if raw:
-            files.put_raw(raw)
+        if files is not None:
+            _write_files(arrival, files, None)
         return arrival
+
+    def _seal(self, session: Session, arrivals: list[_Arrival], files: BlobBatch) -> None:
+        """Each mail's files sealed with its sender's data key (contact and key made when
+        new); a mail with no readable sender is sealed with the desk key."""
+        assert self.vault is not None
+        senders = [(a.mail.sender.addr, a.mail.sender.name) for a in arrivals
+                   if a.mail is not None and a.mail.sender is not None]
+        keys = self.vault.keys_of_senders(session, senders)
+        desk: DataKey | None = None
+        for arrival in arrivals:
+            mail = arrival.mail
+            key = keys.get(mail.sender.addr) if mail is not None and mail.sender else None
+            if key is None:
+                desk = desk or self.vault.desk_key(session)
+                key = desk
+            arrival.key_id = key.id
+            _write_files(arrival, files, key)
 
     def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
@@ -314,6 +335,7 @@ class Ingestor:
             references=" ".join(mail.references) or None,
             raw_sha256=record["raw_sha256"],
             raw_size=record["raw_size"],
+            key_id=record["key_id"],
             visible_text=visible,
             full_text=mail.text,
         )
@@ -503,6 +525,21 @@ def _record_screening(session: Session, ticket_id: int, screening: Screening) ->
         queries.insert_event(session, "attachments_unscanned", ticket_id,
                              sha256=sorted(screening.unscanned),
                              reason=screening.scanner_error or "no virus scanner configured")
+
+
+def _write_files(arrival: _Arrival, files: BlobBatch, key: DataKey | None) -> None:
+    """A mail's files, sealed with `key` when there is one; nothing for a mail held for the
+    scanner, no attachment of spam, infected attachments to the quarantine store."""
+    if arrival.held:
+        return
+    if arrival.mail is not None:
+        for part in () if arrival.screening.spam else arrival.mail.attachments:
+            if arrival.screening.infected(part):
+                files.put_quarantined(part.payload, part.sha256, key)
+            else:
+                files.put_attachment(part.payload, part.sha256, key)
+    if arrival.raw:
+        files.put_raw(arrival.raw, key)
 
 
 def _stored_before(session: Session, key: str) -> IngestResult | None:

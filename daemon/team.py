@@ -290,7 +290,8 @@ def _store(session: Session, ticket_id: int, mail: InboundMail, kind: str, text:
         "sender_name": mail.sender.name[:200], "subject": mail.subject,
         "header_message_id": mail.message_id, "in_reply_to": " ".join(mail.in_reply_to) or None,
         "references": " ".join(mail.references) or None, "raw_sha256": record["raw_sha256"],
-        "raw_size": record["raw_size"], "visible_text": text, "full_text": mail.text,
+        "raw_size": record["raw_size"], "key_id": record.get("key_id"), "visible_text": text,
+        "full_text": mail.text,
         "created_at": utcnow(),
     }
     values.update(override)

@@ -12,6 +12,11 @@ release the GIL), and all are renamed (and their directories flushed) together
 just before the batch's transaction commits. Temporary files live in one
 staging folder on the same filesystem (a rename from there is atomic), so that
 what a killed process left behind is found and swept without walking the store.
+
+With a data key (`key=`), a file is sealed with it (storage/crypto.py) and named by
+HMAC(key, sha256): `raw/ab/cd/<name>.sealed` (the gzip of the mail, sealed) and
+`attachments/ab/cd/<name>.sealed`. Without one, files are stored in clear under their
+sha256, as before encryption at rest existed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from storage.crypto import DataKey, blob_name, open_sealed, seal
+
 WRITERS = 2  # threads that compress and flush files beside the ingest thread
 STAGING = ".staging"  # temporary files, under the store's root
 STALE_AFTER = 3600.0  # seconds: no batch is ever written for this long
@@ -39,34 +46,56 @@ class BlobStore:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    def put_raw(self, raw: bytes) -> str:
+    def put_raw(self, raw: bytes, key: DataKey | None = None) -> str:
         """Store a raw mail compressed; returns the sha256 of the uncompressed bytes."""
         with self.batch() as files:
-            return files.put_raw(raw)
+            return files.put_raw(raw, key)
 
-    def get_raw(self, digest: str) -> bytes:
-        return gzip.decompress(self.raw_path(digest).read_bytes())
+    def get_raw(self, digest: str, key: DataKey | None = None) -> bytes:
+        return gzip.decompress(self._read(self.raw_path(digest, key), key))
 
-    def put_attachment(self, payload: bytes, digest: str | None = None) -> str:
+    def put_attachment(self, payload: bytes, digest: str | None = None,
+                       key: DataKey | None = None) -> str:
         with self.batch() as files:
-            return files.put_attachment(payload, digest)
+            return files.put_attachment(payload, digest, key)
 
-    def get_attachment(self, digest: str) -> bytes:
-        return self.attachment_path(digest).read_bytes()
+    def get_attachment(self, digest: str, key: DataKey | None = None) -> bytes:
+        return self._read(self.attachment_path(digest, key), key)
 
-    def get_quarantined(self, digest: str) -> bytes:
-        return gzip.decompress(self.quarantine_path(digest).read_bytes())
+    def get_quarantined(self, digest: str, key: DataKey | None = None) -> bytes:
+        return gzip.decompress(self._read(self.quarantine_path(digest, key), key))
 
-    def quarantine_path(self, digest: str) -> Path:
+    def quarantine_path(self, digest: str, key: DataKey | None = None) -> Path:
         """An infected attachment: apart from the attachments agents get, and compressed, so
         that nothing opens it by accident and the bytes on disk are not the program."""
+        if key is not None:
+            return self._sealed_path("quarantine", blob_name(key.secret, digest))
         return self.root / "quarantine" / digest[:2] / digest[2:4] / f"{digest}.gz"
 
-    def raw_path(self, digest: str) -> Path:
+    def raw_path(self, digest: str, key: DataKey | None = None) -> Path:
+        if key is not None:
+            return self._sealed_path("raw", blob_name(key.secret, digest))
         return self.root / "raw" / digest[:2] / digest[2:4] / f"{digest}.eml.gz"
 
-    def attachment_path(self, digest: str) -> Path:
+    def attachment_path(self, digest: str, key: DataKey | None = None) -> Path:
+        if key is not None:
+            return self._sealed_path("attachments", blob_name(key.secret, digest))
         return self.root / "attachments" / digest[:2] / digest[2:4] / digest
+
+    def remove(self, path: Path) -> bool:
+        """Delete one stored file (erasure, retention); False when it was not there."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _sealed_path(self, kind: str, name: str) -> Path:
+        return self.root / kind / name[:2] / name[2:4] / f"{name}.sealed"
+
+    def _read(self, path: Path, key: DataKey | None) -> bytes:
+        data = path.read_bytes()
+        return data if key is None else open_sealed(key.secret, data, associated(path))
 
     def batch(self) -> BlobBatch:
         return BlobBatch(self)
@@ -105,6 +134,11 @@ class BlobStore:
             self._made.add(directory)
 
 
+def associated(path: Path) -> bytes:
+    """What a sealed file is bound to: its kind and name, so that it opens only there."""
+    return f"{path.parent.parent.parent.name}/{path.name}".encode()
+
+
 class BlobBatch:
     """Files written now and named together by `publish()`; `discard()` (or leaving the
     `with` block on an error) removes what was not published."""
@@ -122,25 +156,29 @@ class BlobBatch:
         else:
             self.discard()
 
-    def put_raw(self, raw: bytes) -> str:
+    def put_raw(self, raw: bytes, key: DataKey | None = None) -> str:
         digest = hashlib.sha256(raw).hexdigest()
-        path = self.store.raw_path(digest)
+        path = self.store.raw_path(digest, key)
         if path not in self._pending and not path.exists():
-            self._write(path, lambda: gzip.compress(raw, compresslevel=1, mtime=0))
+            self._write(path, lambda: _sealed(gzip.compress(raw, compresslevel=1, mtime=0),
+                                              key, path))
         return digest
 
-    def put_attachment(self, payload: bytes, digest: str | None = None) -> str:
+    def put_attachment(self, payload: bytes, digest: str | None = None,
+                       key: DataKey | None = None) -> str:
         digest = digest or hashlib.sha256(payload).hexdigest()
-        path = self.store.attachment_path(digest)
+        path = self.store.attachment_path(digest, key)
         if path not in self._pending and not path.exists():
-            self._write(path, lambda: payload)
+            self._write(path, lambda: _sealed(payload, key, path))
         return digest
 
-    def put_quarantined(self, payload: bytes, digest: str | None = None) -> str:
+    def put_quarantined(self, payload: bytes, digest: str | None = None,
+                        key: DataKey | None = None) -> str:
         digest = digest or hashlib.sha256(payload).hexdigest()
-        path = self.store.quarantine_path(digest)
+        path = self.store.quarantine_path(digest, key)
         if path not in self._pending and not path.exists():
-            self._write(path, lambda: gzip.compress(payload, compresslevel=1, mtime=0))
+            self._write(path, lambda: _sealed(gzip.compress(payload, compresslevel=1, mtime=0),
+                                              key, path))
         return digest
 
     def publish(self) -> None:
@@ -195,3 +233,8 @@ class BlobBatch:
                 pass
             raise
         return tmp
+
+
+def _sealed(content: bytes, key: DataKey | None, path: Path) -> bytes:
+    """In a writer thread: the content sealed for its path, or as it is without a key."""
+    return content if key is None else seal(key.secret, content, associated(path))

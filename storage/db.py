@@ -48,8 +48,17 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, vault: Any = None) -> sessionmaker[Session]:
+    """Sessions of this engine; with a `storage.vault.Vault`, every session carries it in
+    `info["vault"]` and what it stores of mail is sealed (encryption at rest)."""
+    if vault is None:
+        return sessionmaker(engine, expire_on_commit=False)
+    return sessionmaker(engine, expire_on_commit=False, info={"vault": vault})
+
+
+def vault_of_factory(sessions: sessionmaker[Session]) -> Any:
+    """The vault a session factory hands its sessions; None when encryption is off."""
+    return sessions.kw.get("info", {}).get("vault")
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

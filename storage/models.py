@@ -134,6 +134,8 @@ class Message(Base):
     references: Mapped[str | None] = mapped_column(Text)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The data key that seals its raw mail and attachments; NULL: stored in clear.
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("contact_keys.id"))
     visible_text: Mapped[str] = mapped_column(Text, default="")
     full_text: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -176,6 +178,7 @@ class IngestRecord(Base):
     header_message_id: Mapped[str | None] = mapped_column(String(998))
     raw_sha256: Mapped[str] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("contact_keys.id"))  # seals the raw mail
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -263,6 +266,7 @@ class OutboxMessage(Base):
     envelope_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("contact_keys.id"))  # seals `raw`
     state: Mapped[str] = mapped_column(String(8), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -342,3 +346,33 @@ class LegalHold(Base):
 
 
 __all__ += ["LegalHold"]
+
+
+class ContactKey(Base):
+    """A contact's data key (or the desk's, `contact_id` NULL), wrapped by a master key that
+    is never in the database. Erasure destroys it: `wrapped` NULL, `destroyed_at` set."""
+
+    __tablename__ = "contact_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), unique=True)
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Erasure(Base):
+    """The tombstone of an erased contact: a keyed hash of the address, never the address,
+    so that a second request or a later mail from it is recognised."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    erased_by: Mapped[str] = mapped_column(String(320))
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+__all__ += ["ContactKey", "Erasure"]

@@ -18,8 +18,10 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.crypto import DataKey, open_sealed, seal
 from storage.models import Event, OutboxMessage, Ticket, utcnow
 from storage.queries import insert_event, record_sent_mail
+from storage.vault import vault_of
 
 DEFAULT_LIFETIME = timedelta(days=5)  # as Mailman's deliver_until: then the mail is dead
 RETRY_FLOOR = timedelta(minutes=1)
@@ -97,7 +99,7 @@ _CLAIM = (
     .where(_C.id.in_(_DUE_IDS.scalar_subquery()))
     .values(claimed_until=bindparam("until"), attempts=_C.attempts + 1)
     .returning(_C.id, _C.kind, _C.ticket_id, _C.message_id, _C.envelope_from, _C.recipients,
-               _C.raw, _C.attempts, _C.expires_at, _C.claimed_until, _C.last_error)
+               _C.raw, _C.key_id, _C.attempts, _C.expires_at, _C.claimed_until, _C.last_error)
 )
 _OUTCOME = select(_C.ticket_id, _C.kind, _C.message_id, _C.accepted, _C.refused).where(
     _C.id == bindparam("oid"))
@@ -130,9 +132,12 @@ def enqueue(
     for address in (message_id, envelope_from, *recipients):
         _no_line_breaks(address)
     now = now or utcnow()
+    key = _key_for(session, ticket_id)
     outbox_id = session.execute(_INSERT, {
         "ticket_id": ticket_id, "kind": kind, "message_id": message_id,
-        "envelope_from": envelope_from, "recipients": list(recipients), "raw": raw,
+        "envelope_from": envelope_from, "recipients": list(recipients),
+        "raw": raw if key is None else seal(key.secret, raw, _associated(message_id)),
+        "key_id": key.id if key else None,
         "state": "pending", "attempts": 0, "next_attempt_at": now,
         "expires_at": now + lifetime, "claimed_until": None, "last_error": None,
         "accepted": [], "refused": {}, "created_at": now, "sent_at": None,
@@ -141,6 +146,32 @@ def enqueue(
         record_sent_mail(session, ticket_id, outbox_id=outbox_id, kind=kind,
                          message_id=message_id, recipients=recipients, raw=raw)
     return outbox_id
+
+
+def _key_for(session: Session, ticket_id: int | None) -> DataKey | None:
+    """With encryption at rest, the data key of the ticket's requester: what we send about a
+    person is theirs, and goes with their key at erasure. Mail of no ticket: the desk key."""
+    vault = vault_of(session)
+    if vault is None:
+        return None
+    requester = session.scalar(select(Ticket.requester_id).where(Ticket.id == ticket_id)) \
+        if ticket_id is not None else None
+    return vault.key_of_contact(session, requester) if requester else vault.desk_key(session)
+
+
+def _associated(message_id: str) -> bytes:
+    """A sealed row opens only as the mail of its own Message-ID."""
+    return f"outbox/{message_id}".encode()
+
+
+def plain_raw(session: Session, raw: bytes, key_id: int | None, message_id: str) -> bytes:
+    """The bytes of an outgoing mail as sent, opened when sealed."""
+    if key_id is None:
+        return raw
+    vault = vault_of(session)
+    if vault is None:
+        raise RuntimeError("sealed outgoing mail and no [privacy] key_file to open it")
+    return open_sealed(vault.key(session, key_id).secret, raw, _associated(message_id))
 
 
 def _no_line_breaks(value: str) -> None:
@@ -156,7 +187,8 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
     """
     rows = session.execute(_CLAIM, {"now": now, "limit": limit, "until": now + lease}).all()
     claimed = [ClaimedMail(r.id, r.kind, r.ticket_id, r.message_id, r.envelope_from,
-                           tuple(r.recipients), r.raw, r.attempts, r.expires_at, r.claimed_until,
+                           tuple(r.recipients), plain_raw(session, r.raw, r.key_id, r.message_id),
+                           r.attempts, r.expires_at, r.claimed_until,
                            r.last_error)
                for r in rows]
     return sorted(claimed, key=lambda mail: mail.id)

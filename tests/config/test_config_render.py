@@ -3,7 +3,7 @@ from __future__ import annotations
 import tomllib
 
 from config import load_settings, render_effective
-from config.schema import section_models
+from config.schema import SECRET_FILES, section_models
 
 
 def _configured(write, env):
@@ -49,7 +49,7 @@ def test_render_effective_is_toml_with_every_section_and_key(write, env):
     for name, model in section_models().items():
         keys = set(rendered[name]) | {line.split()[1] for line in render_effective(settings)
                                       .splitlines() if line.endswith(" is unset")}
-        unset_secrets = {key for key in ("password", "oauth2_token", "secret")
+        unset_secrets = {key for key in SECRET_FILES.values()
                          if getattr(getattr(settings, name), key, "") is None}
         assert set(model.model_fields) - unset_secrets <= keys, name
     assert rendered["sla"]["first_response"] == "1d"
