@@ -1,0 +1,188 @@
+"""Encryption at rest on SQLite and PostgreSQL: nothing of a mail readable under the storage
+path or in the outbox rows, everything readable back with the key, master keys rotated by
+re-wrapping, a wrong or exposed key file refused by doctor (DESIGN invariant 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import shutil
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from config import load_settings
+from daemon import doctor
+from daemon.outbox import OutboxSender
+from storage.crypto import WrongKey
+from storage.models import ContactKey, IngestRecord, Message, OutboxMessage
+from tests.outbox.smtp_sink import Sink, SmtpServer, free_port, transport_to
+from tests.privacy.conftest import (
+    KEY_A,
+    KEY_B,
+    KEY_WRONG,
+    complaint,
+    found_in_files,
+    stored_bytes,
+    write_key_file,
+)
+from tests.support.mails import PNG
+
+SUBJECT = "Withdrawal blocked after passport upload"
+BODY = "My passport number is 7712 889900 and my IBAN DE44500105175407324931."
+PASSPORT = b"%PDF-1.4 passport scan of Ivan Petrov, number 7712 889900 " * 40
+
+
+def the_mail(sender: str = "Ivan Petrov <ivan@mail.test>", message_id: str = "<ivan-1@mail.test>"
+             ) -> bytes:
+    return complaint(sender, SUBJECT, BODY, message_id=message_id,
+                     attachments=(("passport.pdf", "application/pdf", PASSPORT),))
+
+
+NEEDLES = [SUBJECT.encode(), BODY.encode(), b"7712 889900", PASSPORT[:60]]
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["key_file", "no_key_file"])
+def test_no_plaintext_of_a_mail_is_under_the_storage_path_only_with_a_key_file(
+        desk_factory, encrypted: bool) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A] if encrypted else None)
+    assert desk.ingest(the_mail())
+    assert any(desk.state.rglob("*")), "nothing was stored"
+    found = found_in_files(desk.state, NEEDLES)
+    if encrypted:
+        assert found == set()
+        assert all(p.suffix == ".sealed" for p, _ in stored_bytes(desk.state / "raw"))
+    else:  # the same search finds the same mail stored in clear: the test can fail
+        assert found == set(NEEDLES)
+
+
+def test_outgoing_mail_is_sealed_in_the_database_and_sent_in_clear(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    number = desk.ingest(the_mail())
+    with desk.app.sessions() as session:
+        [row] = session.scalars(select(OutboxMessage)).all()
+        assert row.key_id is not None
+        assert f"[#{number}]".encode() not in row.raw and b"Withdrawal" not in row.raw
+    sink = SmtpServer(Sink(), free_port()).start()
+    try:
+        sender = OutboxSender(desk.app.sessions, transport_to(sink.port), ops_address=None)
+        asyncio.run(sender.drain())
+    finally:
+        sink.stop()
+    [received] = sink.handler.received
+    ack = email.message_from_bytes(received.content, policy=default)
+    assert f"[#{number}]" in ack["Subject"] and received.rcpt_tos == ("ivan@mail.test",)
+
+
+def test_what_is_sealed_reads_back_byte_for_byte(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    raw = the_mail()
+    desk.ingest(raw)
+    blobs, vault = desk.app.blobs, desk.app.vault
+    with desk.app.sessions() as session:
+        message = session.scalars(select(Message).where(Message.direction == "in")).one()
+        key = vault.key(session, message.key_id)
+        assert blobs.get_raw(message.raw_sha256, key) == raw
+        [attachment] = message.attachments
+        assert blobs.get_attachment(attachment.sha256, key) == PASSPORT
+        record = session.scalars(select(IngestRecord)).one()
+        assert record.key_id == message.key_id
+
+
+def test_one_contact_stores_content_once_two_contacts_share_no_file(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    shared = (("terms.png", "image/png", PNG),)
+    desk.ingest(complaint("a@mail.test", "One", "first", message_id="<a1@m>", attachments=shared))
+    desk.ingest(complaint("a@mail.test", "Two", "second", message_id="<a2@m>", attachments=shared))
+    desk.ingest(complaint("b@mail.test", "Three", "third", message_id="<b1@m>", attachments=shared))
+    files = list((desk.state / "attachments").rglob("*.sealed"))
+    assert len(files) == 2  # a's two copies are one file; b's is another
+    with desk.app.sessions() as session:
+        rows = session.scalars(select(Message).where(Message.direction == "in")
+                               .order_by(Message.id)).all()
+        keys = [desk.app.vault.key(session, m.key_id) for m in rows]
+        digest = rows[0].attachments[0].sha256
+    assert keys[0] == keys[1] != keys[2]
+    a_file, b_file = (desk.app.blobs.attachment_path(digest, k) for k in (keys[0], keys[2]))
+    assert a_file != b_file and digest not in a_file.name
+    with pytest.raises(WrongKey):  # a's file does not open with b's key
+        shutil.copyfile(a_file, b_file)
+        desk.app.blobs.get_attachment(digest, keys[2])
+
+
+def test_a_sealed_file_opens_only_under_its_own_name(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    desk.ingest(complaint("a@mail.test", "One", "first", message_id="<a1@m>"))
+    desk.ingest(complaint("a@mail.test", "Two", "second", message_id="<a2@m>"))
+    with desk.app.sessions() as session:
+        first, second = session.scalars(select(Message).where(Message.direction == "in")
+                                        .order_by(Message.id)).all()
+        key = desk.app.vault.key(session, first.key_id)
+    blobs = desk.app.blobs
+    shutil.copyfile(blobs.raw_path(first.raw_sha256, key), blobs.raw_path(second.raw_sha256, key))
+    with pytest.raises(WrongKey):
+        blobs.get_raw(second.raw_sha256, key)
+
+
+def test_rotating_the_master_key_rewraps_data_keys_and_keeps_everything_readable(
+        desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    raw = the_mail()
+    desk.ingest(raw)
+    before = {p: p.read_bytes() for p in desk.state.rglob("*.sealed")}
+    rotated = desk.rebuilt([KEY_B, KEY_A])  # a new first line
+    result = rotated.cli("privacy", "rotate-master")
+    assert result.exit_code == 0, result.output
+    assert "re-wrapped" in result.output
+    newest = rotated.app.vault.masters.newest.id
+    with rotated.app.sessions() as session:
+        assert {k.master_key_id for k in session.scalars(select(ContactKey))} == {newest}
+    assert {p: p.read_bytes() for p in desk.state.rglob("*.sealed")} == before  # no re-encryption
+    only_new = desk.rebuilt([KEY_B])  # the old line dropped
+    with only_new.app.sessions() as session:
+        message = session.scalars(select(Message).where(Message.direction == "in")).one()
+        key = only_new.app.vault.key(session, message.key_id)
+        assert only_new.app.blobs.get_raw(message.raw_sha256, key) == raw
+    [ack] = only_new.outbox_plain()
+    assert b"Auto-Submitted: auto-replied" in ack
+    assert next(c for c in doctor.run_checks(only_new.app.settings)
+                if c.name == "encryption").ok
+
+
+def _encryption_check(config: Path) -> doctor.Check:
+    settings = load_settings(config, environ={})
+    return next(c for c in doctor.run_checks(settings) if c.name == "encryption")
+
+
+def test_doctor_refuses_a_wrong_key_and_an_exposed_key_file_and_warns_when_off(
+        desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    desk.ingest(the_mail())
+    check = _encryption_check(desk.config)
+    assert check.ok and not check.warning and "on:" in check.detail
+    key_file = desk.config.parent / "master-key"
+    write_key_file(key_file, [KEY_WRONG])
+    check = _encryption_check(desk.config)
+    assert not check.ok and "not in the key file" in check.detail
+    write_key_file(key_file, [KEY_A])
+    key_file.chmod(0o644)
+    check = _encryption_check(desk.config)
+    assert not check.ok and "open to other users" in check.detail
+    config = desk.config.read_text().split("[privacy]")[0]
+    desk.config.write_text(config)
+    check = _encryption_check(desk.config)
+    assert check.ok and check.warning and "off" in check.detail
+
+
+def test_a_data_key_copied_onto_another_contact_does_not_open(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    desk.ingest(complaint("a@mail.test", "One", "first", message_id="<a1@m>"))
+    desk.ingest(complaint("b@mail.test", "Two", "second", message_id="<b1@m>"))
+    with desk.app.sessions.begin() as session:
+        a, b = session.scalars(select(ContactKey).where(ContactKey.contact_id.is_not(None))
+                               .order_by(ContactKey.id)).all()
+        b.wrapped = a.wrapped  # someone with the database swaps keys between contacts
+    with desk.app.sessions() as session, pytest.raises(WrongKey):
+        desk.app.vault.key(session, b.id)
