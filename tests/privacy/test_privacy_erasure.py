@@ -1,0 +1,155 @@
+"""`ticketd privacy erase` on SQLite and PostgreSQL: no trace of the person left in any table,
+no file of theirs readable (backups included), another person untouched, refused under a
+legal hold, asked for on a terminal, recognised when asked again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage import holds
+from storage.blobs import associated
+from storage.crypto import WrongKey, open_sealed
+from storage.erasure import erased_before
+from storage.models import Contact, ContactKey, Erasure, Event, Message, Ticket
+from storage.vault import KeyDestroyed
+from tests.privacy.conftest import KEY_A, complaint, dump_database, stored_bytes
+
+IVAN = "Ivan Petrov <ivan@mail.test>"
+OLGA = "Olga Smirnova <olga@mail.test>"
+PASSPORT = b"%PDF-1.4 passport of Ivan Petrov, series 4509 number 112233 " * 20
+OLGA_SCAN = b"%PDF-1.4 Olga's utility bill, account 55-66-77 " * 20
+IVAN_TRACES = ["ivan@mail.test", "Ivan Petrov", "Deposit of 300 EUR vanished",
+               "card ending 4417", "Self-exclusion please", "passport_ivan.pdf",
+               "Withdrawal still pending", "i1.ivan@mail.test"]
+
+
+def populate(desk) -> tuple[list[int], int, bytes]:  # noqa: ANN001
+    numbers = [
+        desk.ingest(complaint(IVAN, "Deposit of 300 EUR vanished", "Paid with card ending 4417.",
+                              message_id="<i1.ivan@mail.test>",
+                              attachments=(("passport_ivan.pdf", "application/pdf", PASSPORT),))),
+        desk.ingest(complaint(IVAN, "Self-exclusion please", "Exclude me for a year.",
+                              message_id="<i2.ivan@mail.test>")),
+    ]
+    desk.ingest(complaint(IVAN, f"Re: [#{numbers[0]}] Withdrawal still pending",
+                          "Withdrawal still pending, card ending 4417.",
+                          message_id="<i3.ivan@mail.test>", in_reply_to="<i1.ivan@mail.test>"))
+    olga_raw = complaint(OLGA, "Bonus not credited", "My welcome bonus is missing.",
+                         message_id="<o1@mail.test>",
+                         attachments=(("bill.pdf", "application/pdf", OLGA_SCAN),))
+    return numbers, desk.ingest(olga_raw), olga_raw
+
+
+def sealed_files(root: Path) -> dict[Path, bytes]:
+    return {path: data for path, data in stored_bytes(root) if path.suffix == ".sealed"}
+
+
+@pytest.mark.parametrize("keys", [[KEY_A], None], ids=["key_file", "no_key_file"])
+def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
+        desk_factory, tmp_path: Path, keys: list[str] | None) -> None:  # noqa: ANN001
+    desk = desk_factory(keys)
+    ivans, olgas, olga_raw = populate(desk)
+    before = dump_database(desk.app)
+    assert all(trace in before for trace in IVAN_TRACES)  # the search finds them when there
+    backup = tmp_path / "backup"
+    shutil.copytree(desk.state, backup)  # yesterday's backup of the blob store
+    with desk.app.sessions() as session:
+        ivan_key = session.scalar(select(ContactKey.id).join(Contact).where(
+            Contact.address == "ivan@mail.test"))
+        ivan_secret = desk.app.vault.key(session, ivan_key).secret if keys else b""
+
+    result = desk.cli("privacy", "erase", "ivan@mail.test", "--yes", "--by", "dpo@casino.test")
+    assert result.exit_code == 0, result.output
+
+    after = dump_database(desk.app)
+    left = [trace for trace in IVAN_TRACES if trace.lower() in after.lower()]
+    assert left == []
+    needles = [PASSPORT[:40], b"card ending 4417", b"Deposit of 300 EUR"]
+    assert not any(n in data for _, data in stored_bytes(desk.state) for n in needles)
+    if keys:  # the backup still holds Ivan's sealed files, and no key left opens them
+        with desk.app.sessions() as session:
+            assert session.get(ContactKey, ivan_key).wrapped is None
+            live = [desk.app.vault.key(session, k.id) for k in session.scalars(
+                select(ContactKey).where(ContactKey.wrapped.is_not(None)))]
+            with pytest.raises(KeyDestroyed):
+                desk.app.vault.key(session, ivan_key)
+        current = set(sealed_files(desk.state).values())
+        gone = {p: data for p, data in sealed_files(backup).items() if data not in current}
+        assert len(gone) >= 4  # three raw mails and the passport
+        for path, data in gone.items():
+            assert open_sealed(ivan_secret, data, associated(path))  # his key opened them
+            for key in live:
+                with pytest.raises(WrongKey):
+                    open_sealed(key.secret, data, associated(path))
+    with desk.app.sessions() as session:
+        olga = session.scalar(select(Ticket).where(Ticket.number == olgas))
+        assert olga.subject == "Bonus not credited"
+        assert olga.requester.address == "olga@mail.test"
+        [message] = [m for m in olga.messages if m.direction == "in"]
+        assert message.visible_text == "My welcome bonus is missing."
+        key = desk.app.vault.key(session, message.key_id) if keys else None
+        assert desk.app.blobs.get_raw(message.raw_sha256, key) == olga_raw
+        assert desk.app.blobs.get_attachment(message.attachments[0].sha256, key) == OLGA_SCAN
+        erased = [session.scalar(select(Ticket).where(Ticket.number == n)) for n in ivans]
+        assert all(t.subject == "" and t.status for t in erased)
+        [event] = session.scalars(select(Event).where(Event.kind == "erased")).all()
+        assert event.actor == "dpo@casino.test" and sorted(event.data["tickets"]) == ivans
+        assert event.data["messages"] >= 3 and event.data["files"] >= 4
+        assert event.data["key_destroyed"] is bool(keys)
+        assert session.scalars(select(Erasure)).one().erased_by == "dpo@casino.test"
+        assert all(m.full_text == "" for m in session.scalars(
+            select(Message).where(Message.ticket_id.in_([t.id for t in erased]))))
+
+    again = desk.cli("privacy", "erase", "ivan@mail.test", "--yes")  # recognised by its tombstone
+    assert again.exit_code == 1 and "already erased" in again.output
+
+
+def test_erase_is_refused_while_a_legal_hold_covers_a_ticket_of_theirs(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    ivans, _, _ = populate(desk)
+    with desk.app.sessions.begin() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == ivans[1]))
+        hold = holds.place(session, reason="regulator inquiry 2026-17", by="compliance",
+                           ticket_id=ticket.id)
+    files = sealed_files(desk.state)
+    result = desk.cli("privacy", "erase", "ivan@mail.test", "--yes")
+    assert result.exit_code == 1
+    assert "refused" in result.output and f"hold {hold}" in result.output
+    assert "regulator inquiry" in result.output
+    assert all(trace in dump_database(desk.app) for trace in IVAN_TRACES)
+    assert sealed_files(desk.state) == files
+    with desk.app.sessions() as session:
+        assert session.scalars(select(ContactKey).where(ContactKey.wrapped.is_(None))).all() == []
+    with desk.app.sessions.begin() as session:
+        holds.release(session, by="compliance", ticket_id=ticket.id)
+    assert desk.cli("privacy", "erase", "ivan@mail.test", "--yes").exit_code == 0
+
+
+def test_erase_asks_on_a_terminal_and_refuses_a_script_without_yes(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    populate(desk)
+    result = desk.cli("privacy", "erase", "ivan@mail.test")  # standard input is no terminal
+    assert result.exit_code == 2 and "--yes" in result.output
+    assert "ivan@mail.test" in dump_database(desk.app)
+
+
+def test_a_mail_from_an_erased_address_starts_afresh(desk_factory) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    populate(desk)
+    assert desk.cli("privacy", "erase", "ivan@mail.test", "--yes").exit_code == 0
+    raw = complaint(IVAN, "Hello again", "New account, new question.",
+                    message_id="<i9@mail.test>")
+    number = desk.ingest(raw)
+    with desk.app.sessions() as session:
+        assert erased_before(session, "ivan@mail.test") is not None
+        destroyed = session.scalars(select(ContactKey).where(ContactKey.wrapped.is_(None))).one()
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket.requester.address == "ivan@mail.test"
+        [message] = [m for m in ticket.messages if m.direction == "in"]
+        assert message.key_id != destroyed.id  # a new data key, not the destroyed one
+        key = desk.app.vault.key(session, message.key_id)
+        assert desk.app.blobs.get_raw(message.raw_sha256, key) == raw
