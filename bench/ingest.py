@@ -28,7 +28,8 @@ BATCH = 50  # the mailbox runner's batch
 PG_DEFAULT = os.environ.get("TICKETD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
-def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap") -> dict:
+def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap",
+          encrypt: bool = False) -> dict:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -56,7 +57,13 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
                     keys=keys, templates=Templates(), per_address_10min=10**9, per_address_day=10**9)
     policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=keys,
                           ack=ack if acks else None)
-    sessions = db.session_factory(engine)
+    vault = None
+    if encrypt:  # [privacy] key_file set: every mail's files and ack sealed (bench/crypto.py)
+        from storage.crypto import MasterKeys
+        from storage.vault import Vault
+
+        vault = Vault(MasterKeys.of((os.urandom(32),)))
+    sessions = db.session_factory(engine, vault)
     ingestor = Ingestor(sessions, BlobStore(work / "state"), policy)
     outcomes: dict[str, int] = {}
 

@@ -103,6 +103,7 @@ def erase(session: Session, blobs: BlobStore, address: str, by: str) -> ErasureR
     _scrub_rows(session, tickets, ticket_ids, messages, contact)
     report.outbox_rows = _delete_outbox(session, ticket_ids, contact)
     report.key_destroyed = _destroy_key(session, contact.id)
+    session.info.pop("data_keys", None)  # no key of theirs kept in this session either
     tomb = Erasure(address_hash=address_hash(session, contact.address), contact_id=contact.id,
                    erased_by=by)
     session.add(tomb)
@@ -229,12 +230,18 @@ def _scrub_rows(session: Session, tickets: list[Ticket], ticket_ids: list[int],
     session.execute(update(IngestRecord).where(or_(
         IngestRecord.message_id.in_(ids), IngestRecord.ticket_id.in_(ticket_ids),
         IngestRecord.key_id.in_(their_key))).values(header_message_id=None, reason="", source=""))
-    mentions = _mentions(Event.data, address)
-    session.execute(update(Event).where(Event.actor == address).values(actor=ERASED))
-    session.execute(update(Event).where(or_(Event.ticket_id.in_(ticket_ids), mentions))
-                    .values(data={}))
+    events = session.scalars(select(Event.id).where(or_(
+        Event.ticket_id.in_(ticket_ids), func.lower(Event.actor) == address.lower(),
+        _mentions(Event.data, address)))).all()
+    _redact_events(session, list(events))
     session.execute(update(LegalHold).where(_mentions(LegalHold.reason, address))
                     .values(reason=ERASED))
+
+
+def _redact_events(session: Session, event_ids: list[int]) -> None:
+    """Who did it and the details go; that it happened, when and on which ticket stay."""
+    for chunk in _chunks(event_ids):
+        session.execute(update(Event).where(Event.id.in_(chunk)).values(actor=ERASED, data={}))
 
 
 def _delete_outbox(session: Session, ticket_ids: list[int], contact: Contact) -> int:

@@ -34,6 +34,8 @@ _NEW_KEY = {
     .on_conflict_do_nothing(index_elements=["contact_id"])
     for dialect in (postgresql, sqlite)
 }
+_KEY_OF_CONTACT = select(ContactKey.id, ContactKey.wrapped, ContactKey.master_key_id).where(
+    ContactKey.contact_id == bindparam("cid"))
 _KEYS_OF_ADDRESSES = (
     select(Contact.address, ContactKey.id, ContactKey.contact_id, ContactKey.wrapped,
            ContactKey.master_key_id)
@@ -66,13 +68,17 @@ class Vault:
         return self._open(row.id, row.contact_id, row.wrapped, row.master_key_id)
 
     def key_of_contact(self, session: Session, contact_id: int) -> DataKey:
-        """The contact's data key, made when the contact has none yet."""
-        row = session.scalar(select(ContactKey).where(ContactKey.contact_id == contact_id))
+        """The contact's data key, made when the contact has none yet. Kept for the rest of
+        the session: ingest asks again for the acknowledgement of the mail it just sealed."""
+        cache = session.info.setdefault("data_keys", {})
+        if contact_id in cache:
+            return cache[contact_id]
+        row = session.execute(_KEY_OF_CONTACT, {"cid": contact_id}).first()
         if row is None:
             self._insert(session, contact_id)
-            row = session.scalar(select(ContactKey).where(ContactKey.contact_id == contact_id))
-        assert row is not None
-        return self._open(row.id, row.contact_id, row.wrapped, row.master_key_id)
+            row = session.execute(_KEY_OF_CONTACT, {"cid": contact_id}).one()
+        cache[contact_id] = self._open(row.id, contact_id, row.wrapped, row.master_key_id)
+        return cache[contact_id]
 
     def keys_of_senders(self, session: Session,
                         senders: Iterable[tuple[str, str]]) -> dict[str, DataKey]:
@@ -81,8 +87,11 @@ class Vault:
         wanted = {address: name for address, name in senders}
         if not wanted:
             return {}
-        found = {row.address: self._open(row.id, row.contact_id, row.wrapped, row.master_key_id)
-                 for row in session.execute(_KEYS_OF_ADDRESSES, {"addresses": list(wanted)})}
+        found = {}
+        cache = session.info.setdefault("data_keys", {})
+        for row in session.execute(_KEYS_OF_ADDRESSES, {"addresses": list(wanted)}):
+            found[row.address] = cache[row.contact_id] = self._open(
+                row.id, row.contact_id, row.wrapped, row.master_key_id)
         for address, name in wanted.items():
             if address not in found:
                 contact = queries.contact_id(session, address, name[:200])
