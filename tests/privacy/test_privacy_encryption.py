@@ -186,3 +186,53 @@ def test_a_data_key_copied_onto_another_contact_does_not_open(desk_factory) -> N
         b.wrapped = a.wrapped  # someone with the database swaps keys between contacts
     with desk.app.sessions() as session, pytest.raises(WrongKey):
         desk.app.vault.key(session, b.id)
+
+
+def test_agents_mail_and_relays_are_sealed_and_the_relay_carries_the_agents_attachment(
+        db_url: str, tmp_path: Path) -> None:
+    from daemon.ingest import Ingestor, IngestPolicy
+    from daemon.team import Agent, TeamPolicy
+    from responders.rendering import Templates
+    from storage import db
+    from storage.blobs import BlobStore
+    from storage.crypto import MasterKeys
+    from storage.outbox import plain_raw
+    from storage.vault import Vault
+    from tests.support.agents import AUTHSERV, reply_to_notification
+
+    keys = (b"agents-test-key-0123456789abcdef",)
+    team = TeamPolicy(
+        support_address="support@casino.test", support_name="Casino Support", keys=keys,
+        templates=Templates(), agents={"anna@casino.test": Agent("anna@casino.test", "Anna",
+                                                                  ("payments",))},
+        routing={"refund": "payments"}, authserv_id=AUTHSERV)
+    policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=keys,
+                          team=team, agents=frozenset(team.agents), authserv_id=AUTHSERV)
+    vault = Vault(MasterKeys.of((b"m" * 32,)))
+    sessions = db.session_factory(db.make_engine(db_url), vault)
+    ingestor = Ingestor(sessions, BlobStore(tmp_path / "state"), policy)
+    ingestor.ingest(the_mail(), "t")
+
+    def rows(kind: str) -> list[bytes]:
+        with sessions() as session:
+            found = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)
+                                    .order_by(OutboxMessage.id)).all()
+            assert all(r.key_id is not None and b"Withdrawal" not in r.raw for r in found)
+            return [plain_raw(session, r.raw, r.key_id, r.message_id) for r in found]
+
+    [note] = rows("notification")
+    reply = email.message_from_bytes(reply_to_notification(note, "Refund sent today."),
+                                     policy=default)
+    reply.add_attachment(b"%PDF-1.4 refund receipt", maintype="application", subtype="pdf",
+                         filename="refund.pdf")
+    assert ingestor.ingest(reply.as_bytes(), "t").reason == "agent reply"
+    [relay] = rows("relay")
+    [attached] = email.message_from_bytes(relay, policy=default).iter_attachments()
+    assert attached.get_content() == b"%PDF-1.4 refund receipt"
+    assert found_in_files(tmp_path / "state", NEEDLES + [b"refund receipt"]) == set()
+    with sessions() as session:
+        player, agent = (session.scalars(select(Message).where(Message.direction == d)
+                                         .order_by(Message.id)).first() for d in ("in", "out"))
+        assert player.key_id != agent.key_id  # each mail under its sender's key
+        key = vault.key(session, agent.key_id)
+        assert ingestor.blobs.get_raw(agent.raw_sha256, key) == reply.as_bytes()
