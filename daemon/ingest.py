@@ -61,7 +61,7 @@ from responders.references import (
 from storage import queries
 from storage import spam as spam_store
 from storage.blobs import BlobBatch, BlobStore
-from storage.crypto import DataKey
+from storage.crypto import DataKey, KeyProblem
 from storage.db import vault_of_factory
 from storage.models import Ticket, utcnow
 from storage.queries import TicketFacts
@@ -171,6 +171,8 @@ class Ingestor:
             raise
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
             raise TemporaryFailure(f"{type(err).__name__}: {_first_line(err)}") from err
+        except KeyProblem as err:  # a key file that does not open the data keys: mail waits
+            raise TemporaryFailure(f"encryption at rest: {err}") from err
         except OSError as err:  # the file store: full, read-only, gone
             raise TemporaryFailure(f"file store {self.blobs.root}: {type(err).__name__}: "
                                    f"{_first_line(err)}") from err

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from storage.crypto import (
 )
 from storage.models import Contact, ContactKey, utcnow
 
+ADDRESS_MAX = 320  # contacts.address
 _KEYS = ContactKey.__table__
 _NEW_KEY = {
     dialect.__name__.rpartition(".")[2]: dialect.insert(_KEYS)
@@ -82,8 +84,9 @@ class Vault:
 
     def keys_of_senders(self, session: Session,
                         senders: Iterable[tuple[str, str]]) -> dict[str, DataKey]:
-        """Address -> data key for each (address, name), making contacts and keys as needed.
-        One query for the contacts that have a key already (the common case in a batch)."""
+        """Address -> data key for each (address, name), making contacts and keys as needed;
+        an address that cannot be a contact is left out (its mail takes the desk key). One
+        query for the contacts that have a key already (the common case in a batch)."""
         wanted = {address: name for address, name in senders}
         if not wanted:
             return {}
@@ -93,9 +96,15 @@ class Vault:
             found[row.address] = cache[row.contact_id] = self._open(
                 row.id, row.contact_id, row.wrapped, row.master_key_id)
         for address, name in wanted.items():
-            if address not in found:
-                contact = queries.contact_id(session, address, name[:200])
-                found[address] = self.key_of_contact(session, contact)
+            if address not in found and len(address) <= ADDRESS_MAX:
+                try:  # a hostile address must not fail the whole batch: it gets the desk key
+                    with session.begin_nested():
+                        contact = queries.contact_id(session, address, name[:200])
+                        found[address] = self.key_of_contact(session, contact)
+                except sa_exc.StatementError as err:
+                    if isinstance(err, sa_exc.OperationalError | sa_exc.InterfaceError):
+                        raise
+                    cache.clear()
         return found
 
     def desk_key(self, session: Session) -> DataKey:

@@ -236,3 +236,16 @@ def test_agents_mail_and_relays_are_sealed_and_the_relay_carries_the_agents_atta
         assert player.key_id != agent.key_id  # each mail under its sender's key
         key = vault.key(session, agent.key_id)
         assert ingestor.blobs.get_raw(agent.raw_sha256, key) == reply.as_bytes()
+
+
+def test_with_a_wrong_key_file_mail_waits_in_the_mailbox_and_nothing_is_stored(
+        desk_factory) -> None:  # noqa: ANN001
+    from daemon.ingest import TemporaryFailure
+
+    desk = desk_factory([KEY_A])
+    desk.ingest(the_mail())
+    wrong = desk.rebuilt([KEY_WRONG])
+    with pytest.raises(TemporaryFailure, match="not in the key file"):
+        wrong.ingest(the_mail(message_id="<ivan-2@mail.test>"))
+    with wrong.app.sessions() as session:
+        assert len(session.scalars(select(IngestRecord)).all()) == 1
