@@ -16,7 +16,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage import queries
 from storage.crypto import (
     DataKey,
     KeyProblem,
@@ -34,6 +33,13 @@ _NEW_KEY = {
     .values(contact_id=bindparam("cid"), wrapped=bindparam("wrapped"),
             master_key_id=bindparam("mid"), created_at=bindparam("now"))
     .on_conflict_do_nothing(index_elements=["contact_id"])
+    for dialect in (postgresql, sqlite)
+}
+_NEW_CONTACT = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(Contact)
+    .values(address=bindparam("address"), name=bindparam("name"), language=None,
+            bouncing=False, created_at=bindparam("now"))
+    .on_conflict_do_nothing(index_elements=["address"])
     for dialect in (postgresql, sqlite)
 }
 _KEY_OF_CONTACT = select(ContactKey.id, ContactKey.wrapped, ContactKey.master_key_id).where(
@@ -90,22 +96,43 @@ class Vault:
         wanted = {address: name for address, name in senders}
         if not wanted:
             return {}
-        found = {}
+        found = self._keys_of_addresses(session, list(wanted))
+        new = {a: n for a, n in wanted.items()
+               if a not in found and len(a) <= ADDRESS_MAX and "\x00" not in a}
+        if new:
+            try:  # a hostile address must not fail the whole batch: it gets the desk key
+                with session.begin_nested():
+                    self._insert_contacts(session, new)
+            except sa_exc.StatementError as err:
+                if isinstance(err, sa_exc.OperationalError | sa_exc.InterfaceError):
+                    raise
+            else:
+                found.update(self._keys_of_addresses(session, list(new)))
+        return found
+
+    def _keys_of_addresses(self, session: Session, addresses: list[str]) -> dict[str, DataKey]:
         cache = session.info.setdefault("data_keys", {})
-        for row in session.execute(_KEYS_OF_ADDRESSES, {"addresses": list(wanted)}):
+        found = {}
+        for row in session.execute(_KEYS_OF_ADDRESSES, {"addresses": addresses}):
             found[row.address] = cache[row.contact_id] = self._open(
                 row.id, row.contact_id, row.wrapped, row.master_key_id)
-        for address, name in wanted.items():
-            if address not in found and len(address) <= ADDRESS_MAX:
-                try:  # a hostile address must not fail the whole batch: it gets the desk key
-                    with session.begin_nested():
-                        contact = queries.contact_id(session, address, name[:200])
-                        found[address] = self.key_of_contact(session, contact)
-                except sa_exc.StatementError as err:
-                    if isinstance(err, sa_exc.OperationalError | sa_exc.InterfaceError):
-                        raise
-                    cache.clear()
         return found
+
+    def _insert_contacts(self, session: Session, new: dict[str, str]) -> None:
+        """Contacts and data keys for new senders, a statement for each table: on PostgreSQL
+        every statement is a round trip, and half of a backlog may be new senders."""
+        dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+        now = utcnow()
+        session.execute(_NEW_CONTACT[dialect], [
+            {"address": a, "name": n[:200], "now": now} for a, n in new.items()])
+        keyless = session.scalars(
+            select(Contact.id).outerjoin(ContactKey, ContactKey.contact_id == Contact.id)
+            .where(Contact.address.in_(list(new)), ContactKey.id.is_(None))).all()
+        newest = self.masters.newest
+        if keyless:
+            session.execute(_NEW_KEY[dialect], [
+                {"cid": cid, "wrapped": wrap(newest, new_data_key(), owner(cid)),
+                 "mid": newest.id, "now": now} for cid in keyless])
 
     def desk_key(self, session: Session) -> DataKey:
         """The key of mail that names no contact (no readable sender); the oldest desk key,
