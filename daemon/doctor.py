@@ -134,6 +134,7 @@ def _keys(settings: Settings) -> str:
 
 def _encryption(settings: Settings) -> str:
     """Off is a warning; on, the key file must be private and open the stored data keys."""
+    from config.loader import secret_file_path
     from storage.vault import Vault
 
     privacy = settings.privacy
@@ -141,9 +142,10 @@ def _encryption(settings: Settings) -> str:
         raise Warn("off: raw mails, attachments and sent mail are stored in clear; set "
                    "[privacy] key_file")
     if privacy.key_file is not None:
-        mode = privacy.key_file.stat().st_mode
+        path = secret_file_path(privacy.key_file)
+        mode = path.stat().st_mode
         if mode & 0o077:
-            raise PermissionError(f"{privacy.key_file} is open to other users "
+            raise PermissionError(f"{path} is open to other users "
                                   f"({oct(mode & 0o777)}); chmod 0600 or 0400 it")
     vault = app_mod.vault(settings)
     assert isinstance(vault, Vault)

@@ -249,3 +249,22 @@ def test_with_a_wrong_key_file_mail_waits_in_the_mailbox_and_nothing_is_stored(
         wrong.ingest(the_mail(message_id="<ivan-2@mail.test>"))
     with wrong.app.sessions() as session:
         assert len(session.scalars(select(IngestRecord)).all()) == 1
+
+
+def test_the_key_file_may_be_a_systemd_credential(desk_factory, monkeypatch) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    desk.ingest(the_mail())
+    credentials = desk.config.parent / "credentials"
+    credentials.mkdir(mode=0o700)
+    shutil.copy(desk.config.parent / "master-key", credentials / "master-key")
+    (credentials / "master-key").chmod(0o400)
+    desk.config.write_text(desk.config.read_text().replace(
+        str(desk.config.parent / "master-key"), "credential:master-key"))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    check = next(c for c in doctor.run_checks(load_settings(desk.config))
+                 if c.name == "encryption")
+    assert check.ok and not check.warning, check.detail
+    (credentials / "master-key").chmod(0o644)
+    check = next(c for c in doctor.run_checks(load_settings(desk.config))
+                 if c.name == "encryption")
+    assert not check.ok and "open to other users" in check.detail
