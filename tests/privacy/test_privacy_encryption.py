@@ -268,3 +268,28 @@ def test_the_key_file_may_be_a_systemd_credential(desk_factory, monkeypatch) -> 
     check = next(c for c in doctor.run_checks(load_settings(desk.config))
                  if c.name == "encryption")
     assert not check.ok and "open to other users" in check.detail
+
+
+def test_hostile_senders_in_one_batch_are_sealed_without_failing_the_others(
+        desk_factory) -> None:  # noqa: ANN001
+    from tests.drills.hostile import empty, many_recipients, nul_bytes
+
+    desk = desk_factory([KEY_A])
+    long_sender = "x" * 400 + "@mail.test"
+    batch = [the_mail(), nul_bytes(), many_recipients(), empty(),
+             complaint(f"Long <{long_sender}>", "Long sender", "Mine is long.",
+                       message_id="<long@mail.test>"),
+             b"Subject: no sender at all\r\n\r\nWho am I?\r\n"]
+    results = desk.app.ingestor.ingest_many([(raw, f"t{n}") for n, raw in enumerate(batch)])
+    assert [r.outcome for r in results][:4] == ["ticket", "ticket", "ticket", "quarantined"]
+    assert results[0].ticket_number
+    with desk.app.sessions() as session:
+        records = session.scalars(select(IngestRecord).order_by(IngestRecord.id)).all()
+        assert len(records) == len(batch)
+        assert all(r.key_id is not None for r in records)
+        desk_key = desk.app.vault.desk_key(session).id
+        by_source = {r.source: r.key_id for r in records}
+        assert by_source["t5"] == by_source["t3"] == desk_key  # no sender: the desk's key
+        assert by_source["t4"] == desk_key  # an address too long to be a contact: the same
+        assert by_source["t0"] != desk_key
+    assert found_in_files(desk.state, NEEDLES + [b"Who am I?", b"Mine is long."]) == set()
