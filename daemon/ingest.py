@@ -58,7 +58,7 @@ from responders.references import (
     token_from_address,
     verify_message_id,
 )
-from storage import queries
+from storage import erasure, queries
 from storage import spam as spam_store
 from storage.blobs import BlobBatch, BlobStore
 from storage.crypto import DataKey, KeyProblem
@@ -231,7 +231,11 @@ class Ingestor:
         assert self.vault is not None
         senders = [(a.mail.sender.addr, a.mail.sender.name) for a in arrivals
                    if a.mail is not None and a.mail.sender is not None]
-        keys = self.vault.keys_of_senders(session, senders)
+        keys, new = self.vault.keys_of_senders(session, senders)
+        for address, erased in erasure.erased_among(session, new).items():
+            # Named by the erasure and the new contact, never by the address.
+            queries.insert_event(session, "contact_returned_after_erasure", erasure=erased,
+                                 contact=queries.contact_id(session, address))
         desk: DataKey | None = None
         for arrival in arrivals:
             mail = arrival.mail

@@ -88,14 +88,15 @@ class Vault:
         cache[contact_id] = self._open(row.id, contact_id, row.wrapped, row.master_key_id)
         return cache[contact_id]
 
-    def keys_of_senders(self, session: Session,
-                        senders: Iterable[tuple[str, str]]) -> dict[str, DataKey]:
+    def keys_of_senders(self, session: Session, senders: Iterable[tuple[str, str]]
+                        ) -> tuple[dict[str, DataKey], list[str]]:
         """Address -> data key for each (address, name), making contacts and keys as needed;
         an address that cannot be a contact is left out (its mail takes the desk key). One
-        query for the contacts that have a key already (the common case in a batch)."""
+        query for the contacts that have a key already (the common case in a batch). Also
+        the addresses that became contacts now."""
         wanted = {address: name for address, name in senders}
         if not wanted:
-            return {}
+            return {}, []
         found = self._keys_of_addresses(session, list(wanted))
         new = {a: n for a, n in wanted.items()
                if a not in found and len(a) <= ADDRESS_MAX and "\x00" not in a}
@@ -108,7 +109,7 @@ class Vault:
                     raise
             else:
                 found.update(self._keys_of_addresses(session, list(new)))
-        return found
+        return found, [a for a in new if a in found]
 
     def _keys_of_addresses(self, session: Session, addresses: list[str]) -> dict[str, DataKey]:
         cache = session.info.setdefault("data_keys", {})

@@ -145,7 +145,10 @@ def test_a_mail_from_an_erased_address_starts_afresh(desk_factory) -> None:  # n
                     message_id="<i9@mail.test>")
     number = desk.ingest(raw)
     with desk.app.sessions() as session:
-        assert erased_before(session, "ivan@mail.test") is not None
+        tomb = erased_before(session, "ivan@mail.test")
+        [returned] = session.scalars(select(Event).where(
+            Event.kind == "contact_returned_after_erasure")).all()
+        assert returned.data["erasure"] == tomb.id and "ivan" not in str(returned.data)
         destroyed = session.scalars(select(ContactKey).where(ContactKey.wrapped.is_(None))).one()
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket.requester.address == "ivan@mail.test"
