@@ -203,7 +203,7 @@ def erase_command(ctx: click.Context, address: str, yes: bool, by: str | None) -
     import sys
 
     from daemon.cli import _app, temp_failures_exit_75
-    from storage.erasure import ErasureRefused, erase
+    from storage.erasure import ErasureRefused, erase, flush_to_disk
 
     if not yes:
         if not sys.stdin.isatty():
@@ -221,6 +221,7 @@ def erase_command(ctx: click.Context, address: str, yes: bool, by: str | None) -
         except ErasureRefused as err:
             click.echo(f"ticketd: erasure refused: {err}", err=True)
             sys.exit(1)
+        flush_to_disk(application.engine)
         click.echo(f"erased (tombstone {report.erasure_id}): {len(report.tickets)} tickets, "
                    f"{report.messages} messages, {report.attachments} attachments, "
                    f"{report.outbox_rows} outgoing mails, {report.files} files; data key "

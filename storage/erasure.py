@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, Text, delete, false, func, or_, select, update
+from sqlalchemy import String, Text, delete, false, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from parsers import Limits, RejectedMail, parse
-from storage import holds
+from storage import holds, search
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, tombstone
 from storage.models import (
@@ -104,6 +104,9 @@ def erase(session: Session, blobs: BlobStore, address: str, by: str) -> ErasureR
         raise ErasureRefused("a legal hold covers this contact or their tickets: "
                              + ", ".join(f"hold {h.id} ({h.reason})" for h in held), ids)
     vault = vault_of(session)
+    if session.get_bind().dialect.name == "sqlite":
+        # Freed space is zeroed rather than left holding the old texts in the file.
+        session.execute(text("PRAGMA secure_delete = ON"))
     tickets = list(session.scalars(select(Ticket).where(Ticket.requester_id == contact.id)))
     ticket_ids = [t.id for t in tickets]
     messages = _their_messages(session, ticket_ids, contact.address)
@@ -121,12 +124,25 @@ def erase(session: Session, blobs: BlobStore, address: str, by: str) -> ErasureR
     contact.address, contact.name, contact.language = f"{ERASED}-{contact.id}@invalid", "", None
     session.flush()
     report.erasure_id = tomb.id
+    search.forget_removed_text(session)
     report.files = sum(blobs.remove(path) for path in files)
     insert_event(session, "erased", None, actor=by, erasure=tomb.id, contact=contact.id,
                  tickets=report.tickets, messages=report.messages,
                  attachments=report.attachments, outbox_rows=report.outbox_rows,
                  files=report.files, key_destroyed=report.key_destroyed)
     return report
+
+
+def flush_to_disk(engine: Any) -> None:
+    """After the commit, on SQLite: copy the write-ahead log into the database and empty it,
+    so that page images from before the erasure do not linger in the WAL file. PostgreSQL
+    keeps old row versions until VACUUM (autovacuum, or VACUUM of the tables by hand)."""
+    if engine.dialect.name == "sqlite":
+        conn = engine.raw_connection()  # outside any transaction: a checkpoint needs that
+        try:
+            conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
 
 
 def _their_messages(session: Session, ticket_ids: list[int], address: str) -> list[Message]:

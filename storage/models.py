@@ -134,8 +134,9 @@ class Message(Base):
     references: Mapped[str | None] = mapped_column(Text)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
-    # The data key that seals its raw mail and attachments; NULL: stored in clear.
-    key_id: Mapped[int | None] = mapped_column(ForeignKey("contact_keys.id"))
+    # The data key (contact_keys.id) that seals its raw mail and attachments; NULL: in clear.
+    # No foreign key, as migration 0009 says why.
+    key_id: Mapped[int | None] = mapped_column(Integer)
     visible_text: Mapped[str] = mapped_column(Text, default="")
     full_text: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -178,7 +179,7 @@ class IngestRecord(Base):
     header_message_id: Mapped[str | None] = mapped_column(String(998))
     raw_sha256: Mapped[str] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
-    key_id: Mapped[int | None] = mapped_column(ForeignKey("contact_keys.id"))  # seals the raw mail
+    key_id: Mapped[int | None] = mapped_column(Integer)  # contact_keys.id sealing the raw mail
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -266,7 +267,7 @@ class OutboxMessage(Base):
     envelope_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    key_id: Mapped[int | None] = mapped_column(ForeignKey("contact_keys.id"))  # seals `raw`
+    key_id: Mapped[int | None] = mapped_column(Integer)  # contact_keys.id sealing `raw`
     state: Mapped[str] = mapped_column(String(8), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)

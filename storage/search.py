@@ -165,3 +165,15 @@ _TICKETS = select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status).where
 
 def _tickets(conn: Connection, ids: list[int]) -> dict[int, tuple[int, str, str]]:
     return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(_TICKETS, {"ids": ids})}
+
+
+def forget_removed_text(session: Session) -> None:
+    """Make the search index drop the words of rows changed or deleted in this transaction
+    (erasure, anonymisation). FTS5 only marks them deleted and keeps them in its segments
+    until a merge: 'optimize' merges everything now. It costs in proportion to the index,
+    so it is for rare acts, not for every write. PostgreSQL's GIN indexes never return a
+    removed row; the old entries leave the disk with VACUUM."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    for table in _FTS_TABLES:
+        session.execute(text(f"INSERT INTO {table}({table}) VALUES ('optimize')"))

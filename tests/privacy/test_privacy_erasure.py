@@ -24,7 +24,8 @@ PASSPORT = b"%PDF-1.4 passport of Ivan Petrov, series 4509 number 112233 " * 20
 OLGA_SCAN = b"%PDF-1.4 Olga's utility bill, account 55-66-77 " * 20
 IVAN_TRACES = ["ivan@mail.test", "Ivan Petrov", "Deposit of 300 EUR vanished",
                "card ending 4417", "Self-exclusion please", "passport_ivan.pdf",
-               "Withdrawal still pending", "i1.ivan@mail.test"]
+               "Withdrawal still pending", "i1.ivan@mail.test",
+               "vanished", "4417", "petrov"]  # single words too: a search index keeps words
 
 
 def populate(desk) -> tuple[list[int], int, bytes]:  # noqa: ANN001
@@ -54,7 +55,7 @@ def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
     desk = desk_factory(keys)
     ivans, olgas, olga_raw = populate(desk)
     before = dump_database(desk.app)
-    assert all(trace in before for trace in IVAN_TRACES)  # the search finds them when there
+    assert all(trace.lower() in before.lower() for trace in IVAN_TRACES)  # found when there
     backup = tmp_path / "backup"
     shutil.copytree(desk.state, backup)  # yesterday's backup of the blob store
     with desk.app.sessions() as session:
@@ -120,7 +121,8 @@ def test_erase_is_refused_while_a_legal_hold_covers_a_ticket_of_theirs(desk_fact
     assert result.exit_code == 1
     assert "refused" in result.output and f"hold {hold}" in result.output
     assert "regulator inquiry" in result.output
-    assert all(trace in dump_database(desk.app) for trace in IVAN_TRACES)
+    kept = dump_database(desk.app).lower()
+    assert all(trace.lower() in kept for trace in IVAN_TRACES)
     assert sealed_files(desk.state) == files
     with desk.app.sessions() as session:
         assert session.scalars(select(ContactKey).where(ContactKey.wrapped.is_(None))).all() == []

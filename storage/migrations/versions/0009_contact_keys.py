@@ -1,7 +1,7 @@
 """encryption at rest: contact data keys, the key of each sealed blob, erasure tombstones
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 Create Date: 2026-12-06
 """
 
@@ -9,11 +9,14 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-_SEALED = ("messages", "ingest_log", "outbox")  # tables whose rows name the key of their bytes
+# Tables whose rows name the data key of their bytes. A plain column, no foreign key: on
+# SQLite a foreign key would make Alembic rebuild `messages`, and with it drop the search
+# triggers of 0007; key rows are never deleted (erasure empties them), so none is needed.
+_SEALED = ("messages", "ingest_log", "outbox")
 
 
 def upgrade() -> None:
@@ -43,17 +46,12 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_erasures_address_hash"), "erasures", ["address_hash"])
     for table in _SEALED:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column("key_id", sa.Integer(), nullable=True))
-            batch_op.create_foreign_key(op.f(f"fk_{table}_key_id_contact_keys"), "contact_keys",
-                                        ["key_id"], ["id"])
+        op.add_column(table, sa.Column("key_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     for table in _SEALED:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_constraint(op.f(f"fk_{table}_key_id_contact_keys"), type_="foreignkey")
-            batch_op.drop_column("key_id")
+        op.drop_column(table, "key_id")  # SQLite 3.35+ drops a plain column in place
     op.drop_index(op.f("ix_erasures_address_hash"), table_name="erasures")
     op.drop_table("erasures")
     op.drop_table("contact_keys")
