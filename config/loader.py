@@ -137,13 +137,6 @@ def _read_secret_files(data: Data, source: str, origins: Origins,
     return problems
 
 
-def secret_file_path(value: str | os.PathLike[str],
-                     environ: Mapping[str, str] | None = None) -> Path:
-    """Where a *_file setting's secret is read from (for checks of the file itself, such as
-    its mode); raises ValueError as loading does."""
-    return Path(str(_secret_path(str(value), os.environ if environ is None else environ)))
-
-
 def _secret_path(value: object, environ: Mapping[str, str]) -> object:
     """The file a *_file value names: "credential:NAME" is looked up in $CREDENTIALS_DIRECTORY,
     anything else is a path as written."""

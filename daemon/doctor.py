@@ -133,20 +133,14 @@ def _keys(settings: Settings) -> str:
 
 
 def _encryption(settings: Settings) -> str:
-    """Off is a warning; on, the key file must be private and open the stored data keys."""
-    from config.loader import secret_file_path
+    """Off is a warning; on, the key file must open the stored data keys. (Loading the
+    settings already refused a key file that others can read, as every secret file.)"""
     from storage.vault import Vault
 
     privacy = settings.privacy
     if not privacy.master_keys:
         raise Warn("off: raw mails, attachments and sent mail are stored in clear; set "
                    "[privacy] key_file")
-    if privacy.key_file is not None:
-        path = secret_file_path(privacy.key_file)
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            raise PermissionError(f"{path} is open to other users "
-                                  f"({oct(mode & 0o777)}); chmod 0600 or 0400 it")
     vault = app_mod.vault(settings)
     assert isinstance(vault, Vault)
     engine = db.make_engine(settings.database.url)

@@ -66,6 +66,7 @@ def make_desk(tmp_path: Path, db_url: str, keys: list[str] | None = None) -> Des
     state = tmp_path / "state"
     state.mkdir(mode=0o750, exist_ok=True)
     (tmp_path / "secret").write_text("signing-key-0123456789abcdef0123\n")
+    (tmp_path / "secret").chmod(0o600)
     write_key_file(tmp_path / "master-key", keys)
     privacy = f'[privacy]\nkey_file = "{tmp_path / "master-key"}"\n' if keys is not None else ""
     config = tmp_path / "ticketd.toml"
