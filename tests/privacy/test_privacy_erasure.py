@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from storage import holds
+from storage import audit, holds
 from storage.blobs import associated
 from storage.crypto import WrongKey, open_sealed
 from storage.erasure import erased_before
@@ -58,6 +58,7 @@ def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
     assert all(trace.lower() in before.lower() for trace in IVAN_TRACES)  # found when there
     backup = tmp_path / "backup"
     shutil.copytree(desk.state, backup)  # yesterday's backup of the blob store
+    assert audit.seal(desk.app.sessions) > 0  # the events about Ivan are in the chain
     with desk.app.sessions() as session:
         ivan_key = session.scalar(select(ContactKey.id).join(Contact).where(
             Contact.address == "ivan@mail.test"))
@@ -105,6 +106,10 @@ def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
         assert all(m.full_text == "" for m in session.scalars(
             select(Message).where(Message.ticket_id.in_([t.id for t in erased]))))
 
+    audit.seal(desk.app.sessions)
+    with desk.app.sessions() as session:
+        verdict = audit.verify(session)
+    assert verdict.broken is None and verdict.redacted > 0  # redacted, and the chain holds
     again = desk.cli("privacy", "erase", "ivan@mail.test", "--yes")  # recognised by its tombstone
     assert again.exit_code == 1 and "already erased" in again.output
 

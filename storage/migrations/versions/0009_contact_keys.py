@@ -1,7 +1,7 @@
 """encryption at rest: contact data keys, the key of each sealed blob, erasure tombstones
 
 Revision ID: 0009
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
