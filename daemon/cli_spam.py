@@ -92,7 +92,9 @@ def spam_release(ctx: click.Context, record_id: int) -> None:
                 click.echo(f"ticketd: no spam with id {record_id}", err=True)
                 sys.exit(1)
             digest, source = record.raw_sha256, record.source
-        raw = application.blobs.get_raw(digest)
+            vault = application.vault  # a mail sealed at ingest opens with its sender's key
+            key = vault.key(session, record.key_id) if vault and record.key_id else None
+        raw = application.blobs.get_raw(digest, key)
         try:
             [result] = application.ingestor.ingest_many([(raw, source)], released=True)
         except TemporaryFailure as err:
