@@ -36,6 +36,7 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
     from bench.corpus import backlog
     from daemon.ingest import Ingestor, IngestPolicy
     from responders.acks import AckPolicy
+    from responders.identity import Identity
     from responders.rendering import Templates
     from storage import db
     from storage.blobs import BlobStore
@@ -53,8 +54,8 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
     engine = db.make_engine(url)
     db.upgrade(engine)
     keys = (b"bench-key-0123456789abcdef012345",)
-    ack = AckPolicy(support_address="support@casino.test", support_name="Casino Support",
-                    keys=keys, templates=Templates(), per_address_10min=10**9, per_address_day=10**9)
+    identity = Identity("support@casino.test", "Casino Support", keys, Templates())
+    ack = AckPolicy(identity, per_address_10min=10**9, per_address_day=10**9)
     policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=keys,
                           ack=ack if acks else None)
     vault = None

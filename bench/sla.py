@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, text  # noqa: E402
 
 from bench.deliver import PG_DEFAULT, database  # noqa: E402
-from daemon.sla import MonitorStats, SlaMonitor, SlaOptions  # noqa: E402
-from responders.rendering import Templates  # noqa: E402
+from daemon.sla import MonitorDesk, MonitorStats, SlaMonitor, SlaOptions  # noqa: E402
+from responders.identity import Identity  # noqa: E402
 from storage import db, sla  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -106,9 +106,9 @@ def plan(engine: Engine, limit: int) -> list[str]:
 
 
 def one_pass(engine: Engine, batch: int) -> tuple[float, MonitorStats]:
-    options = SlaOptions(support_address="support@casino.test", support_name="Casino Support",
-                         team_lead_address="lead@casino.test", batch=batch)
-    monitor = SlaMonitor(db.session_factory(engine), options, Templates(), (b"bench-key",))
+    options = SlaOptions(team_lead_address="lead@casino.test", batch=batch)
+    desk = MonitorDesk(options, Identity("support@casino.test", "Casino Support", (b"bench-key",)))
+    monitor = SlaMonitor(db.session_factory(engine), desk)
     started = time.perf_counter()
     stats = monitor.run_once(NOW)
     return time.perf_counter() - started, stats

@@ -1,75 +1,21 @@
-"""The `ticketd` command line. Only this module configures logging and exits the process."""
+"""The `ticketd` command line. Only the cli modules configure logging and exit the process."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
-from sqlalchemy import exc as sa_exc
 
-from config import EX_CONFIG, ConfigError, load_settings, render_effective
-from config.redact import secrets_of
+from config import render_effective
 from daemon import app as app_mod
 from daemon import logs
-
-EX_TEMPFAIL = 75
-
-
-def _settings(ctx: click.Context):  # noqa: ANN202 - config.Settings
-    try:
-        return load_settings(ctx.obj["config"])
-    except ConfigError as err:
-        click.echo(logs.for_stderr(f"ticketd: configuration error:\n{err}"), err=True)
-        sys.exit(EX_CONFIG)
-
-
-def _app(ctx: click.Context, *, check_schema: bool = True) -> app_mod.App:
-    settings = _settings(ctx)
-    logs.setup(settings.logging.level, settings.logging.format, secrets_of(settings))
-    try:
-        return app_mod.build(settings, check_schema=check_schema)
-    except app_mod.db.SchemaError as err:
-        click.echo(logs.for_stderr(f"ticketd: {err}"), err=True)
-        sys.exit(EX_CONFIG)
-
-
-def _app_when_database_answers(ctx: click.Context) -> app_mod.App:
-    """The daemon waits for a database that is down at start, telling systemd why."""
-    import time
-
-    from daemon.systemd import notify
-
-    delay = 1.0
-    while True:
-        try:
-            return _app(ctx)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
-            reason = str(err).splitlines()[0][:200]
-            notify(f"STATUS=waiting for the database: {reason}")
-            click.echo(logs.for_stderr(f"ticketd: database unavailable, retrying in {delay:.0f}s: "
-                                       f"{reason}", logging.WARNING), err=True)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-
-def temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A database that is down or locked is a temporary failure: an MTA will retry."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
-            click.echo(logs.for_stderr(f"ticketd: database unavailable: "
-                                       f"{str(err).splitlines()[0]}"), err=True)
-            sys.exit(EX_TEMPFAIL)
-
-    return wrapper
+from daemon.cli_common import EX_TEMPFAIL, temp_failures_exit_75
+from daemon.cli_common import app_or_exit as _app
+from daemon.cli_common import app_when_database_answers as _app_when_database_answers
+from daemon.cli_common import settings_or_exit as _settings
 
 
 @click.group()
@@ -85,8 +31,14 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command("check-config")
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
-    """Validate the configuration and print the effective settings, secrets masked."""
-    click.echo(render_effective(_settings(ctx)), nl=False)
+    """Validate the configuration and print the effective settings, secrets masked;
+    warnings (settings that load but will not work as meant) go to standard error."""
+    from daemon.team import routing_warnings
+
+    settings = _settings(ctx)
+    click.echo(render_effective(settings), nl=False)
+    for warning in routing_warnings(settings.team):
+        click.echo(logs.for_stderr(f"ticketd: warning: {warning}", logging.WARNING), err=True)
 
 
 @main.command()

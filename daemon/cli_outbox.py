@@ -1,7 +1,6 @@
 """`ticketd deliver` and `ticketd outbox`: the outbox from the command line.
 
-daemon/cli.py calls `register(main)`. Its helpers are imported inside the functions
-because daemon.cli imports this module.
+daemon/cli.py calls `register(main)`; the shared plumbing comes from daemon.cli_common.
 """
 
 from __future__ import annotations
@@ -10,12 +9,11 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
 
+from daemon.cli_common import EX_CONFIG, app_or_exit, temp_failures_exit_75
 from storage.models import OUTBOX_STATES
 
 
@@ -24,33 +22,20 @@ def register(main: click.Group) -> None:
     main.add_command(outbox_command)
 
 
-def _temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from daemon.cli import temp_failures_exit_75
-
-        return temp_failures_exit_75(fn)(*args, **kwargs)
-
-    return wrapper
-
-
 def _sender(ctx: click.Context):  # noqa: ANN202 - (daemon.outbox.OutboxSender, App)
-    from config import EX_CONFIG
-    from daemon.cli import _app
-    from daemon.outbox import OutboxSender
 
-    application = _app(ctx)
+    application = app_or_exit(ctx)
     if application.settings.smtp is None:
         click.echo("ticketd: no [smtp] section in the configuration: nothing can be sent",
                    err=True)
         sys.exit(EX_CONFIG)
-    return OutboxSender.from_settings(application.settings, application.sessions), application
+    return application.outbox_sender(), application
 
 
 @click.command()
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def deliver(ctx: click.Context, once: bool) -> None:
     """Send the outbox through [smtp]: until SIGTERM, or with --once what is due now."""
     sender, application = _sender(ctx)
@@ -74,15 +59,14 @@ async def _serve(sender: Any, interval: float) -> None:
 @click.option("--state", type=click.Choice(OUTBOX_STATES), help="Only rows in this state.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def outbox_command(ctx: click.Context, state: str | None, as_json: bool) -> None:
     """List outgoing mail, newest first; `outbox retry ID` sends a dead one again."""
     if ctx.invoked_subcommand is not None:
         return
-    from daemon.cli import _app
     from storage import outbox
 
-    with _app(ctx).sessions() as session:
+    with app_or_exit(ctx).sessions() as session:
         rows = outbox.list_rows(session, state)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
@@ -98,13 +82,12 @@ def outbox_command(ctx: click.Context, state: str | None, as_json: bool) -> None
 @outbox_command.command("retry")
 @click.argument("row_id", type=int)
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def outbox_retry(ctx: click.Context, row_id: int) -> None:
     """Send a dead row again from now, with a new lifetime."""
-    from daemon.cli import _app
     from storage import outbox
 
-    application = _app(ctx)
+    application = app_or_exit(ctx)
     with application.sessions.begin() as session:
         done = outbox.requeue(session, row_id, lifetime=application.settings.outbox.lifetime)
     if not done:

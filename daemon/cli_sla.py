@@ -1,7 +1,6 @@
 """`ticketd sla`: the SLA monitor from the command line, and `ticketd sla status`.
 
-daemon/cli.py calls `register(main)`. Its helpers are imported inside the functions
-because daemon.cli imports this module.
+daemon/cli.py calls `register(main)`; the shared plumbing comes from daemon.cli_common.
 """
 
 from __future__ import annotations
@@ -10,26 +9,16 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import wraps
 from typing import Any
 
 import click
 
+from daemon.cli_common import app_or_exit, temp_failures_exit_75
+
 
 def register(main: click.Group) -> None:
     main.add_command(sla_command)
-
-
-def _temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from daemon.cli import temp_failures_exit_75
-
-        return temp_failures_exit_75(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -52,7 +41,7 @@ def _instant(text: str | None) -> datetime | None:
 @click.option("--apply", is_flag=True,
               help="With --now ahead of the clock: record and queue for real.")
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def sla_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> None:
     """Send SLA warnings and breach escalations: until SIGTERM, or with --once one pass."""
     if ctx.invoked_subcommand is not None:
@@ -61,11 +50,8 @@ def sla_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> 
         raise click.UsageError("--now goes with --once")
     if apply and at is None:
         raise click.UsageError("--apply goes with --now")
-    from daemon.cli import _app
-    from daemon.sla import SlaMonitor
-
-    application = _app(ctx)
-    monitor = SlaMonitor.from_settings(application.settings, application.sessions)
+    application = app_or_exit(ctx)
+    monitor = application.sla_monitor()
     if not once:
         asyncio.run(_serve(monitor, application.settings.sla.interval.total_seconds()))
         return
@@ -99,13 +85,12 @@ async def _serve(monitor: Any, interval: float) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=200, show_default=True, help="At most this many clocks.")
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def sla_status(ctx: click.Context, as_json: bool, limit: int) -> None:
     """List running and paused clocks, the next to act first."""
-    from daemon.cli import _app
     from storage import sla
 
-    with _app(ctx).sessions() as session:
+    with app_or_exit(ctx).sessions() as session:
         rows = sla.active_clocks(session, limit)
     docs = [_as_dict(row) for row in rows]
     if as_json:

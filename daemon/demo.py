@@ -27,8 +27,6 @@ from config import load_settings
 from daemon import app as app_mod
 from daemon.mailbox import MailboxRunner
 from daemon.maildir import MaildirSource
-from daemon.outbox import OutboxSender
-from daemon.sla import SlaMonitor
 from storage import db, queries
 
 # A 1x1 PNG, standing in for a player's screenshot.
@@ -146,7 +144,7 @@ def _say(label: str, result) -> None:  # noqa: ANN001 - daemon.ingest.IngestResu
 
 def _deliver(settings, application: app_mod.App, what: str, now=None) -> None:  # noqa: ANN001
     clock = {"now": lambda: now} if now else {}
-    stats = asyncio.run(OutboxSender.from_settings(settings, application.sessions, **clock).drain())
+    stats = asyncio.run(application.outbox_sender(**clock).drain())
     click.echo(f"  outbox: {stats.sent} sent ({what})")
 
 
@@ -178,7 +176,7 @@ def _sla_breach(settings, application: app_mod.App) -> None:  # noqa: ANN001
     """Nobody answers the refund: a day later its first-response promise is broken."""
     later = datetime.now(UTC) + timedelta(hours=25)
     click.echo(f"\nthe SLA monitor, on an accelerated clock at {later:%Y-%m-%d %H:%M} UTC:")
-    stats = SlaMonitor.from_settings(settings, application.sessions).run_once(later)
+    stats = application.sla_monitor().run_once(later)
     for item in stats.escalations:
         click.echo(f"  #{item.ticket} {item.clock_kind} {item.stage_name} → "
                    f"{', '.join(item.recipients) or item.withheld}")

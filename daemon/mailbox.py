@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,7 +49,7 @@ class MailboxRunner:
     def __init__(
         self,
         source: Source,
-        ingestor: Ingestor,
+        ingestor: Ingestor | Callable[[], Ingestor],
         sessions: sessionmaker[Session],
         *,
         name: str,
@@ -59,7 +59,9 @@ class MailboxRunner:
     ) -> None:
         self.source = source
         self.name = name  # the cursor's key, e.g. "support@imap.example:993/INBOX"
-        self.ingestor = ingestor
+        # A function gives the ingestor of the runtime in force, asked once per batch: a
+        # reload applies from the next batch on, never to half of one.
+        self._ingestor = ingestor if callable(ingestor) else (lambda: ingestor)
         self.sessions = sessions
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
@@ -126,13 +128,14 @@ class MailboxRunner:
     def _ingest(self, group: list) -> list[IngestResult]:  # daemon.imap.Fetched
         """The downloaded mails in one transaction; one too large to download is refused."""
         results: dict[int, IngestResult] = {}
+        ingestor = self._ingestor()
         whole = [f for f in group if f.raw is not None]
         if whole:
-            stored = self.ingestor.ingest_many([(f.raw, self._source(f)) for f in whole])
+            stored = ingestor.ingest_many([(f.raw, self._source(f)) for f in whole])
             results.update(zip((f.uid for f in whole), stored, strict=True))
         for fetched in group:
             if fetched.raw is None:
-                results[fetched.uid] = self.ingestor.refuse_unfetched(
+                results[fetched.uid] = ingestor.refuse_unfetched(
                     self._source(fetched), fetched.size)
         return [results[f.uid] for f in group]
 

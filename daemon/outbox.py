@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,9 +92,33 @@ def outcome_of_error(err: DeliveryError) -> Retry | Dead:
     return Retry(str(err))
 
 
-class OutboxSender:
-    """Sends the outbox. `now` is injectable so that tests move time instead of waiting;
+@dataclass(frozen=True)
+class SenderSetup:
+    """How the outbox is sent: the transport (with its credentials) and the sender's rules.
     `ops_address` (None: nobody) is told once about each mail that is given up."""
+
+    transport: SmtpTransport
+    ops_address: str | None = None
+    from_address: str = ""  # of the reports to ops; "" takes the ops address itself
+    batch: int = 50
+    lease: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SenderSetup:
+        """The setup [smtp] and [outbox] describe; the transport's secrets as loaded."""
+        if settings.smtp is None:
+            raise ValueError("no [smtp] section in the configuration")
+        return cls(SmtpTransport.from_settings(settings.smtp), settings.outbox.ops_address,
+                   settings.support.address, settings.outbox.batch_size, settings.outbox.lease)
+
+
+class OutboxSender:
+    """Sends the outbox. `now` is injectable so that tests move time instead of waiting.
+
+    The setup is read once per pass (`following` takes a function giving the one in force),
+    so one connection is made with one set of credentials, and a reload takes effect at the
+    next pass, whole.
+    """
 
     def __init__(
         self,
@@ -108,27 +132,22 @@ class OutboxSender:
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
+        setup = SenderSetup(transport, ops_address, from_address or ops_address or "", batch,
+                            lease)
         self._sessions = sessions
-        self._transport = transport
-        self._ops_address = ops_address
-        self._from_address = from_address or ops_address or ""
-        self._batch = batch
-        self._lease = lease
+        self._setup: Callable[[], SenderSetup] = lambda: setup
         self._now = now
         self._rng = rng or random.Random()
 
     @classmethod
-    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session],
-                      **overrides: Any) -> OutboxSender:
-        if settings.smtp is None:
-            raise ValueError("no [smtp] section in the configuration")
-        options: dict[str, Any] = {
-            "ops_address": settings.outbox.ops_address,
-            "from_address": settings.support.address,
-            "batch": settings.outbox.batch_size,
-            "lease": settings.outbox.lease,
-        }
-        return cls(sessions, SmtpTransport.from_settings(settings.smtp), **options | overrides)
+    def following(cls, sessions: sessionmaker[Session], setup: Callable[[], SenderSetup], *,
+                  now: Callable[[], datetime] = utcnow,
+                  rng: random.Random | None = None) -> OutboxSender:
+        """A sender that asks `setup()` for the setup in force at the start of each pass."""
+        first = setup()
+        sender = cls(sessions, first.transport, ops_address=first.ops_address, now=now, rng=rng)
+        sender._setup = setup
+        return sender
 
     async def drain(self) -> DeliveryStats:
         """Pass after pass until nothing is due (`ticketd deliver --once`); the totals."""
@@ -154,7 +173,7 @@ class OutboxSender:
                 # No traceback: a database error's text can carry statement parameters.
                 log.error("outbox pass failed", extra={"fields": {"error": _describe(err)}})
                 stats = DeliveryStats()
-            if stats.claimed >= self._batch:
+            if stats.claimed >= self._setup().batch:
                 continue  # more is due: no pause
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
             await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
@@ -163,21 +182,22 @@ class OutboxSender:
 
     async def run_once(self) -> DeliveryStats:
         """Claim what is due, send it over one connection, settle each row."""
+        setup = self._setup()  # one setup for the whole pass: one connection, one login
         started = self._now()
-        mails = await self._db(lambda s: outbox.claim_due(s, started, self._batch, self._lease))
+        mails = await self._db(lambda s: outbox.claim_due(s, started, setup.batch, setup.lease))
         stats = DeliveryStats(claimed=len(mails))
         if mails:
             # Half the lease: a mail still in flight when it ends would be taken by another
             # sender, and sent twice.
-            await self._send_all(mails, started + self._lease / 2, stats)
+            await self._send_all(setup, mails, started + setup.lease / 2, stats)
         counts = await self._db(outbox.count_by_state)
         for state, count in counts.items():
             metrics.OUTBOX_ROWS.labels(state).set(count)
         return stats
 
-    async def _send_all(self, mails: list[ClaimedMail], stop_at: datetime,
+    async def _send_all(self, setup: SenderSetup, mails: list[ClaimedMail], stop_at: datetime,
                         stats: DeliveryStats) -> None:
-        async with self._transport.session() as smtp:
+        async with setup.transport.session() as smtp:
             for index, mail in enumerate(mails):
                 if self._now() >= stop_at:
                     rest = [m.id for m in mails[index:]]
@@ -185,31 +205,33 @@ class OutboxSender:
                     stats.released += len(rest)
                     return
                 try:
-                    await self._deliver(smtp, mail, stats)
+                    await self._deliver(setup, smtp, mail, stats)
                 except ServerUnavailable as err:
                     # Every other mail would wait for the same timeouts: try them all later.
                     for other in mails[index + 1:]:
-                        await self._settle(other, Retry(str(err)), stats)
+                        await self._settle(setup, other, Retry(str(err)), stats)
                     return
 
-    async def _deliver(self, smtp: SmtpSession, mail: ClaimedMail, stats: DeliveryStats) -> None:
+    async def _deliver(self, setup: SenderSetup, smtp: SmtpSession, mail: ClaimedMail,
+                       stats: DeliveryStats) -> None:
         if mail.expires_at <= self._now():
             tries = mail.attempts - 1
             error = f"expired after {tries} attempts; last error: {mail.last_error or '-'}"
-            await self._settle(mail, Dead(error), stats)
+            await self._settle(setup, mail, Dead(error), stats)
             return
         metrics.DELIVERY_ATTEMPTS.inc()
         try:
             result = await smtp.send(mail.envelope_from, mail.recipients, mail.raw)
         except DeliveryError as err:
-            await self._settle(mail, outcome_of_error(err), stats)
+            await self._settle(setup, mail, outcome_of_error(err), stats)
             if isinstance(err, ServerUnavailable):
                 raise
             return
         failpoint("after-smtp-accept")  # the crash that makes the one possible duplicate
-        await self._settle(mail, outcome_of(result), stats)
+        await self._settle(setup, mail, outcome_of(result), stats)
 
-    async def _settle(self, mail: ClaimedMail, outcome: Outcome, stats: DeliveryStats) -> None:
+    async def _settle(self, setup: SenderSetup, mail: ClaimedMail, outcome: Outcome,
+                      stats: DeliveryStats) -> None:
         now = self._now()
         match outcome:
             case Sent(accepted, refused):
@@ -228,23 +250,12 @@ class OutboxSender:
                     "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
                     "next": next_at.isoformat(), "error": _redact(error)}})
             case Dead(error, refused):
-                await self._db(lambda s: self._bury(s, mail, error, refused, now))
+                await self._db(lambda s: _bury(s, setup, mail, error, refused, now))
                 stats.dead += 1
                 log.warning("mail given up", extra={"fields": {
                     "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
                     "error": _redact(error)}})
         metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
-
-    def _bury(self, session: Session, mail: ClaimedMail, error: str,
-              refused: dict[str, str], now: datetime) -> None:
-        outbox.mark_dead(session, mail.id, error, now, refused=refused)
-        # One report per dead mail, in the same transaction; never about a report (no loops).
-        if self._ops_address and mail.kind != "ops":
-            message_id, raw = dead_letter_notice(mail, error, to=self._ops_address,
-                                                 sender=self._from_address, now=now)
-            outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
-                           envelope_from=self._from_address, recipients=[self._ops_address],
-                           ticket_id=mail.ticket_id, now=now)
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         """One short transaction, off the event loop (SQLite may wait for its write lock)."""
@@ -253,6 +264,18 @@ class OutboxSender:
                 return work(session)
 
         return await asyncio.to_thread(run)
+
+
+def _bury(session: Session, setup: SenderSetup, mail: ClaimedMail, error: str,
+          refused: dict[str, str], now: datetime) -> None:
+    outbox.mark_dead(session, mail.id, error, now, refused=refused)
+    # One report per dead mail, in the same transaction; never about a report (no loops).
+    ops, sender = setup.ops_address, setup.from_address or setup.ops_address or ""
+    if ops and mail.kind != "ops":
+        message_id, raw = dead_letter_notice(mail, error, to=ops, sender=sender, now=now)
+        outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
+                       envelope_from=sender, recipients=[ops], ticket_id=mail.ticket_id,
+                       now=now)
 
 
 def dead_letter_notice(mail: ClaimedMail, error: str, *, to: str, sender: str,

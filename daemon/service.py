@@ -19,12 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import ConfigError, load_settings
 from daemon import app as app_mod
 from daemon import metrics
+from daemon import runtime as runtime_mod
 from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
 from daemon.outbox import OutboxSender
 from daemon.retention import RecordsKeeper
-from daemon.safety import screener
 from daemon.sla import SlaMonitor
 from daemon.systemd import notify, watchdog_interval
 from storage import outbox, queries
@@ -51,6 +51,7 @@ class Service:
         self.stop_thread = threading.Event()  # the IMAP watcher runs in a worker thread
         self.wake_watcher = threading.Event()  # ends the watcher's pause: stop, or SIGHUP
         self.mailbox_problem: str | None = None  # why the watcher pauses, for STATUS=
+        self.reload_problem: str | None = None  # why the last reload was refused, for STATUS=
         self.wake_outbox = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ingested = 0
@@ -85,10 +86,10 @@ class Service:
         if settings.imap is not None:
             tasks["mailbox"] = lambda: asyncio.to_thread(watch_mailbox, self)
         if settings.smtp is not None:
-            sender = OutboxSender.from_settings(settings, self.app.sessions)
+            sender: OutboxSender = self.app.outbox_sender()
             interval = settings.outbox.interval.total_seconds()
             tasks["outbox"] = lambda: sender.run(self.stop, interval, self.wake_outbox)
-            monitor = SlaMonitor.from_settings(settings, self.app.sessions)
+            monitor: SlaMonitor = self.app.sla_monitor()
             tasks["sla"] = lambda: monitor.run(self.stop, settings.sla.interval.total_seconds())
         if tasks:  # the event chain and the retention sweep, beside any work that makes data
             keeper = RecordsKeeper.from_settings(settings, self.app.sessions, self.app.blobs)
@@ -103,23 +104,45 @@ class Service:
         self.stop.set()
 
     def reload(self) -> None:
-        """SIGHUP: new templates, agents, policies and rules; connections stay as they are."""
+        """SIGHUP: build a new runtime value from the configuration and put it in force whole
+        (identity, templates, team, policies, the SMTP transport and its credentials), or
+        keep the running one if it cannot be built. systemd hears of both (sd_notify(3))."""
+        notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+               "STATUS=reloading the configuration")
         try:
-            settings = load_settings(self.config_path)
+            value = self._build_runtime()
         except ConfigError as err:
+            self.reload_problem = f"reload refused: {_first_problem(err)}"
             log.error("reload refused, keeping the running configuration",
                       extra={"fields": {"error": str(err).replace("\n", "; ")}})
-            return
-        self.app.ingestor.policy = app_mod.policy(settings)
-        self.app.ingestor.screener = screener(settings)  # [scan]: clamd's address, hold/store
-        self.app.settings = settings
-        self.wake_watcher.set()  # a mailbox that failed is tried again now, with these settings
-        log.info("configuration reloaded (server addresses change only with a restart)")
+        except Exception as err:  # noqa: BLE001 - a reload must never stop the daemon
+            self.reload_problem = f"reload refused: {_describe(err)}"
+            log.error("reload refused, keeping the running configuration",
+                      extra={"fields": {"error": _describe(err)}})
+        else:
+            self.app.current.swap(value)
+            self.reload_problem = None
+            self.wake_watcher.set()  # a mailbox that failed is tried again now, with these settings
+            self.wake_outbox.set()  # mail waiting on the old credentials goes now
+            log.info("configuration reloaded (database, storage and metrics addresses change "
+                     "only with a restart)",
+                     extra={"fields": {"generation": self.app.current.generation}})
+        notify("READY=1", f"STATUS={self.status()}")
+
+    def _build_runtime(self) -> runtime_mod.Runtime:
+        source = self.config_path or "environment"
+        value = runtime_mod.build(load_settings(self.config_path), source)
+        running = self.app.settings
+        for section in ("imap", "smtp"):  # which loops run is decided at start
+            if (getattr(running, section) is None) != (getattr(value.settings, section) is None):
+                raise ConfigError(source, section, "added or removed: restart to apply")
+        return value
 
     def status(self) -> str:
         """The STATUS= line: what `systemctl status` shows beside the unit's state."""
         problem = f"; mailbox: {self.mailbox_problem}" if self.mailbox_problem else ""
-        return f"running; {self.ingested} mails ingested since start{problem}"
+        refused = f"; {self.reload_problem}" if self.reload_problem else ""
+        return f"running; {self.ingested} mails ingested since start{problem}{refused}"
 
     def mail_done(self, result: IngestResult, seconds: float) -> None:
         """Called from the watcher thread after each mail."""
@@ -279,7 +302,8 @@ def _session_alive(conn: Connection) -> None:
 
 def _runner(application: app_mod.App, source: ImapSource, on_result) -> MailboxRunner:  # noqa: ANN001
     settings = application.settings
-    return MailboxRunner(source, application.ingestor, application.sessions,
+    # The ingestor is asked for at each batch: a reload applies from the next batch on.
+    return MailboxRunner(source, lambda: application.ingestor, application.sessions,
                          name=mailbox_name(settings), batch_size=settings.imap.batch_size,
                          on_result=on_result)
 
@@ -306,6 +330,12 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
     finally:
         metrics.MAILBOX_CONNECTED.labels(runner.name).set(0)
         source.close()
+
+
+def _first_problem(err: ConfigError) -> str:
+    """The STATUS= line's reason: the first problem (file, key, reason), and how many more."""
+    more = len(err.problems) - 1
+    return str(err.problems[0]) + (f" (and {more} more, see the log)" if more else "")
 
 
 def _describe(err: BaseException | None) -> str:

@@ -18,7 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +29,7 @@ from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
 from responders.escalation import STAGE_NAMES, EscalationContext, escalation
 from responders.headers import UnsafeRecipient
-from responders.rendering import Templates
+from responders.identity import Identity
 from responders.sla import (
     DEFAULT_POLICIES,
     DEFAULT_RULES,
@@ -68,11 +68,7 @@ class SlaOptions:
     routing: Mapping[str, str] = field(default_factory=dict)  # [team]: category -> group
     default_group: str = "support"
     group_addresses: Mapping[str, str] = field(default_factory=dict)  # group -> shared mailbox
-    support_address: str = "support@localhost"
-    support_name: str = "Support"
-    language: str = "en"  # of the escalation mails: the desk's, not the player's
-    timezone: str = "UTC"
-    subject_format: str = "[#{number}]"
+    timezone: str = "UTC"  # of the due times written in escalations
     batch: int = 200  # clocks read per due query
 
     @classmethod
@@ -88,10 +84,7 @@ class SlaOptions:
             team_lead_address=sla.team_lead_address,
             head_of_support_address=sla.head_of_support_address,
             routing=settings.team.routing, default_group=settings.team.default_group,
-            group_addresses=settings.team.group_addresses,
-            support_address=settings.support.address, support_name=settings.support.name,
-            language=settings.support.default_language, timezone=sla.timezone,
-            subject_format=settings.threading.subject_tag,
+            group_addresses=settings.team.group_addresses, timezone=sla.timezone,
         )
 
     def calendar(self, now: datetime) -> Calendar:
@@ -318,25 +311,36 @@ class MonitorStats:
     escalations: list[Escalation] = field(default_factory=list)
 
 
-class SlaMonitor:
-    """Looks for due clocks and escalates them. `now` is injectable, so tests move time."""
+class SlaDesk(Protocol):
+    """What the monitor works with: the clocks' options and who the escalations come from.
+    The daemon's runtime value is one; `MonitorDesk` is the plain one."""
 
-    def __init__(self, sessions: sessionmaker[Session], options: SlaOptions,
-                 templates: Templates, keys: tuple[bytes, ...], *,
+    @property
+    def sla(self) -> SlaOptions: ...
+
+    @property
+    def identity(self) -> Identity: ...
+
+
+@dataclass(frozen=True)
+class MonitorDesk:
+    sla: SlaOptions
+    identity: Identity
+
+
+class SlaMonitor:
+    """Looks for due clocks and escalates them. `now` is injectable, so tests move time.
+
+    `desk` is a fixed value, or a function giving the one in force: it is read once per
+    pass, so a reload changes the next pass whole and never half of one.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session],
+                 desk: SlaDesk | Callable[[], SlaDesk], *,
                  now: Callable[[], datetime] = utcnow) -> None:
         self._sessions = sessions
-        self._options = options
-        self._templates = templates
-        self._keys = keys
+        self._desk: Callable[[], SlaDesk] = desk if callable(desk) else (lambda: desk)
         self._now = now
-
-    @classmethod
-    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session],
-                      **overrides: Any) -> SlaMonitor:
-        folder = settings.responders.templates_dir
-        templates = Templates(str(folder) if folder else None)
-        return cls(sessions, SlaOptions.from_settings(settings), templates,
-                   settings.security.keys, **overrides)
 
     async def run(self, stop: asyncio.Event, interval: float = 60) -> None:
         """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on."""
@@ -351,59 +355,45 @@ class SlaMonitor:
     def run_once(self, now: datetime | None = None) -> MonitorStats:
         """Escalate every clock due at `now` (default: the clock's now), one transaction each."""
         now = now or self._now()
+        desk = self._desk()  # one value for the whole pass
         stats, seen = MonitorStats(), set[int]()
         while True:
             with self._sessions.begin() as session:
-                batch = clocks.due_clocks(session, now, self._options.batch)
+                batch = clocks.due_clocks(session, now, desk.sla.batch)
             # A clock seen once in this pass is not tried again in it: one that fails waits
             # for the next pass instead of spinning here.
             fresh = [clock.id for clock in batch if clock.id not in seen]
             seen.update(fresh)
             for clock_id in fresh:
-                self._handle(clock_id, now, stats)
-            if not fresh or len(batch) < self._options.batch:
+                self._handle(desk, clock_id, now, stats)
+            if not fresh or len(batch) < desk.sla.batch:
                 return stats
 
     def preview(self, now: datetime) -> MonitorStats:
         """What a pass at `now` would escalate, worked out in one transaction that is rolled
         back: nothing is recorded, no mail is queued, no metric counts (`sla --now` ahead)."""
+        desk = self._desk()
         stats, seen = MonitorStats(), set[int]()
         session = self._sessions()
         try:
             session.begin()
             while True:  # the clocks it moves stay moved until the rollback: no page twice
-                batch = clocks.due_clocks(session, now, self._options.batch)
+                batch = clocks.due_clocks(session, now, desk.sla.batch)
                 fresh = [clock.id for clock in batch if clock.id not in seen]
                 seen.update(fresh)
                 for clock_id in fresh:
-                    self._preview_one(session, clock_id, now, stats)
-                if not fresh or len(batch) < self._options.batch:
+                    _preview_one(_Pass(desk, session, now), clock_id, stats)
+                if not fresh or len(batch) < desk.sla.batch:
                     return stats
         finally:
             session.rollback()
             session.close()
 
-    def _preview_one(self, session: Session, clock_id: int, now: datetime,
-                     stats: MonitorStats) -> None:
-        stats.due += 1
-        try:
-            with session.begin_nested():
-                done = self._step(session, clock_id, now)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError):
-            raise
-        except Exception:  # noqa: BLE001 - as in a real pass, one bad clock is counted
-            stats.failed += 1
-            return
-        if done is None:
-            stats.lost += 1
-        for item in done or ():
-            _tally(item, stats)
-
-    def _handle(self, clock_id: int, now: datetime, stats: MonitorStats) -> None:
+    def _handle(self, desk: SlaDesk, clock_id: int, now: datetime, stats: MonitorStats) -> None:
         stats.due += 1
         try:
             with self._sessions.begin() as session:
-                done = self._step(session, clock_id, now)
+                done = _Pass(desk, session, now).step(clock_id)
         except (sa_exc.OperationalError, sa_exc.InterfaceError):
             raise  # the database is away: end the pass, not 10,000 errors, one per clock
         except Exception as err:  # noqa: BLE001 - one bad clock must not stop the others
@@ -420,31 +410,40 @@ class SlaMonitor:
                 "ticket": item.ticket, "clock": item.clock_kind, "stage": item.stage_name,
                 "queued": "no" if item.withheld else "yes"}})
 
-    def _step(self, session: Session, clock_id: int, now: datetime) -> list[Escalation] | None:
+
+class _Pass:
+    """One clock's transaction within a pass: the desk in force, the session, the moment."""
+
+    def __init__(self, desk: SlaDesk, session: Session, now: datetime) -> None:
+        self.options, self.identity = desk.sla, desk.identity
+        self.session, self.now = session, now
+
+    def step(self, clock_id: int) -> list[Escalation] | None:
         """Move one clock on and record what it reached; None when it was not ours to move."""
+        session, now = self.session, self.now
         clock = clocks.lock_clock(session, clock_id)  # as it is now, not as the query saw it
         if clock is None or clock.next_action_at is None or clock.next_action_at > now:
             return None
-        policy = self._options.policy(clock.policy)
-        step = plan(clock, policy, self._options.calendar(now), now)
+        policy = self.options.policy(clock.policy)
+        step = plan(clock, policy, self.options.calendar(now), now)
         if not clocks.advance(session, clock.id, clock.stage, step.to_stage, step.next_action_at):
             return None  # another monitor did it: write nothing
         if not step.sends:
             return []
         facts = clocks.escalation_facts(session, clock.ticket_id)
-        return [self._escalate(session, clock, stage, policy, facts, now) for stage in step.sends]
+        return [self._escalate(clock, stage, policy, facts) for stage in step.sends]
 
-    def _escalate(self, session: Session, clock: Clock, stage: int, policy: Policy,
-                  facts: clocks.EscalationFacts, now: datetime) -> Escalation:
+    def _escalate(self, clock: Clock, stage: int, policy: Policy,
+                  facts: clocks.EscalationFacts) -> Escalation:
         """Queue the mail of one stage and write its event, in the clock's transaction."""
-        recipients = self._options.recipients(
+        recipients = self.options.recipients(
             stage, assignee=facts.assignee,
-            group_address=self._options.group_address(facts.group, facts.category))
+            group_address=self.options.group_address(facts.group, facts.category))
         withheld = "" if recipients else "no escalation address configured ([sla])"
-        if recipients and not self._keys:
+        if recipients and not self.identity.keys:
             withheld = "no signing key configured ([security] secret_file)"
         if not withheld:
-            withheld = self._queue(session, clock, stage, policy, facts, recipients[0], now)
+            withheld = self._queue(clock, stage, policy, facts, recipients[0])
         assert clock.due_at is not None
         data: dict[str, Any] = {"clock": clock.kind, "policy": clock.policy,
                                 "stage": STAGE_NAMES[stage], "due_at": clock.due_at.isoformat(),
@@ -453,34 +452,46 @@ class SlaMonitor:
             data["level"] = stage - 1
         if withheld:
             data["withheld"] = withheld
-        queries.insert_event(session, "sla_warning" if stage == 1 else "sla_breach",
+        queries.insert_event(self.session, "sla_warning" if stage == 1 else "sla_breach",
                              clock.ticket_id, **data)
         return Escalation(facts.number, clock.kind, stage,
                           () if withheld else tuple(recipients), withheld)
 
-    def _queue(self, session: Session, clock: Clock, stage: int, policy: Policy,
-               facts: clocks.EscalationFacts, to: str, now: datetime) -> str:
+    def _queue(self, clock: Clock, stage: int, policy: Policy, facts: clocks.EscalationFacts,
+               to: str) -> str:
         """Compose and enqueue the mail; "" when queued, else why it was not."""
         assert clock.due_at is not None
         ctx = EscalationContext(
             ticket_number=facts.number, stage=stage, clock_kind=clock.kind, policy=policy.name,
             promised=getattr(policy, clock.kind), started_at=clock.started_at,
-            due_at=clock.due_at, now=now, subject=facts.subject, question=facts.question,
+            due_at=clock.due_at, now=self.now, subject=facts.subject, question=facts.question,
             assignee=facts.assignee,
             nonce=f"sla{clock.id}s{stage}",  # one Message-ID per clock and stage
         )
-        options = self._options
         try:
-            msg = escalation(ctx, to=to, support_address=options.support_address,
-                             support_name=options.support_name, keys=self._keys,
-                             templates=self._templates, language=options.language,
-                             timezone=options.timezone, subject_format=options.subject_format)
+            msg = escalation(ctx, self.identity, to=to, timezone=self.options.timezone)
         except UnsafeRecipient as err:  # a configuration mistake: retrying would not help
             return str(err)
-        outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
-                       envelope_from=options.support_address, recipients=[to],
-                       kind="escalation", ticket_id=clock.ticket_id, now=now)
+        outbox.enqueue(self.session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
+                       envelope_from=self.identity.address, recipients=[to],
+                       kind="escalation", ticket_id=clock.ticket_id, now=self.now)
         return ""
+
+
+def _preview_one(step: _Pass, clock_id: int, stats: MonitorStats) -> None:
+    stats.due += 1
+    try:
+        with step.session.begin_nested():
+            done = step.step(clock_id)
+    except (sa_exc.OperationalError, sa_exc.InterfaceError):
+        raise
+    except Exception:  # noqa: BLE001 - as in a real pass, one bad clock is counted
+        stats.failed += 1
+        return
+    if done is None:
+        stats.lost += 1
+    for item in done or ():
+        _tally(item, stats)
 
 
 def _count(item: Escalation, stats: MonitorStats) -> None:

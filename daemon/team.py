@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from config.schema import TeamSettings
 from daemon.sla import (
     SlaOptions,
     clocks_for_agent_reply,
@@ -31,7 +32,7 @@ from responders.agents import (
     relay,
 )
 from responders.headers import UnsafeRecipient
-from responders.rendering import Templates
+from responders.identity import Identity
 from storage import outbox, queries
 from storage import sla as sla_clocks
 from storage.models import Contact, Message, Ticket, utcnow
@@ -46,30 +47,38 @@ class Agent:
     groups: tuple[str, ...] = ()
 
 
+# The SLA recipients are staff: they get escalations that say "answer #assign me", so their
+# mail is taken like an agent's (same authentication), though they answer no group's tickets.
+STAFF_ROLES = {"team_lead_address": "Team lead", "head_of_support_address": "Head of support",
+               "warning_address": "SLA warnings"}
+
+
 @dataclass(frozen=True)
 class TeamPolicy:
-    support_address: str
-    support_name: str
-    keys: tuple[bytes, ...]
-    templates: Templates
+    identity: Identity  # the desk the team speaks as
     agents: dict[str, Agent] = field(default_factory=dict)  # by lower-case address
+    staff: dict[str, Agent] = field(default_factory=dict)  # SLA recipients who are not agents
     routing: dict[str, str] = field(default_factory=dict)  # category -> group
     default_group: str = "support"
     group_addresses: dict[str, str] = field(default_factory=dict)
     comment_address: str | None = None
     agent_auth: str = "token+authres"
     authserv_id: str = ""
-    subject_format: str = "[#{number}]"
-    dispute_text: str = ""  # appended to a final answer: the independent dispute body
+
+    def member(self, address: str | None) -> Agent | None:
+        """The agent or staff member writing from `address` (lower-case), else None."""
+        if not address:
+            return None
+        return self.agents.get(address) or self.staff.get(address)
 
     def group_for(self, category: str) -> str:
         return self.routing.get(category, self.default_group)
 
     def recipients(self, group: str | None, assignee: str | None) -> tuple[Address, ...]:
         """The assignee, else the group's mailbox, else each agent of the group, else everyone."""
-        if assignee and assignee in self.agents:
-            agent = self.agents[assignee]
-            return (Address(agent.address, agent.name),)
+        holder = self.member(assignee)
+        if holder is not None:
+            return (Address(holder.address, holder.name),)
         if group and group in self.group_addresses:
             return (Address(self.group_addresses[group], group),)
         members = [a for a in self.agents.values() if group in a.groups]
@@ -97,8 +106,7 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
         earlier_tickets=max(earlier, 0), attachments=mail.attachments,
         player_message_id=mail.message_id, recipients=recipients, event=event,
     )
-    msg = notification(ctx, support_address=team.support_address, support_name=team.support_name,
-                       keys=team.keys, templates=team.templates, subject_format=team.subject_format)
+    msg = notification(ctx, team.identity)
     _queue(session, msg, "notification", ticket_id, [r.addr for r in recipients], team)
 
 
@@ -109,7 +117,8 @@ class AgentOutcome:
 
 
 def is_agent_mail(team: TeamPolicy | None, mail: InboundMail) -> bool:
-    return bool(team and mail.sender and mail.sender.addr in team.agents)
+    """From an agent or a staff member: commands and replies, once authenticated."""
+    return bool(team and mail.sender and team.member(mail.sender.addr))
 
 
 def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, ticket: Ticket,
@@ -117,14 +126,14 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
                       sla: SlaOptions | None = None) -> AgentOutcome:
     """An agent's mail naming a ticket: held unless authenticated; then commands, note or reply."""
     assert mail.sender is not None
-    agent = team.agents[mail.sender.addr]
+    agent = team.member(mail.sender.addr)
+    assert agent is not None  # is_agent_mail() said so
     why = _not_authenticated(team, mail, signed)
     if why:
         _store(session, ticket.id, mail, "held", visible, record)
         queries.insert_event(session, "agent_mail_held", ticket.id, actor=agent.address, reason=why)
-        notice = held_notice(agent.address, why, support_address=team.support_address,
-                             support_name=team.support_name, templates=team.templates,
-                             agent_name=agent.name, subject=mail.subject)
+        notice = held_notice(agent.address, why, team.identity, agent_name=agent.name,
+                             subject=mail.subject)
         _queue(session, notice, "held_notice", ticket.id, [agent.address], team)
         return AgentOutcome("held", why)
     block = parse_commands(visible, _categories(team))
@@ -133,11 +142,9 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         _store(session, ticket.id, mail, "refused", visible, record)
         queries.insert_event(session, "commands_refused", ticket.id, actor=agent.name,
                              errors=errors)
-        refusal = command_refused(Address(agent.address, agent.name), errors,
-                                  support_address=team.support_address,
-                                  support_name=team.support_name, templates=team.templates,
-                                  keys=team.keys, ticket_number=ticket.number,
-                                  subject=mail.subject, in_reply_to=mail.message_id)
+        refusal = command_refused(Address(agent.address, agent.name), errors, team.identity,
+                                  ticket_number=ticket.number, subject=mail.subject,
+                                  in_reply_to=mail.message_id)
         _queue(session, refusal, "command_refused", ticket.id, [agent.address], team)
         return AgentOutcome("refused", "; ".join(errors))
     _apply(session, ticket, block.commands, agent)
@@ -190,8 +197,9 @@ def _categories(team: TeamPolicy) -> frozenset[str] | None:
 def _command_errors(team: TeamPolicy, commands: tuple[Command, ...]) -> list[str]:
     errors = []
     for command in commands:
-        if command.name == "assign" and command.argument not in ("me", *team.agents):
-            errors.append(f'#assign: {command.argument} is not one of our agents')
+        if command.name == "assign" and command.argument != "me" \
+                and team.member(command.argument) is None:
+            errors.append(f'#assign: {command.argument} is not one of our agents or staff')
     return errors
 
 
@@ -262,8 +270,8 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
             Message.kind.in_(("complaint", "follow_up"))).order_by(Message.id.desc()).limit(1))
     text = block.text
     final = any(c.name == "status" and c.argument in ("resolved", "closed") for c in block.commands)
-    if final and team.dispute_text:
-        text = f"{text}\n\n{team.dispute_text}"  # a final answer says where to appeal beyond us
+    if final and team.identity.dispute_text:
+        text = f"{text}\n\n{team.identity.dispute_text}"  # a final answer says where to appeal beyond us
     ctx = RelayContext(
         ticket_number=ticket.number, language=ticket.language,
         player=Address(player.address, player.name), subject=ticket.subject,
@@ -271,8 +279,7 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
         in_reply_to=latest, references=(latest,) if latest else (),
         agent_addresses=(agent.address,),
     )
-    msg = relay(ctx, support_address=team.support_address, support_name=team.support_name,
-                keys=team.keys, templates=team.templates, subject_format=team.subject_format)
+    msg = relay(ctx, team.identity)
     _store(session, ticket.id, mail, "reply", block.text, record, direction="out",
            header_message_id=mime.message_id(msg), sender=agent.address,
            sender_name=agent.name)
@@ -304,8 +311,26 @@ def _queue(session: Session, msg: Any, kind: str, ticket_id: int, recipients: li
            team: TeamPolicy) -> None:
     try:
         outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
-                       envelope_from=team.support_address, recipients=recipients, kind=kind,
+                       envelope_from=team.identity.address, recipients=recipients, kind=kind,
                        ticket_id=ticket_id)
     except UnsafeRecipient as err:
         log.warning("not sent", extra={"fields": {"kind": kind, "ticket": ticket_id,
                                                   "reason": str(err)}})
+
+
+def routing_warnings(team: TeamSettings) -> list[str]:
+    """Groups that tickets are routed to but that reach nobody of their own: no agent is in
+    them and they have no group address, so their notifications go to every agent. Said by
+    `check-config`; not an error, as a small desk may mean exactly that."""
+    if not team.agents:
+        return []  # no agents: no notifications at all, nothing to route
+    staffed = {group for agent in team.agents for group in agent.groups}
+    routed: dict[str, list[str]] = {team.default_group: ["any other category"]}
+    for category, group in sorted(team.routing.items(), reverse=True):
+        routed.setdefault(group, []).insert(0, category)
+    return [
+        f'[team] group "{group}" (for {", ".join(categories)}) has no agent and no entry '
+        f"in group_addresses: its tickets are notified to every agent"
+        for group, categories in sorted(routed.items())
+        if group not in staffed and group not in team.group_addresses
+    ]

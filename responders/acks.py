@@ -19,6 +19,7 @@ from parsers.model import InboundMail
 from responders import mime
 from responders.compose import AckContext, acknowledgement
 from responders.headers import UnsafeRecipient
+from responders.identity import Identity
 from responders.references import strip_reply_prefixes
 from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES, DEFAULT_RULES, Policy, select_policy
@@ -32,11 +33,7 @@ AUTO_REPLY_EVENT = "auto_reply_sent"
 
 @dataclass(frozen=True)
 class AckPolicy:
-    support_address: str
-    support_name: str
-    keys: tuple[bytes, ...]
-    templates: Templates
-    subject_format: str = "[#{number}]"
+    identity: Identity  # who acknowledges: address, name, keys, templates, subject tag
     sla_policies: dict[str, Policy] | None = None
     per_address_10min: int = 10  # automatic mails to one address: a loop with a
     per_address_day: int = 40  # broken responder stops within a few messages
@@ -52,22 +49,19 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
         queries.insert_event(session, "ack_withheld", ticket.id, reason=why)
         return why
     try:
-        msg = acknowledgement(
-            _context(policy, ticket, mail, refused), support_address=policy.support_address,
-            support_name=policy.support_name, keys=policy.keys, templates=policy.templates,
-            subject_format=policy.subject_format,
-        )
+        msg = acknowledgement(_context(policy, ticket, mail, refused), policy.identity)
     except UnsafeRecipient as err:
         queries.insert_event(session, "ack_withheld", ticket.id, reason=str(err))
         return str(err)
     message_id = mime.message_id(msg)
     subject = mime.header_text(msg, "Subject") or ""
     raw = mime.wire_bytes(msg)
-    outbox.enqueue(session, raw=raw, message_id=message_id, envelope_from=policy.support_address,
+    identity = policy.identity
+    outbox.enqueue(session, raw=raw, message_id=message_id, envelope_from=identity.address,
                    recipients=[mail.sender.addr], kind="ack", ticket_id=ticket.id)
     queries.insert_message(
-        session, ticket_id=ticket.id, direction="out", kind="ack", sender=policy.support_address,
-        sender_name=policy.support_name, subject=subject, header_message_id=message_id,
+        session, ticket_id=ticket.id, direction="out", kind="ack", sender=identity.address,
+        sender_name=identity.name, subject=subject, header_message_id=message_id,
         in_reply_to=mail.message_id, references=None, raw_sha256=None, raw_size=len(raw),
         visible_text="", full_text="",
     )
@@ -86,7 +80,7 @@ def _forwarded_report(mail: InboundMail) -> str:
 
 
 def _withheld(session: Session, policy: AckPolicy, address: str) -> str:
-    if not policy.keys:
+    if not policy.identity.keys:
         return "no signing key configured ([security] secret_file)"
     if queries.contact_bouncing(session, address):
         return "the address is bouncing"
@@ -108,7 +102,7 @@ def _context(policy: AckPolicy, ticket: TicketSummary, mail: InboundMail,
         ticket_number=ticket.number, language=ticket.language, subject=mail.subject,
         requester=mail.sender, category=ticket.category, first_response=sla.first_response,
         attachments=tuple((a.filename, a.size) for a in mail.attachments if not a.inline),
-        faq_answer=_faq(policy.templates, ticket.category, ticket.language),
+        faq_answer=_faq(policy.identity.templates, ticket.category, ticket.language),
         in_reply_to=mail.message_id, references=mail.references, refused=refused,
     )
 

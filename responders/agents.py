@@ -35,6 +35,7 @@ from responders.headers import (
     set_address_header,
     set_text_header,
 )
+from responders.identity import Identity
 from responders.mime import File, set_body
 from responders.references import (
     message_id_for,
@@ -104,12 +105,8 @@ class RelayContext:
 
 def notification(
     ctx: NotificationContext,
+    identity: Identity,
     *,
-    support_address: str,
-    support_name: str,
-    keys: tuple[bytes, ...],
-    templates: Templates,
-    subject_format: str = "[#{number}]",
     max_attachment_bytes: int = 5 * 2**20,
     now: datetime | None = None,
 ) -> EmailMessage:
@@ -119,7 +116,8 @@ def notification(
     """
     if ctx.event not in ("new", "follow_up"):
         raise ValueError('a notification event is "new" or "follow_up"')
-    support = support_mailbox(support_address)
+    support_name, keys, templates, subject_format = _unpack(identity)
+    support = support_mailbox(identity.address)
     recipients = _recipient_list(ctx.recipients, support)
     language = templates.language(ctx.language)
     now = now or datetime.now(UTC)
@@ -144,12 +142,8 @@ def notification(
 
 def relay(
     ctx: RelayContext,
+    identity: Identity,
     *,
-    support_address: str,
-    support_name: str,
-    keys: tuple[bytes, ...],
-    templates: Templates,
-    subject_format: str = "[#{number}]",
     name_with_support: bool = True,
     now: datetime | None = None,
 ) -> EmailMessage:
@@ -158,7 +152,8 @@ def relay(
     ``name_with_support`` shows "Anna via Support" rather than "Anna". No
     Auto-Submitted header: a person wrote this mail.
     """
-    support = support_mailbox(support_address)
+    support_name, keys, templates, subject_format = _unpack(identity)
+    support = support_mailbox(identity.address)
     player = recipient_mailbox(ctx.player.addr, support)
     language = templates.language(ctx.language)
     agent = clean_header_text(_ADDRESS_LIKE.sub(" ", ctx.agent_name), _NAME_LEN)
@@ -186,16 +181,12 @@ def relay(
 def command_refused(
     agent: Address,
     errors: Sequence[str],
+    identity: Identity,
     *,
-    support_address: str,
-    support_name: str,
-    templates: Templates,
-    keys: tuple[bytes, ...] = (),
-    language: str = "en",
+    language: str | None = None,
     ticket_number: int | None = None,
     subject: str = "",
     in_reply_to: str | None = None,
-    subject_format: str = "[#{number}]",
     now: datetime | None = None,
 ) -> EmailMessage:
     """Tell an agent which commands were not understood and that nothing was applied.
@@ -203,9 +194,10 @@ def command_refused(
     With a ticket number (and keys) the answer is signed and its Reply-To leads back
     to the ticket, so the agent can simply answer it with the corrected commands.
     """
-    support = support_mailbox(support_address)
+    support_name, keys, templates, subject_format = _unpack(identity)
+    support = support_mailbox(identity.address)
     recipient = recipient_mailbox(agent.addr, support)
-    language = templates.language(language)
+    language = templates.language(language or identity.language)
     tag = subject_tag(ticket_number, subject_format) if ticket_number is not None else None
     variables = {
         "errors": [clean_header_text(error, _ERROR_LEN) for error in errors][:_MAX_ERRORS],
@@ -233,15 +225,12 @@ def command_refused(
 def held_notice(
     agent_address: str,
     reason: str,
+    identity: Identity,
     *,
-    support_address: str,
-    support_name: str,
-    templates: Templates,
     agent_name: str = "",
-    language: str = "en",
+    language: str | None = None,
     subject: str = "",
     received_at: datetime | None = None,
-    subject_format: str = "[#{number}]",
     now: datetime | None = None,
 ) -> EmailMessage:
     """Tell a configured agent that a mail claiming to be from them was held.
@@ -250,9 +239,10 @@ def held_notice(
     mail is someone else's until proven otherwise: none of its ids is referenced
     and the Message-ID is unsigned, so answering this notice joins no ticket.
     """
-    support = support_mailbox(support_address)
+    support_name, _, templates, subject_format = _unpack(identity)
+    support = support_mailbox(identity.address)
     recipient = recipient_mailbox(agent_address, support)
-    language = templates.language(language)
+    language = templates.language(language or identity.language)
     variables = {
         "reason": clean_header_text(reason, _ERROR_LEN).rstrip(". "),
         "subject": _player_subject(subject, subject_format),
@@ -267,6 +257,11 @@ def held_notice(
     _automatic_headers(msg, support, "auto-generated")  # the agent may never have written
     _bodies(msg, templates, "held", language, variables)
     return msg
+
+
+def _unpack(identity: Identity) -> tuple[str, tuple[bytes, ...], Templates, str]:
+    """(display name, keys, templates, subject format): what every composer here reads."""
+    return identity.name, identity.keys, identity.templates, identity.subject_format
 
 
 # --- addresses --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from responders.headers import (
     set_address_header,
     set_text_header,
 )
+from responders.identity import Identity
 from responders.mime import set_body
 from responders.references import (
     message_id_for,
@@ -39,6 +40,7 @@ from responders.wording import human_size, localized_duration
 __all__ = [
     "REPLY_MARKERS",
     "AckContext",
+    "Identity",
     "Templates",
     "UnsafeRecipient",
     "acknowledgement",
@@ -66,21 +68,16 @@ class AckContext:
 
 
 def acknowledgement(
-    ctx: AckContext,
-    *,
-    support_address: str,
-    support_name: str,
-    keys: tuple[bytes, ...],
-    templates: Templates,
-    subject_format: str = "[#{number}]",
-    now: datetime | None = None,
+    ctx: AckContext, identity: Identity, *, now: datetime | None = None
 ) -> EmailMessage:
-    """The acknowledgement of a new ticket, in the player's language.
+    """The acknowledgement of a new ticket, in the player's language, as `identity`.
 
     Raises UnsafeRecipient when the requester's address is not one valid mailbox
     (or is our own), ValueError when the support address or the keys are unusable.
     """
-    support = support_mailbox(support_address)
+    support_name, templates = identity.name, identity.templates
+    keys, subject_format = identity.keys, identity.subject_format
+    support = support_mailbox(identity.address)
     recipient = recipient_mailbox(ctx.requester.addr, support, "requester")
     language = templates.language(ctx.language)
     variables = _variables(ctx, language, support_name, subject_format)

@@ -28,6 +28,7 @@ from responders.headers import (
     set_text_header,
     single_recipient,
 )
+from responders.identity import Identity
 from responders.mime import set_body
 from responders.references import (
     message_id_for,
@@ -36,7 +37,6 @@ from responders.references import (
     subject_tag,
     tag_subject,
 )
-from responders.rendering import Templates
 from responders.wording import localized_duration
 
 __all__ = ["ASSIGN_COMMAND", "STAGE_NAMES", "EscalationContext", "escalation"]
@@ -65,28 +65,25 @@ class EscalationContext:
 
 def escalation(
     ctx: EscalationContext,
+    identity: Identity,
     *,
     to: str,
-    support_address: str,
-    support_name: str,
-    keys: tuple[bytes, ...],
-    templates: Templates,
-    language: str = "en",
     timezone: str = "UTC",
-    subject_format: str = "[#{number}]",
 ) -> EmailMessage:
-    """The mail of `ctx.stage` to `to`, in the desk's `language`.
+    """The mail of `ctx.stage` to `to`, as `identity` and in its (the desk's) language.
 
     Raises UnsafeRecipient when `to` is not one valid mailbox or is the support address,
     ValueError for an unknown stage, an unusable support address or no signing key.
     """
     if ctx.stage not in STAGE_NAMES:
         raise ValueError(f"no escalation mail for stage {ctx.stage!r}")
-    support = single_recipient(support_address)
+    support = single_recipient(identity.address)
     if support is None:
         raise ValueError("the support address is not a valid mail address")
+    support_name, templates = identity.name, identity.templates
+    keys, subject_format = identity.keys, identity.subject_format
     recipient = _recipient(to, support)
-    language = templates.language(language)
+    language = templates.language(identity.language)
     variables = _variables(ctx, language, timezone, support_name, subject_format)
     msg = EmailMessage(policy=SMTP)
     set_address_header(msg, "From", support_name, support)

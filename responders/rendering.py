@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    DictLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+)
 
 __all__ = ["DEFAULT_LANGUAGE", "Templates"]
 
@@ -22,6 +30,13 @@ def _is_html(name: str | None) -> bool:
     return name is not None and name.endswith((".html.j2", ".html", ".htm"))
 
 
+def _sources(loader: BaseLoader) -> dict[str, str]:
+    """Every template's source, the override's where it has one."""
+    probe = Environment(loader=loader)
+    return {name: loader.get_source(probe, name)[0]
+            for name in loader.list_templates() if name.endswith(".j2")}
+
+
 class Templates:
     """``render("ack.txt.j2", "ru", ...)`` reads ``ru/ack.txt.j2``, else ``en/ack.txt.j2``.
 
@@ -29,16 +44,23 @@ class Templates:
     templates, so an operator may override one language and leave the others ours.
     """
 
-    def __init__(self, override_dir: str | None = None) -> None:
-        loaders = [FileSystemLoader(override_dir)] if override_dir else []
+    def __init__(self, override_dir: str | None = None, *, frozen: bool = False) -> None:
+        """`frozen` reads every template now and never looks at the files again: the desk's
+        running value keeps the templates it was built with until a reload builds another,
+        however the files change meanwhile."""
+        loaders: list[BaseLoader] = [FileSystemLoader(override_dir)] if override_dir else []
         loaders.append(PackageLoader("responders", "templates"))
+        loader: BaseLoader = ChoiceLoader(loaders)
+        if frozen:
+            loader = DictLoader(_sources(loader))
         self._env = Environment(
-            loader=ChoiceLoader(loaders),
+            loader=loader,
             autoescape=_is_html,
             undefined=StrictUndefined,  # a misspelt variable fails the test, not the mail
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=not frozen,
         )
 
     @staticmethod
@@ -46,6 +68,13 @@ class Templates:
         """"ru-RU" → "ru"; anything that is not a language code → the default."""
         primary = re.split(r"[-_]", (code or "").strip().lower(), maxsplit=1)[0]
         return primary if _LANGUAGE.fullmatch(primary) else DEFAULT_LANGUAGE
+
+    def check(self) -> None:
+        """Compile every template now, so that a broken one is found when the settings are
+        loaded (and a reload refused) rather than in the middle of composing a mail.
+        Raises jinja2.TemplateSyntaxError naming the template and the line."""
+        for name in self._env.list_templates(extensions=("j2",)):
+            self._env.get_template(name)
 
     def render(self, name: str, language: str, **variables: Any) -> str:
         names = [f"{self.language(language)}/{name}", f"{DEFAULT_LANGUAGE}/{name}"]

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from daemon.ingest import IngestPolicy, Ingestor
+from daemon.ingest import Ingestor, IngestPolicy
 from daemon.outbox import OutboxSender
 from parsers.ingest_key import ingest_key
 from responders.acks import AckPolicy
+from responders.identity import Identity
 from responders.rendering import Templates
 from storage import db
 from storage.blobs import BlobStore
@@ -30,8 +31,7 @@ KEYS = (b"k" * 32,)
 
 
 def make_ingestor(db_url: str, tmp_path: Path, **ack_options) -> Ingestor:  # noqa: ANN003
-    ack = AckPolicy(support_address=SUPPORT, support_name="Casino Support", keys=KEYS,
-                    templates=Templates(), **ack_options)
+    ack = AckPolicy(Identity(SUPPORT, "Casino Support", KEYS, Templates()), **ack_options)
     policy = IngestPolicy(support_addresses=frozenset({SUPPORT}), keys=KEYS, ack=ack)
     return Ingestor(db.session_factory(db.make_engine(db_url)), BlobStore(tmp_path / "s"), policy)
 

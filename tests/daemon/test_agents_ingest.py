@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.ingest import IngestPolicy, Ingestor
+from daemon.ingest import Ingestor, IngestPolicy
 from daemon.team import Agent, TeamPolicy
 from responders.acks import AckPolicy
+from responders.identity import Identity
 from responders.rendering import Templates
 from storage import db, queries
 from storage.blobs import BlobStore
@@ -22,8 +23,9 @@ from tests.support.mails import PNG, mail
 
 SUPPORT = "support@casino.test"
 KEYS = (b"agents-test-key-0123456789abcdef",)
+DESK = Identity(SUPPORT, "Casino Support", KEYS, Templates())
 TEAM = TeamPolicy(
-    support_address=SUPPORT, support_name="Casino Support", keys=KEYS, templates=Templates(),
+    DESK,
     agents={"anna@casino.test": Agent("anna@casino.test", "Anna Smirnova", ("payments",)),
             "boris@casino.test": Agent("boris@casino.test", "Boris", ("team_leads",))},
     routing={"refund": "payments", "appeal": "team_leads"}, authserv_id=AUTHSERV,
@@ -32,8 +34,7 @@ TEAM = TeamPolicy(
 
 @pytest.fixture
 def ingestor(db_url: str, tmp_path: Path) -> Ingestor:
-    ack = AckPolicy(support_address=SUPPORT, support_name="Casino Support", keys=KEYS,
-                    templates=Templates())
+    ack = AckPolicy(DESK)
     policy = IngestPolicy(support_addresses=frozenset({SUPPORT}), keys=KEYS, ack=ack, team=TEAM,
                           agents=frozenset(TEAM.agents), authserv_id=AUTHSERV)
     return Ingestor(db.session_factory(db.make_engine(db_url)), BlobStore(tmp_path), policy)
@@ -194,8 +195,7 @@ def test_mail_to_the_comment_address_is_an_internal_note(db_url: str, tmp_path: 
 def _sla_ingestor(db_url: str, tmp_path: Path) -> Ingestor:
     from daemon.sla import SlaOptions
 
-    sla = SlaOptions(team_lead_address="lead@casino.test", head_of_support_address="head@casino.test",
-                     support_address=SUPPORT)
+    sla = SlaOptions(team_lead_address="lead@casino.test", head_of_support_address="head@casino.test")
     policy = IngestPolicy(support_addresses=frozenset({SUPPORT}), keys=KEYS, team=TEAM, sla=sla,
                           agents=frozenset(TEAM.agents), authserv_id=AUTHSERV)
     return Ingestor(db.session_factory(db.make_engine(db_url)), BlobStore(tmp_path), policy)
@@ -204,10 +204,10 @@ def _sla_ingestor(db_url: str, tmp_path: Path) -> Ingestor:
 def _monitor_at(ingestor: Ingestor, hours: float) -> list[str]:
     from datetime import timedelta
 
-    from daemon.sla import SlaMonitor
+    from daemon.sla import MonitorDesk, SlaMonitor
     from storage.models import utcnow
 
-    monitor = SlaMonitor(ingestor.sessions, ingestor.policy.sla, Templates(), KEYS)
+    monitor = SlaMonitor(ingestor.sessions, MonitorDesk(ingestor.policy.sla, DESK))
     stats = monitor.run_once(utcnow() + timedelta(hours=hours))
     return [f"{e.ticket}:{e.clock_kind}:{e.stage_name}" for e in stats.escalations]
 
@@ -233,7 +233,8 @@ def test_a_final_answer_tells_the_player_where_to_take_the_complaint_beyond_us(
         db_url: str, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    team = replace(TEAM, dispute_text="Independent dispute body: ADR Gaming Ombudsman.")
+    team = replace(TEAM, identity=replace(
+        DESK, dispute_text="Independent dispute body: ADR Gaming Ombudsman."))
     policy = IngestPolicy(support_addresses=frozenset({SUPPORT}), keys=KEYS, team=team,
                           agents=frozenset(team.agents), authserv_id=AUTHSERV)
     ingestor = Ingestor(db.session_factory(db.make_engine(db_url)), BlobStore(tmp_path), policy)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from responders.transport import SmtpTransport
 
@@ -137,6 +138,40 @@ class ClosesWith421(Sink):
             asyncio.get_running_loop().call_later(0.05, server.transport.close)
             return "421 4.3.2 service shutting down"
         return super().mail_reply(server, address)
+
+
+class PasswordSink(Sink):
+    """Requires AUTH (PLAIN/LOGIN) with `username` and the one `password` it knows now; the
+    test changes `password` to rotate it, and the old one is refused from then on. Each
+    accepted mail is recorded with the password its connection logged in with (`used`).
+
+    Serve it with `SmtpServer(sink, port, **sink.server_options())`."""
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__()
+        self.username, self.password = username, password
+        self.used: list[str] = []  # per accepted mail, in the order of `received`
+        self.refused_logins = 0
+
+    def server_options(self) -> dict[str, Any]:
+        # AUTH without TLS, only because the server is on loopback.
+        return {"authenticator": self.authenticator, "auth_require_tls": False,
+                "auth_required": True}
+
+    def authenticator(self, server, session, envelope, mechanism, data):  # noqa: ANN001, ANN201
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            self.username.encode(), self.password.encode())
+        if not ok:
+            self.refused_logins += 1
+        return AuthResult(success=ok, handled=False, auth_data=data.password.decode() if ok
+                          else None)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        reply = await super().handle_DATA(server, session, envelope)
+        if reply.startswith("250"):
+            with self._lock:
+                self.used.append(session.auth_data)
+        return reply
 
 
 class SmtpServer:

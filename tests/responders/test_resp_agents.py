@@ -23,6 +23,7 @@ from responders.agents import (
     relay,
 )
 from responders.headers import UnsafeRecipient
+from responders.identity import Identity
 from responders.references import numbers_in_subject, token_from_address, verify_message_id
 from responders.rendering import Templates
 
@@ -62,13 +63,13 @@ RELAY = RelayContext(
 
 
 def _notify(ctx: NotificationContext = NOTE, **options: object) -> EmailMessage:
-    return notification(ctx, support_address=SUPPORT, support_name="Casino Support", keys=KEYS,
-                        templates=Templates(), now=NOW, **options)  # type: ignore[arg-type]
+    return notification(ctx, Identity(SUPPORT, "Casino Support", KEYS, Templates()), now=NOW,
+                        **options)  # type: ignore[arg-type]
 
 
 def _relay(ctx: RelayContext = RELAY, **options: object) -> EmailMessage:
-    return relay(ctx, support_address=SUPPORT, support_name="Служба поддержки Casino", keys=KEYS,
-                 templates=Templates(), now=NOW, **options)  # type: ignore[arg-type]
+    return relay(ctx, Identity(SUPPORT, "Служба поддержки Casino", KEYS, Templates()), now=NOW,
+                 **options)  # type: ignore[arg-type]
 
 
 def _raw(msg: EmailMessage) -> bytes:
@@ -276,8 +277,8 @@ def test_relay_headers() -> None:
 
 def test_relay_in_english_shows_via_or_only_the_agent() -> None:
     ctx = replace(RELAY, language="en", agent_name="Anna Smith")
-    (sender,) = _read(_raw(relay(ctx, support_address=SUPPORT, support_name="Casino Support",
-                                 keys=KEYS, templates=Templates(), now=NOW)))["From"].addresses
+    desk = Identity(SUPPORT, "Casino Support", KEYS, Templates())
+    (sender,) = _read(_raw(relay(ctx, desk, now=NOW)))["From"].addresses
     assert sender.display_name == "Anna Smith via Casino Support"
     (only,) = _read(_raw(_relay(ctx, name_with_support=False)))["From"].addresses
     assert (only.display_name, only.addr_spec) == ("Anna Smith", SUPPORT)
@@ -363,9 +364,8 @@ ERRORS = ('unknown command "#stauts"',
 
 
 def _refused(**options: object) -> EmailMessage:
-    return command_refused(AGENT, ERRORS, support_address=SUPPORT, support_name="Casino Support",
-                           templates=Templates(), keys=KEYS, now=NOW,
-                           **options)  # type: ignore[arg-type]
+    return command_refused(AGENT, ERRORS, Identity(SUPPORT, "Casino Support", KEYS, Templates()),
+                           now=NOW, **options)  # type: ignore[arg-type]
 
 
 def test_command_refused() -> None:
@@ -397,8 +397,8 @@ def test_command_refused_without_a_ticket_in_russian() -> None:
 
 def test_command_refused_error_lines_cannot_add_headers_or_lines() -> None:
     raw = _raw(command_refused(
-        AGENT, ['unknown command "#x"\r\nBcc: v@evil.example'], support_address=SUPPORT,
-        support_name="S\r\nBcc: v@evil.example", templates=Templates(), now=NOW))
+        AGENT, ['unknown command "#x"\r\nBcc: v@evil.example'],
+        Identity(SUPPORT, "S\r\nBcc: v@evil.example"), now=NOW))
     assert "bcc" not in _header_names(raw)
     assert '  - unknown command "#x" Bcc: v@evil.example\n' in _text(_read(raw))
 
@@ -406,8 +406,7 @@ def test_command_refused_error_lines_cannot_add_headers_or_lines() -> None:
 def test_held_notice() -> None:
     raw = _raw(held_notice(
         "anna@casino.example", "no trusted Authentication-Results header.",
-        support_address=SUPPORT, support_name="Casino Support", templates=Templates(),
-        agent_name="Anna", subject="Re: [#10234] #status closed\r\nBcc: v@evil.example",
+        Identity(SUPPORT, "Casino Support"), agent_name="Anna", subject="Re: [#10234] #status closed\r\nBcc: v@evil.example",
         received_at=NOW, now=NOW,
     ))
     parsed = _read(raw)
@@ -427,11 +426,10 @@ def test_held_notice() -> None:
 
 
 def test_held_notice_in_russian_and_never_to_ourselves() -> None:
-    msg = held_notice("anna@casino.example", "DKIM не прошла", support_address=SUPPORT,
-                      support_name="Поддержка", templates=Templates(), language="ru", now=NOW)
+    msg = held_notice("anna@casino.example", "DKIM не прошла", Identity(SUPPORT, "Поддержка"),
+                      language="ru", now=NOW)
     parsed = _read(_raw(msg))
     assert str(parsed["Subject"]) == "Письмо от вашего имени задержано"
     assert _text(parsed).startswith("Письмо, отправленное якобы от вас, задержано: DKIM не прошла.")
     with pytest.raises(UnsafeRecipient):
-        held_notice(SUPPORT, "x", support_address=SUPPORT, support_name="S",
-                    templates=Templates())
+        held_notice(SUPPORT, "x", Identity(SUPPORT, "S"))

@@ -19,6 +19,7 @@ from responders.compose import (
     UnsafeRecipient,
     acknowledgement,
 )
+from responders.identity import Identity
 from responders.references import numbers_in_subject, verify_message_id
 
 KEYS = (b"current key", b"previous key")
@@ -43,10 +44,9 @@ EN = replace(
 
 
 def _ack(ctx: AckContext, templates: Templates | None = None) -> EmailMessage:
-    return acknowledgement(
-        ctx, support_address="support@casino.example", support_name="Служба поддержки Casino",
-        keys=KEYS, templates=templates or Templates(), now=NOW,
-    )
+    desk = Identity("support@casino.example", "Служба поддержки Casino", KEYS,
+                    templates or Templates())
+    return acknowledgement(ctx, desk, now=NOW)
 
 
 def _read(msg: EmailMessage) -> EmailMessage:
@@ -144,9 +144,9 @@ def test_subject_keeps_one_tag_and_drops_foreign_ones() -> None:
 
 
 def test_custom_subject_format() -> None:
-    msg = acknowledgement(EN, support_address="support@casino.example", support_name="Support",
-                          keys=KEYS, templates=Templates(), subject_format="[Ticket #{number}]",
-                          now=NOW)
+    desk = Identity("support@casino.example", "Support", KEYS,
+                    subject_format="[Ticket #{number}]")
+    msg = acknowledgement(EN, desk, now=NOW)
     assert str(_read(msg)["Subject"]).endswith("[Ticket #10234]")
 
 
@@ -180,8 +180,6 @@ def test_unsafe_requester_is_refused(addr: str) -> None:
 
 def test_bad_support_address_or_keys_are_errors() -> None:
     with pytest.raises(ValueError):
-        acknowledgement(RU, support_address="a@b.c, d@e.f", support_name="S", keys=KEYS,
-                        templates=Templates(), now=NOW)
+        acknowledgement(RU, Identity("a@b.c, d@e.f", "S", KEYS), now=NOW)
     with pytest.raises(ValueError, match="signing key"):
-        acknowledgement(RU, support_address="support@casino.example", support_name="S", keys=(),
-                        templates=Templates(), now=NOW)
+        acknowledgement(RU, Identity("support@casino.example", "S", ()), now=NOW)

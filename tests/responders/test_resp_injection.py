@@ -17,7 +17,8 @@ import pytest
 
 from parsers.mail import parse
 from parsers.model import Address, InboundMail
-from responders.compose import AckContext, Templates, acknowledgement
+from responders.compose import AckContext, acknowledgement
+from responders.identity import Identity
 
 OUR_HEADERS = {
     "from", "to", "subject", "date", "message-id", "in-reply-to", "references",
@@ -54,8 +55,7 @@ def _ack_for(mail: InboundMail, subject: object = None) -> bytes:
         requester=mail.sender, category="refund", first_response=timedelta(hours=24),
         attachments=(), faq_answer=None, in_reply_to=mail.message_id, references=mail.references,
     )
-    msg = acknowledgement(ctx, support_address="support@casino.example", support_name="Support",
-                          keys=(b"key",), templates=Templates(),
+    msg = acknowledgement(ctx, Identity("support@casino.example", "Support", (b"key",)),
                           now=datetime(2026, 11, 20, tzinfo=UTC))
     return msg.as_bytes(policy=SMTP)
 
@@ -132,5 +132,4 @@ def test_requester_address_with_injection_is_refused() -> None:
     ctx = AckContext(10234, "en", "x", Address("player@mail.example\r\nBcc: v@evil.example", ""),
                      "refund", timedelta(hours=1), (), None, None, ())
     with pytest.raises(UnsafeRecipient):
-        acknowledgement(ctx, support_address="support@casino.example", support_name="S",
-                        keys=(b"k",), templates=Templates())
+        acknowledgement(ctx, Identity("support@casino.example", "S", (b"k",)))

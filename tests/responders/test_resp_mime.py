@@ -19,6 +19,7 @@ from responders import compose
 from responders.compose import AckContext, acknowledgement
 from responders.escalation import EscalationContext, escalation
 from responders.headers import clean_header_text, put_header, set_text_header
+from responders.identity import Identity
 from responders.mime import (
     File,
     header_text,
@@ -317,9 +318,8 @@ RU = AckContext(
 
 
 def _ack() -> EmailMessage:
-    return acknowledgement(RU, support_address="support@casino.example",
-                           support_name="Служба поддержки Casino", keys=KEYS,
-                           templates=Templates(), now=NOW)
+    desk = Identity("support@casino.example", "Служба поддержки Casino", KEYS)
+    return acknowledgement(RU, desk, now=NOW)
 
 
 def _tree(raw: bytes) -> list[tuple[list[tuple[str, str]], str, dict[str, str], str | None]]:
@@ -361,8 +361,8 @@ def test_escalation_body_is_quoted_printable_text() -> None:
         promised=timedelta(hours=4), started_at=NOW.replace(hour=8),
         due_at=NOW.replace(hour=11), now=NOW, subject="Вывод", question="Где мои деньги?\n.",
     )
-    msg = escalation(ctx, to="lead@casino.example", support_address="support@casino.example",
-                     support_name="S", keys=KEYS, templates=Templates(), language="ru")
+    msg = escalation(ctx, Identity("support@casino.example", "S", KEYS, language="ru"),
+                     to="lead@casino.example")
     raw = wire_bytes(msg)
     _check_wire(raw)
     assert raw == msg.as_bytes(policy=SMTP)

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from daemon.sla import SlaMonitor, SlaOptions, clocks_for_new_ticket
+from daemon.sla import MonitorDesk, SlaMonitor, SlaOptions, clocks_for_new_ticket
+from responders.identity import Identity
 from responders.rendering import Templates
 from storage import db, queries
 from storage.models import Event, OutboxMessage, SlaClock
@@ -47,13 +48,18 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 @pytest.fixture
 def options() -> SlaOptions:
-    return SlaOptions(support_address="support@casino.test", support_name="Casino Support",
-                      warning_address=DESK, team_lead_address=LEAD, head_of_support_address=HEAD)
+    return SlaOptions(warning_address=DESK, team_lead_address=LEAD, head_of_support_address=HEAD)
 
 
 @pytest.fixture
-def monitor(sessions: sessionmaker[Session], options: SlaOptions) -> SlaMonitor:
-    return SlaMonitor(sessions, options, Templates(), KEYS)
+def identity() -> Identity:
+    return Identity("support@casino.test", "Casino Support", KEYS, Templates())
+
+
+@pytest.fixture
+def monitor(sessions: sessionmaker[Session], options: SlaOptions,
+            identity: Identity) -> SlaMonitor:
+    return SlaMonitor(sessions, MonitorDesk(options, identity))
 
 
 NewTicket = Callable[..., int]

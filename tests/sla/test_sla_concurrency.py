@@ -14,8 +14,7 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from daemon.sla import MonitorStats, SlaMonitor
-from responders.rendering import Templates
+from daemon.sla import MonitorDesk, MonitorStats, SlaMonitor
 from storage import db
 from storage.models import Event, OutboxMessage
 from tests.sla.conftest import CLI, DESK, HEAD, KEYS, LEAD, at
@@ -46,11 +45,12 @@ def _assert_exactly_once(tickets: list[int], sessions) -> None:  # noqa: ANN001
         (t, "resolution", "warning"))})
 
 
-def test_two_monitors_in_threads_escalate_each_clock_once(new_ticket, sessions, options,
+def test_two_monitors_in_threads_escalate_each_clock_once(new_ticket, sessions, options, identity,
                                                           db_url) -> None:
     tickets = _tickets(new_ticket)
     engines = [db.make_engine(db_url) for _ in range(2)]
-    monitors = [SlaMonitor(db.session_factory(e), options, Templates(), KEYS) for e in engines]
+    monitors = [SlaMonitor(db.session_factory(e), MonitorDesk(options, identity))
+                for e in engines]
     start = threading.Barrier(len(monitors))
     results: list[MonitorStats] = []
 
@@ -90,10 +90,11 @@ def test_two_monitor_processes_escalate_each_clock_once(new_ticket, sessions, ti
 
 
 def test_monitors_running_through_the_day_send_each_level_once(new_ticket, sessions, options,
-                                                               db_url) -> None:
+                                                               identity, db_url) -> None:
     tickets = _tickets(new_ticket)
     engines = [db.make_engine(db_url) for _ in range(3)]
-    monitors = [SlaMonitor(db.session_factory(e), options, Templates(), KEYS) for e in engines]
+    monitors = [SlaMonitor(db.session_factory(e), MonitorDesk(options, identity))
+                for e in engines]
     moments = [at(hours=h) for h in (19.3, 19.3, 24.1, 24.1, 28.1, 60, 60)]
 
     def run(monitor: SlaMonitor) -> None:

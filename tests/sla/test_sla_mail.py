@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from daemon.sla import SlaMonitor
+from daemon.sla import MonitorDesk, SlaMonitor
 from responders.escalation import EscalationContext, escalation
 from responders.headers import UnsafeRecipient
+from responders.identity import Identity
 from responders.references import numbers_in_subject, verify_message_id
-from responders.rendering import Templates
 from storage.models import Ticket
 from tests.sla.conftest import DESK, HEAD, KEYS, LEAD, T0, at, parse
 
@@ -70,9 +70,9 @@ def test_an_assigned_ticket_warns_its_assignee_and_says_who_holds_it(new_ticket,
     assert "Held by:   ann@casino.test" in level1.get_content()
 
 
-def test_in_russian_for_a_russian_desk(new_ticket, sessions, options, look) -> None:
+def test_in_russian_for_a_russian_desk(new_ticket, sessions, options, identity, look) -> None:
     ticket = new_ticket(text="Здравствуйте! Не пришёл вывод 500 рублей.", language="ru")
-    russian = SlaMonitor(sessions, replace(options, language="ru"), Templates(), KEYS)
+    russian = SlaMonitor(sessions, MonitorDesk(options, replace(identity, language="ru")))
     russian.run_once(at(hours=21, minutes=1))
     mail = parse(look.mails(ticket)[0][2])
     assert mail["Subject"].startswith("Предупреждение SLA: срок «первый ответ» истекает через "
@@ -90,8 +90,7 @@ CTX = EscalationContext(
 
 
 def _compose(ctx: EscalationContext = CTX, to: str = LEAD):  # noqa: ANN202
-    return escalation(ctx, to=to, support_address="support@casino.test",
-                      support_name="Casino Support", keys=KEYS, templates=Templates())
+    return escalation(ctx, Identity("support@casino.test", "Casino Support", KEYS), to=to)
 
 
 def test_a_players_subject_cannot_add_headers_and_a_long_text_is_cut() -> None:

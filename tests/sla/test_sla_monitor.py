@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from daemon.sla import SlaMonitor, SlaOptions, pause_clocks, resume_clocks
-from responders.rendering import Templates
+from daemon.sla import MonitorDesk, SlaMonitor, SlaOptions, pause_clocks, resume_clocks
+from responders.identity import Identity
 from responders.sla import Calendar
 from storage import db, sla
 from tests.sla.conftest import DESK, HEAD, KEYS, LEAD, T0, at
@@ -44,11 +44,11 @@ def test_a_monitor_that_was_down_sends_the_breach_levels_but_no_late_warning(
 
 
 def test_a_restarted_monitor_does_not_repeat_anything(new_ticket, monitor, look, db_url,
-                                                      options) -> None:
+                                                      options, identity) -> None:
     ticket = new_ticket()
     monitor.run_once(at(hours=24, minutes=1))
     engine = db.make_engine(db_url)  # a new process, as far as the database can tell
-    again = SlaMonitor(db.session_factory(engine), options, Templates(), KEYS)
+    again = SlaMonitor(db.session_factory(engine), MonitorDesk(options, identity))
     assert again.run_once(at(hours=24, minutes=1)).escalations == []
     engine.dispose()
     assert look.recipients(ticket) == [LEAD]
@@ -90,8 +90,8 @@ def test_a_paused_clock_waits_and_resumes_with_the_time_it_had_left(new_ticket, 
 def test_no_address_configured_still_records_the_breach_once(new_ticket, sessions,
                                                              look) -> None:
     ticket = new_ticket()
-    silent = SlaMonitor(sessions, SlaOptions(support_address="support@casino.test"),
-                        Templates(), KEYS)
+    silent = SlaMonitor(sessions, MonitorDesk(SlaOptions(), Identity("support@casino.test", "S",
+                                                                    KEYS)))
     stats = silent.run_once(at(hours=25))
     assert stats.breaches == 1 and stats.escalations[0].withheld
     assert silent.run_once(at(hours=25)).escalations == []

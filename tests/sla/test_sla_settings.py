@@ -7,19 +7,24 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config import ConfigError, load_settings
+from daemon import runtime
 from daemon.sla import SlaOptions, start_clock
 from responders.sla import Calendar, add_working_time
 from tests.sla.conftest import HEAD, LEAD
 
 
 def _options(tmp_path, env, sla: str) -> SlaOptions:  # noqa: ANN001
+    return _runtime(tmp_path, env, sla).sla
+
+
+def _runtime(tmp_path, env, sla: str) -> runtime.Runtime:  # noqa: ANN001
     path = tmp_path / "t.toml"
     path.write_text("\n".join([
         "[database]", 'url = "sqlite:///t.db"',
         "[support]", 'address = "support@casino.test"', 'default_language = "ru"',
         "[sla]", *(line.strip() for line in sla.splitlines()),
     ]), encoding="utf-8")
-    return SlaOptions.from_settings(load_settings(path, env))
+    return runtime.build(load_settings(path, env))
 
 
 @pytest.fixture
@@ -36,7 +41,9 @@ def test_the_promises_and_levels_come_from_the_settings(tmp_path, env) -> None:
                for p in options.policies.values())
     assert options.select("refund", "normal", appeal=True).name == "appeal"
     assert options.policy("removed-since").name == "default"
-    assert options.language == "ru" and options.calendar(datetime.now(UTC)) == Calendar()
+    assert options.calendar(datetime.now(UTC)) == Calendar()
+    # Escalations are written in the desk's language: the identity's, from [support].
+    assert _runtime(tmp_path, env, "").identity.language == "ru"
 
 
 def test_each_level_falls_back_to_the_nearest_address_configured(tmp_path, env) -> None:

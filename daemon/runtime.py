@@ -1,0 +1,198 @@
+"""The runtime value: everything the settings decide, built once, read by every loop.
+
+`build(settings)` turns checked settings into one immutable `Runtime`: who the desk is
+(one `Identity` per brand), the team and its staff, the SLA options, the ingest and
+acknowledgement policies, and the SMTP transport with its credentials as read at load. The
+daemon keeps the value in force in a `Current`; each loop reads it once at the start of a
+unit of work (a batch of mail, an outbox pass, an SLA pass), and SIGHUP builds a new one and
+swaps it whole. A build that fails leaves the old value in force.
+
+Brands: today the one brand is [support]; `Runtime.brands` maps a brand's name to its
+identity, and `Runtime.brand(name)` falls back on the default, so a second brand is one
+more entry here, and the loops that look up a ticket's brand need nothing else.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from jinja2 import TemplateError, TemplateSyntaxError
+
+from config import ConfigError, Settings
+from daemon.ingest import IngestPolicy
+from daemon.outbox import SenderSetup
+from daemon.safety import Screener, screener, spam_policy
+from daemon.sla import SlaOptions
+from daemon.team import STAFF_ROLES, Agent, TeamPolicy
+from parsers import DEFAULT_RULES, Limits, Rule
+from responders.acks import AckPolicy
+from responders.identity import DEFAULT_BRAND, Identity
+from responders.rendering import Templates
+from responders.sla import DEFAULT_POLICIES
+
+__all__ = ["Current", "Runtime", "build"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings  # as loaded: intervals, limits, the mailbox's server
+    brands: Mapping[str, Identity]  # brand name -> who the desk is under that brand
+    default_brand: str
+    ingest: IngestPolicy  # what a mail coming in meets
+    sla: SlaOptions  # clocks and escalation recipients
+    team: TeamPolicy | None  # agents and staff; None: no team mail at all
+    ack: AckPolicy | None  # None: no acknowledgements
+    sender: SenderSetup | None  # the SMTP transport; None: no [smtp], nothing is sent
+    screener: Screener  # the malware scan ([scan]: clamd's address, hold or store)
+
+    @property
+    def identity(self) -> Identity:
+        """The default brand's identity: the desk's own mail (escalations, reports)."""
+        return self.brands[self.default_brand]
+
+    def brand(self, name: str | None) -> Identity:
+        """A brand's identity; an unknown or missing name is the default brand."""
+        return self.brands.get(name or self.default_brand) or self.identity
+
+
+def build(settings: Settings, source: str = "configuration") -> Runtime:
+    """The runtime value of `settings`; ConfigError (naming `source`, the key and the
+    reason) when something the settings name cannot be used, e.g. a broken template."""
+    identity = _identity(settings, source)
+    brands = MappingProxyType({identity.brand: identity})
+    sla = SlaOptions.from_settings(settings)
+    team = team_policy(settings, identity)
+    ack = ack_policy(settings, identity)
+    try:
+        sender = SenderSetup.from_settings(settings) if settings.smtp is not None else None
+    except ValueError as err:
+        raise ConfigError(source, "smtp", str(err)) from None
+    ingest = ingest_policy(settings, identity, team, ack, sla)
+    return Runtime(settings, brands, identity.brand, ingest, sla, team, ack, sender,
+                   screener(settings))
+
+
+def _identity(settings: Settings, source: str) -> Identity:
+    folder = settings.responders.templates_dir
+    try:
+        templates = Templates(str(folder) if folder else None, frozen=True)
+        templates.check()
+    except TemplateSyntaxError as err:
+        where = f"{err.name or '?'} line {err.lineno}"
+        raise ConfigError(source, "responders.templates_dir",
+                          f"template {where}: {err.message}") from None
+    except (TemplateError, OSError, UnicodeDecodeError) as err:
+        raise ConfigError(source, "responders.templates_dir",
+                          f"templates unusable: {type(err).__name__}: {err}") from None
+    support = settings.support
+    return Identity(
+        address=support.address, name=support.name, keys=settings.security.keys,
+        templates=templates, subject_format=settings.threading.subject_tag,
+        language=support.default_language, dispute_text=settings.responders.dispute_text,
+        brand=DEFAULT_BRAND,
+    )
+
+
+def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | None,
+                  ack: AckPolicy | None, sla: SlaOptions) -> IngestPolicy:
+    custom = settings.classification.rules
+    rules = (
+        tuple(Rule(r.category, r.priority, tuple(r.keywords)) for r in custom)
+        if custom
+        else DEFAULT_RULES
+    )
+    members = frozenset((*team.agents, *team.staff)) if team else frozenset(
+        a.address.lower() for a in settings.team.agents)
+    return IngestPolicy(
+        support_addresses=identity.addresses,
+        default_language=identity.language,
+        limits=Limits(**settings.limits.model_dump()),
+        rules=rules,
+        keys=identity.keys,
+        subject_tag=identity.subject_format,
+        reopen_window=settings.threading.reopen_window,
+        escalation_keywords=settings.threading.escalation_keywords,
+        ack=ack,
+        agents=members,
+        authserv_id=settings.security.authserv_id,
+        team=team,
+        sla=sla,
+        spam=spam_policy(settings),
+        rg_group=settings.team.routing.get("self_exclusion", settings.team.default_group),
+    )
+
+
+def staff(settings: Settings) -> dict[str, Agent]:
+    """The SLA recipients who are not agents, by lower-case address, named by their role."""
+    agents = {a.address.lower() for a in settings.team.agents}
+    found: dict[str, Agent] = {}
+    for key, role in STAFF_ROLES.items():
+        address = getattr(settings.sla, key)
+        if address and address.lower() not in agents:
+            found.setdefault(address.lower(), Agent(address.lower(), role))
+    return found
+
+
+def team_policy(settings: Settings, identity: Identity) -> TeamPolicy | None:
+    """Notifications and agents' mail need agents or staff, outgoing mail and signing keys."""
+    team = settings.team
+    members = staff(settings)
+    if not (team.agents or members) or settings.smtp is None or not identity.keys:
+        return None
+    return TeamPolicy(
+        identity=identity,
+        agents={a.address.lower(): Agent(a.address.lower(), a.name, a.groups) for a in team.agents},
+        staff=members,
+        routing=dict(team.routing),
+        default_group=team.default_group,
+        group_addresses=dict(team.group_addresses),
+        comment_address=team.comment_address.lower() if team.comment_address else None,
+        agent_auth=team.agent_auth,
+        authserv_id=settings.security.authserv_id,
+    )
+
+
+def ack_policy(settings: Settings, identity: Identity) -> AckPolicy | None:
+    """Acknowledgements are written only where they can be signed and sent."""
+    responders = settings.responders
+    if not responders.acknowledge or settings.smtp is None:
+        return None
+    default = DEFAULT_POLICIES["default"]
+    urgent = DEFAULT_POLICIES["urgent"]
+    policies = {
+        **DEFAULT_POLICIES,
+        "default": replace(default, first_response=settings.sla.first_response,
+                           resolution=settings.sla.resolution),
+        "urgent": replace(urgent, first_response=settings.sla.first_response_urgent),
+    }
+    return AckPolicy(
+        identity=identity,
+        sla_policies=policies,
+        per_address_10min=responders.auto_replies_per_10min,
+        per_address_day=responders.auto_replies_per_day,
+    )
+
+
+class Current:
+    """The runtime in force. Readers take `.value` once per unit of work; `swap` replaces it
+    whole (one reference assignment, so a reader sees the old value or the new, never a mix).
+    `generation` counts the values put in force, for logs and tests."""
+
+    def __init__(self, value: Runtime) -> None:
+        self._value = value
+        self._lock = threading.Lock()  # two reloads at once: the later one wins, whole
+        self.generation = 1
+
+    @property
+    def value(self) -> Runtime:
+        return self._value
+
+    def swap(self, value: Runtime) -> Runtime:
+        """Put `value` in force; the one it replaces."""
+        with self._lock:
+            old, self._value = self._value, value
+            self.generation += 1
+            return old

@@ -1,0 +1,34 @@
+"""Who the desk is when it writes: one brand's address, name, keys, subject tag and templates.
+
+Every composer takes an ``Identity`` instead of the same five keyword arguments, so what a
+mail says about its sender is decided in one place, and a reload (or a second brand) changes
+all of it together. Several brands are several identities; the daemon keeps them by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from responders.rendering import DEFAULT_LANGUAGE, Templates
+
+__all__ = ["DEFAULT_BRAND", "Identity"]
+
+DEFAULT_BRAND = "default"
+
+
+@dataclass(frozen=True)
+class Identity:
+    address: str  # the support address: From of every mail, domain of our Message-IDs
+    name: str  # the display name shown beside it
+    keys: tuple[bytes, ...] = field(default=(), repr=False)  # HMAC keys, newest first
+    templates: Templates = field(default_factory=Templates, compare=False)
+    subject_format: str = "[#{number}]"  # how the ticket number appears in a subject
+    language: str = DEFAULT_LANGUAGE  # the desk's own language: mail to staff, fallback
+    dispute_text: str = ""  # appended to a final answer: where to appeal beyond us
+    brand: str = DEFAULT_BRAND
+    aliases: frozenset[str] = frozenset()  # other addresses that reach this brand, lower-case
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        """Every address of the brand, lower-case: mail from these is ours, never a ticket."""
+        return frozenset({self.address.lower()}) | self.aliases
