@@ -122,7 +122,10 @@ class Service:
         else:
             self.app.current.swap(value)
             self.reload_problem = None
-            self.wake_watcher.set()  # a mailbox that failed is tried again now, with these settings
+            # A mailbox that failed is tried again now, with these settings: until that try
+            # says otherwise, its old problem is not news.
+            self.mailbox_problem = None
+            self.wake_watcher.set()
             self.wake_outbox.set()  # mail waiting on the old credentials goes now
             log.info("configuration reloaded (database, storage and metrics addresses change "
                      "only with a restart)",
@@ -309,6 +312,9 @@ def _runner(application: app_mod.App, source: ImapSource, on_result) -> MailboxR
 
 
 def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
+    """One connection: drain, IDLE, repeat; returns when a reload changed [imap] (the caller
+    connects again with the new settings and, when they differ, the new password)."""
+    imap = service.app.settings.imap
     source: ImapSource = app_mod.imap_source(service.app.settings)
     runner = _runner(service.app, source, service.mail_done)
     runner.stop = service.stop_thread
@@ -317,14 +323,17 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
         metrics.MAILBOX_CONNECTED.labels(runner.name).set(1)
         log.info("mailbox connected", extra={"fields": {"mailbox": runner.name}})
         runner.sync_cursor()
-        idle = service.app.settings.imap.idle_timeout
         while not runner.stop.is_set():
             runner.drain()
             metrics.MAILBOX_LAST_PASS.labels(runner.name).set_to_current_time()
             waited = 0.0
-            while not runner.stop.is_set() and waited < idle:
+            while not runner.stop.is_set() and waited < imap.idle_timeout:
                 confirm_lease()  # a lost lease fails this round: let go of the mailbox
-                if source.wait(min(2.0, idle - waited)):
+                if service.app.settings.imap != imap:
+                    log.info("mailbox settings changed by a reload, reconnecting mailbox=%s",
+                             runner.name)
+                    return
+                if source.wait(min(2.0, imap.idle_timeout - waited)):
                     break
                 waited += 2.0
     finally:

@@ -12,6 +12,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config.schema import TeamSettings
+from daemon.lifecycle import (
+    TicketState,
+    after_public_reply,
+    apply_command,
+    is_final_answer,
+    merged_into,
+)
 from daemon.sla import (
     SlaOptions,
     clocks_for_agent_reply,
@@ -204,55 +211,45 @@ def _command_errors(team: TeamPolicy, commands: tuple[Command, ...]) -> list[str
 
 
 def _apply(session: Session, ticket: Ticket, commands: tuple[Command, ...], agent: Agent) -> None:
+    """Each command's change (daemon/lifecycle.py) written to the row, and its event."""
+    now = utcnow()
     for command in commands:
-        change = _APPLY.get(command.name)
-        if change is None:
-            continue
-        detail = change(session, ticket, command.argument, agent)
+        if command.name == "merge":
+            detail = _merge(session, ticket, command.argument)
+        else:
+            change = apply_command(_state(ticket), command.name, command.argument,
+                                   agent.address, now)
+            if change is None:
+                continue
+            _write(ticket, change.state)
+            detail = change.detail
         queries.insert_event(session, f"command_{command.name}", ticket.id, actor=agent.name,
                              argument=command.argument, **detail)
-    ticket.updated_at = utcnow()
+    ticket.updated_at = now
 
 
-def _status(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
-    before, ticket.status = ticket.status, value or ticket.status
-    ticket.resolved_at = utcnow() if ticket.status == "resolved" else None
-    return {"before": before}
+def _state(ticket: Ticket) -> TicketState:
+    return TicketState(status=ticket.status, assignee=ticket.assignee, priority=ticket.priority,
+                       category=ticket.category, resolved_at=ticket.resolved_at,
+                       appeal_requested_at=ticket.appeal_requested_at)
 
 
-def _assign(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
-    before = ticket.assignee
-    ticket.assignee = agent.address if value == "me" else value
-    return {"before": before}
+def _write(ticket: Ticket, state: TicketState) -> None:
+    ticket.status, ticket.assignee = state.status, state.assignee
+    ticket.priority, ticket.category = state.priority, state.category
+    ticket.resolved_at, ticket.appeal_requested_at = state.resolved_at, state.appeal_requested_at
 
 
-def _priority(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
-    before, ticket.priority = ticket.priority, value or ticket.priority
-    return {"before": before}
-
-
-def _category(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
-    before, ticket.category = ticket.category, value or ticket.category
-    return {"before": before}
-
-
-def _merge(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
+def _merge(session: Session, ticket: Ticket, value: str | None) -> dict[str, Any]:
+    """#merge NUMBER: the messages move to the other ticket, this one is closed and linked."""
     target = queries.ticket_by_ref(session, value or "")
     if target is None or target.id == ticket.id:
         return {"merged": False}
     session.execute(update(Message).where(Message.ticket_id == ticket.id)
                     .values(ticket_id=target.id))
-    ticket.status, ticket.linked_ticket_id = "closed", target.id
+    _write(ticket, merged_into(_state(ticket)))
+    ticket.linked_ticket_id = target.id
     return {"merged": True, "into": target.number}
-
-
-def _escalate(session: Session, ticket: Ticket, value: str | None, agent: Agent) -> dict[str, Any]:
-    ticket.appeal_requested_at = utcnow()
-    return {}
-
-
-_APPLY = {"status": _status, "assign": _assign, "priority": _priority, "category": _category,
-          "merge": _merge, "escalate": _escalate}
 
 
 def _to_comment_address(team: TeamPolicy, mail: InboundMail) -> bool:
@@ -269,9 +266,9 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
             Message.ticket_id == ticket.id, Message.direction == "in",
             Message.kind.in_(("complaint", "follow_up"))).order_by(Message.id.desc()).limit(1))
     text = block.text
-    final = any(c.name == "status" and c.argument in ("resolved", "closed") for c in block.commands)
-    if final and team.identity.dispute_text:
-        text = f"{text}\n\n{team.identity.dispute_text}"  # a final answer says where to appeal beyond us
+    final = is_final_answer(tuple((c.name, c.argument) for c in block.commands))
+    if final and team.identity.dispute_text:  # a final answer says where to appeal beyond us
+        text = f"{text}\n\n{team.identity.dispute_text}"
     ctx = RelayContext(
         ticket_number=ticket.number, language=ticket.language,
         player=Address(player.address, player.name), subject=ticket.subject,
@@ -284,8 +281,8 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
            header_message_id=mime.message_id(msg), sender=agent.address,
            sender_name=agent.name)
     _queue(session, msg, "relay", ticket.id, [player.address], team)
-    if not any(c.name == "status" for c in block.commands if c):
-        ticket.status = "pending"  # waiting for the player; their reply opens it again
+    # Waiting for the player; their reply opens it again.
+    _write(ticket, after_public_reply(_state(ticket), tuple(c.name for c in block.commands)))
     queries.insert_event(session, "public_reply", ticket.id, actor=agent.name)
 
 

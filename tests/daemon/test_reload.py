@@ -152,10 +152,14 @@ def test_a_reload_changes_password_templates_and_name_for_outbox_and_sla_togethe
         desk.password.write_text("new-password\n")
         desk.write_templates("TWO")
         desk.config.write_text(desk.original.replace('name = "Casino Support"',
-                                                     'name = "Casino Help"'))
+                                                     'name = "Casino Help"')
+                               .replace("idle_timeout = 30", "idle_timeout = 25"))
         seen = len(desk.notify.messages)
         desk.reload("the reload")
         assert "configuration reloaded" in desk.text()
+        # [imap] changed too: the watcher connects again with the new settings.
+        wait_for(lambda: "mailbox settings changed by a reload, reconnecting" in desk.text(),
+                 10, "the mailbox reconnects")
         dovecot.append(account, mail(sender="b@mail.test", subject="Second", body="Refund two"))
         wait_for(lambda: _by_kind(sink, "ACK-TWO"), 30, "the second acknowledgement")
         # The first ticket's clock started before the reload; its escalations are composed
