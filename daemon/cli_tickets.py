@@ -1,7 +1,6 @@
 """`ticketd tickets`, `show`, `search` and `events`: finding and overseeing tickets.
 
-daemon/cli.py calls `register(main)`. The shared CLI plumbing is imported inside the
-functions because daemon.cli imports this module.
+daemon/cli.py calls `register(main)`; the shared plumbing comes from daemon.cli_common.
 """
 
 from __future__ import annotations
@@ -9,13 +8,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import wraps
 from typing import Any
 
 import click
 
+from daemon.cli_common import app_or_exit, temp_failures_exit_75
 from storage.models import STATUSES
 
 
@@ -24,20 +22,8 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from daemon.cli import temp_failures_exit_75
-
-        return temp_failures_exit_75(fn)(*args, **kwargs)
-
-    return wrapper
-
-
 def _sessions(ctx: click.Context) -> Any:
-    from daemon.cli import _app
-
-    return _app(ctx).sessions
+    return app_or_exit(ctx).sessions
 
 
 def _dump(doc: Any) -> None:
@@ -88,7 +74,7 @@ def _when(value: datetime | None, now: datetime) -> str:
               help="Show at most this many; a last line says how many more match.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def tickets(ctx: click.Context, status: str | None, requester: str | None,
             assignee: str | None, group: str | None, category: str | None, since: str | None,
             limit: int, as_json: bool) -> None:
@@ -121,7 +107,7 @@ def tickets(ctx: click.Context, status: str | None, requester: str | None,
 @click.argument("ticket")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     """Show one ticket (by its public number): who holds it, when the answer is due, its
     messages and every mail sent for it, as the receiver got it."""
@@ -187,7 +173,7 @@ def _print_sent(mail: dict[str, Any], requester: str) -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def search(ctx: click.Context, text: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Find tickets whose subject or messages contain every word of TEXT, best first."""
     from storage import search as search_mod
@@ -214,7 +200,7 @@ def search(ctx: click.Context, text: tuple[str, ...], limit: int, as_json: bool)
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_temp_failures_exit_75
+@temp_failures_exit_75
 def events(ctx: click.Context, ticket_ref: str | None, kind: str | None, limit: int,
            as_json: bool) -> None:
     """Show the event log, newest first."""
