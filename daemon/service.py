@@ -330,8 +330,8 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
             while not runner.stop.is_set() and waited < imap.idle_timeout:
                 confirm_lease()  # a lost lease fails this round: let go of the mailbox
                 if service.app.settings.imap != imap:
-                    log.info("mailbox settings changed by a reload, reconnecting mailbox=%s",
-                             runner.name)
+                    log.info("mailbox settings changed by a reload, reconnecting",
+                             extra={"fields": {"mailbox": runner.name}})
                     return
                 if source.wait(min(2.0, imap.idle_timeout - waited)):
                     break
