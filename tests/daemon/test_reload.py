@@ -65,6 +65,7 @@ class Desk:
         (self.templates / "en").mkdir(parents=True)
         self.password = tmp_path / "smtp-password"
         self.password.write_text("old-password\n")
+        self.password.chmod(0o600)  # a secret readable by others is refused
         self.write_templates("ONE")
         self.config = write_config(
             tmp_path, db_url, account,

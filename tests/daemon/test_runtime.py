@@ -27,6 +27,7 @@ def configure(tmp_path: Path, *, agents: str = "", **sla: str) -> Path:
     (templates / "ack.txt.j2").write_text("Ticket {{ tag }}: FIRST\n")
     password = tmp_path / "smtp-password"
     password.write_text("first-password\n")
+    password.chmod(0o600)  # a secret readable by others is refused
     config = write_config(
         tmp_path, "sqlite:///unused.db",
         smtp={"host": "127.0.0.1", "port": 2525, "tls": "none", "username": "desk",
