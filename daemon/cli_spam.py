@@ -3,8 +3,7 @@
 
 Spam is kept (its raw bytes and the verdict) but opens no ticket; a person looks at the list
 and releases what was wrongly marked, which is then ingested exactly as a normal mail.
-daemon/cli.py calls `register(main)`; its helpers are imported inside the functions
-because daemon.cli imports this module.
+daemon/cli.py calls `register(main)`; the shared plumbing comes from daemon.cli_common.
 """
 
 from __future__ import annotations
@@ -13,6 +12,10 @@ import json
 import sys
 
 import click
+
+from daemon.cli_common import app_or_exit as _app
+from daemon.cli_common import settings_or_exit as _settings
+from daemon.cli_common import temp_failures_exit_75
 
 
 def register(main: click.Group) -> None:
@@ -29,7 +32,6 @@ def scan_command() -> None:
 @click.pass_context
 def scan_check(ctx: click.Context) -> None:
     """Send clamd the EICAR test file: exit 0 when it answers and finds it, 1 otherwise."""
-    from daemon.cli import _settings
     from daemon.safety import check_clamd
     from daemon.scan import ScannerUnavailable
 
@@ -52,7 +54,6 @@ def spam_command() -> None:
 @click.pass_context
 def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """The spam kept, newest first: id, when, the verdict, the Message-ID."""
-    from daemon.cli import _app, temp_failures_exit_75
     from storage.spam import list_spam
 
     @temp_failures_exit_75
@@ -79,7 +80,6 @@ def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 def spam_release(ctx: click.Context, record_id: int) -> None:
     """Ingest the spam ID (from `ticketd spam list`) as a normal mail."""
-    from daemon.cli import _app, temp_failures_exit_75
     from daemon.ingest import TemporaryFailure
     from storage.spam import spam_record
 

@@ -24,6 +24,7 @@ from daemon.sla import SlaOptions
 from daemon.team import Agent, TeamPolicy
 from parsers.spam import SpamPolicy
 from responders.acks import AckPolicy
+from responders.identity import Identity
 from responders.rendering import Templates
 from storage import db
 from storage.blobs import BlobStore
@@ -45,8 +46,9 @@ SUPPORT = "support@casino.test"
 KEYS = (b"safety-test-key-0123456789abcdef",)
 OUR_HOP = "from mx.mail.test (mx.mail.test [192.0.2.9]) by mx1.casino.test (Postfix) with ESMTPS"
 THEIR_HOP = "from [10.1.1.1] by mx.mail.test (Postfix) with ESMTPSA"
+DESK = Identity(SUPPORT, "Casino Support", KEYS, Templates())
 TEAM = TeamPolicy(
-    support_address=SUPPORT, support_name="Casino Support", keys=KEYS, templates=Templates(),
+    DESK,
     agents={"anna@casino.test": Agent("anna@casino.test", "Anna", ("payments",)),
             "rita@casino.test": Agent("rita@casino.test", "Rita", ("responsible_gaming",))},
     routing={"refund": "payments", "self_exclusion": "responsible_gaming"},
@@ -54,8 +56,7 @@ TEAM = TeamPolicy(
 
 
 def make(db_url: str, tmp_path: Path, screener: Screener | None = None) -> Ingestor:
-    ack = AckPolicy(support_address=SUPPORT, support_name="Casino Support", keys=KEYS,
-                    templates=Templates())
+    ack = AckPolicy(DESK)
     policy = IngestPolicy(support_addresses=frozenset({SUPPORT}), keys=KEYS, ack=ack, team=TEAM,
                           agents=frozenset(TEAM.agents), sla=SlaOptions(), spam=SpamPolicy())
     sessions = db.session_factory(db.make_engine(db_url))
