@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from daemon.cli_sla import _temp_failures_exit_75
+from daemon.cli_common import temp_failures_exit_75 as _temp_failures_exit_75
 
 
 def register(main: click.Group) -> None:
@@ -75,7 +75,7 @@ def _who(by: str | None) -> str:
 @_temp_failures_exit_75
 def hold(ctx: click.Context, target: str, reason: str, by: str | None) -> None:
     """Keep TARGET (a ticket number or a contact's address) from erasure and retention."""
-    from daemon.cli import _app
+    from daemon.cli_common import app_or_exit as _app
     from storage import holds, queries
 
     if not reason.strip():
@@ -97,7 +97,7 @@ def hold(ctx: click.Context, target: str, reason: str, by: str | None) -> None:
 @_temp_failures_exit_75
 def release(ctx: click.Context, target: str, by: str | None) -> None:
     """End the active holds placed on TARGET (a ticket number or a contact's address)."""
-    from daemon.cli import _app
+    from daemon.cli_common import app_or_exit as _app
     from storage import holds, queries
 
     who = _who(by)
@@ -120,7 +120,7 @@ def release(ctx: click.Context, target: str, by: str | None) -> None:
 @_temp_failures_exit_75
 def list_holds(ctx: click.Context, as_json: bool) -> None:
     """List the active legal holds, oldest first."""
-    from daemon.cli import _app
+    from daemon.cli_common import app_or_exit as _app
 
     with _app(ctx).sessions() as session:
         docs = _active(session)

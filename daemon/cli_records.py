@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from daemon.cli_sla import _instant, _temp_failures_exit_75
+from daemon.cli_common import temp_failures_exit_75 as _temp_failures_exit_75
+from daemon.cli_sla import _instant
 
 
 def register(main: click.Group) -> None:
@@ -48,7 +49,7 @@ def _events_group(listing: click.Command) -> click.Group:
 @_temp_failures_exit_75
 def verify_command(ctx: click.Context, no_seal: bool) -> None:
     """Check the hash chain of the event log; name the first broken row (exit 1)."""
-    from daemon.cli import _app
+    from daemon.cli_common import app_or_exit as _app
     from storage import audit
 
     root = ctx.find_root()
@@ -78,7 +79,7 @@ def verify_command(ctx: click.Context, no_seal: bool) -> None:
 @_temp_failures_exit_75
 def retention_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> None:
     """Apply the [retention] rules: until SIGTERM, or with --once one sweep."""
-    from daemon.cli import _app
+    from daemon.cli_common import app_or_exit as _app
     from daemon.retention import RecordsKeeper, RetentionSweeper
 
     if (at is not None or apply) and not once:
