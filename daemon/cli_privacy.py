@@ -162,7 +162,8 @@ def export_command(ctx: click.Context, address: str, out_path: str, by: str | No
     import os
     import sys
 
-    from daemon.cli import _app, temp_failures_exit_75
+    from daemon.cli_common import app_or_exit as _app
+    from daemon.cli_common import temp_failures_exit_75
     from storage.export import NoSuchContact, export
     from storage.queries import insert_event
 
@@ -202,7 +203,8 @@ def erase_command(ctx: click.Context, address: str, yes: bool, by: str | None) -
     keep a tombstone and an event. Refused while a legal hold covers them."""
     import sys
 
-    from daemon.cli import _app, temp_failures_exit_75
+    from daemon.cli_common import app_or_exit as _app
+    from daemon.cli_common import temp_failures_exit_75
     from storage.erasure import ErasureRefused, erase, flush_to_disk
 
     if not yes:
@@ -237,7 +239,8 @@ def rotate_master(ctx: click.Context) -> None:
     Blobs are not touched. Afterwards the older lines can be removed from the key file."""
     import sys
 
-    from daemon.cli import _app, temp_failures_exit_75
+    from daemon.cli_common import app_or_exit as _app
+    from daemon.cli_common import temp_failures_exit_75
     from storage.crypto import KeyProblem
 
     @temp_failures_exit_75
