@@ -193,6 +193,7 @@ def test_agents_mail_and_relays_are_sealed_and_the_relay_carries_the_agents_atta
         db_url: str, tmp_path: Path) -> None:
     from daemon.ingest import Ingestor, IngestPolicy
     from daemon.team import Agent, TeamPolicy
+    from responders.identity import Identity
     from responders.rendering import Templates
     from storage import db
     from storage.blobs import BlobStore
@@ -203,9 +204,8 @@ def test_agents_mail_and_relays_are_sealed_and_the_relay_carries_the_agents_atta
 
     keys = (b"agents-test-key-0123456789abcdef",)
     team = TeamPolicy(
-        support_address="support@casino.test", support_name="Casino Support", keys=keys,
-        templates=Templates(), agents={"anna@casino.test": Agent("anna@casino.test", "Anna",
-                                                                  ("payments",))},
+        Identity("support@casino.test", "Casino Support", keys, Templates()),
+        agents={"anna@casino.test": Agent("anna@casino.test", "Anna", ("payments",))},
         routing={"refund": "payments"}, authserv_id=AUTHSERV)
     policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=keys,
                           team=team, agents=frozenset(team.agents), authserv_id=AUTHSERV)
