@@ -123,6 +123,17 @@ def for_stderr(text: str, level: int = logging.ERROR) -> str:
     return "\n".join(f"<{priority(level)}>{line}" for line in text.splitlines())
 
 
+def mask_also(secrets: Iterable[str]) -> None:
+    """Add secrets to those masked by the handlers `setup` installed: a reload may bring a
+    new password or key, and the old ones stay masked (an old connection's error may still
+    carry them)."""
+    new = tuple(secrets)
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        if isinstance(formatter, _Formatter):
+            formatter.secrets = tuple(dict.fromkeys((*formatter.secrets, *new)))
+
+
 def setup(level: str = "INFO", fmt: str = "kv", secrets: Iterable[str] = ()) -> None:
     """Log to stderr; `secrets` (config.redact.secrets_of) are masked in every line."""
     journal = stderr_is_journal()

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import ConfigError, load_settings
+from config.redact import secrets_of
 from daemon import app as app_mod
-from daemon import metrics
+from daemon import logs, metrics
 from daemon import runtime as runtime_mod
 from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
@@ -120,6 +121,7 @@ class Service:
             log.error("reload refused, keeping the running configuration",
                       extra={"fields": {"error": _describe(err)}})
         else:
+            logs.mask_also(secrets_of(value.settings))  # before anything logs with them
             self.app.current.swap(value)
             self.reload_problem = None
             # A mailbox that failed is tried again now, with these settings: until that try

@@ -112,6 +112,22 @@ def test_secrets_are_masked_in_message_fields_and_traceback() -> None:
     assert parse_logfmt(line)["error"] == "x *** y"
 
 
+@pytest.mark.parametrize("fmt", ["kv", "json"])
+def test_secrets_a_reload_brings_are_masked_and_the_old_ones_stay_masked(
+        fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = "old-Secret-1234567", "new-Secret-7654321"
+    logs.setup("INFO", fmt, [old])
+    try:
+        logs.mask_also([new])
+        logging.getLogger("daemon.test").error("refused", extra={"fields": {
+            "error": f"server said {old} then {new}"}})
+    finally:
+        logging.getLogger().handlers.clear()
+    line = capsys.readouterr().err
+    assert "refused" in line
+    assert old not in line and new not in line
+
+
 @pytest.mark.parametrize(("level", "prefix"), [
     (logging.DEBUG, "<7>"), (logging.INFO, "<6>"), (logging.WARNING, "<4>"),
     (logging.ERROR, "<3>"), (logging.CRITICAL, "<2>")])
