@@ -249,13 +249,14 @@ class Ingestor:
     def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
         known = _stored_before(session, arrival.key)
-        if known and arrival.released and known.outcome == "spam":
+        releasing = bool(known and arrival.released and known.outcome == "spam")
+        if known and not releasing:
+            return known
+        if arrival.held:  # before the spam record is touched: a held release stays spam
+            return IngestResult(arrival.key, "held", arrival.held)
+        if releasing:
             spam_store.forget_spam(session, arrival.key)  # ingested afresh below, same commit
             queries.insert_event(session, "spam_released", ingest_key=arrival.key)
-        elif known:
-            return known
-        if arrival.held:
-            return IngestResult(arrival.key, "held", arrival.held)
         try:
             with session.begin_nested():
                 return self._store_arrival(session, arrival)

@@ -145,6 +145,32 @@ def test_released_spam_is_ingested_as_a_normal_mail(db_url: str, tmp_path: Path)
     assert again.duplicate and count(ingestor, Ticket) == 1
 
 
+def test_a_release_while_clamd_is_away_keeps_the_spam(db_url: str, tmp_path: Path,
+                                                       clamd: ClamdServer) -> None:
+    raw = hops(mail(subject="Refund please", body="Please refund my deposit.",
+                    attachments=(("s.png", "image/png", PNG),)), ("X-Spam-Flag", "YES"))
+    away = ClamdScanner(socket_path=tmp_path / "gone.sock", timeout=2)
+    held_by = make(db_url, tmp_path, Screener(away, "hold"))
+    spam = held_by.ingest(raw, "t")
+    assert spam.outcome == "spam"
+    [held] = held_by.ingest_many([(raw, "release")], released=True)
+    assert held.outcome == "held" and "not scanned" in held.reason
+    # Nothing of the spam record was touched: it is still listed, for a later release.
+    assert count(held_by, IngestRecord, IngestRecord.ingest_key == spam.key) == 1
+    with held_by.sessions() as session:
+        [kept] = list_spam(session)
+    assert kept.ingest_key == spam.key
+    assert kinds(held_by, "spam_released") == [] and count(held_by, Ticket) == 0
+    # With clamd back, the same release opens the ticket.
+    scanner = ClamdScanner(socket_path=clamd.socket_path, timeout=10)
+    released_by = make(db_url, tmp_path, Screener(scanner, "hold"))
+    [released] = released_by.ingest_many([(raw, "release")], released=True)
+    assert released.outcome == "ticket" and released.ticket_number
+    assert len(kinds(released_by, "spam_released")) == 1
+    with released_by.sessions() as session:
+        assert list_spam(session) == []
+
+
 def ingest_digest(ingestor: Ingestor, key: str) -> str:
     with ingestor.sessions() as session:
         return session.scalar(select(IngestRecord.raw_sha256)
