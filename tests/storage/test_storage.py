@@ -121,3 +121,23 @@ def test_the_migrations_build_exactly_the_models(db_url: str) -> None:
         context = MigrationContext.configure(conn, opts={"include_object": include_object})
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+def test_a_downgrade_and_upgrade_keep_the_full_text_search(db_url: str) -> None:
+    """Down to before the search (0006) and back: no migration may drop the triggers that
+    keep the index (a batch on SQLite recreates `tickets` without them)."""
+    from alembic import command
+
+    from storage.search import search
+
+    engine = db.make_engine(db_url)
+    command.downgrade(db.alembic_config(engine), "0006")
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+    sessions = db.session_factory(engine)
+    with sessions.begin() as session:
+        who = queries.contact_id(session, "p@mail.test", "P")
+        ticket_id, _ = queries.insert_ticket(session, subject="Withdrawal stuck in review",
+                                             requester_id=who)
+    with sessions() as session:
+        assert [hit.ticket_id for hit in search(session, "withdrawal review")] == [ticket_id]

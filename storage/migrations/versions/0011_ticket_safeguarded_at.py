@@ -15,10 +15,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("safeguarded_at", sa.DateTime(), nullable=True))
+    # Plain ADD COLUMN, never a batch: on SQLite a batch recreates `tickets`, which drops its
+    # full-text triggers (0007).
+    op.add_column("tickets", sa.Column("safeguarded_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_column("safeguarded_at")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later): the table and its triggers stay.
+    op.drop_column("tickets", "safeguarded_at")
