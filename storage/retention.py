@@ -35,9 +35,14 @@ from storage.models import (
     StoredAttachment,
     Ticket,
 )
+from storage.queries import SENT_MAIL_EVENT
 
 STORED = ("ticket", "follow_up")  # ingest outcomes whose mail is on a ticket
-REJECTED = ("ignored", "quarantined")  # spam, machines' mail, mail that could not be stored
+REJECTED = ("spam", "ignored", "quarantined")  # spam, machines' mail, mail not stored
+# Events whose data quote what was written, not only who: the text of each mail queued for the
+# ticket (acknowledgements, escalations quote the player without their address) and the
+# phrase a responsible-gambling request was recognised by. Anonymising redacts them whole.
+TEXT_EVENTS = (SENT_MAIL_EVENT, "responsible_gambling")
 ANONYMOUS_DOMAIN = "anonymised.invalid"  # RFC 2606: never a real address
 
 
@@ -139,10 +144,26 @@ def clear_sent(session: Session, ids: Sequence[int], now: datetime,
         return 0
     out = OutboxMessage
     target = out.id.in_(ids) if where is None else where
-    result = session.execute(update(out).where(target, out.raw_removed_at.is_(None),
-                                               out.state != "pending")
-                             .values(raw=b"", raw_removed_at=now))
-    return result.rowcount or 0
+    cleared = session.execute(update(out).where(target, out.raw_removed_at.is_(None),
+                                                out.state != "pending")
+                              .values(raw=b"", raw_removed_at=now)
+                              .returning(out.id, out.ticket_id)).all()
+    _redact_sent_text(session, cleared)
+    return len(cleared)
+
+
+def _redact_sent_text(session: Session, cleared: Sequence[Any]) -> int:
+    """The `mail_queued` event of each cleared outbox row keeps the text of the mail (ticket
+    history): it goes with the bytes."""
+    wanted = {row.id for row in cleared}
+    tickets = {row.ticket_id for row in cleared if row.ticket_id is not None}
+    if not tickets:
+        return 0
+    rows = session.execute(select(Event.id, Event.data).where(
+        Event.kind == SENT_MAIL_EVENT, Event.ticket_id.in_(tickets),
+        Event.actor != audit.REDACTED_ACTOR)).all()
+    return audit.redact(session, [row.id for row in rows
+                                  if (row.data or {}).get("outbox_id") in wanted])
 
 
 # --- closed tickets ----------------------------------------------------------------------
@@ -206,12 +227,13 @@ def anonymise_ticket(session: Session, ticket_id: int, now: datetime) -> Anonymi
 
 
 def _redact_events(session: Session, ticket_id: int, addresses: Sequence[str]) -> int:
-    """Take the people's addresses out of the ticket's events (the chain keeps their digest)."""
+    """Take the people's addresses, and every event quoting text (TEXT_EVENTS), out of the
+    ticket's events (the chain keeps their digest)."""
     needles = [a.lower() for a in addresses if a]
-    rows = session.execute(select(Event.id, Event.actor, Event.data).where(
+    rows = session.execute(select(Event.id, Event.kind, Event.actor, Event.data).where(
         Event.ticket_id == ticket_id, Event.actor != audit.REDACTED_ACTOR)).all()
-    mention = [row.id for row in rows
-               if any(n in f"{row.actor} {json.dumps(row.data, ensure_ascii=False)}".lower()
+    mention = [row.id for row in rows if row.kind in TEXT_EVENTS
+               or any(n in f"{row.actor} {json.dumps(row.data, ensure_ascii=False)}".lower()
                       for n in needles)]
     return audit.redact(session, mention)
 

@@ -14,12 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.ingest import Ingestor, IngestPolicy
 from daemon.retention import RetentionRules
-from storage import db, holds, outbox
+from parsers.spam import SpamPolicy
+from storage import db, holds, outbox, queries
 from storage.blobs import BlobStore
 from storage.models import IngestRecord, Message, OutboxMessage, StoredAttachment, Ticket, utcnow
 from tests.support.mails import mail
 
-POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}))
+POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), spam=SpamPolicy())
+# Our MTA's hop on top, its filter's verdict above it: a spam verdict ingest trusts.
+SPAM_HEADERS = (b"X-Spam-Flag: YES\r\n"
+                b"Received: from mx.mail.test by mx1.casino.test (Postfix) with ESMTPS\r\n")
+# What an escalation on anna's ticket quoted of her, without her address.
+ANNA_QUOTED = "escalation quoting what anna asked"
 RULES = RetentionRules(raw_mail=timedelta(days=10), attachments=timedelta(days=20),
                        sent_mail=timedelta(days=5), closed_tickets=timedelta(days=30),
                        rejected_mail=timedelta(days=3), batch=2)
@@ -69,13 +75,17 @@ def build(db_url: str, state: Path) -> Desk:
             None, closed_days=35)
     _ticket(desk, ingestor, "carl", 2, "Carl <carl@players.test>", "Carl's screenshot",
             ("screen.pdf", SCREENSHOT))
-    spam = mail("Robot <robot@players.test>", "Out of office", "I am away",
-                headers={"Auto-Submitted": "auto-replied"},
-                attachments=(("invoice.pdf", "application/pdf", PHISHING),))
-    assert ingestor.ingest(spam, "test").outcome == "ignored"
+    robot = mail("Robot <robot@players.test>", "Out of office", "I am away",
+                 headers={"Auto-Submitted": "auto-replied"},
+                 attachments=(("invoice.pdf", "application/pdf", PHISHING),))
+    assert ingestor.ingest(robot, "test").outcome == "ignored"
+    desk.raw["robot"] = _latest_raw(sessions)
+    desk.attachments["robot/invoice.pdf"] = hashlib.sha256(PHISHING).hexdigest()
+    assert desk.attachment_on_disk("robot/invoice.pdf")  # written, though no row names it
+    _age_raw(sessions, desk.raw["robot"], now - timedelta(days=4))
+    spam = SPAM_HEADERS + mail("Pills <pills@players.test>", "Cheap pills", "Buy now")
+    assert ingestor.ingest(spam, "test").outcome == "spam"
     desk.raw["spam"] = _latest_raw(sessions)
-    desk.attachments["spam/invoice.pdf"] = hashlib.sha256(PHISHING).hexdigest()
-    assert desk.attachment_on_disk("spam/invoice.pdf")  # written, though no row names it
     _age_raw(sessions, desk.raw["spam"], now - timedelta(days=4))
     with sessions.begin() as session:
         holds.place(session, contact_id=_requester(session, desk.tickets["dora"]),
@@ -85,6 +95,10 @@ def build(db_url: str, state: Path) -> Desk:
                                            ("pending", "carl", 10, "pending")):
             desk.sent[name] = _sent(session, desk.tickets[ticket], name, now - timedelta(days),
                                     state_)
+        # An escalation of anna's ticket to an agent that could not be delivered: its text is
+        # kept on the ticket as a mail_queued event, and it quotes her without her address.
+        _sent(session, desk.tickets["anna"], "escalation", now - timedelta(days=36), "dead",
+              text=ANNA_QUOTED, to="rita@casino.test")
     return desk
 
 
@@ -135,12 +149,21 @@ def _requester(session: Session, ticket_id: int) -> int:
     return found
 
 
-def _sent(session: Session, ticket_id: int, name: str, when: datetime, state: str) -> int:
-    row = outbox.enqueue(session, raw=f"Subject: {name}\r\n\r\nanswer {name}\r\n".encode(),
-                         message_id=f"<{name}@casino.test>", envelope_from="support@casino.test",
-                         recipients=["player@players.test"], kind="relay", ticket_id=ticket_id,
-                         now=when)
-    if state == "sent":
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row)
-                        .values(state="sent", sent_at=when, recipients=[]))
+def _sent(session: Session, ticket_id: int, name: str, when: datetime, state: str,
+          text: str = "", to: str = "player@players.test") -> int:
+    """An outbox row and its mail_queued event, as every sender of the daemon writes them."""
+    raw = f"Subject: {name}\r\n\r\n{text or sent_text_of(name)}\r\n".encode()
+    row = outbox.enqueue(session, raw=raw, message_id=f"<{name}@casino.test>",
+                         envelope_from="support@casino.test", recipients=[to], kind="relay",
+                         ticket_id=ticket_id, now=when)
+    queries.record_sent_mail(session, ticket_id, outbox_id=row, kind="relay",
+                             message_id=f"<{name}@casino.test>", recipients=[to], raw=raw)
+    if state != "pending":
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row).values(
+            state=state, sent_at=when if state == "sent" else None, recipients=[]))
     return row
+
+
+def sent_text_of(name: str) -> str:
+    """The body of the outbox row `name` (desk.sent)."""
+    return f"answer {name}"

@@ -58,7 +58,7 @@ def _state(desk: Desk) -> dict[str, object]:
 
 
 EXPECTED = {
-    "raw removed": {"anna", "boris", "boris_old", "spam"},
+    "raw removed": {"anna", "boris", "boris_old", "robot", "spam"},
     "raw on disk": {"dora", "carl"},
     "attachments on disk": {"anna/passport.pdf", "dora/passport.pdf", "boris/statement.pdf",
                             "carl/screen.pdf"},  # not the ignored mail's invoice

@@ -24,7 +24,7 @@ from storage.models import (
     StoredAttachment,
     Ticket,
 )
-from tests.records.desk import RULES, Desk, build
+from tests.records.desk import ANNA_QUOTED, RULES, Desk, build, sent_text_of
 
 
 @pytest.fixture
@@ -56,16 +56,26 @@ def _sent_cleared(desk: Desk) -> set[str]:
 
 def test_the_sweep_removes_what_its_rules_say_and_nothing_held(desk, sweeper) -> None:
     counts = sweeper.run_once(desk.now)
-    assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 1, "attachments": 1,
+    assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 2, "attachments": 1,
                               "sent_mail": 1, "closed_tickets": 2, "contacts": 1}
-    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "spam"}
+    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "robot", "spam"}
     assert [n for n in desk.raw if desk.raw_on_disk(n)] == ["dora", "carl"]
     # anna's passport row is swept, but dora's held ticket refers to the same file
     assert desk.attachment_on_disk("anna/passport.pdf")
     assert desk.attachment_on_disk("boris/statement.pdf") and desk.attachment_on_disk(
         "carl/screen.pdf")
-    assert not desk.attachment_on_disk("spam/invoice.pdf")  # found in the ignored mail
+    assert not desk.attachment_on_disk("robot/invoice.pdf")  # found in the ignored mail
     assert _sent_cleared(desk) == {"old"}
+    # The text of a cleared mail goes from the ticket's history too; the others' stays.
+    assert _queued_texts(desk) == {"new", "held", "pending"}
+
+
+def _queued_texts(desk: Desk) -> set[str]:
+    """The names (desk.sent) whose text a mail_queued event still holds."""
+    with desk.sessions() as session:
+        texts = {d.get("text", "").strip() for d in session.scalars(
+            select(Event.data).where(Event.kind == "mail_queued"))}
+    return {name for name in desk.sent if sent_text_of(name) in texts}
 
 
 def _everything(desk: Desk) -> str:
@@ -80,10 +90,11 @@ def test_nothing_of_an_anonymised_player_is_left_in_the_database_and_the_chain_h
     audit.seal(desk.sessions)  # their events are sealed: redaction must keep the chain whole
     before = _everything(desk)
     assert "anna@players.test" in before and "the text only anna wrote" in before
+    assert ANNA_QUOTED in before  # an escalation quoted her, without her address
     sweeper.run_once(desk.now)
     after = _everything(desk)
     for trace in ("anna@players.test", "Anna", "the text only anna wrote",
-                  "the text only boris_old wrote"):
+                  "the text only boris_old wrote", ANNA_QUOTED):
         assert trace not in after
     assert "dora@players.test" in after and "the text only dora wrote" in after  # held
     with desk.sessions() as session:  # nor can the full-text search find them
@@ -135,17 +146,17 @@ def test_a_second_run_changes_nothing_and_each_run_leaves_an_event(desk, sweeper
 def test_moving_the_clock_sweeps_what_has_aged_since_then_empties_the_trash(desk, sweeper) -> None:
     first = sweeper.run_once(desk.now)
     # The files wait out the grace in the trash (a mail with the same bytes may be on its way in)
-    assert first.files_removed == 0 and len(sweeper.trash.entries()) == 5
+    assert first.files_removed == 0 and len(sweeper.trash.entries()) == 6
     later = desk.now + timedelta(days=10)
     counts = sweeper.run_once(later)
     assert _swept(counts) == {"raw_mail": 1, "attachments": 1, "sent_mail": 1}
-    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "spam", "carl"}
+    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "robot", "spam", "carl"}
     assert not desk.attachment_on_disk("boris/statement.pdf")  # 25 days old now
     assert desk.attachment_on_disk("carl/screen.pdf")  # 12 days
     assert _sent_cleared(desk) == {"old", "new"}  # not the held one, not the pending one
     # ... which a sweep as of TRASH_GRACE later (here: ten days) has deleted
     assert later.timestamp() - desk.now.timestamp() > TRASH_GRACE
-    assert counts.files_removed == 7 and sweeper.trash.entries() == []
+    assert counts.files_removed == 8 and sweeper.trash.entries() == []
 
 
 def test_a_released_hold_lets_the_next_sweep_take_what_it_kept(desk, sweeper) -> None:
@@ -164,7 +175,7 @@ def test_a_released_hold_lets_the_next_sweep_take_what_it_kept(desk, sweeper) ->
 
 def test_a_dry_run_counts_and_changes_nothing(desk, sweeper) -> None:
     counts = sweeper.run_once(desk.now, apply=False)
-    assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 1, "attachments": 1,
+    assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 2, "attachments": 1,
                               "sent_mail": 1, "closed_tickets": 2}
     assert _raw_removed(desk) == set() and _sent_cleared(desk) == set()
     assert all(desk.raw_on_disk(n) for n in desk.raw)
@@ -194,4 +205,4 @@ def test_the_daemon_task_seals_new_events_and_sweeps_once_an_interval(desk) -> N
     assert state()[1] > 0
     asyncio.run(run_until_settled())
     assert state() == (1, 0)
-    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "spam"}
+    assert _raw_removed(desk) == {"anna", "boris", "boris_old", "robot", "spam"}
