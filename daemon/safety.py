@@ -84,6 +84,9 @@ class Screener:
             if verdict.startswith("infected"):
                 refused.append(Refused(item.filename, item.sha256, verdict, True))
                 continue
+            if verdict.startswith("not scannable"):  # stored, never forwarded, not held
+                refused.append(Refused(item.filename, item.sha256, verdict))
+                continue
             (clean if verdict == "clean" else unscanned).add(item.sha256)
             if why := never_forward(item):
                 refused.append(Refused(item.filename, item.sha256, why))
@@ -91,8 +94,9 @@ class Screener:
                          scanner_error=error, clean=frozenset(clean))
 
     def _scan(self, item: Attachment, error: str) -> tuple[str, str]:
-        """("clean" | "infected: <signature>" | "unscanned", the scanner's error so far).
-        After one failure the mail's other attachments are not tried: clamd is away."""
+        """("clean" | "infected: <signature>" | "not scannable: <why>" | "unscanned", the
+        scanner's error so far). After one failure the mail's other attachments are not tried:
+        clamd is away. A refusal of one stream (too long for clamd) is no such failure."""
         if self.scanner is None or error:
             return "unscanned", error
         try:
@@ -105,6 +109,9 @@ class Screener:
             return "unscanned", str(err)
         if found.verdict == "infected":
             return f"infected: {found.signature}", ""
+        if found.verdict == "unscannable":
+            log.warning("attachment not scannable: %s", found.signature)
+            return f"not scannable: clamd: {found.signature}", ""
         return "clean", ""
 
 

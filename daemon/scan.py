@@ -5,8 +5,12 @@ The INSTREAM command (clamd(8)) sends the bytes in chunks, each prefixed by its 
 "stream: <signature> FOUND" or "... ERROR". We talk the protocol ourselves: it is a dozen
 lines, and a client library would add a dependency for no more than that.
 
-The answer is handed on as a value (`Scanned`); a clamd that cannot be reached or answers
-nonsense raises `ScannerUnavailable`, and the caller's setting decides what that means.
+The answer is handed on as a value (`Scanned`); a clamd that cannot be reached, times out
+or answers nonsense raises `ScannerUnavailable`, and the caller's setting decides what that
+means. A clamd that refuses this one stream ("... ERROR", such as "INSTREAM size limit
+exceeded. ERROR", or the reset it does on a stream past StreamMaxLength while it goes on
+answering) gives the verdict "unscannable": trying again would be refused again, so holding
+the mail for it would hold it forever.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ class ScannerUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Scanned:
-    verdict: Literal["clean", "infected"]
-    signature: str = ""  # the signature name clamd found
+    verdict: Literal["clean", "infected", "unscannable"]
+    signature: str = ""  # the signature name clamd found, or why it refused the stream
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,40 @@ class ClamdScanner:
 
     def scan(self, payload: bytes) -> Scanned:
         try:
-            with self._connect() as conn:
+            conn = self._connect()
+        except OSError as err:
+            raise self._unavailable(err) from err
+        with conn:
+            try:
                 conn.sendall(b"zINSTREAM\0")
                 for start in range(0, len(payload), _CHUNK):
                     chunk = payload[start:start + _CHUNK]
                     conn.sendall(struct.pack(">I", len(chunk)) + chunk)
                 conn.sendall(struct.pack(">I", 0))
                 answer = _read_answer(conn)
-        except OSError as err:
-            raise ScannerUnavailable(f"clamd at {self.where}: {type(err).__name__}: {err}") from err
+            except (BrokenPipeError, ConnectionResetError) as err:
+                return self._refused_mid_stream(conn, err)
+            except OSError as err:  # a timeout, or worse: clamd may be back later
+                raise self._unavailable(err) from err
         return _verdict(answer)
+
+    def _refused_mid_stream(self, conn: socket.socket, err: OSError) -> Scanned:
+        """clamd closed the stream while we sent it. Its answer line, when it can still be
+        read, says why; without one, a clamd that answers PING right after refused this
+        stream (past StreamMaxLength), and one that does not is away."""
+        try:
+            answer = _read_answer(conn)
+        except OSError:
+            answer = ""
+        if answer:
+            return _verdict(answer)
+        if self.ping():
+            return Scanned("unscannable", f"stream closed by clamd ({type(err).__name__}); "
+                                          "longer than its StreamMaxLength?")
+        raise self._unavailable(err) from err
+
+    def _unavailable(self, err: OSError) -> ScannerUnavailable:
+        return ScannerUnavailable(f"clamd at {self.where}: {type(err).__name__}: {err}")
 
     def ping(self) -> bool:
         try:
@@ -105,5 +133,6 @@ def _verdict(answer: str) -> Scanned:
         return Scanned("clean")
     if result.endswith(" FOUND"):
         return Scanned("infected", result.removesuffix(" FOUND").strip()[:200])
-    # "INSTREAM size limit exceeded. ERROR", "... ERROR", or no answer at all.
-    raise ScannerUnavailable(f"clamd gave no verdict: {answer[:200]!r}")
+    if answer.endswith(" ERROR"):  # "INSTREAM size limit exceeded. ERROR": this stream only
+        return Scanned("unscannable", answer.removesuffix(" ERROR").strip()[:200])
+    raise ScannerUnavailable(f"clamd gave no verdict: {answer[:200]!r}")  # or no answer at all

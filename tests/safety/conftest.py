@@ -16,3 +16,13 @@ def clamd(request: pytest.FixtureRequest) -> Iterator[ClamdServer]:
     server.stop()
     if not request.session.testsfailed:
         server.remove_directory()
+
+
+@pytest.fixture(scope="session")
+def small_clamd(request: pytest.FixtureRequest) -> Iterator[ClamdServer]:
+    """A clamd that refuses any stream longer than 1 MiB (StreamMaxLength 1M)."""
+    server = ClamdServer.start_new(require_clamd(), stream_max="1M")
+    yield server
+    server.stop()
+    if not request.session.testsfailed:
+        server.remove_directory()

@@ -226,6 +226,20 @@ def test_a_program_is_never_forwarded_even_when_clean(db_url: str, tmp_path: Pat
     assert (event.data["reason"], event.data["quarantined"]) == ("a program", False)
 
 
+def test_an_attachment_clamd_refuses_for_its_size_is_stored_and_never_forwarded(
+        db_url: str, tmp_path: Path, small_clamd: ClamdServer) -> None:
+    big = PNG + b"\0" * (2 * 1024 * 1024)  # past StreamMaxLength 1M
+    scanner = ClamdScanner(socket_path=small_clamd.socket_path, timeout=10)
+    ingestor = make(db_url, tmp_path, Screener(scanner, "hold"))  # hold: not held for this
+    result = ingestor.ingest(mail(attachments=(("scan.png", "image/png", big),)), "t")
+    assert result.outcome == "ticket"
+    assert count(ingestor, StoredAttachment) == 1  # stored, for a person to look at
+    [event] = kinds(ingestor, "attachment_refused")
+    assert event.data["reason"].startswith("not scannable") and not event.data["quarantined"]
+    [to_agent] = [m for m in deliver(ingestor) if "anna@casino.test" in m.rcpt_tos]
+    assert attachments_of(to_agent.content) == []
+
+
 def scanner_metric() -> float:
     return REGISTRY.get_sample_value("ticketd_scanner_unavailable_total") or 0.0
 

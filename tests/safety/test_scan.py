@@ -77,3 +77,27 @@ def test_attachments_no_scan_saw_are_not_forwarded(clamd: ClamdServer) -> None:
     screening = screener.screen(scanned)
     other = Attachment("inner.png", "image/png", PNG + b"\0")
     assert screening.forwardable((*scanned, other)) == scanned
+
+
+BIG = PNG + b"\0" * (2 * 1024 * 1024)  # 2 MiB: past the small clamd's StreamMaxLength
+
+
+@pytest.mark.parametrize("over", ["unix", "tcp"])
+def test_a_stream_clamd_refuses_for_its_size_is_unscannable_not_unavailable(
+        small_clamd: ClamdServer, over: str) -> None:
+    scanner = (ClamdScanner(socket_path=small_clamd.socket_path, timeout=10) if over == "unix"
+               else ClamdScanner(address=small_clamd.address, timeout=10))
+    found = scanner.scan(BIG)
+    assert found.verdict == "unscannable" and found.signature
+    assert scanner.scan(PNG).verdict == "clean"  # the same clamd still scans what fits
+
+
+def test_screening_an_unscannable_attachment_refuses_it_even_when_holding(
+        small_clamd: ClamdServer) -> None:
+    screener = Screener(ClamdScanner(socket_path=small_clamd.socket_path, timeout=10), "hold")
+    items = (Attachment("scan.png", "image/png", BIG), Attachment("photo.png", "image/png", PNG))
+    screening = screener.screen(items)  # no ScannerUnavailable: waiting would not help
+    [refused] = screening.refused
+    assert refused.filename == "scan.png" and not refused.infected
+    assert refused.reason.startswith("not scannable")
+    assert screening.forwardable(items) == items[1:] and screening.kept(items) == items

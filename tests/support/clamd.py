@@ -51,8 +51,10 @@ def free_port() -> int:
 class ClamdServer:
     """One clamd in the foreground, its database, sockets and log in one directory."""
 
-    def __init__(self, clamd: str, sigtool: str, root: Path) -> None:
+    def __init__(self, clamd: str, sigtool: str, root: Path,
+                 stream_max: str = "10M") -> None:
         self.clamd = clamd
+        self.stream_max = stream_max  # StreamMaxLength: a longer stream is refused
         self.sigtool = sigtool
         self.root = root
         self.socket_path = root / "clamd.sock"
@@ -61,10 +63,10 @@ class ClamdServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start_new(cls, binaries: tuple[str, str]) -> ClamdServer:
+    def start_new(cls, binaries: tuple[str, str], stream_max: str = "10M") -> ClamdServer:
         root = Path(tempfile.mkdtemp(prefix="ticketd-clamd-"))
         root.chmod(0o755)  # clamd may drop to its own user and must still read the database
-        server = cls(*binaries, root)
+        server = cls(*binaries, root, stream_max)
         server._write_database()
         server._write_config()
         server.start()
@@ -94,7 +96,7 @@ class ClamdServer:
             "Foreground yes",
             f"LogFile {self.log_path}",
             f"PidFile {self.root / 'clamd.pid'}",
-            "StreamMaxLength 10M",
+            f"StreamMaxLength {self.stream_max}",
         ]
         if os.geteuid() == 0:
             lines.append("User root")  # clamd would otherwise drop to a user that may not exist
