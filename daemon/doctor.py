@@ -99,7 +99,8 @@ def _imap(settings: Settings, *, fix: bool = False) -> str:
     try:
         imap = settings.imap
         missing = source.missing_folders()
-        folders = f"folders {imap.folder}, {imap.processed_folder}, {imap.quarantine_folder}"
+        folders = (f"folders {imap.folder}, {imap.processed_folder}, {imap.quarantine_folder}, "
+                   f"{imap.junk_folder}")
         if missing:
             folders += (f"; missing: {', '.join(missing)} (the daemon creates them at start, "
                         f"'ticketd doctor --fix' now)")

@@ -134,7 +134,7 @@ class ImapSource:
 
     def missing_folders(self) -> list[str]:
         """The target folders the server does not have (yet)."""
-        return [f for f in (self.processed_folder, self.quarantine_folder)
+        return [f for f in (self.processed_folder, self.quarantine_folder, self.junk_folder)
                 if not self._conn.folder_exists(f)]
 
     @property

@@ -48,17 +48,18 @@ def test_doctor_creates_no_imap_folder_and_no_directory_and_fix_does(
     assert lines["storage"].startswith("FAIL") and "'ticketd doctor --fix' creates it" in \
         lines["storage"]
     assert lines["imap"].startswith("ok") and \
-        "missing: Processed, Quarantine (the daemon creates them at start" in lines["imap"]
+        "missing: Processed, Quarantine, Junk (the daemon creates them at start" in lines["imap"]
+    assert "folders INBOX, Processed, Quarantine, Junk;" in lines["imap"]
     assert not state.exists()
-    assert not dovecot.folder_exists(imap_account, "Processed")
-    assert not dovecot.folder_exists(imap_account, "Quarantine")
+    for folder in ("Processed", "Quarantine", "Junk"):
+        assert not dovecot.folder_exists(imap_account, folder)
 
     code, lines = doctor(config, "--fix")
     assert code == 0, lines
     assert lines["storage"].startswith("ok") and "created;" in lines["storage"]
     assert state.is_dir() and state.stat().st_mode & 0o777 == 0o750
-    assert dovecot.folder_exists(imap_account, "Processed")
-    assert dovecot.folder_exists(imap_account, "Quarantine")
+    for folder in ("Processed", "Quarantine", "Junk"):
+        assert dovecot.folder_exists(imap_account, folder)
 
     code, lines = doctor(config)  # now everything is there: plain doctor is all ok
     assert code == 0 and "missing" not in lines["imap"] and "created" not in lines["storage"]
