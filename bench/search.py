@@ -2,7 +2,7 @@
 an index search (FTS5 on SQLite, the GIN expression index on PostgreSQL), not a scan.
 
 Tickets with one message each are generated inside the database (recursive CTE on SQLite,
-generate_series on PostgreSQL), through the triggers and indexes migration 0007 made, so
+generate_series on PostgreSQL), through the triggers and indexes migration 0008 made, so
 the fill time is also what indexing costs (and, on PostgreSQL, a VACUUM ANALYZE). Words
 are spread so that a search finds 1 ticket in 1,000 ("common") or 1 in 100,000 ("rare",
 and "two words" that occur together).

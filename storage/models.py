@@ -135,7 +135,7 @@ class Message(Base):
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
     # The data key (contact_keys.id) that seals its raw mail and attachments; NULL: in clear.
-    # No foreign key, as migration 0009 says why.
+    # No foreign key, as migration 0011 says why.
     key_id: Mapped[int | None] = mapped_column(Integer)
     visible_text: Mapped[str] = mapped_column(Text, default="")
     full_text: Mapped[str] = mapped_column(Text, default="")

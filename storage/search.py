@@ -1,6 +1,6 @@
 """Full-text search over ticket subjects and message texts (`ticketd search`).
 
-The indexes are made by migration 0007: FTS5 tables kept by triggers on SQLite, GIN indexes
+The indexes are made by migration 0008: FTS5 tables kept by triggers on SQLite, GIN indexes
 on to_tsvector('simple', ...) on PostgreSQL. Both answer from the index: the best hits of
 each source come out of the index already ranked, are merged per ticket here, and only the
 tickets shown get a snippet.
@@ -22,7 +22,7 @@ from storage.models import Ticket
 _FTS_TABLES = ("messages_fts", "tickets_fts")
 SEARCH_INDEXES = ("ix_messages_search", "ix_tickets_search")
 
-# The indexed expressions, word for word as in migration 0007: PostgreSQL uses an
+# The indexed expressions, word for word as in migration 0008: PostgreSQL uses an
 # expression index only for the same expression.
 _PG_MESSAGE_VECTOR = ("to_tsvector('simple'::regconfig, "
                       "left(m.subject || ' ' || m.visible_text, 200000))")

@@ -1,7 +1,7 @@
 """audit chain on events, retention marks
 
 Revision ID: 0010
-Revises: 0011
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0011"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -21,7 +21,7 @@ MARKS = (("contacts", "anonymised_at"), ("tickets", "anonymised_at"),
 
 def upgrade() -> None:
     # Plain ADD COLUMN, never a batch: on SQLite a batch may recreate `tickets`, which would
-    # drop its full-text triggers (0007).
+    # drop its full-text triggers (0008).
     for table, column in MARKS:
         op.add_column(table, sa.Column(column, sa.DateTime(), nullable=True))
     op.add_column("events", sa.Column("chain_seq", sa.BigInteger(), nullable=True))

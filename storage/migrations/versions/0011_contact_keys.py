@@ -1,6 +1,6 @@
 """encryption at rest: contact data keys, the key of each sealed blob, erasure tombstones
 
-Revision ID: 0009
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06
 """
@@ -8,14 +8,14 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
 
 # Tables whose rows name the data key of their bytes. A plain column, no foreign key: on
 # SQLite a foreign key would make Alembic rebuild `messages`, and with it drop the search
-# triggers of 0007; key rows are never deleted (erasure empties them), so none is needed.
+# triggers of 0008; key rows are never deleted (erasure empties them), so none is needed.
 _SEALED = ("messages", "ingest_log", "outbox")
 
 

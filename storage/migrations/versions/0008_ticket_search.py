@@ -12,16 +12,16 @@ A later SQLite migration that makes batch_alter_table recreate `tickets` or `mes
 (altering or dropping a column) drops their triggers with the old table: it must create
 them again, or the index stops following (tests/daemon/test_cli_tickets.py would fail).
 
-Revision ID: 0007
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0008"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
