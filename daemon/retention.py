@@ -43,7 +43,9 @@ from parsers import Limits, RejectedMail, parse
 from storage import audit, queries
 from storage import retention as rules_db
 from storage.blobs import BlobStore
+from storage.crypto import DataKey, KeyProblem, blob_name
 from storage.models import utcnow
+from storage.vault import KeyDestroyed, vault_of
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +92,42 @@ class SweepCounts:
         return " ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
+@dataclass(frozen=True)
+class TrashEntry:
+    path: Path
+    stamp: float
+    kind: str  # raw | attachment
+    digest: str | None  # a file in clear
+    key_id: int | None  # a sealed file: its data key's id ...
+    name: str | None  # ... and its name, HMAC(data key, digest)
+
+
 class Trash:
-    """Files on their way out: `<unix time>-<raw|attachment>-<digest>` under the store."""
+    """Files on their way out, under the store: `<unix time>-<kind>-<digest>` for a file in
+    clear, `<unix time>-<kind>-k<key id>-<name>` for a sealed one. A sealed file's trash name
+    keeps its store name, not the digest (the disk must not show digests); the key id lets a
+    later sweep ask, with that key, whether an unswept row still names the file."""
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
         self.root = Path(blobs.root) / TRASH
 
-    def path_of(self, kind: str, digest: str) -> Path:
-        return self.blobs.raw_path(digest) if kind == "raw" else self.blobs.attachment_path(digest)
+    def path_of(self, kind: str, digest: str, key: DataKey | None = None) -> Path:
+        if kind == "raw":
+            return self.blobs.raw_path(digest, key)
+        return self.blobs.attachment_path(digest, key)
 
-    def condemn(self, kind: str, digests: Iterable[str]) -> int:
-        """Move these files into the trash, durably; how many were there to move."""
+    def condemn(self, kind: str, files: Iterable[tuple[str, DataKey | None]]) -> int:
+        """Move these files (digest, data key or None) into the trash, durably; how many
+        were there to move."""
         moved, folders = 0, set()
         self.root.mkdir(parents=True, exist_ok=True)
         stamp = int(time.time())
-        for digest in digests:
-            source = self.path_of(kind, digest)
+        for digest, key in files:
+            source = self.path_of(kind, digest, key)
+            label = digest if key is None else f"k{key.id}-{source.name.removesuffix(SEALED)}"
             with suppress(FileNotFoundError):
-                os.replace(source, self.root / f"{stamp}-{kind}-{digest}")
+                os.replace(source, self.root / f"{stamp}-{kind}-{label}")
                 moved += 1
                 folders.add(source.parent)
         if moved and self.blobs.fsync:
@@ -116,26 +135,41 @@ class Trash:
                 _fsync_dir(folder)
         return moved
 
-    def entries(self) -> list[tuple[Path, float, str, str]]:
-        """(path, trashed at, kind, digest) of every file in the trash."""
+    def entries(self) -> list[TrashEntry]:
+        """Every file in the trash."""
         found = []
         with suppress(FileNotFoundError):
             for entry in os.scandir(self.root):
                 stamp, _, rest = entry.name.partition("-")
-                kind, _, digest = rest.partition("-")
-                if stamp.isdigit() and kind in ("raw", "attachment") and digest:
-                    found.append((Path(entry.path), float(stamp), kind, digest))
+                kind, _, label = rest.partition("-")
+                if not (stamp.isdigit() and kind in ("raw", "attachment") and label):
+                    continue
+                key_id, _, name = label.partition("-")
+                if label.startswith("k") and key_id[1:].isdigit() and name:  # digests are hex
+                    found.append(TrashEntry(Path(entry.path), float(stamp), kind, None,
+                                            int(key_id[1:]), name))
+                else:
+                    found.append(TrashEntry(Path(entry.path), float(stamp), kind, label,
+                                            None, None))
         return found
 
-    def restore(self, path: Path, kind: str, digest: str) -> None:
-        target = self.path_of(kind, digest)
-        if target.exists():  # written again meanwhile (same digest, same content)
+    def restore(self, entry: TrashEntry) -> None:
+        if entry.name is not None:
+            target = self.blobs.sealed_path(_FOLDER[entry.kind], entry.name)
+        else:
+            assert entry.digest is not None
+            target = self.path_of(entry.kind, entry.digest)
+        if target.exists():  # written again meanwhile (same name, same content)
             with suppress(FileNotFoundError):
-                path.unlink()
+                entry.path.unlink()
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         with suppress(FileNotFoundError):
-            os.replace(path, target)
+            os.replace(entry.path, target)
+
+
+def _order(file: tuple[str, DataKey | None]) -> tuple[str, int]:
+    return file[0], file[1].id if file[1] is not None else 0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -148,6 +182,53 @@ def _fsync_dir(folder: Path) -> None:
 
 
 _IN_USE = {"raw": rules_db.raw_in_use, "attachment": rules_db.attachment_in_use}
+_OF_KEY = {"raw": rules_db.raw_of_key, "attachment": rules_db.attachments_of_key}
+_FOLDER = {"raw": "raw", "attachment": "attachments"}
+SEALED = ".sealed"
+Files = dict[str, list[rules_db.FileRef]]  # kind -> files whose rows a batch marked
+
+
+class Keys:
+    """The data keys a transaction of the sweep needs to name sealed files, each unwrapped
+    once; none is kept past the transaction (an erasure elsewhere takes effect at once)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._vault = vault_of(session)
+        self._open: dict[int, DataKey | None] = {}
+        self._in_use: dict[tuple[str, int], set[str]] = {}
+
+    def get(self, key_id: int | None) -> DataKey | None | bool:
+        """The key (None: the file is in clear); False when it cannot be had: destroyed by
+        an erasure (which deleted its files), or no key file is set (nothing sealed can be
+        named: such files are left where they are)."""
+        if key_id is None:
+            return None
+        if self._vault is None:
+            return False
+        if key_id not in self._open:
+            try:
+                self._open[key_id] = self._vault.key(self._session, key_id)
+            except KeyDestroyed:
+                self._open[key_id] = None
+        return self._open[key_id] or False
+
+    def names_in_use(self, kind: str, key: DataKey) -> set[str]:
+        """The names of the files of this kind sealed with this key that unswept rows still
+        refer to: one query per key, not per file."""
+        if (kind, key.id) not in self._in_use:
+            self._in_use[kind, key.id] = {blob_name(key.secret, digest) for digest in
+                                          _OF_KEY[kind](self._session, key.id)}
+        return self._in_use[kind, key.id]
+
+    def files(self, refs: Iterable[rules_db.FileRef]) -> list[tuple[str, DataKey | None]]:
+        """(digest, key) of each file that can be named."""
+        named = []
+        for digest, key_id in refs:
+            key = self.get(key_id)
+            if key is not False:
+                named.append((digest, key))  # type: ignore[arg-type]
+        return named
 
 
 class RetentionSweeper:
@@ -180,7 +261,7 @@ class RetentionSweeper:
         if r.sent_mail:
             counts.sent_mail = self._batches(
                 "sent_mail", lambda s, limit: rules_db.sent_candidates(s, now - r.sent_mail, limit),
-                lambda s, ids: (rules_db.clear_sent(s, ids, now), {}))
+                lambda s, ids, _: (rules_db.clear_sent(s, ids, now), {}))
         if r.closed_tickets:
             self._closed(now - r.closed_tickets, now, counts)
         self.settle(now, counts)
@@ -209,9 +290,9 @@ class RetentionSweeper:
     # --- batches --------------------------------------------------------------------------
 
     def _batches(self, rule: str, candidates: Callable[[Session, int], list[int]],
-                 mark: Callable[[Session, list[int]], tuple[int, dict[str, list[str]]]]) -> int:
+                 mark: Callable[[Session, list[int], Keys], tuple[int, Files]]) -> int:
         """Run `mark` over `candidates` a batch at a time, one transaction each; the rows
-        marked. `mark` returns (rows marked, {kind: digests whose rows it marked})."""
+        marked. `mark` returns (rows marked, {kind: files whose rows it marked})."""
         done, seen = 0, set[int]()
         while True:
             with self._sessions.begin() as session:
@@ -220,10 +301,11 @@ class RetentionSweeper:
                 if not ids:
                     return done
                 seen.update(ids)
-                marked, digests = mark(session, ids)
-                for kind, found in digests.items():
-                    unused = set(found) - _IN_USE[kind](session, sorted(set(found)))
-                    self.trash.condemn(kind, sorted(unused))
+                keys = Keys(session)
+                marked, files = mark(session, ids, keys)
+                for kind, found in files.items():
+                    unused = set(found) - _IN_USE[kind](session, list(set(found)))
+                    self.trash.condemn(kind, sorted(keys.files(unused), key=_order))
                 failpoint(f"retention-before-commit:{rule}")
             failpoint(f"retention-after-commit:{rule}")
             done += marked
@@ -231,23 +313,26 @@ class RetentionSweeper:
     def _files(self, cutoff: datetime, outcomes: tuple[str, ...], now: datetime) -> int:
         rejected = outcomes == rules_db.REJECTED
 
-        def mark(session: Session, ids: list[int]) -> tuple[int, dict[str, list[str]]]:
-            digests = rules_db.mark_raw(session, ids, now)
+        def mark(session: Session, ids: list[int], keys: Keys) -> tuple[int, Files]:
+            raw = rules_db.mark_raw(session, ids, now)
             # Ingest writes the attachments of a mail it then ignores, with no row to name
-            # them: only the mail itself says which they are.
-            parts = [d for digest in digests for d in self._attachments_of(digest)] \
+            # them: only the mail itself says which they are (sealed with the mail's key).
+            parts = [(part, key_id) for digest, key_id in raw
+                     for part in self._attachments_of(digest, keys.get(key_id))] \
                 if rejected else []
-            return len(digests), {"raw": digests, "attachment": parts}
+            return len(raw), {"raw": raw, "attachment": parts}
 
         rule = "raw_mail" if outcomes == rules_db.STORED else "rejected_mail"
         return self._batches(
             rule, lambda s, limit: rules_db.raw_candidates(s, outcomes, cutoff, limit), mark)
 
-    def _attachments_of(self, digest: str) -> list[str]:
+    def _attachments_of(self, digest: str, key: DataKey | None | bool) -> list[str]:
         """The digests of a stored raw mail's attachments; none when it is gone or unreadable."""
+        if key is False:
+            return []
         try:
-            raw = self.trash.blobs.get_raw(digest)
-        except (OSError, EOFError, ValueError):  # gone, or not gzip: nothing to find
+            raw = self.trash.blobs.get_raw(digest, key)  # type: ignore[arg-type]
+        except (OSError, EOFError, ValueError, KeyProblem):  # gone, not gzip, does not open
             return []
         try:
             return [part.sha256 for part in parse(raw, Limits()).attachments]
@@ -255,25 +340,27 @@ class RetentionSweeper:
             return []
 
     def _attachments(self, cutoff: datetime, now: datetime) -> int:
-        def mark(session: Session, ids: list[int]) -> tuple[int, dict[str, list[str]]]:
-            digests = rules_db.mark_attachments(session, ids, now)
-            return len(digests), {"attachment": digests}
+        def mark(session: Session, ids: list[int], _: Keys) -> tuple[int, Files]:
+            files = rules_db.mark_attachments(session, ids, now)
+            return len(files), {"attachment": files}
 
         return self._batches("attachments",
                              lambda s, limit: rules_db.attachment_candidates(s, cutoff, limit),
                              mark)
 
     def _closed(self, cutoff: datetime, now: datetime, counts: SweepCounts) -> None:
-        def mark(session: Session, ids: list[int]) -> tuple[int, dict[str, list[str]]]:
-            raw: list[str] = []
-            attachments: list[str] = []
+        def mark(session: Session, ids: list[int], _: Keys) -> tuple[int, Files]:
+            raw: list[rules_db.FileRef] = []
+            attachments: list[rules_db.FileRef] = []
             done = 0
             for ticket_id in ids:
                 result = rules_db.anonymise_ticket(session, ticket_id, now)
                 if result is not None:
                     done += 1
-                    raw += result.raw
-                    attachments += result.attachments
+                    files = rules_db.files_marked_on_ticket(session, ticket_id, result.raw,
+                                                            result.attachments)
+                    raw += files[0]
+                    attachments += files[1]
                     counts.contacts += result.contacts
             return done, {"raw": raw, "attachment": attachments}
 
@@ -291,17 +378,29 @@ class RetentionSweeper:
         latest = max(now.timestamp(), time.time())
         with self._sessions.begin() as session:
             self._lock(session)
-            for kind in ("raw", "attachment"):
-                mine = [e for e in entries if e[2] == kind]
-                in_use = _IN_USE[kind](session, sorted({e[3] for e in mine}))
-                for path, stamp, _, digest in mine:
-                    if digest in in_use:
-                        self.trash.restore(path, kind, digest)
-                        counts.files_restored += 1
-                    elif latest - stamp >= TRASH_GRACE:
-                        with suppress(FileNotFoundError):
-                            path.unlink()
-                            counts.files_removed += 1
+            keys = Keys(session)
+            for entry in entries:
+                in_use = self._in_use(session, keys, entry)
+                if in_use is None:
+                    continue  # sealed, and no key file to name it with: left as it is
+                if in_use:
+                    self.trash.restore(entry)
+                    counts.files_restored += 1
+                elif latest - entry.stamp >= TRASH_GRACE:
+                    with suppress(FileNotFoundError):
+                        entry.path.unlink()
+                        counts.files_removed += 1
+
+    def _in_use(self, session: Session, keys: Keys, entry: TrashEntry) -> bool | None:
+        """Whether an unswept row still names this trashed file; None when that cannot be
+        told (a sealed file while no key file is set)."""
+        if entry.digest is not None:
+            return bool(_IN_USE[entry.kind](session, [(entry.digest, None)]))
+        key = keys.get(entry.key_id)
+        if key is False:
+            return None if vault_of(session) is None else False  # destroyed: never named again
+        assert isinstance(key, DataKey)
+        return entry.name in keys.names_in_use(entry.kind, key)
 
     def _lock(self, session: Session) -> None:
         if session.get_bind().dialect.name == "postgresql":

@@ -90,6 +90,11 @@ class BlobStore:
             return False
         return True
 
+    def sealed_path(self, kind: str, name: str) -> Path:
+        """A sealed file of `kind` (raw, attachments, quarantine) by its name (the retention
+        sweep puts back a file it knows only by that name)."""
+        return self._sealed_path(kind, name)
+
     def _sealed_path(self, kind: str, name: str) -> Path:
         return self.root / kind / name[:2] / name[2:4] / f"{name}.sealed"
 

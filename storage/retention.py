@@ -6,8 +6,9 @@ Every rule is a pair: `candidates` (the ids of up to `limit` expired rows, oldes
 what it marked). A row is marked once: a second sweep, a second daemon, or a rerun after a
 crash finds nothing to do for it. Nothing a legal hold covers is a candidate
 (storage.holds.held_ticket_ids), and a file is removed only when no unmarked row refers to
-its digest any more (`raw_in_use`, `attachment_in_use`): content addressing lets several
-rows, even held ones, share one file.
+its file any more (`raw_in_use`, `attachment_in_use`): content addressing lets several
+rows, even held ones, share one file. A file is a digest and a data key (`FileRef`): with
+encryption at rest one contact's rows may share a sealed file, two contacts' rows never do.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def _not_held(ticket_id: ColumnElement[int | None]) -> ColumnElement[bool]:
     return or_(ticket_id.is_(None), ticket_id.not_in(held_ticket_ids()))
 
 
+# A stored file as rows name it: its content's sha256 and the id of the data key that sealed
+# it (None: stored in clear). With a key file, the file name depends on both.
+FileRef = tuple[str, int | None]
+
+
 # --- raw mails (the .eml of every mail ingested) ----------------------------------------
 
 def _raw_query(outcomes: Sequence[str], cutoff: datetime) -> Select[tuple[int]]:
@@ -74,20 +80,29 @@ def count_raw(session: Session, outcomes: Sequence[str], cutoff: datetime) -> in
     return _count(session, _raw_query(outcomes, cutoff))
 
 
-def mark_raw(session: Session, ids: Sequence[int], now: datetime) -> list[str]:
-    """Mark the raw mails of these ingest records removed; the digests of those marked now."""
+def mark_raw(session: Session, ids: Sequence[int], now: datetime) -> list[FileRef]:
+    """Mark the raw mails of these ingest records removed; the files of those marked now."""
     if not ids:
         return []
     log = IngestRecord
-    return list(session.scalars(update(log).where(log.id.in_(ids), log.raw_removed_at.is_(None))
-                                .values(raw_removed_at=now).returning(log.raw_sha256)))
+    return [(digest, key_id) for digest, key_id in session.execute(
+        update(log).where(log.id.in_(ids), log.raw_removed_at.is_(None))
+        .values(raw_removed_at=now).returning(log.raw_sha256, log.key_id))]
 
 
-def raw_in_use(session: Session, digests: Sequence[str]) -> set[str]:
-    """The digests some unmarked ingest record still refers to (its file must stay)."""
+def raw_in_use(session: Session, refs: Sequence[FileRef]) -> set[FileRef]:
+    """The files (digest, data key) some unmarked ingest record still refers to: they stay."""
     log = IngestRecord
-    return set(session.scalars(select(log.raw_sha256).distinct().where(
+    digests = sorted({digest for digest, _ in refs})
+    return set(refs) & _refs(session.execute(select(log.raw_sha256, log.key_id).distinct().where(
         log.raw_sha256.in_(digests), log.raw_removed_at.is_(None)))) if digests else set()
+
+
+def raw_of_key(session: Session, key_id: int) -> list[str]:
+    """The digests of every unmarked raw mail sealed with this data key."""
+    log = IngestRecord
+    return list(session.scalars(select(log.raw_sha256).distinct().where(
+        log.key_id == key_id, log.raw_removed_at.is_(None))))
 
 
 # --- attachments --------------------------------------------------------------------------
@@ -107,18 +122,55 @@ def count_attachments(session: Session, cutoff: datetime) -> int:
     return _count(session, _attachment_query(cutoff))
 
 
-def mark_attachments(session: Session, ids: Sequence[int], now: datetime) -> list[str]:
+def mark_attachments(session: Session, ids: Sequence[int], now: datetime) -> list[FileRef]:
+    """Mark these attachments removed; the files (digest, their message's data key) of those
+    marked now."""
     if not ids:
         return []
     att = StoredAttachment
-    return list(session.scalars(update(att).where(att.id.in_(ids), att.removed_at.is_(None))
-                                .values(removed_at=now).returning(att.sha256)))
+    marked = list(session.scalars(update(att).where(att.id.in_(ids), att.removed_at.is_(None))
+                                  .values(removed_at=now).returning(att.id)))
+    return [(digest, key_id) for digest, key_id in session.execute(
+        select(att.sha256, Message.key_id).join(Message, Message.id == att.message_id)
+        .where(att.id.in_(marked)))] if marked else []
 
 
-def attachment_in_use(session: Session, digests: Sequence[str]) -> set[str]:
+def attachment_in_use(session: Session, refs: Sequence[FileRef]) -> set[FileRef]:
+    """The files some unmarked attachment row still refers to. A sealed file is named by its
+    digest and its data key: the same bytes under another key are another file."""
     att = StoredAttachment
-    return set(session.scalars(select(att.sha256).distinct().where(
-        att.sha256.in_(digests), att.removed_at.is_(None)))) if digests else set()
+    digests = sorted({digest for digest, _ in refs})
+    return set(refs) & _refs(session.execute(
+        select(att.sha256, Message.key_id).distinct().join(Message, Message.id == att.message_id)
+        .where(att.sha256.in_(digests), att.removed_at.is_(None)))) if digests else set()
+
+
+def attachments_of_key(session: Session, key_id: int) -> list[str]:
+    """The digests of every unmarked attachment sealed with this data key."""
+    att = StoredAttachment
+    return list(session.scalars(select(att.sha256).distinct()
+                                .join(Message, Message.id == att.message_id)
+                                .where(Message.key_id == key_id, att.removed_at.is_(None))))
+
+
+def files_marked_on_ticket(session: Session, ticket_id: int, raw: Sequence[str],
+                           attachments: Sequence[str]) -> tuple[set[FileRef], set[FileRef]]:
+    """The files (digest, data key) of a ticket's marked raw mails and attachments among these
+    digests (what anonymising it marked): with encryption at rest the digest alone does not
+    name a file."""
+    log, att = IngestRecord, StoredAttachment
+    raw_files = _refs(session.execute(select(log.raw_sha256, log.key_id).where(
+        log.ticket_id == ticket_id, log.raw_removed_at.is_not(None),
+        log.raw_sha256.in_(sorted(set(raw)))))) if raw else set()
+    attachment_files = _refs(session.execute(
+        select(att.sha256, Message.key_id).join(Message, Message.id == att.message_id)
+        .where(Message.ticket_id == ticket_id, att.removed_at.is_not(None),
+               att.sha256.in_(sorted(set(attachments)))))) if attachments else set()
+    return raw_files, attachment_files
+
+
+def _refs(rows: Any) -> set[FileRef]:
+    return {(digest, key_id) for digest, key_id in rows if digest}
 
 
 # --- the bytes of sent mail (outbox.raw) -----------------------------------------------------

@@ -1,9 +1,11 @@
 """A help desk with data of known ages, for the retention tests: real mails ingested (raw
 files and attachments on disk), then dated back, closed, held and answered as each test
-needs."""
+needs; with a master key (encryption at rest) every file is sealed with its sender's data
+key and named by HMAC(data key, sha256)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +19,9 @@ from daemon.retention import RetentionRules
 from parsers.spam import SpamPolicy
 from storage import db, holds, outbox, queries
 from storage.blobs import BlobStore
+from storage.crypto import DataKey, MasterKeys
 from storage.models import IngestRecord, Message, OutboxMessage, StoredAttachment, Ticket, utcnow
+from storage.vault import Vault
 from tests.support.mails import mail
 
 POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), spam=SpamPolicy())
@@ -36,6 +40,8 @@ PASSPORT = b"%PDF-1.4 passport scan of two players who share a file " + b"x" * 2
 STATEMENT = b"%PDF-1.4 bank statement " + b"y" * 200
 SCREENSHOT = b"%PDF-1.4 screenshot " + b"z" * 200
 PHISHING = b"%PDF-1.4 an invoice a robot sent " + b"w" * 200
+MASTER_KEY = bytes(range(32))  # as the key file holds it, base64: MASTER_KEY_LINE
+MASTER_KEY_LINE = base64.b64encode(MASTER_KEY).decode()
 
 
 @dataclass
@@ -47,24 +53,43 @@ class Desk:
     raw: dict[str, str]  # name -> raw digest
     attachments: dict[str, str]  # file name -> digest
     sent: dict[str, int]  # name -> outbox id
+    key_ids: dict[str, int | None]  # raw or attachment name -> the id of the key sealing it
+
+    @property
+    def sealed(self) -> bool:
+        return db.vault_of_factory(self.sessions) is not None
+
+    def key(self, name: str) -> DataKey | None:
+        key_id = self.key_ids[name]
+        if key_id is None:
+            return None
+        vault = db.vault_of_factory(self.sessions)
+        with self.sessions() as session:
+            return vault.key(session, key_id)
 
     def raw_on_disk(self, name: str) -> bool:
-        return self.blobs.raw_path(self.raw[name]).exists()
+        return self.blobs.raw_path(self.raw[name], self.key(name)).exists()
 
     def attachment_on_disk(self, name: str) -> bool:
-        return self.blobs.attachment_path(self.attachments[name]).exists()
+        return self.blobs.attachment_path(self.attachments[name], self.key(name)).exists()
+
+    def stored_files(self) -> set[Path]:
+        """Every raw mail and attachment in the store, the trash left out."""
+        return {p for kind in ("raw", "attachments") for p in (self.blobs.root / kind).rglob("*")
+                if p.is_file()}
 
 
-def build(db_url: str, state: Path) -> Desk:
+def build(db_url: str, state: Path, master_key: bytes | None = None) -> Desk:
     """anna: one ticket closed 35 days ago (passport). dora: the same, held (same passport).
     boris: an open ticket 15 days old (statement), a closed one. carl: a ticket 2 days old
     (screenshot). An auto-reply ignored 4 days ago, with an attachment. Sent mail 6 and 1
     days ago, one of them on dora's held ticket, and a pending one."""
-    sessions = db.session_factory(db.make_engine(db_url))
+    vault = Vault(MasterKeys.of((master_key,))) if master_key else None
+    sessions = db.session_factory(db.make_engine(db_url), vault)
     blobs = BlobStore(state, fsync=False)
     ingestor = Ingestor(sessions, blobs, POLICY)
     now = utcnow()
-    desk = Desk(sessions, blobs, now, {}, {}, {}, {})
+    desk = Desk(sessions, blobs, now, {}, {}, {}, {}, {})
     _ticket(desk, ingestor, "anna", 40, "Anna <anna@players.test>", "Withdrawal to Anna's card",
             ("passport.pdf", PASSPORT), closed_days=35)
     _ticket(desk, ingestor, "dora", 40, "Dora <dora@players.test>", "Dora's bonus",
@@ -79,13 +104,14 @@ def build(db_url: str, state: Path) -> Desk:
                  headers={"Auto-Submitted": "auto-replied"},
                  attachments=(("invoice.pdf", "application/pdf", PHISHING),))
     assert ingestor.ingest(robot, "test").outcome == "ignored"
-    desk.raw["robot"] = _latest_raw(sessions)
+    desk.raw["robot"], desk.key_ids["robot"] = _latest_raw(sessions)
     desk.attachments["robot/invoice.pdf"] = hashlib.sha256(PHISHING).hexdigest()
+    desk.key_ids["robot/invoice.pdf"] = desk.key_ids["robot"]
     assert desk.attachment_on_disk("robot/invoice.pdf")  # written, though no row names it
     _age_raw(sessions, desk.raw["robot"], now - timedelta(days=4))
     spam = SPAM_HEADERS + mail("Pills <pills@players.test>", "Cheap pills", "Buy now")
     assert ingestor.ingest(spam, "test").outcome == "spam"
-    desk.raw["spam"] = _latest_raw(sessions)
+    desk.raw["spam"], desk.key_ids["spam"] = _latest_raw(sessions)
     _age_raw(sessions, desk.raw["spam"], now - timedelta(days=4))
     with sessions.begin() as session:
         holds.place(session, contact_id=_requester(session, desk.tickets["dora"]),
@@ -119,22 +145,26 @@ def _ticket(desk: Desk, ingestor: Ingestor, name: str, days: int, sender: str, s
                         .values(created_at=when))
         session.execute(update(IngestRecord).where(IngestRecord.ticket_id == ticket_id)
                         .values(created_at=when))
-        desk.raw[name] = session.scalar(select(IngestRecord.raw_sha256)
-                                        .where(IngestRecord.ticket_id == ticket_id))
+        desk.raw[name], desk.key_ids[name] = session.execute(
+            select(IngestRecord.raw_sha256, IngestRecord.key_id)
+            .where(IngestRecord.ticket_id == ticket_id)).one()
         if attachment:
-            desk.attachments[f"{name}/{attachment[0]}"] = session.scalar(
-                select(StoredAttachment.sha256).join(Message).where(Message.ticket_id == ticket_id))
+            file = f"{name}/{attachment[0]}"
+            desk.attachments[file], desk.key_ids[file] = session.execute(
+                select(StoredAttachment.sha256, Message.key_id).join(Message)
+                .where(Message.ticket_id == ticket_id)).one()
         if closed_days is not None:
             closed = desk.now - timedelta(days=closed_days)
             session.execute(update(Ticket).where(Ticket.id == ticket_id).values(
                 status="closed", resolved_at=closed, updated_at=closed))
 
 
-def _latest_raw(sessions: sessionmaker[Session]) -> str:
+def _latest_raw(sessions: sessionmaker[Session]) -> tuple[str, int | None]:
     with sessions() as session:
-        digest = session.scalar(select(IngestRecord.raw_sha256).order_by(IngestRecord.id.desc()))
+        digest, key_id = session.execute(select(IngestRecord.raw_sha256, IngestRecord.key_id)
+                                         .order_by(IngestRecord.id.desc()).limit(1)).one()
     assert digest is not None
-    return digest
+    return digest, key_id
 
 
 def _age_raw(sessions: sessionmaker[Session], digest: str, when: datetime) -> None:

@@ -1,6 +1,8 @@
 """The retention sweep on SQLite and PostgreSQL: it removes exactly what its rules say as the
 clock moves (rows and files), leaves held records and shared files alone, writes an event
-with its counts, and does nothing when run again."""
+with its counts, and does nothing when run again. Each test runs with files in clear and with
+encryption at rest (files sealed and named by HMAC(data key, sha256)): the sweep finds the
+sealed files by the key of each swept row."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from daemon.ingest import Ingestor
 from daemon.retention import TRASH_GRACE, RecordsKeeper, RetentionSweeper, SweepCounts
-from storage import audit, search
+from storage import audit, db, search
+from storage.crypto import DataKey
 from storage.models import (
     Base,
     Contact,
@@ -24,12 +28,22 @@ from storage.models import (
     StoredAttachment,
     Ticket,
 )
-from tests.records.desk import ANNA_QUOTED, RULES, Desk, build, sent_text_of
+from tests.records.desk import (
+    ANNA_QUOTED,
+    MASTER_KEY,
+    POLICY,
+    RULES,
+    STATEMENT,
+    Desk,
+    _ticket,
+    build,
+    sent_text_of,
+)
 
 
-@pytest.fixture
-def desk(db_url: str, tmp_path: Path) -> Desk:
-    return build(db_url, tmp_path / "state")
+@pytest.fixture(params=["clear", "sealed"])
+def desk(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Desk:
+    return build(db_url, tmp_path / "state", MASTER_KEY if request.param == "sealed" else None)
 
 
 @pytest.fixture
@@ -54,14 +68,43 @@ def _sent_cleared(desk: Desk) -> set[str]:
     return {name for name, row in desk.sent.items() if rows[row] == b""}
 
 
+def _files_of_unswept_rows(desk: Desk) -> set[Path]:
+    """The file of every raw mail and attachment row not swept (and the attachments of an
+    unswept mail that became no message), named as the store names them."""
+    vault = db.vault_of_factory(desk.sessions)
+    with desk.sessions() as session:
+        def key(key_id: int | None) -> DataKey | None:
+            return None if key_id is None else vault.key(session, key_id)
+
+        raw = session.execute(select(IngestRecord.raw_sha256, IngestRecord.key_id,
+                                     IngestRecord.message_id)
+                              .where(IngestRecord.raw_removed_at.is_(None),
+                                     IngestRecord.raw_size > 0)).all()
+        files = {desk.blobs.raw_path(digest, key(key_id)) for digest, key_id, _ in raw}
+        files |= {desk.blobs.attachment_path(digest, key(key_id)) for digest, key_id in
+                  session.execute(select(StoredAttachment.sha256, Message.key_id).join(Message)
+                                  .where(StoredAttachment.removed_at.is_(None)))}
+        if any(digest == desk.raw["robot"] for digest, _, _ in raw):
+            files.add(desk.blobs.attachment_path(desk.attachments["robot/invoice.pdf"],
+                                                 key(desk.key_ids["robot/invoice.pdf"])))
+    return files
+
+
 def test_the_sweep_removes_what_its_rules_say_and_nothing_held(desk, sweeper) -> None:
+    before = desk.stored_files()
+    assert before == _files_of_unswept_rows(desk)
+    assert all(p.name.endswith(".sealed") for p in before) == desk.sealed
     counts = sweeper.run_once(desk.now)
     assert _swept(counts) == {"raw_mail": 3, "rejected_mail": 2, "attachments": 1,
                               "sent_mail": 1, "closed_tickets": 2, "contacts": 1}
     assert _raw_removed(desk) == {"anna", "boris", "boris_old", "robot", "spam"}
     assert [n for n in desk.raw if desk.raw_on_disk(n)] == ["dora", "carl"]
-    # anna's passport row is swept, but dora's held ticket refers to the same file
-    assert desk.attachment_on_disk("anna/passport.pdf")
+    # Listing the store: no file of a swept row is left, every file of a kept row is there
+    assert desk.stored_files() == _files_of_unswept_rows(desk) < before
+    # anna's passport row is swept. In clear, dora's held ticket refers to the same file;
+    # sealed, dora's copy is another file (her key), and anna's goes.
+    assert desk.attachment_on_disk("anna/passport.pdf") == (not desk.sealed)
+    assert desk.attachment_on_disk("dora/passport.pdf")
     assert desk.attachment_on_disk("boris/statement.pdf") and desk.attachment_on_disk(
         "carl/screen.pdf")
     assert not desk.attachment_on_disk("robot/invoice.pdf")  # found in the ignored mail
@@ -145,8 +188,13 @@ def test_a_second_run_changes_nothing_and_each_run_leaves_an_event(desk, sweeper
 
 def test_moving_the_clock_sweeps_what_has_aged_since_then_empties_the_trash(desk, sweeper) -> None:
     first = sweeper.run_once(desk.now)
-    # The files wait out the grace in the trash (a mail with the same bytes may be on its way in)
-    assert first.files_removed == 0 and len(sweeper.trash.entries()) == 6
+    # The files wait out the grace in the trash (a mail with the same bytes may be on its way
+    # in); sealed, anna's passport is hers alone and goes too
+    trashed = 7 if desk.sealed else 6
+    assert first.files_removed == 0 and len(sweeper.trash.entries()) == trashed
+    if desk.sealed:  # the trash does not show the digests of what it holds either
+        names = " ".join(e.path.name for e in sweeper.trash.entries())
+        assert not any(d in names for d in (*desk.raw.values(), *desk.attachments.values()))
     later = desk.now + timedelta(days=10)
     counts = sweeper.run_once(later)
     assert _swept(counts) == {"raw_mail": 1, "attachments": 1, "sent_mail": 1}
@@ -156,7 +204,8 @@ def test_moving_the_clock_sweeps_what_has_aged_since_then_empties_the_trash(desk
     assert _sent_cleared(desk) == {"old", "new"}  # not the held one, not the pending one
     # ... which a sweep as of TRASH_GRACE later (here: ten days) has deleted
     assert later.timestamp() - desk.now.timestamp() > TRASH_GRACE
-    assert counts.files_removed == 8 and sweeper.trash.entries() == []
+    assert counts.files_removed == trashed + 2 and sweeper.trash.entries() == []
+    assert desk.stored_files() == _files_of_unswept_rows(desk)
 
 
 def test_a_released_hold_lets_the_next_sweep_take_what_it_kept(desk, sweeper) -> None:
@@ -171,6 +220,32 @@ def test_a_released_hold_lets_the_next_sweep_take_what_it_kept(desk, sweeper) ->
     assert _swept(counts) == {"raw_mail": 1, "attachments": 1, "sent_mail": 1,
                               "closed_tickets": 1, "contacts": 1}
     assert not desk.attachment_on_disk("dora/passport.pdf")  # nobody refers to it now
+    assert desk.stored_files() == _files_of_unswept_rows(desk)
+
+
+def test_a_file_one_contact_sent_twice_stays_while_one_of_their_rows_is_kept(
+        desk, sweeper) -> None:
+    """boris sends his statement again on a ticket now 40 days old: that attachment row is
+    swept, his 15-day-old one is not, and both name one file (his key, sealed or not)."""
+    _ticket(desk, Ingestor(desk.sessions, desk.blobs, POLICY), "boris_again", 40,
+            "Boris <boris@players.test>", "Boris, again", ("statement.pdf", STATEMENT))
+    assert desk.key_ids["boris_again/statement.pdf"] == desk.key_ids["boris/statement.pdf"]
+    counts = sweeper.run_once(desk.now)
+    assert counts.attachments == 2  # anna's passport and boris's second statement
+    assert desk.attachment_on_disk("boris/statement.pdf")
+    assert desk.stored_files() == _files_of_unswept_rows(desk)
+
+
+def test_a_trashed_file_an_unswept_row_names_is_put_back(desk, sweeper) -> None:
+    """What a sweep killed before its commit leaves: a file in the trash whose row is not
+    marked. The next sweep puts it back where the store (sealed: by its key) looks for it."""
+    assert sweeper.trash.condemn("raw", [(desk.raw["carl"], desk.key("carl"))]) == 1
+    assert not desk.raw_on_disk("carl")
+    counts = SweepCounts()
+    sweeper.settle(desk.now, counts)
+    assert counts.files_restored == 1 and sweeper.trash.entries() == []
+    assert desk.raw_on_disk("carl")
+    assert b"the text only carl wrote" in desk.blobs.get_raw(desk.raw["carl"], desk.key("carl"))
 
 
 def test_a_dry_run_counts_and_changes_nothing(desk, sweeper) -> None:
