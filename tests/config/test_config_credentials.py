@@ -3,6 +3,7 @@ $CREDENTIALS_DIRECTORY; an absolute path still means that path."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def credentials(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "smtp-password").write_text("smtp-pw\n")
     (folder / "secret").write_text("key-0123456789abcdef\n")
+    (folder / "master-key").write_text(base64.b64encode(bytes(range(32))).decode() + "\n")
     return folder
 
 
@@ -44,6 +46,7 @@ def test_the_example_loads_from_credentials_alone(credentials):
     settings = load_settings(EXAMPLE, {"CREDENTIALS_DIRECTORY": str(credentials)})
     assert settings.imap is not None and settings.imap.password is not None
     assert settings.imap.password.get_secret_value() == "imap-pw"
+    assert settings.privacy.master_keys == (bytes(range(32)),)  # the unit's master-key
 
 
 def test_absolute_paths_still_work_beside_credentials(write, credentials, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from config import load_settings
 from config.schema import SECRET_FILES, section_models
 
 EXAMPLE = Path(config.__file__).with_name("ticketd.example.toml")
+MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 def test_example_file_loads(write):
@@ -18,10 +20,12 @@ def test_example_file_loads(write):
         "TICKETD_SMTP__PASSWORD_FILE": str(write("smtp-password", "smtp-pw\n")),
         "TICKETD_SECURITY__SECRET_FILE": str(write("secret", "new-key-0123456789ab\n"
                                                              "old-key-0123456789ab\n")),
+        "TICKETD_PRIVACY__KEY_FILE": str(write("master-key", MASTER_KEY + "\n")),
     }
     settings = load_settings(EXAMPLE, environ)
     assert settings.imap is not None and settings.smtp is not None
     assert settings.security.keys == (b"new-key-0123456789ab", b"old-key-0123456789ab")
+    assert settings.privacy.master_keys == (bytes(range(32)),)  # encryption at rest is on
 
 
 def _sections(text: str) -> dict[str, list[str]]:

@@ -94,6 +94,7 @@ echo $? >"$out/recipe.rc"
 in_root stat -c '%n %a %U %G' /etc/ticketd /etc/ticketd/ticketd.toml \
     /etc/ticketd/credentials /etc/ticketd/credentials/imap-password \
     /etc/ticketd/credentials/smtp-password /etc/ticketd/credentials/secret \
+    /etc/ticketd/credentials/master-key \
     /var/lib/ticketd /var/lib/ticketd/ticketd.db /usr/local/sbin/ticketd >"$out/modes" 2>&1
 in_root systemd-analyze verify {unit} >"$out/verify" 2>&1
 echo $? >"$out/verify.rc"
@@ -128,6 +129,8 @@ username = "{SMTP_USER}"
 password_file = "credential:smtp-password"
 [security]
 secret_file = "credential:secret"
+[privacy]
+key_file = "credential:master-key"
 TOML
 """
 
@@ -183,7 +186,10 @@ def test_the_recipe_runs_and_leaves_a_verified_unit_with_the_modes_doctor_wants(
     # check-config, db upgrade, doctor and a listing ran as the service's user and passed.
     assert "password_file = \"credential:imap-password\"" in log
     doctor = [line for line in log.splitlines() if re.match(r"(ok  |FAIL)  ", line)]
-    assert len(doctor) == 5 and all(line.startswith("ok") for line in doctor), doctor
+    # six checks, encryption at rest among them: on, with the master key the recipe made
+    assert len(doctor) == 6 and all(line.startswith("ok") for line in doctor), doctor
+    assert any(line.startswith("ok  ") and "encryption" in line and "on:" in line
+               for line in doctor), doctor
     assert login_sink[0].logins and all(ok for _, ok in login_sink[0].logins)
     assert imap_account.password not in log and SMTP_PASSWORD not in log
 
@@ -195,6 +201,7 @@ def test_the_recipe_runs_and_leaves_a_verified_unit_with_the_modes_doctor_wants(
         "/etc/ticketd/credentials/imap-password": "600 root root",
         "/etc/ticketd/credentials/smtp-password": "600 root root",
         "/etc/ticketd/credentials/secret": "600 root root",
+        "/etc/ticketd/credentials/master-key": "600 root root",
         "/var/lib/ticketd": "750 ticketd ticketd",
         "/var/lib/ticketd/ticketd.db": "600 ticketd ticketd",
         "/usr/local/sbin/ticketd": "755 root root",
@@ -202,7 +209,7 @@ def test_the_recipe_runs_and_leaves_a_verified_unit_with_the_modes_doctor_wants(
     assert recipe_run.text("passwd").startswith("ticketd:")
     alone = recipe_run.text("doctor-alone")
     assert recipe_run.text("doctor-alone.rc").strip() == "0", alone
-    assert alone.count("ok  ") == 5, alone
+    assert alone.count("ok  ") == 6, alone
     assert recipe_run.text("tmp-left").strip() == ""  # the CLI's credential copies are gone
 
     verify = recipe_run.text("verify")
