@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.crypto import DataKey, open_sealed, seal
+from storage.crypto import DataKey, KeyProblem, open_sealed, seal
 from storage.models import Event, OutboxMessage, Ticket, utcnow
 from storage.queries import insert_event, record_sent_mail
 from storage.vault import vault_of
@@ -186,12 +186,28 @@ def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> 
     The caller commits right away: the lease, not a held transaction, keeps others off.
     """
     rows = session.execute(_CLAIM, {"now": now, "limit": limit, "until": now + lease}).all()
-    claimed = [ClaimedMail(r.id, r.kind, r.ticket_id, r.message_id, r.envelope_from,
-                           tuple(r.recipients), plain_raw(session, r.raw, r.key_id, r.message_id),
-                           r.attempts, r.expires_at, r.claimed_until,
-                           r.last_error)
-               for r in rows]
+    claimed = []
+    for r in rows:
+        raw = _sendable(session, r, now)
+        if raw is not None:
+            claimed.append(ClaimedMail(r.id, r.kind, r.ticket_id, r.message_id, r.envelope_from,
+                                       tuple(r.recipients), raw, r.attempts, r.expires_at,
+                                       r.claimed_until, r.last_error))
     return sorted(claimed, key=lambda mail: mail.id)
+
+
+def _sendable(session: Session, row: Any, now: datetime) -> bytes | None:
+    """The bytes to send, or None when they can never be sent again (emptied by retention or
+    erasure, or sealed with a key that is gone): that row goes dead, alone, instead of failing
+    every claim that would include it and so stopping all outgoing mail."""
+    if not row.raw:
+        mark_dead(session, row.id, "the stored mail was removed (retention or erasure)", now)
+        return None
+    try:
+        return plain_raw(session, row.raw, row.key_id, row.message_id)
+    except KeyProblem as err:
+        mark_dead(session, row.id, f"the stored mail cannot be opened: {type(err).__name__}", now)
+        return None
 
 
 def release(session: Session, ids: Sequence[int]) -> None:
@@ -254,10 +270,12 @@ def _settle(session: Session, outbox_id: int, accepted: Sequence[str],
 
 def requeue(session: Session, outbox_id: int, now: datetime | None = None,
             lifetime: timedelta = DEFAULT_LIFETIME) -> bool:
-    """Give a dead row a new life from now; False when there is no dead row with this id."""
+    """Give a dead row a new life from now; False when there is no dead row with this id, or
+    its bytes were removed (there is nothing left to send)."""
     now = now or utcnow()
     done = session.execute(
-        update(_OUTBOX).where(_C.id == outbox_id, _C.state == "dead").values(
+        update(_OUTBOX).where(_C.id == outbox_id, _C.state == "dead",
+                              _C.raw_removed_at.is_(None)).values(
             state="pending", attempts=0, next_attempt_at=now, expires_at=now + lifetime,
             claimed_until=None).returning(_C.ticket_id)
     ).first()

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from storage import outbox, queries
 from storage.models import OutboxMessage, Ticket
+from storage.retention import clear_sent
 
 LEASE = timedelta(minutes=5)
 
@@ -136,6 +137,28 @@ def test_mark_dead_records_the_failure_on_the_ticket_and_requeue_revives(
     assert row.expires_at == clock() + timedelta(days=6)
     with sessions() as session:
         assert outbox.count_by_state(session) == {"pending": 1, "sent": 0, "dead": 0}
+
+
+def test_a_row_whose_bytes_were_removed_is_never_revived_nor_blocks_the_others(
+        sessions, clock, queue, ticket_id, look):
+    emptied, _ = queue(ticket_id=ticket_id)
+    with sessions.begin() as session:
+        outbox.claim_due(session, clock(), 10, LEASE)
+        outbox.mark_dead(session, emptied, "DATA: 550 5.7.1 rejected", clock())
+        clear_sent(session, [emptied], clock())  # retention, or anonymising the ticket
+        assert outbox.requeue(session, emptied) is False  # nothing left to send
+    # A pending row that lost its bytes all the same (an older database, a hand edit) goes
+    # dead alone; the mail beside it in the same claim still goes.
+    broken, _ = queue(ticket_id=ticket_id)
+    good, _ = queue(ticket_id=ticket_id)
+    with sessions.begin() as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == broken).values(raw=b""))
+    with sessions.begin() as session:
+        claimed = outbox.claim_due(session, clock(), 10, LEASE)
+    assert [mail.id for mail in claimed] == [good]
+    assert (look.row(broken).state, look.row(emptied).state) == ("dead", "dead")
+    assert any(e.data["outbox_id"] == broken and e.data["dead"]
+               for e in look.events("delivery_failed"))
 
 
 def test_two_claimers_at_once_never_take_the_same_row(sessions, clock, queue):
