@@ -165,22 +165,31 @@ def _their_files(session: Session, blobs: BlobStore, vault: Vault | None,
     raws = {(m.raw_sha256, m.key_id) for m in messages if m.raw_sha256}
     raws |= {(r.raw_sha256, r.key_id) for r in records if r.message_id is None}
     for digest, key_id in raws:
-        if key_id != their_key and _raw_used_elsewhere(session, digest, key_id, ids):
+        if not _sealed_for_them(key_id, their_key) and _raw_used_elsewhere(
+                session, digest, key_id, ids):
             continue
         key = _key(session, vault, keys, key_id)
         if key is False:
             continue
         paths.add(blobs.raw_path(digest, key))
-        paths |= {blobs.attachment_path(d, key) for d in _attachments_in(blobs, digest, key)}
+        paths |= {blobs.attachment_path(d, key) for d in _attachments_in(blobs, digest, key)
+                  if _sealed_for_them(key_id, their_key)
+                  or not _attachment_used_elsewhere(session, d, key_id, ids)}
     for message in messages:
         key = _key(session, vault, keys, message.key_id)
         if key is False:
             continue
         for att in message.attachments:
-            if message.key_id == their_key or not _attachment_used_elsewhere(
+            if _sealed_for_them(message.key_id, their_key) or not _attachment_used_elsewhere(
                     session, att.sha256, message.key_id, ids):
                 paths.add(blobs.attachment_path(att.sha256, key))
     return paths
+
+
+def _sealed_for_them(key_id: int | None, their_key: int | None) -> bool:
+    """A file sealed with their own data key is theirs alone (names are keyed per contact).
+    A file in clear is named by its content only, so another row may need the same file."""
+    return their_key is not None and key_id == their_key
 
 
 def _key(session: Session, vault: Vault | None, cache: dict[int | None, Any],

@@ -163,3 +163,22 @@ def test_a_mail_from_an_erased_address_starts_afresh(desk_factory) -> None:  # n
         assert message.key_id != destroyed.id  # a new data key, not the destroyed one
         key = desk.app.vault.key(session, message.key_id)
         assert desk.app.blobs.get_raw(message.raw_sha256, key) == raw
+
+
+@pytest.mark.parametrize("keys", [[KEY_A], None], ids=["key_file", "no_key_file"])
+def test_erase_keeps_a_file_another_person_sent_too(desk_factory, keys) -> None:  # noqa: ANN001
+    """In clear, files are named by their content alone: the casino's logo, or the same
+    screenshot two players attached, is one file that erasing one of them must not take."""
+    desk = desk_factory(keys)
+    logo = b"\x89PNG\r\n\x1a\n the casino's logo, forwarded by both players " * 30
+    desk.ingest(complaint(IVAN, "Logo", "Is this your site?", message_id="<l1.ivan@mail.test>",
+                          attachments=(("logo.png", "image/png", logo),)))
+    olgas = desk.ingest(complaint(OLGA, "Same logo", "Phishing?", message_id="<l1@mail.test>",
+                                  attachments=(("logo.png", "image/png", logo),)))
+    result = desk.cli("privacy", "erase", "ivan@mail.test", "--yes")
+    assert result.exit_code == 0, result.output
+    with desk.app.sessions() as session:
+        olga = session.scalar(select(Ticket).where(Ticket.number == olgas))
+        [message] = [m for m in olga.messages if m.direction == "in"]
+        key = desk.app.vault.key(session, message.key_id) if keys else None
+        assert desk.app.blobs.get_attachment(message.attachments[0].sha256, key) == logo
