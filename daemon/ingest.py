@@ -83,7 +83,7 @@ class IngestPolicy:
     default_language: str = "en"
     limits: Limits = field(default_factory=Limits)
     rules: tuple[Rule, ...] = DEFAULT_RULES
-    keys: tuple[bytes, ...] = ()  # HMAC keys of our signed references, newest first
+    keys: tuple[bytes, ...] = field(default=(), repr=False)  # HMAC keys, newest first
     subject_tag: str = "[#{number}]"
     reopen_window: timedelta = timedelta(days=14)
     escalation_keywords: tuple[str, ...] = ("escalate", "appeal", "обжаловать", "жалоба на решение")

@@ -141,6 +141,10 @@ class Service:
         for section in ("imap", "smtp"):  # which loops run is decided at start
             if (getattr(running, section) is None) != (getattr(value.settings, section) is None):
                 raise ConfigError(source, section, "added or removed: restart to apply")
+        # The vault that wraps new data keys lives in the session factory, built at start: a
+        # reload that seemed to take new master keys would go on wrapping with the old ones.
+        if running.privacy.master_keys != value.settings.privacy.master_keys:
+            raise ConfigError(source, "privacy.key_file", "master keys changed: restart to apply")
         return value
 
     def status(self) -> str:

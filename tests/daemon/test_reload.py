@@ -5,6 +5,8 @@ configuration that cannot be built is refused, systemd is told, and the old valu
 
 from __future__ import annotations
 
+import base64
+
 import os
 import signal
 import socket
@@ -202,6 +204,7 @@ def test_a_config_that_cannot_be_built_is_refused_said_in_status_and_the_old_one
         # A template that does not compile: the settings load, the runtime value cannot be
         # built, and that is refused the same way, naming the template and its line.
         desk.config.write_text(desk.original)
+        good_ack = (desk.templates / "en" / "ack.txt.j2").read_text()
         (desk.templates / "en" / "ack.txt.j2").write_text("Ticket {{ tag }}: {% if %}\n")
         seen = len(desk.notify.messages)
         desk.reload("a refused template")
@@ -212,6 +215,17 @@ def test_a_config_that_cannot_be_built_is_refused_said_in_status_and_the_old_one
         # The running value goes on: the old template and password, mail still delivered.
         dovecot.append(account, mail(sender="b@mail.test", subject="Second", body="Refund two"))
         wait_for(lambda: len(_by_kind(sink, "ACK-ONE")) >= 2, 30, "mail after the refusals")
+        # New master keys need a restart: the vault that wraps new data keys is built at start.
+        (desk.templates / "en" / "ack.txt.j2").write_text(good_ack)
+        key_file = tmp_path / "master-key"
+        key_file.write_text(base64.b64encode(b"k" * 32).decode() + "\n")
+        key_file.chmod(0o600)
+        desk.config.write_text(desk.original + f'\n[privacy]\nkey_file = "{key_file}"\n')
+        seen = len(desk.notify.messages)
+        desk.reload("refused master keys")
+        refused = [m for m in desk.notify.after(seen) if "STATUS=" in m and "refused" in m]
+        assert refused and "privacy.key_file: master keys changed: restart to apply" in \
+            refused[0], desk.notify.after(seen)
     finally:
         desk.stop()
     assert SECRET not in desk.text() and "old-password" not in desk.text()
