@@ -6,7 +6,6 @@ configuration that cannot be built is refused, systemd is told, and the old valu
 from __future__ import annotations
 
 import base64
-
 import os
 import signal
 import socket
