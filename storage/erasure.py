@@ -34,6 +34,7 @@ from storage.models import (
     Message,
     OutboxMessage,
     Participant,
+    SlaClock,
     StoredAttachment,
     Ticket,
     utcnow,
@@ -258,7 +259,12 @@ def _scrub_rows(session: Session, tickets: list[Ticket], ticket_ids: list[int],
     address = contact.address
     for chunk in _chunks(ticket_ids):
         session.execute(update(Ticket).where(Ticket.id.in_(chunk))
-                        .values(_blank(Ticket.__table__, _KEPT["tickets"])))
+                        .values({**_blank(Ticket.__table__, _KEPT["tickets"]), "status": "closed"}))
+        # Nobody is left to answer: no clock may escalate a blanked ticket to staff, nor
+        # queue mail that would need the key just destroyed.
+        session.execute(update(SlaClock).where(SlaClock.ticket_id.in_(chunk),
+                                               SlaClock.stopped_at.is_(None))
+                        .values(stopped_at=utcnow(), next_action_at=None))
         session.execute(delete(Participant).where(Participant.ticket_id.in_(chunk)))
     session.execute(delete(Participant).where(func.lower(Participant.address) == address.lower()))
     ids = [m.id for m in messages]

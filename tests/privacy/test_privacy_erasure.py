@@ -14,7 +14,7 @@ from storage import audit, holds
 from storage.blobs import associated
 from storage.crypto import WrongKey, open_sealed
 from storage.erasure import erased_before
-from storage.models import Contact, ContactKey, Erasure, Event, Message, Ticket
+from storage.models import Contact, ContactKey, Erasure, Event, Message, SlaClock, Ticket
 from storage.vault import KeyDestroyed
 from tests.privacy.conftest import KEY_A, complaint, dump_database, stored_bytes
 
@@ -54,6 +54,7 @@ def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
         desk_factory, tmp_path: Path, keys: list[str] | None) -> None:  # noqa: ANN001
     desk = desk_factory(keys)
     ivans, olgas, olga_raw = populate(desk)
+    assert _running_clocks(desk, ivans) > 0  # his complaints are on the clock
     before = dump_database(desk.app)
     assert all(trace.lower() in before.lower() for trace in IVAN_TRACES)  # found when there
     backup = tmp_path / "backup"
@@ -97,7 +98,9 @@ def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
         assert desk.app.blobs.get_raw(message.raw_sha256, key) == olga_raw
         assert desk.app.blobs.get_attachment(message.attachments[0].sha256, key) == OLGA_SCAN
         erased = [session.scalar(select(Ticket).where(Ticket.number == n)) for n in ivans]
-        assert all(t.subject == "" and t.status for t in erased)
+        assert all(t.subject == "" and t.status == "closed" for t in erased)
+    assert _running_clocks(desk, ivans) == 0  # nothing escalates a blanked ticket
+    with desk.app.sessions() as session:
         [event] = session.scalars(select(Event).where(Event.kind == "erased")).all()
         assert event.actor == "dpo@casino.test" and sorted(event.data["tickets"]) == ivans
         assert event.data["messages"] >= 3 and event.data["files"] >= 4
@@ -182,3 +185,10 @@ def test_erase_keeps_a_file_another_person_sent_too(desk_factory, keys) -> None:
         [message] = [m for m in olga.messages if m.direction == "in"]
         key = desk.app.vault.key(session, message.key_id) if keys else None
         assert desk.app.blobs.get_attachment(message.attachments[0].sha256, key) == logo
+
+
+def _running_clocks(desk, numbers: list[int]) -> int:  # noqa: ANN001
+    with desk.app.sessions() as session:
+        return len(session.scalars(select(SlaClock.id).join(
+            Ticket, Ticket.id == SlaClock.ticket_id).where(
+            Ticket.number.in_(numbers), SlaClock.stopped_at.is_(None))).all())
