@@ -158,6 +158,7 @@ def _active(session: Any) -> list[dict[str, Any]]:
 def export_command(ctx: click.Context, address: str, out_path: str, by: str | None) -> None:
     """Write everything about ADDRESS to a zip: tickets, messages, the original mails,
     attachments, the mails we sent, events, and a manifest of sha256 sums."""
+    import contextlib
     import hashlib
     import os
     import sys
@@ -178,6 +179,10 @@ def export_command(ctx: click.Context, address: str, out_path: str, by: str | No
             os.unlink(partial)
             click.echo(f"ticketd: {err}", err=True)
             sys.exit(1)
+        except BaseException:  # a half-written zip of someone's data is never left behind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
         os.replace(partial, out_path)  # a zip under its name is always a whole one
         with open(out_path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()

@@ -98,11 +98,21 @@ def _ticket(session: Session, blobs: BlobStore, archive: zipfile.ZipFile, ticket
             if vault is None:
                 raise RuntimeError("sealed mail and no [privacy] key_file to open it")
             key = keys.setdefault(message.key_id, vault.key(session, message.key_id))
-        shown["eml"] = f"{base}/received/{message.id}.eml"
-        _write(archive, report, shown["eml"], blobs.get_raw(message.raw_sha256, key))
-        report.received += 1
+        try:
+            raw = blobs.get_raw(message.raw_sha256, key)
+        except FileNotFoundError:  # removed by a retention rule: say so, export the rest
+            shown["eml"] = None
+            shown["removed"] = "raw mail removed under the retention rules"
+        else:
+            shown["eml"] = f"{base}/received/{message.id}.eml"
+            _write(archive, report, shown["eml"], raw)
+            report.received += 1
         for n, (att, listed) in enumerate(zip(message.attachments, shown["attachments"],
                                               strict=True), 1):
+            if att.removed_at is not None:
+                listed["file"] = None
+                listed["removed"] = "attachment removed under the retention rules"
+                continue
             listed["file"] = f"{base}/attachments/{message.id}-{n}-{_safe(att.filename)}"
             _write(archive, report, listed["file"], blobs.get_attachment(att.sha256, key))
             report.attachments += 1
@@ -126,9 +136,12 @@ def _sent(session: Session, archive: zipfile.ZipFile, ticket: Ticket, address: s
         assert row is not None
         if address not in {a.lower() for a in [*row.recipients, *row.accepted, *row.refused]}:
             continue
-        name = f"{base}/sent/{row.id}.eml"
-        _write(archive, report, name, plain_raw(session, row.raw, row.key_id, row.message_id))
-        report.sent += 1
+        name: str | None = None
+        if row.raw:  # emptied by a retention rule: listed without its bytes
+            name = f"{base}/sent/{row.id}.eml"
+            _write(archive, report, name,
+                   plain_raw(session, row.raw, row.key_id, row.message_id))
+            report.sent += 1
         yield {"eml": name, "kind": row.kind, "message_id": row.message_id, "state": row.state,
                "created_at": _iso(row.created_at), "sent_at": _iso(row.sent_at)}
         session.expunge(row)

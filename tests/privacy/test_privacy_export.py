@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from storage.export import export
 from storage.models import Event
-from tests.privacy.conftest import KEY_A, complaint
+from tests.privacy.conftest import KEY_A, KEY_B, complaint
 from tests.support.mails import PNG
 
 IVAN = "Ivan Petrov <ivan@mail.test>"
@@ -105,3 +105,50 @@ def test_export_memory_stays_bounded_by_one_mail_not_by_the_person(
         tracemalloc.stop()
     assert report.received == 48 and report.attachments == 48
     assert peak < 8 * 2**20, f"export held {peak / 2**20:.1f} MiB at once"
+
+
+@pytest.mark.parametrize("keys", [[KEY_A], None], ids=["key_file", "no_key_file"])
+def test_export_after_retention_lists_what_was_removed_and_exports_the_rest(
+        desk_factory, tmp_path: Path, keys: list[str] | None) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    from storage import retention
+    from storage.models import Message, OutboxMessage, StoredAttachment
+
+    desk = desk_factory(keys)
+    mails = ivans_mails()
+    for raw in mails:
+        desk.ingest(raw)
+    now = datetime.now(UTC)
+    with desk.app.sessions.begin() as session:  # what the retention rules do to old mail
+        inbound = session.scalars(select(Message.id).where(Message.direction == "in")
+                                  .order_by(Message.id)).all()
+        first = session.get(Message, inbound[0])
+        key = desk.app.vault.key(session, first.key_id) if keys else None
+        desk.app.blobs.raw_path(first.raw_sha256, key).unlink()
+        session.execute(StoredAttachment.__table__.update()
+                        .where(StoredAttachment.message_id == first.id).values(removed_at=now))
+        sent = session.scalars(select(OutboxMessage.id)).all()
+        session.execute(OutboxMessage.__table__.update().values(state="sent"))
+        assert retention.clear_sent(session, sent, now) == len(sent)
+    out = tmp_path / "ivan.zip"
+    result = desk.cli("privacy", "export", "ivan@mail.test", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as archive:
+        names = set(archive.namelist())
+    assert {n.rsplit("/", 1)[-1] for n in names if "/received/" in n} == {
+        f"{m}.eml" for m in inbound[1:]}
+    assert not any("/attachments/" in n and n.split("/")[-1].startswith(f"{first.id}-")
+                   for n in names)
+    assert not any("/sent/" in n for n in names)
+
+
+def test_an_export_that_fails_leaves_no_partial_file(desk_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    desk = desk_factory([KEY_A])
+    for raw in ivans_mails():
+        desk.ingest(raw)
+    out = tmp_path / "ivan.zip"
+    broken = desk.rebuilt([KEY_B])  # not the key the mail was sealed with
+    with pytest.raises(Exception):  # noqa: B017 - any failure: the point is what is left
+        broken.cli("privacy", "export", "ivan@mail.test", "--out", str(out))
+    assert list(tmp_path.glob("ivan.zip*")) == []
