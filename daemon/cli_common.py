@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -79,3 +80,15 @@ def temp_failures_exit_75(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EX_TEMPFAIL)
 
     return wrapper
+
+
+def instant(text: str | None) -> datetime | None:
+    """--now as an aware datetime; a time without an offset is UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("must be an ISO time, e.g. 2026-11-21T09:30:00Z",
+                                 param_hint="--now") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

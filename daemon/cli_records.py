@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
+from daemon.cli_common import instant
 from daemon.cli_common import temp_failures_exit_75 as _temp_failures_exit_75
-from daemon.cli_sla import _instant
 
 
 def register(main: click.Group) -> None:
@@ -90,7 +90,7 @@ def retention_command(ctx: click.Context, once: bool, at: str | None, apply: boo
         keeper = RecordsKeeper.from_settings(settings, application.sessions, application.blobs)
         asyncio.run(_serve(keeper))
         return
-    now = _instant(at)
+    now = instant(at)
     dry = now is not None and now > datetime.now(UTC) and not apply
     sweeper = RetentionSweeper.from_settings(settings, application.sessions, application.blobs)
     counts = sweeper.run_once(now, apply=not dry)

@@ -14,23 +14,11 @@ from typing import Any
 
 import click
 
-from daemon.cli_common import app_or_exit, temp_failures_exit_75
+from daemon.cli_common import app_or_exit, instant, temp_failures_exit_75
 
 
 def register(main: click.Group) -> None:
     main.add_command(sla_command)
-
-
-def _instant(text: str | None) -> datetime | None:
-    """--now as an aware datetime; a time without an offset is UTC."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter("must be an ISO time, e.g. 2026-11-21T09:30:00Z",
-                                 param_hint="--now") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @click.group("sla", invoke_without_command=True)
@@ -55,7 +43,7 @@ def sla_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> 
     if not once:
         asyncio.run(_serve(monitor, application.settings.sla.interval.total_seconds()))
         return
-    moment = _instant(at)
+    moment = instant(at)
     # Escalating at a time still to come would send real mail about breaches that have
     # not happened, and mark them done: a time ahead is looked at, not acted on.
     dry = moment is not None and moment > datetime.now(UTC) and not apply

@@ -168,7 +168,7 @@ class DovecotServer:
     def start(self) -> None:
         self._prepare_directory()
         for _ in range(3):  # a probed free port can be taken before Dovecot binds it
-            self.port, self.tls_port, self.lmtp_port = _free_ports(3)
+            self.port, self.tls_port, self.lmtp_port = free_ports(3)
             if self._launch():
                 return
         raise self._error("Dovecot did not start")
@@ -361,7 +361,7 @@ def _make_certificate(directory: Path) -> None:
     (directory / "key.pem").chmod(0o644)  # read by Dovecot's unprivileged config process
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:
         for sock in sockets:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dovecot import Account, DovecotServer
+from tests.support.dovecot import Account, DovecotServer, free_ports
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -382,15 +382,6 @@ class Mutt:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> bool:
