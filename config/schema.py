@@ -586,6 +586,15 @@ class MetricsSettings(Section):
         return split_host_port(self.listen) if self.listen else None
 
 
+class ReportsSettings(Section):
+    """The weekly digest of complaint figures to [sla] head_of_support_address."""
+
+    digest: bool = False
+    # When the digest of the ISO week just ended is due: this weekday and hour, UTC.
+    digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    digest_hour: Annotated[int, BeforeValidator(_not_bool), _in_range(0, 23)] = 8
+
+
 class Settings(Section):
     support: SupportSettings = Field(default_factory=SupportSettings)
     database: DatabaseSettings
@@ -607,6 +616,7 @@ class Settings(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     @field_validator("security")
     @classmethod
@@ -617,6 +627,15 @@ class Settings(Section):
             raise AtKey("secret_file", "required when [smtp] is configured: a file of signing "
                         "keys, one per line, newest first (or set TICKETD_SECURITY__SECRET)")
         return security
+
+    @field_validator("reports")
+    @classmethod
+    def _digest_needs_a_reader(cls, reports: ReportsSettings,
+                               info: ValidationInfo) -> ReportsSettings:
+        sla = info.data.get("sla")
+        if reports.digest and sla is not None and sla.head_of_support_address is None:
+            raise AtKey("digest", "needs [sla] head_of_support_address: the digest goes there")
+        return reports
 
     @model_validator(mode="before")
     @classmethod

@@ -161,3 +161,7 @@ _register_records(main)
 from daemon.cli_privacy import register as _register_privacy  # noqa: E402
 
 _register_privacy(main)
+
+from daemon.cli_report import register as _register_report  # noqa: E402
+
+_register_report(main)

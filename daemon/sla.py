@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from daemon import sla_metrics
+from daemon import report_digest, sla_metrics
 from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
 from responders.escalation import STAGE_NAMES, EscalationContext, escalation
@@ -356,6 +356,7 @@ class SlaMonitor:
         """Escalate every clock due at `now` (default: the clock's now), one transaction each."""
         now = now or self._now()
         desk = self._desk()  # one value for the whole pass
+        report_digest.queue_weekly_digest(self._sessions, desk, now)  # once per ISO week
         stats, seen = MonitorStats(), set[int]()
         while True:
             with self._sessions.begin() as session:

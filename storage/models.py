@@ -223,7 +223,10 @@ class Event(Base):
     redacted_digest: Mapped[str | None] = mapped_column(String(64))
 
     # Rate limits count an actor's recent events of one kind.
-    __table_args__ = (Index("ix_events_kind_actor_created_at", "kind", "actor", "created_at"),)
+    # Reports (storage.reports) and the weekly digest read the events of some kinds in a
+    # period.
+    __table_args__ = (Index("ix_events_kind_actor_created_at", "kind", "actor", "created_at"),
+                      Index("ix_events_kind_created_at", "kind", "created_at"))
 
 
 # The chain's order, and the few rows not yet in it (partial: sealed rows leave the index).
