@@ -8,6 +8,7 @@ needs no font or other resource, and the same figures give the same bytes.
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 _SIZE = (7.5, 3.4)  # inches; the page shows them 100% wide
 _IN_TIME, _LATE = "#2e7d32", "#c62828"
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)  # RDF naming its maker: not needed
 _BINS_HOURS = (0, 1, 4, 8, 24, 48, 72, 168, 336, 672, 1344)  # up to 8 weeks
 
 
@@ -86,7 +88,7 @@ def svg(figure: Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return _METADATA.sub("", text[text.index("<svg"):])
 
 
 def png(figure: Figure, dpi: int = 110) -> bytes:
