@@ -42,7 +42,8 @@ def as_csv(report: Report, profile: str | None = None) -> str:
               *(f"adr_{name}" for name in outcomes), *DURATION_COLUMNS]
     rows = [_csv_row("all", report.total, outcomes)]
     rows += [_csv_row(name, figures, outcomes)
-             for name, figures in sorted(report.by_category.items())]
+             for name, figures in sorted(report.by_category.items())
+             if figures.counts_anything()]
     return _write([header, *rows])
 
 
@@ -104,10 +105,11 @@ _ENV = Environment(loader=FunctionLoader(_load),
 def as_html(report: Report, profile: str | None = None) -> str:
     """A page with no external resource and no script: figures, three charts, tables."""
     doc = report.as_dict()
+    # Markup: the SVG is matplotlib's, and matplotlib escapes the labels it writes into it.
     pictures = {
-        "weekly": Markup(charts.svg(charts.weekly_by_category(report))),  # noqa: S704 - ours
-        "histogram": Markup(charts.svg(charts.answer_histogram(report))),  # noqa: S704
-        "compliance": Markup(charts.svg(charts.deadline_compliance(report))),  # noqa: S704
+        "weekly": Markup(charts.svg(charts.weekly_by_category(report))),
+        "histogram": Markup(charts.svg(charts.answer_histogram(report))),
+        "compliance": Markup(charts.svg(charts.deadline_compliance(report))),
     }
     layout = regulator_layout(report, profile) if profile else None
     return _ENV.get_template("report.html.j2").render(

@@ -219,6 +219,10 @@ class Figures:
         if facts.first_answer_at is not None:
             self.first_answer_hours.append(_hours(facts.first_answer_at - facts.received_at))
 
+    def counts_anything(self) -> bool:
+        return any(getattr(self, name) for name in FIGURES) or bool(
+            self.extensions or sum(self.adr_outcomes.values()))
+
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of a slice; other tools read these names."""
         return {name: getattr(self, name) for name in FIGURES} | {
@@ -289,9 +293,11 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of `ticketd report --format json`."""
-        categories = {name: self.by_category[name].as_dict()
-                      for name in sorted(self.by_category)
-                      if any(self.by_category[name].as_dict()[f] for f in FIGURES)}
+        slices = {name: self.by_category[name] for name in sorted(self.by_category)}
+        # A category seen only in events before the period (a ticket decided in it, say) has
+        # nothing to show for it.
+        categories = {name: figures.as_dict() for name, figures in slices.items()
+                      if figures.counts_anything()}
         return {"period": self.period.as_dict(), **self.total.as_dict(),
                 "by_category": categories}
 
