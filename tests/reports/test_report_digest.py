@@ -7,7 +7,7 @@ import email
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
-from daemon.report_digest import DIGEST_EVENT, queue_weekly_digest
+from daemon.report_digest import DIGEST_EVENT, due_digest, queue_weekly_digest
 from daemon.sla import SlaMonitor, SlaOptions
 from responders.identity import Identity
 from responders.rendering import Templates
@@ -134,3 +134,16 @@ def test_racing_daemons_queue_it_once(pg_url: str) -> None:
     assert sorted(queued) == [False, False, False, True]
     assert len(digests(sessions)) == 1 and weeks(sessions) == ["2026-W46"]
     engine.dispose()
+
+
+def test_the_week_due_across_a_year_end() -> None:
+    """2026 has 53 ISO weeks: on Monday 2027-01-04 the week due is 2026-W53, Dec 28 to
+    Jan 3; on the Sunday before, the week due is still W52 (Dec 21 to 27)."""
+    settings = desk().settings.reports
+    due = due_digest(settings, datetime(2027, 1, 4, 8, tzinfo=UTC))
+    assert due is not None
+    assert (due.week, due.period.first, due.period.last) == (
+        "2026-W53", date(2026, 12, 28), date(2027, 1, 3))
+    sunday = due_digest(settings, datetime(2027, 1, 3, 23, 59, tzinfo=UTC))
+    assert sunday is not None and sunday.week == "2026-W52"
+    assert due_digest(settings, datetime(2027, 1, 4, 7, 59, tzinfo=UTC)) is None
