@@ -40,6 +40,9 @@ RECEIVED_KINDS = ("complaint_opened", "created")
 ANSWER_KINDS = ("public_reply", "final_decision")
 REPORT_KINDS = (*RECEIVED_KINDS, "mail_queued", "public_reply", "final_decision",
                 "deadline_extended", "dispute_opened", "adr_referral", "adr_outcome")
+# The events that put a ticket in a period's report: an answer or an acknowledgement in the
+# period counts only for a complaint received in it, which its receipt already brings in.
+COUNTED_KINDS = tuple(k for k in REPORT_KINDS if k not in ("mail_queued", "public_reply"))
 ADR_OUTCOMES = ("upheld", "partially_upheld", "not_upheld", "settled", "withdrawn")
 PROFILES = ("ukgc", "mga", "cga")
 FIGURES = ("complaints", "acknowledged_in_time", "final_decisions", "final_in_time",
@@ -324,7 +327,7 @@ def stream_rows(session: Session, period: Period, batch: int = 1000) -> Iterator
     """The report's events of every ticket that had one in the period, up to the period's
     end, ticket by ticket and oldest first; `batch` rows in memory at a time."""
     touched = (select(Event.ticket_id)
-               .where(Event.kind.in_(REPORT_KINDS), Event.ticket_id.is_not(None),
+               .where(Event.kind.in_(COUNTED_KINDS), Event.ticket_id.is_not(None),
                       Event.created_at >= period.since, Event.created_at < period.until)
                .distinct())
     query = (select(Event.ticket_id, Ticket.number, Ticket.requester_id, Ticket.subject,
