@@ -38,6 +38,7 @@ DEFAULT_STORAGE_PATH = "/var/lib/ticketd"
 # Secrets never come from the config file: each is read from its *_file key at load
 # time, or given whole in the environment (TICKETD_IMAP__PASSWORD, ...).
 SECRET_FILES = {"password_file": "password", "oauth2_token_file": "oauth2_token",
+                "oauth2_client_secret_file": "oauth2_client_secret",
                 "secret_file": "secret", "key_file": "key"}
 # Keys whose value is never repeated in an error message or printed.
 SENSITIVE_KEYS = frozenset(SECRET_FILES.values()) | {"url"}
@@ -196,12 +197,60 @@ class StorageSettings(Section):
     path: Path = Path(DEFAULT_STORAGE_PATH)
 
 
-class ImapSettings(Section):
+def _oauth2_url(value: str) -> str:
+    if not value:
+        return value
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0].rpartition("@")[2].rsplit(":", 1)[0]
+    if scheme not in ("https", "http") or not host:
+        raise ValueError('must be an "https://..." URL')
+    if scheme == "http" and not is_loopback(host):  # the client secret and tokens travel here
+        raise ValueError('"http://" is allowed only to a loopback address; use "https://"')
+    return value
+
+
+OAuth2Url = Annotated[str, AfterValidator(_oauth2_url)]
+
+
+class OAuth2Keys(Section):
+    """The keys of `auth = "oauth2"`, the same in [imap] and [smtp]: the provider preset gives
+    the endpoints and scopes; the other keys override it (a test's local endpoint, another
+    provider with "custom")."""
+
+    oauth2_provider: Literal["microsoft", "google", "custom"] = "microsoft"
+    oauth2_client_id: str = ""
+    oauth2_client_secret: Secret | None = None
+    oauth2_client_secret_file: Path | None = None
+    oauth2_tenant: NonEmptyStr = "organizations"  # Microsoft: a tenant id, domain, or this
+    oauth2_token_url: OAuth2Url = ""  # "": the provider's
+    oauth2_device_url: OAuth2Url = ""  # "": the provider's (Google has none for mail)
+    oauth2_auth_url: OAuth2Url = ""  # "": the provider's
+    oauth2_scopes: tuple[NonEmptyStr, ...] = ()  # (): the provider's for mail
+
+    @model_validator(mode="after")
+    def _oauth2_complete(self) -> OAuth2Keys:
+        if getattr(self, "auth", None) != "oauth2":
+            return self
+        if not self.oauth2_client_id.strip():
+            raise AtKey("oauth2_client_id", 'required when auth = "oauth2": the application '
+                        "(client) id of the app registration")
+        if getattr(self, "username", "") is None:
+            raise AtKey("username", 'required when auth = "oauth2": the account the token '
+                        "is for")
+        if self.oauth2_provider == "custom" and not self.oauth2_token_url:
+            raise AtKey("oauth2_token_url", 'required when oauth2_provider = "custom"')
+        return self
+
+
+class ImapSettings(OAuth2Keys):
     host: Host
     port: Port = 993
     tls: Tls = "implicit"
     username: NonEmptyStr
-    auth: Literal["password", "xoauth2"] = "password"
+    # "xoauth2": a bearer token from oauth2_token_file, refreshed by someone else;
+    # "oauth2": ticketd refreshes it from the refresh token of `ticketd oauth login imap`.
+    auth: Literal["password", "xoauth2", "oauth2"] = "password"
+    oauth2_mechanism: Literal["xoauth2", "oauthbearer"] = "xoauth2"
     # The secrets are declared before their *_file keys, whose check reads them.
     password: Secret | None = None
     oauth2_token: Secret | None = None
@@ -231,11 +280,14 @@ class ImapSettings(Section):
         return path
 
 
-class SmtpSettings(Section):
+class SmtpSettings(OAuth2Keys):
     host: Host
     port: Port = 587
     tls: Tls = "starttls"
     username: NonEmptyStr | None = None
+    # "password": the password, or the static token of oauth2_token_file; "oauth2": a token
+    # refreshed from the refresh token of `ticketd oauth login smtp`, fresh per connection.
+    auth: Literal["password", "oauth2"] = "password"
     password: Secret | None = None
     oauth2_token: Secret | None = None
     password_file: Path | None = Field(None, validate_default=True)
@@ -250,6 +302,8 @@ class SmtpSettings(Section):
     def _secret_for_username(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         data = info.data
         secrets = [data[key] for key in ("password", "oauth2_token") if key in data]
+        if data.get("auth") == "oauth2":  # OAuth2Keys checks what it needs
+            return path
         if data.get("username") and secrets == [None, None]:
             raise ValueError("required when username is set "
                              "(or oauth2_token_file, or TICKETD_SMTP__PASSWORD)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from config import Settings
 from daemon import runtime as runtime_mod
 from daemon.imap import ImapSource
 from daemon.ingest import Ingestor
+from daemon.oauth import Keepers
 from daemon.outbox import OutboxSender, SenderSetup
 from daemon.runtime import Current, Runtime
 from daemon.sla import SlaMonitor
@@ -31,6 +32,7 @@ class App:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     current: Current
+    oauth: Keepers = field(default_factory=Keepers)  # tokens of auth = "oauth2" mailboxes
 
     @property
     def runtime(self) -> Runtime:
@@ -60,7 +62,11 @@ class App:
         setup = self.current.value.sender
         if setup is None:  # a reload cannot remove [smtp] from a running sender
             raise ValueError("no [smtp] section in the configuration")
-        return setup
+        return with_oauth(setup, self.current.value.settings, self.oauth)
+
+    def imap_source(self) -> ImapSource:
+        """The mailbox of the settings in force, its OAuth tokens from this process's keeper."""
+        return imap_source(self.settings, self.oauth)
 
     @property
     def vault(self) -> Vault | None:
@@ -86,17 +92,31 @@ def vault(settings: Settings) -> Vault | None:
     return Vault(MasterKeys.of(keys)) if keys else None
 
 
-def imap_source(settings: Settings) -> ImapSource:
+def with_oauth(setup: SenderSetup, settings: Settings, keepers: Keepers) -> SenderSetup:
+    """The sender setup whose transport takes a fresh token per connection (auth = "oauth2")."""
+    if settings.smtp is None or settings.smtp.auth != "oauth2":
+        return setup
+    transport = replace(setup.transport, oauth2_tokens=keepers.keeper(settings, "smtp"))
+    return replace(setup, transport=transport)
+
+
+def imap_source(settings: Settings, keepers: Keepers | None = None) -> ImapSource:
     imap = settings.imap
     if imap is None:
         raise ValueError("no [imap] section in the configuration")
+    refreshing = imap.auth == "oauth2"
+    tokens = (keepers or Keepers()).keeper(settings, "imap") if refreshing else None
     return ImapSource(
         host=imap.host,
         port=imap.port,
         tls=imap.tls,
         username=imap.username,
-        password=imap.password.get_secret_value() if imap.password else None,
-        oauth2_token=imap.oauth2_token.get_secret_value() if imap.oauth2_token else None,
+        password=imap.password.get_secret_value()
+        if imap.password and imap.auth == "password" else None,
+        oauth2_token=imap.oauth2_token.get_secret_value()
+        if imap.oauth2_token and not refreshing else None,
+        oauth2_tokens=tokens,
+        oauth2_mechanism=imap.oauth2_mechanism,
         folder=imap.folder,
         processed_folder=imap.processed_folder,
         quarantine_folder=imap.quarantine_folder,

@@ -165,3 +165,7 @@ _register_privacy(main)
 from daemon.cli_report import register as _register_report  # noqa: E402
 
 _register_report(main)
+
+from daemon.cli_oauth import register as _register_oauth  # noqa: E402
+
+_register_oauth(main)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -115,6 +115,10 @@ def _smtp(settings: Settings) -> str:
     if settings.smtp is None:
         return "not configured ([smtp]): nothing will be sent"
     transport = SmtpTransport.from_settings(settings.smtp)
+    if settings.smtp.auth == "oauth2":
+        from daemon.oauth import Keepers
+
+        transport = replace(transport, oauth2_tokens=Keepers().keeper(settings, "smtp"))
     asyncio.run(_smtp_login(transport))
     return f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.tls}) accepts a session"
 

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -54,6 +54,13 @@ class ImapCertificateError(ImapConfigError):
     """The server's certificate did not verify against the trusted CAs."""
 
 
+class TokenSource(Protocol):
+    """Fresh OAuth 2 access tokens (daemon.oauth.TokenKeeper)."""
+
+    def access_token(self) -> str: ...
+    def invalidate(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Fetched:
     uid: int
@@ -73,6 +80,8 @@ class ImapSource:
         username: str,
         password: str | None = None,
         oauth2_token: str | None = None,
+        oauth2_tokens: TokenSource | None = None,
+        oauth2_mechanism: str = "xoauth2",
         folder: str = "INBOX",
         processed_folder: str = "Processed",
         quarantine_folder: str = "Quarantine",
@@ -86,8 +95,12 @@ class ImapSource:
         (e.g. {"MOVE"}), for servers that advertise more than they do right, and for tests."""
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
-        if (password is None) == (oauth2_token is None):
-            raise ValueError("give exactly one of password and oauth2_token")
+        given = [c for c in (password, oauth2_token, oauth2_tokens) if c is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of password, oauth2_token and oauth2_tokens")
+        if oauth2_mechanism not in ("xoauth2", "oauthbearer"):
+            raise ValueError(f"oauth2_mechanism must be xoauth2 or oauthbearer, "
+                             f"not {oauth2_mechanism!r}")
         self.host = host
         self.port = port
         self.tls = tls
@@ -102,6 +115,8 @@ class ImapSource:
         self.ignore_capabilities = frozenset(name.upper() for name in ignore_capabilities)
         self._password = password
         self._oauth2_token = oauth2_token
+        self._oauth2_tokens = oauth2_tokens
+        self._oauth2_mechanism = oauth2_mechanism
         self._client: IMAPClient | None = None
         self._capabilities: frozenset[str] = frozenset()
         self._uidvalidity: int | None = None
@@ -214,7 +229,7 @@ class ImapSource:
         if self._take_arrivals():
             return True
         if "IDLE" in self._capabilities:
-            arrived = self._idle(min(timeout, MAX_IDLE_SECONDS))
+            arrived = self._idle_or_dropped(min(timeout, MAX_IDLE_SECONDS))
         else:
             time.sleep(timeout)
             self._conn.noop()
@@ -275,14 +290,35 @@ class ImapSource:
 
     def _login(self) -> None:
         try:
-            if self._oauth2_token is not None:
-                self._conn.oauth2_login(self.username, self._oauth2_token)
+            if self._oauth2_tokens is not None:
+                self._refreshing_login(self._oauth2_tokens)
+            elif self._oauth2_token is not None:
+                self._bearer_login(self._oauth2_token)
             else:
                 self._conn.login(self.username, self._password)
         except LoginError as exc:
             if "[UNAVAILABLE]" in str(exc):  # RFC 5530: the server's backend is down
                 raise
             raise ImapAuthError(f"{self.host} refused login as {self.username}: {exc}") from None
+
+    def _refreshing_login(self, tokens: TokenSource) -> None:
+        """A refused token is refreshed at once and tried once more: it may have been
+        revoked or cut short by the provider before the expiry it was issued with."""
+        try:
+            self._bearer_login(tokens.access_token())
+        except LoginError as exc:
+            if "[UNAVAILABLE]" in str(exc):
+                raise
+            log.info("imap refused the access token, refreshing it",
+                     extra={"fields": {"host": self.host, "username": self.username}})
+            tokens.invalidate()
+            self._bearer_login(tokens.access_token())
+
+    def _bearer_login(self, token: str) -> None:
+        if self._oauth2_mechanism == "oauthbearer":
+            self._conn.oauthbearer_login(self.username, token)
+        else:
+            self._conn.oauth2_login(self.username, token)
 
     def _read_capabilities(self) -> frozenset[str]:
         offered = {name.decode("ascii", "replace").upper() for name in self._conn.capabilities()}
@@ -318,6 +354,23 @@ class ImapSource:
             self._conn.copy(uids, folder)
             self._conn.add_flags(uids, [DONE_KEYWORD], silent=True)
         log.info("filed messages", extra={"fields": {"count": len(uids), "folder": folder}})
+
+    def _idle_or_dropped(self, timeout: float) -> bool:
+        try:
+            return self._idle(timeout)
+        except (imaplib.IMAP4.abort, IMAPClientError) as exc:
+            # A BYE just as IDLE starts reaches IMAPClient as "Unexpected IDLE response":
+            # the session is over all the same, and a reconnect is what cures it.
+            dropped = isinstance(exc, imaplib.IMAP4.abort) or "BYE" in str(exc)
+            if not dropped:
+                raise
+            # Providers end a session when its token expires or is revoked: the next login
+            # takes a fresh one rather than be refused with this one first.
+            if self._oauth2_tokens is not None:
+                self._oauth2_tokens.invalidate()
+            if isinstance(exc, imaplib.IMAP4.abort):
+                raise
+            raise imaplib.IMAP4.abort(f"{self.host} closed the connection: {exc}") from exc
 
     def _idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

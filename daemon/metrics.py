@@ -53,3 +53,15 @@ SCANNER_UNAVAILABLE = Counter(
     "ticketd_scanner_unavailable_total",
     "Mails whose attachments clamd could not scan (unreachable, no verdict): held or stored.",
 )
+OAUTH_REFRESH_FAILURES = Counter(
+    "ticketd_oauth_refresh_failures_total",
+    "OAuth 2 token refreshes that gave no token, by mailbox (imap, smtp) and the endpoint's "
+    "error (invalid_grant: log in again; network: the endpoint did not answer).",
+    ["mailbox", "error"],
+)
+OAUTH_TOKEN_EXPIRY = Gauge(
+    "ticketd_oauth_token_expiry_timestamp_seconds",
+    "Unix time at which the mailbox's current OAuth 2 access token expires: an alert on "
+    "time() > this means the mailbox is locked out.",
+    ["mailbox"],
+)

@@ -24,6 +24,7 @@ from daemon import runtime as runtime_mod
 from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
 from daemon.mailbox import MailboxRunner
+from daemon.oauth import OAuthProblem, RefreshWatch
 from daemon.outbox import OutboxSender
 from daemon.retention import RecordsKeeper
 from daemon.sla import SlaMonitor
@@ -56,6 +57,11 @@ class Service:
         self.wake_outbox = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ingested = 0
+        settings = application.settings
+        # A failing OAuth refresh: a STATUS= line now, and one mail to ops via the outbox.
+        self.oauth = RefreshWatch(application.sessions, settings.outbox.ops_address,
+                                  settings.support.address, on_change=self._status_changed)
+        application.oauth.listener = self.oauth
 
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT; the exit status."""
@@ -151,7 +157,11 @@ class Service:
         """The STATUS= line: what `systemctl status` shows beside the unit's state."""
         problem = f"; mailbox: {self.mailbox_problem}" if self.mailbox_problem else ""
         refused = f"; {self.reload_problem}" if self.reload_problem else ""
-        return f"running; {self.ingested} mails ingested since start{problem}{refused}"
+        oauth = f"; {self.oauth.status()}" if self.oauth.problems else ""
+        return f"running; {self.ingested} mails ingested since start{problem}{refused}{oauth}"
+
+    def _status_changed(self) -> None:
+        notify(f"STATUS={self.status()}")
 
     def mail_done(self, result: IngestResult, seconds: float) -> None:
         """Called from the watcher thread after each mail."""
@@ -252,7 +262,7 @@ def watch_mailbox(service: Service) -> None:
 
 def _failed(service: Service, err: Exception, attempt: int) -> float:
     """Log a failed round, tell systemd when it needs a person; the seconds to pause."""
-    if isinstance(err, ImapConfigError):
+    if isinstance(err, ImapConfigError) or (isinstance(err, OAuthProblem) and err.permanent):
         service.mailbox_problem = (f"{_describe(err)}; fix the settings and reload, "
                                    f"tried again every {SETTINGS_RETRY_SECONDS / 60:.0f} min")
         log.error("mailbox refused with these settings, retrying on reload or later",
@@ -321,7 +331,7 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
     """One connection: drain, IDLE, repeat; returns when a reload changed [imap] (the caller
     connects again with the new settings and, when they differ, the new password)."""
     imap = service.app.settings.imap
-    source: ImapSource = app_mod.imap_source(service.app.settings)
+    source: ImapSource = service.app.imap_source()
     runner = _runner(service.app, source, service.mail_done)
     runner.stop = service.stop_thread
     try:
@@ -335,6 +345,7 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
             waited = 0.0
             while not runner.stop.is_set() and waited < imap.idle_timeout:
                 confirm_lease()  # a lost lease fails this round: let go of the mailbox
+                _keep_token_fresh(service.app, imap)
                 if service.app.settings.imap != imap:
                     log.info("mailbox settings changed by a reload, reconnecting",
                              extra={"fields": {"mailbox": runner.name}})
@@ -345,6 +356,17 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
     finally:
         metrics.MAILBOX_CONNECTED.labels(runner.name).set(0)
         source.close()
+
+
+def _keep_token_fresh(application: app_mod.App, imap) -> None:  # noqa: ANN001 - ImapSettings
+    """Refresh the OAuth token before it expires, so that the next login (after a drop, or
+    when the provider ends the session) has one at hand. No HTTP unless it is due."""
+    if imap.auth != "oauth2":
+        return
+    try:
+        application.oauth.keeper(application.settings, "imap").access_token()
+    except OAuthProblem:
+        pass  # counted, logged and reported by the keeper; the session in hand goes on
 
 
 def _first_problem(err: ConfigError) -> str:
@@ -363,7 +385,7 @@ def _describe(err: BaseException | None) -> str:
 def drain_once(application: app_mod.App, progress=None):  # noqa: ANN001, ANN201
     """Connect, ingest everything the folder holds, disconnect (`ticketd run --once`);
     `progress(count)` is called after each mail (a person waiting on a backlog sees it move)."""
-    source = app_mod.imap_source(application.settings)
+    source = application.imap_source()
     done = 0
 
     def tick(result: IngestResult, seconds: float) -> None:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aiosmtplib
 from aiosmtplib import (
@@ -76,8 +76,20 @@ class ServerUnavailable(TemporaryDeliveryError):
     the batch would fail the same way, so the caller need not try them now."""
 
 
+class TokenUnavailable(ServerUnavailable):
+    """No OAuth 2 access token could be had (the refresh failed): every mail waits."""
+
+
 class PermanentDeliveryError(DeliveryError):
     """5xx on MAIL or DATA, or every recipient refused with 5xx: trying again is useless."""
+
+
+class TokenSource(Protocol):
+    """Fresh OAuth 2 access tokens (daemon.oauth.TokenKeeper); blocking, so called in a
+    worker thread."""
+
+    def access_token(self) -> str: ...
+    def invalidate(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ class SmtpTransport:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     oauth2_token: str | None = field(default=None, repr=False)
+    oauth2_tokens: TokenSource | None = field(default=None, repr=False, compare=False)
     ca_file: str | None = None  # trust these certificates instead of the system store
     timeout: float = 30
     local_hostname: str | None = None  # EHLO name; None: this host's FQDN
@@ -98,7 +111,7 @@ class SmtpTransport:
         # The config checks these too; a transport built by hand must not bypass them.
         if self.tls == "none" and not is_loopback(self.host):
             raise ValueError('tls = "none" is allowed only to a loopback address')
-        if self.oauth2_token and not self.username:
+        if (self.oauth2_token or self.oauth2_tokens) and not self.username:
             raise ValueError("XOAUTH2 needs the username the token was issued for")
 
     @classmethod
@@ -208,7 +221,9 @@ class SmtpSession:
 
     async def _authenticate(self, smtp: aiosmtplib.SMTP) -> None:
         t = self._transport
-        if t.oauth2_token:
+        if t.oauth2_tokens is not None:
+            await _refreshing_xoauth2(smtp, t.username or "", t.oauth2_tokens)
+        elif t.oauth2_token:
             assert t.username is not None
             # Explicit AUTH XOAUTH2: aiosmtplib's login() only tries password mechanisms.
             await smtp.auth_xoauth2(t.username, t.oauth2_token)
@@ -244,6 +259,29 @@ class SmtpSession:
                 raise _ClosedBeforeMail(_reply(err)) from err
             await _reset(smtp)
             raise _classified("MAIL FROM", err) from err
+
+
+async def _refreshing_xoauth2(smtp: aiosmtplib.SMTP, username: str,
+                             tokens: TokenSource) -> None:
+    """A token taken for this connection; refused, it is refreshed and tried once more."""
+    try:
+        await smtp.auth_xoauth2(username, await _token(tokens))
+    except SMTPResponseException as err:
+        if err.code not in (334, 535):  # 334: the server's JSON challenge, then 535
+            raise
+        log.info("smtp refused the access token, refreshing it")
+        tokens.invalidate()
+        if not smtp.is_connected:
+            await smtp.connect()
+            await _ehlo(smtp)
+        await smtp.auth_xoauth2(username, await _token(tokens))
+
+
+async def _token(tokens: TokenSource) -> str:
+    try:
+        return await asyncio.to_thread(tokens.access_token)
+    except Exception as err:  # daemon.oauth.OAuthProblem, which this layer cannot name
+        raise TokenUnavailable(str(err)) from err
 
 
 async def _recipients(smtp: aiosmtplib.SMTP, recipients: Sequence[str],

@@ -58,7 +58,7 @@ ssl = yes
 ssl_cert = <{root}/tls/cert.pem
 ssl_key = <{root}/tls/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {login_user}
@@ -68,9 +68,9 @@ mail_gid = {group}
 first_valid_uid = 0
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd.d/%u
+  args = scheme=PLAIN username_format=%u {root}/passwd.d/%u{password_mechanisms}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={user} gid={group} home={root}/mail/%u
 }}
@@ -102,6 +102,24 @@ namespace inbox {{
   inbox = yes
   separator = .
 }}
+"""
+
+
+# Bearer tokens (XOAUTH2, OAUTHBEARER) checked at an introspection URL, as a provider's
+# servers do; the password logins of the helpers stay on the passwd-file.
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
+"""
+_OAUTH2_CONF = """\
+introspection_url = {url}
+introspection_mode = post
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 
 
@@ -141,10 +159,12 @@ def require_dovecot() -> str:
 class DovecotServer:
     """One Dovecot master process (run in the foreground) and its directory."""
 
-    def __init__(self, binary: str, root: Path, *, lmtp: bool = False) -> None:
+    def __init__(self, binary: str, root: Path, *, lmtp: bool = False,
+                 introspection_url: str | None = None) -> None:
         self.binary = binary
         self.root = root
         self.lmtp = lmtp
+        self.introspection_url = introspection_url
         self.port = 0
         self.tls_port = 0
         self.lmtp_port = 0
@@ -152,8 +172,11 @@ class DovecotServer:
         self._serial = itertools.count(1)
 
     @classmethod
-    def start_new(cls, binary: str, *, lmtp: bool = False) -> DovecotServer:
-        server = cls(binary, Path(tempfile.mkdtemp(prefix="ticketd-dovecot-")), lmtp=lmtp)
+    def start_new(cls, binary: str, *, lmtp: bool = False,
+                  introspection_url: str | None = None) -> DovecotServer:
+        """`introspection_url`: also take OAuth 2 bearer tokens that this URL calls active."""
+        server = cls(binary, Path(tempfile.mkdtemp(prefix="ticketd-dovecot-")), lmtp=lmtp,
+                     introspection_url=introspection_url)
         server.start()
         return server
 
@@ -325,9 +348,16 @@ class DovecotServer:
     def _config(self) -> str:
         user, group, login_user = _service_users()
         lmtp = _LMTP.format(host=HOST, lmtp_port=self.lmtp_port) if self.lmtp else ""
+        oauth2 = {"oauth2_mechanisms": "", "password_mechanisms": "", "oauth2_passdb": ""}
+        if self.introspection_url:
+            (self.root / "oauth2.conf.ext").write_text(
+                _OAUTH2_CONF.format(url=self.introspection_url), encoding="utf-8")
+            oauth2 = {"oauth2_mechanisms": " xoauth2 oauthbearer",
+                      "password_mechanisms": "\n  mechanisms = plain login",
+                      "oauth2_passdb": _OAUTH2_PASSDB.format(root=self.root)}
         return _CONFIG.format(host=HOST, root=self.root, port=self.port, tls_port=self.tls_port,
                               user=user, group=group, login_user=login_user, lmtp=lmtp,
-                              protocols="imap lmtp" if self.lmtp else "imap")
+                              protocols="imap lmtp" if self.lmtp else "imap", **oauth2)
 
     def _maildir(self, account: Account, folder: str) -> Path:
         home = self.root / "mail" / account.username

@@ -1,0 +1,102 @@
+"""`ticketd oauth login MAILBOX` and `ticketd oauth status`: the refresh tokens of the
+mailboxes whose `auth = "oauth2"`.
+
+daemon/cli.py calls `register(main)`; the shared plumbing comes from daemon.cli_common.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from config import EX_CONFIG, Settings
+from daemon.cli_common import settings_or_exit
+from daemon.oauth import OAuthClient, OAuthProblem, browser_login, device_login, store_for
+from storage.tokens import TokenFileError
+
+MAILBOXES = ("imap", "smtp")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(oauth_command)
+
+
+@click.group("oauth")
+def oauth_command() -> None:
+    """OAuth 2 logins of the mailboxes (Microsoft 365, Gmail)."""
+
+
+def _section(settings: Settings, mailbox: str):  # noqa: ANN202 - ImapSettings | SmtpSettings
+    """The [imap] or [smtp] section a mailbox name means; today each has one mailbox."""
+    name = {"support": "imap"}.get(mailbox, mailbox)
+    section = getattr(settings, name, None) if name in MAILBOXES else None
+    if section is None or section.auth != "oauth2":
+        configured = [m for m in MAILBOXES
+                      if getattr(settings, m) is not None and getattr(settings, m).auth == "oauth2"]
+        click.echo(f"ticketd: no mailbox {mailbox!r} with auth = \"oauth2\" "
+                   f"(configured: {', '.join(configured) or 'none'})", err=True)
+        sys.exit(EX_CONFIG)
+    return name, section
+
+
+@oauth_command.command("login")
+@click.argument("mailbox")
+@click.option("--browser", is_flag=True,
+              help="Sign in with a browser sent back to 127.0.0.1 (the only flow Google allows "
+                   "for mail; the default for oauth2_provider = \"google\").")
+@click.option("--port", type=int, default=0, show_default=True,
+              help="With --browser: the loopback port to listen on (0: any free one); forward "
+                   "it with ssh -L when the browser runs elsewhere.")
+@click.pass_context
+def login(ctx: click.Context, mailbox: str, browser: bool, port: int) -> None:
+    """Get and store the refresh token of MAILBOX ("imap" or "smtp")."""
+    settings = settings_or_exit(ctx)
+    name, section = _section(settings, mailbox)
+    client = OAuthClient.from_section(name, section)
+    store = store_for(Path(settings.storage.path), name, settings.privacy.master_keys)
+    show = _shower(section.username)
+    try:
+        if browser or not client.device_url:
+            record = browser_login(client, show, port=port)
+        else:
+            record = device_login(client, show)
+    except OAuthProblem as problem:
+        click.echo(f"ticketd: {problem}", err=True)
+        sys.exit(1)
+    store.save(record)
+    click.echo(f"ticketd: {name} logged in; refresh token stored in {store.path} "
+               f"({'encrypted' if store.masters else 'mode 0600'}). A running daemon uses it "
+               f"at its next refresh.")
+
+
+def _shower(username: str | None):  # noqa: ANN202
+    def show(text: str) -> None:
+        click.echo(f"Sign in as {username or 'the mailbox owner'}:\n{text}", err=False)
+        sys.stdout.flush()
+    return show
+
+
+@oauth_command.command("status")
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Whether each OAuth mailbox has a stored login and when its access token expires."""
+    settings = settings_or_exit(ctx)
+    for name in MAILBOXES:
+        section = getattr(settings, name)
+        if section is None or section.auth != "oauth2":
+            continue
+        store = store_for(Path(settings.storage.path), name, settings.privacy.master_keys)
+        try:
+            record = store.load()
+        except TokenFileError as err:
+            click.echo(f"{name}: unreadable token file: {err}")
+            continue
+        if record is None:
+            click.echo(f"{name}: not logged in: run `ticketd oauth login {name}`")
+        else:
+            left = record.expires_at - time.time()
+            click.echo(f"{name}: logged in; access token "
+                       + (f"valid for {left:.0f}s" if left > 0 else "expired (refreshed on use)"))
