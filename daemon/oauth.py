@@ -347,7 +347,8 @@ def device_login(client: OAuthClient, show: Callable[[str], None], *,
     with client.session() as session:
         try:
             answer = session.post(client.device_url, data={
-                "client_id": client.client_id, "scope": " ".join(client.scopes)}).json()
+                "client_id": client.client_id, "scope": " ".join(client.scopes)},
+                withhold_token=True).json()
         except (requests.RequestException, ValueError) as exc:
             raise _problem(exc, "device authorization failed") from None
         if "device_code" not in answer:
