@@ -472,6 +472,13 @@ class Keepers:
                 self._kept[mailbox] = kept
             return kept[1]
 
+    def retry_now(self) -> None:
+        """A person acted (SIGHUP): the next use refreshes at once, without the pause."""
+        with self._lock:
+            keepers = [keeper for _, keeper in self._kept.values()]
+        for keeper in keepers:
+            keeper.invalidate()
+
     def refreshed(self, mailbox: str, record: TokenRecord) -> None:
         if self.listener:
             self.listener.refreshed(mailbox, record)

@@ -133,6 +133,7 @@ class Service:
             # A mailbox that failed is tried again now, with these settings: until that try
             # says otherwise, its old problem is not news.
             self.mailbox_problem = None
+            self.app.oauth.retry_now()  # e.g. after `ticketd oauth login`
             self.wake_watcher.set()
             self.wake_outbox.set()  # mail waiting on the old credentials goes now
             log.info("configuration reloaded (database, storage and metrics addresses change "

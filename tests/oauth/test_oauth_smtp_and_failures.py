@@ -4,17 +4,10 @@ token revoked is reported once: STATUS=, the metric, one mail to ops through the
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import os
 import socket
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
 from prometheus_client import REGISTRY
 
 from daemon import metrics  # noqa: F401 - registers the metrics read below
@@ -22,48 +15,15 @@ from daemon.oauth import OAuthProblem, RefreshWatch
 from daemon.systemd import notify
 from responders.transport import SmtpTransport, TokenUnavailable
 from storage import db, outbox
-from tests.support.dovecot import Account, free_ports
-from tests.support.oauth_server import OAuthServer
-
-
-class BearerSink:
-    """Takes mail only after AUTH XOAUTH2 with a token the provider calls active."""
-
-    def __init__(self, introspection_url: str) -> None:
-        self.introspection_url = introspection_url
-        self.tokens: list[str] = []  # accepted, in order
-        self.refused = 0
-        self.received: list[bytes] = []
-
-    async def auth_XOAUTH2(self, server, args):  # noqa: ANN001, ANN201, N802 - aiosmtpd's name
-        fields = base64.b64decode(args[1]).split(b"\x01")
-        token = next(f[len(b"auth=Bearer "):] for f in fields if f.startswith(b"auth=Bearer "))
-        answer = await asyncio.to_thread(self._introspect, token.decode())
-        if answer.get("active"):
-            self.tokens.append(token.decode())
-            return AuthResult(success=True, auth_data=answer["username"])
-        self.refused += 1
-        return AuthResult(success=False, handled=False)
-
-    def _introspect(self, token: str) -> dict:
-        data = urllib.parse.urlencode({"token": token}).encode()
-        with urllib.request.urlopen(self.introspection_url, data, timeout=5) as answer:
-            return json.load(answer)
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
-        self.received.append(bytes(envelope.original_content))
-        return "250 OK"
+from tests.support.dovecot import Account
+from tests.support.oauth_server import BearerSmtp, OAuthServer
 
 
 @pytest.fixture
 def bearer_smtp(idp: OAuthServer):  # noqa: ANN201
-    sink = BearerSink(f"{idp.url}/introspect")
-    (port,) = free_ports(1)
-    controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=5,
-                            auth_require_tls=False, auth_required=True)
-    controller.start()
-    yield sink, port
-    controller.stop()
+    server = BearerSmtp(f"{idp.url}/introspect")
+    yield server.sink, server.port
+    server.stop()
 
 
 MAIL = b"From: desk@test.example\r\nTo: p@test.example\r\nSubject: hi\r\n\r\nhello\r\n"

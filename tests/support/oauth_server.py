@@ -10,6 +10,7 @@ is refused from then on (invalid_grant), as strict providers do. The test plays 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import http.server
@@ -18,10 +19,15 @@ import secrets
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
 from daemon.oauth import OAuthClient
+from tests.support.dovecot import free_ports
 
 HOST = "127.0.0.1"
 
@@ -212,3 +218,47 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class BearerSink:
+    """Takes mail only after AUTH XOAUTH2 with a token the provider calls active."""
+
+    def __init__(self, introspection_url: str) -> None:
+        self.introspection_url = introspection_url
+        self.tokens: list[str] = []  # accepted, in order
+        self.refused = 0
+        self.received: list[bytes] = []
+
+    async def auth_XOAUTH2(self, server, args):  # noqa: ANN001, ANN201, N802 - aiosmtpd's name
+        fields = base64.b64decode(args[1]).split(b"\x01")
+        token = next(f[len(b"auth=Bearer "):] for f in fields if f.startswith(b"auth=Bearer "))
+        answer = await asyncio.to_thread(self._introspect, token.decode())
+        if answer.get("active"):
+            self.tokens.append(token.decode())
+            return AuthResult(success=True, auth_data=answer["username"])
+        self.refused += 1
+        return AuthResult(success=False, handled=False)
+
+    def _introspect(self, token: str) -> dict:
+        data = urllib.parse.urlencode({"token": token}).encode()
+        with urllib.request.urlopen(self.introspection_url, data, timeout=5) as answer:
+            return json.load(answer)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+        self.received.append(bytes(envelope.original_content))
+        return "250 OK"
+
+
+class BearerSmtp:
+    """aiosmtpd on a free loopback port that requires XOAUTH2 (no TLS: loopback only)."""
+
+    def __init__(self, introspection_url: str) -> None:
+        self.sink = BearerSink(introspection_url)
+        (self.port,) = free_ports(1)
+        self._controller = Controller(self.sink, hostname=HOST, port=self.port,
+                                      ready_timeout=5, auth_require_tls=False,
+                                      auth_required=True)
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
