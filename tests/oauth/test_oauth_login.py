@@ -62,13 +62,17 @@ def _login(config: Path, idp: OAuthServer) -> tuple[int, str]:
 
 def test_device_login_stores_the_refresh_token_mode_0600(idp: OAuthServer, mailbox,
                                                          tmp_path: Path) -> None:  # noqa: ANN001
-    status, out = _login(_config(tmp_path, idp, mailbox.username, key=False), idp)
+    config = _config(tmp_path, idp, mailbox.username, key=False)
+    status, out = _login(config, idp)
     assert status == 0, out
     store = TokenStore.in_state_directory(tmp_path / "state", "imap")
     record = store.load()
     assert record is not None and record.refresh_token in idp.live_refresh_tokens()
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert record.refresh_token not in out and record.access_token not in out
+    shown = subprocess.run([sys.executable, "-m", "daemon", "--config", str(config), "oauth",
+                            "status"], capture_output=True, text=True, timeout=60)
+    assert shown.stdout.startswith("imap: logged in; access token "), shown  # lives 5 s
 
 
 def test_device_login_with_a_master_key_seals_the_file(idp: OAuthServer, mailbox,
