@@ -217,9 +217,16 @@ class TokenKeeper:
         return record
 
     def _refresh(self, record: TokenRecord, now: float) -> TokenRecord:
+        with self.store.locked():
+            return self._refresh_locked(record, now)
+
+    def _refresh_locked(self, record: TokenRecord, now: float) -> TokenRecord:
         on_disk = self.store.load()
         if on_disk is not None and on_disk.refresh_token != record.refresh_token:
-            record = on_disk  # a new login since we read the file
+            record = on_disk  # a new login, or another process refreshed, since we read it
+            if record.access_token and now < record.expires_at - _margin(record):
+                self._record, self._failing_since, self._last_problem = record, None, None
+                return record
         try:
             fresh = refresh(self.client, record.refresh_token, now)
         except OAuthProblem as problem:

@@ -9,9 +9,12 @@ master key (any key of the file opens them, as with the data keys).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,6 +86,20 @@ class TokenStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         _fsync_directory(self.path.parent)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held across read, refresh and write: two processes on this host (the daemon and
+        `ticketd doctor`) never refresh the same refresh token at once, which a provider that
+        rotates strictly would answer with invalid_grant to one of them."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _open(self, sealed: bytes) -> bytes:
         if self.masters is None:

@@ -91,3 +91,19 @@ def test_a_session_dropped_mid_idle_logs_in_again_with_a_fresh_token(
         imap.close()
     # The BYE made the keeper refresh: the expired token was not tried first.
     assert idp.state.inactive_introspections == refused_before
+
+
+def test_two_processes_sharing_the_login_never_spend_a_rotated_token(
+        idp: OAuthServer, mailbox: Account, logged_in) -> None:  # noqa: ANN001
+    from daemon.oauth import TokenKeeper
+
+    daemon = logged_in()
+    daemon.access_token()  # the daemon holds a token and the refresh token it rotated to
+    doctor = TokenKeeper(daemon.client, daemon.store)  # `ticketd doctor` meanwhile
+    doctor.access_token()  # takes the daemon's token from the file: no refresh
+    daemon.invalidate()  # the server refused the daemon's token: refresh at once
+    daemon.access_token()
+    doctor.invalidate()
+    doctor.access_token()  # its in-memory refresh token is stale; the file's is live
+    assert idp.state.refused_refreshes == 0
+    assert daemon.store.load().refresh_token in idp.live_refresh_tokens()

@@ -12,10 +12,14 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from daemon.oauth import browser_login
 from storage.crypto import is_sealed
 from storage.tokens import TokenStore
 from tests.support.oauth_server import OAuthServer, client_for
+
+pytestmark = pytest.mark.dovecot  # the mailbox fixture starts Dovecot
 
 KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 bytes, test only
 

@@ -18,6 +18,8 @@ from storage import db, outbox
 from tests.support.dovecot import Account
 from tests.support.oauth_server import BearerSmtp, OAuthServer
 
+pytestmark = pytest.mark.dovecot  # the mailbox fixture starts Dovecot
+
 
 @pytest.fixture
 def bearer_smtp(idp: OAuthServer):  # noqa: ANN201
