@@ -14,7 +14,8 @@ import click
 
 from config import EX_CONFIG, Settings
 from daemon.cli_common import settings_or_exit
-from daemon.oauth import OAuthClient, OAuthProblem, browser_login, device_login, store_for
+from daemon.oauth import OAuthClient, OAuthProblem, store_for
+from daemon.oauth_login import browser_login, device_login
 from storage.tokens import TokenFileError
 
 MAILBOXES = ("imap", "smtp")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.oauth import browser_login
+from daemon.oauth_login import browser_login
 from storage.crypto import is_sealed
 from storage.tokens import TokenStore
 from tests.support.oauth_server import OAuthServer, client_for
