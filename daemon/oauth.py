@@ -285,7 +285,7 @@ class RefreshWatch:
         action = f"run `ticketd oauth login {mailbox}`" if problem.permanent else "retrying"
         self.problems[mailbox] = f"oauth {mailbox}: {problem} ({action})"
         self.on_change()
-        lasted = time.time() - since
+        lasted = self.now().timestamp() - since
         if record is not None and (problem.permanent or lasted >= REPORT_AFTER):
             self._report(mailbox, problem, fingerprint(record.refresh_token))
 

@@ -137,3 +137,29 @@ def test_an_endpoint_down_briefly_is_not_reported_but_counted(
     keeper.invalidate()
     keeper.access_token()
     assert watch.problems == {}  # the STATUS line clears once a refresh works again
+
+
+def test_an_endpoint_down_for_long_is_reported_once(idp: OAuthServer, mailbox: Account,
+                                                    logged_in, sqlite_url: str) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    from daemon.oauth import REPORT_AFTER
+    from tests.support.oauth_server import Clock
+
+    clock = Clock()
+    sessions = db.session_factory(db.make_engine(sqlite_url))
+    watch = RefreshWatch(sessions, "ops@test.example", "desk@test.example",
+                         now=lambda: datetime.fromtimestamp(clock.now, UTC))
+    keeper = logged_in(listener=watch, clock=clock)
+    idp.state.down = True
+    started = clock.now
+    reports = []
+    for lasted in (0, REPORT_AFTER / 2, REPORT_AFTER + 1, 2 * REPORT_AFTER):
+        clock.now = started + lasted
+        keeper.invalidate()
+        with pytest.raises(OAuthProblem):
+            keeper.access_token()
+        reports.append(watch.reports)
+    assert reports == [0, 0, 1, 1]  # once it has lasted, and then not again
+    with sessions() as session:
+        assert len([r for r in outbox.list_rows(session) if r.kind == "ops"]) == 1
