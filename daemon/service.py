@@ -134,6 +134,8 @@ class Service:
             # says otherwise, its old problem is not news.
             self.mailbox_problem = None
             self.app.oauth.retry_now()  # e.g. after `ticketd oauth login`
+            self.oauth.ops_address = value.settings.outbox.ops_address
+            self.oauth.from_address = value.settings.support.address
             self.wake_watcher.set()
             self.wake_outbox.set()  # mail waiting on the old credentials goes now
             log.info("configuration reloaded (database, storage and metrics addresses change "
