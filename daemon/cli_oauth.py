@@ -31,16 +31,21 @@ def oauth_command() -> None:
 
 
 def _section(settings: Settings, mailbox: str):  # noqa: ANN202 - ImapSettings | SmtpSettings
-    """The [imap] or [smtp] section a mailbox name means; today each has one mailbox."""
-    name = {"support": "imap"}.get(mailbox, mailbox)
-    section = getattr(settings, name, None) if name in MAILBOXES else None
-    if section is None or section.auth != "oauth2":
-        configured = [m for m in MAILBOXES
-                      if getattr(settings, m) is not None and getattr(settings, m).auth == "oauth2"]
-        click.echo(f"ticketd: no mailbox {mailbox!r} with auth = \"oauth2\" "
-                   f"(configured: {', '.join(configured) or 'none'})", err=True)
+    """The section MAILBOX names: "imap", "smtp", or the account one of them logs in as
+    (today there is one of each)."""
+    oauth = {m: getattr(settings, m) for m in MAILBOXES
+             if getattr(settings, m) is not None and getattr(settings, m).auth == "oauth2"}
+    named = [mailbox] if mailbox in MAILBOXES else [
+        m for m, section in oauth.items() if section.username == mailbox]
+    if len(named) > 1:
+        click.echo(f"ticketd: both [imap] and [smtp] log in as {mailbox}: say which, "
+                   f"imap or smtp (each keeps its own login)", err=True)
         sys.exit(EX_CONFIG)
-    return name, section
+    if not named or named[0] not in oauth:
+        click.echo(f"ticketd: no mailbox {mailbox!r} with auth = \"oauth2\" "
+                   f"(configured: {', '.join(oauth) or 'none'})", err=True)
+        sys.exit(EX_CONFIG)
+    return named[0], oauth[named[0]]
 
 
 @oauth_command.command("login")
@@ -53,7 +58,7 @@ def _section(settings: Settings, mailbox: str):  # noqa: ANN202 - ImapSettings |
                    "it with ssh -L when the browser runs elsewhere.")
 @click.pass_context
 def login(ctx: click.Context, mailbox: str, browser: bool, port: int) -> None:
-    """Get and store the refresh token of MAILBOX ("imap" or "smtp")."""
+    """Get and store the refresh token of MAILBOX ("imap", "smtp", or its account)."""
     settings = settings_or_exit(ctx)
     name, section = _section(settings, mailbox)
     client = OAuthClient.from_section(name, section)
