@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -310,6 +311,61 @@ class SmtpSettings(OAuth2Keys):
         return path
 
 
+def _keys_long_enough(secret: SecretStr | None) -> SecretStr | None:
+    # A short HMAC key can be found by trying them all offline against anything it signed
+    # (a Message-ID, a reply token, a webhook), and then forged.
+    text = secret.get_secret_value() if secret else ""
+    for number, line in enumerate((line.strip() for line in text.splitlines()), 1):
+        if line and len(line.encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"signing key on line {number} is {len(line.encode())} bytes, "
+                             f"under the {MIN_KEY_BYTES} a key needs not to be guessed; make "
+                             f"one with: head -c 32 /dev/urandom | base64")
+    return secret
+
+
+WEBHOOK_EVENTS = ("self_exclusion.requested", "ticket.created", "sla.breached")
+
+
+def _webhook_url(value: str) -> str:
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ValueError('must be an "https://host/path" URL')
+    if parsed.username is not None or parsed.password is not None:
+        raise ValueError("must not carry credentials: the signature is what proves the sender")
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        raise ValueError("must be https:// unless the host is a loopback address "
+                         "(localhost, 127.0.0.0/8, ::1)")
+    return value
+
+
+class WebhooksSettings(Section):
+    """Signed events to the operator's platform, sent through the outbox like mail."""
+
+    url: Annotated[str, AfterValidator(_webhook_url)]
+    # HMAC-SHA256 keys, one per line, newest first: each signs (a receiver accepts any)
+    secret: Secret | None = None
+    secret_file: Path | None = Field(None, validate_default=True)
+    events: tuple[Literal[WEBHOOK_EVENTS], ...] = WEBHOOK_EVENTS  # type: ignore[valid-type]
+    timeout: Seconds = 10
+    ca_file: ReadableFile | None = None  # the platform's CA instead of the system's
+
+    _keys = field_validator("secret")(_keys_long_enough)
+
+    @field_validator("secret_file")
+    @classmethod
+    def _secret_required(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if "secret" in info.data and info.data["secret"] is None:
+            raise ValueError("required: a file holding the signing key "
+                             "(or set TICKETD_WEBHOOKS__SECRET)")
+        return path
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """Signing keys, newest first."""
+        text = self.secret.get_secret_value() if self.secret else ""
+        return tuple(line.strip().encode() for line in text.splitlines() if line.strip())
+
+
 class OutboxSettings(Section):
     batch_size: Annotated[Positive, _in_range(1, 1000)] = 50
     interval: Duration = timedelta(seconds=5)
@@ -323,18 +379,7 @@ class SecuritySettings(Section):
     secret_file: Path | None = None
     authserv_id: str = ""  # the authserv-id of our own MTA's Authentication-Results; "" = none
 
-    @field_validator("secret")
-    @classmethod
-    def _keys_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
-        # A short HMAC key can be found by trying them all offline against any signed
-        # Message-ID or reply token, and then forged: that is entry to any ticket.
-        text = secret.get_secret_value() if secret else ""
-        for number, line in enumerate((line.strip() for line in text.splitlines()), 1):
-            if line and len(line.encode()) < MIN_KEY_BYTES:
-                raise ValueError(f"signing key on line {number} is {len(line.encode())} bytes, "
-                                 f"under the {MIN_KEY_BYTES} a key needs not to be guessed; make "
-                                 f"one with: head -c 32 /dev/urandom | base64")
-        return secret
+    _keys = field_validator("secret")(_keys_long_enough)
 
     @property
     def keys(self) -> tuple[bytes, ...]:
@@ -655,6 +700,7 @@ class Settings(Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
+    webhooks: WebhooksSettings | None = None
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings, validate_default=True)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

@@ -51,7 +51,7 @@ class App:
     def outbox_sender(self, **options: Any) -> OutboxSender:
         """The outbox sender, reading the transport in force at each pass."""
         if self.runtime.sender is None:
-            raise ValueError("no [smtp] section in the configuration")
+            raise ValueError("no [smtp] section nor [webhooks] in the configuration")
         return OutboxSender.following(self.sessions, self._sender_setup, **options)
 
     def sla_monitor(self, **options: Any) -> SlaMonitor:
@@ -60,8 +60,8 @@ class App:
 
     def _sender_setup(self) -> SenderSetup:
         setup = self.current.value.sender
-        if setup is None:  # a reload cannot remove [smtp] from a running sender
-            raise ValueError("no [smtp] section in the configuration")
+        if setup is None:  # a reload cannot remove both [smtp] and [webhooks] from a sender
+            raise ValueError("no [smtp] section nor [webhooks] in the configuration")
         return with_oauth(setup, self.current.value.settings, self.oauth)
 
     def imap_source(self) -> ImapSource:

@@ -25,9 +25,9 @@ def register(main: click.Group) -> None:
 def _sender(ctx: click.Context):  # noqa: ANN202 - (daemon.outbox.OutboxSender, App)
 
     application = app_or_exit(ctx)
-    if application.settings.smtp is None:
-        click.echo("ticketd: no [smtp] section in the configuration: nothing can be sent",
-                   err=True)
+    if application.settings.smtp is None and application.settings.webhooks is None:
+        click.echo("ticketd: no [smtp] section nor [webhooks] in the configuration: nothing "
+                   "can be sent", err=True)
         sys.exit(EX_CONFIG)
     return application.outbox_sender(), application
 
@@ -37,7 +37,8 @@ def _sender(ctx: click.Context):  # noqa: ANN202 - (daemon.outbox.OutboxSender, 
 @click.pass_context
 @temp_failures_exit_75
 def deliver(ctx: click.Context, once: bool) -> None:
-    """Send the outbox through [smtp]: until SIGTERM, or with --once what is due now."""
+    """Send the outbox through [smtp] and [webhooks]: until SIGTERM, or with --once what is
+    due now."""
     sender, application = _sender(ctx)
     if once:
         stats = asyncio.run(sender.drain())
@@ -61,7 +62,8 @@ async def _serve(sender: Any, interval: float) -> None:
 @click.pass_context
 @temp_failures_exit_75
 def outbox_command(ctx: click.Context, state: str | None, as_json: bool) -> None:
-    """List outgoing mail, newest first; `outbox retry ID` sends a dead one again."""
+    """List outgoing mail and webhooks, newest first; `outbox retry ID` sends a dead one
+    again."""
     if ctx.invoked_subcommand is not None:
         return
     from storage import outbox
@@ -75,8 +77,9 @@ def outbox_command(ctx: click.Context, state: str | None, as_json: bool) -> None
         ticket = f"#{r.ticket}" if r.ticket else "-"
         due = f"{r.next_attempt_at:%Y-%m-%dT%H:%M:%SZ}" if r.state == "pending" else "-"
         error = " ".join((r.last_error or "-").split())[:120]
+        event = f" event={r.event}" if r.event else ""
         click.echo(f"{r.id:>6} {r.state:<7} {r.kind:<12} attempts={r.attempts} next={due} "
-                   f"ticket={ticket} to={','.join(r.recipients)} error={error}")
+                   f"ticket={ticket} to={','.join(r.recipients)}{event} error={error}")
 
 
 @outbox_command.command("retry")

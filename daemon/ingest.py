@@ -34,6 +34,7 @@ from daemon.sla import (
     clocks_for_new_ticket,
 )
 from daemon.team import TeamPolicy, handle_agent_mail, is_agent_mail, route_and_notify
+from daemon.webhooks import queue_event
 from parsers import (
     DEFAULT_RULES,
     InboundMail,
@@ -58,6 +59,7 @@ from responders.references import (
     token_from_address,
     verify_message_id,
 )
+from responders.webhooks import TICKET_CREATED, WebhookEvents
 from storage import erasure, queries
 from storage import spam as spam_store
 from storage.blobs import BlobBatch, BlobStore
@@ -94,6 +96,7 @@ class IngestPolicy:
     authserv_id: str = ""  # our MTA's Authentication-Results id; "" trusts no agent mail
     spam: SpamPolicy | None = None  # our MTA's spam verdicts; None: no header is trusted
     rg_group: str = "responsible_gaming"  # where a responsible-gambling hit sends the ticket
+    webhooks: WebhookEvents | None = None  # events queued for the platform; None: [webhooks] off
 
     @property
     def support_address(self) -> str:
@@ -350,7 +353,7 @@ class Ingestor:
         _record_screening(session, ticket_id, screening)
         if not automated:  # every player message, whatever its kind (DESIGN: safety first)
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
-                      self.policy.rg_group, self.policy.sla)
+                      self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
@@ -502,6 +505,8 @@ class Ingestor:
         if linked:
             queries.insert_event(session, "linked", ticket_id, actor=mail.sender.addr,
                                  linked_ticket=linked.number, reason=decision.reason)
+        queue_event(session, self.policy.webhooks, TICKET_CREATED, ticket_id,
+                    data={"language": language})
         return ticket_id, number
 
     def _screen(self, mail: InboundMail, released: bool) -> Screening:

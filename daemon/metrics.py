@@ -13,6 +13,16 @@ DELIVERIES = Counter(
     "Outcomes of delivery attempts: sent, retry (temporary failure), dead (given up).",
     ["result"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "ticketd_webhook_attempts_total",
+    "Webhooks posted to the platform (each try of each webhook outbox row).",
+)
+WEBHOOK_DELIVERIES = Counter(
+    "ticketd_webhook_deliveries_total",
+    "Outcomes of webhook attempts: sent, retry (temporary failure), dead (given up); "
+    "ticketd_deliveries_total counts them too, with the mail.",
+    ["result"],
+)
 OUTBOX_ROWS = Gauge(
     "ticketd_outbox_rows",
     "Outbox rows by state, as counted at the end of the last outbox pass.",

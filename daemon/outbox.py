@@ -1,8 +1,10 @@
-"""The outbox loop: claim due mail, send it over one connection, settle each row at once.
+"""The outbox loop: claim due rows, send the mail over one SMTP connection and post the
+webhooks over one HTTP client, settle each row at once.
 
 Each outcome is committed in its own short transaction right after the server's answer,
-so a crash repeats at most the one mail whose "250" was not yet recorded (and with the
-same Message-ID, which lets the receiver drop it). Invariant 2 of DESIGN.md.
+so a crash repeats at most the one row whose "250" (or "200") was not yet recorded, and with
+the same Message-ID (or delivery id), which lets the receiver drop it. Invariant 2 of
+DESIGN.md; webhooks keep it the same way (DESIGN: every side effect goes through the outbox).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -19,11 +21,13 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from typing import TypeVar
 
+import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon import metrics
 from daemon.failpoints import failpoint
+from daemon.webhooks import Answer, WebhookSession, WebhookTransport, WebhookUnreachable
 from responders.transport import (
     DeliveryError,
     PermanentDeliveryError,
@@ -83,6 +87,16 @@ def outcome_of(result: SendResult) -> Sent | Retry:
                  result.permanently_refused)
 
 
+def outcome_of_answer(answer: Answer, url: str) -> Outcome:
+    """2xx: delivered. 408, 429 and 5xx: the platform is busy or down for now. Any other
+    status (a 4xx, or a redirect, which is not followed) will not change by trying again."""
+    if 200 <= answer.status < 300:
+        return Sent([url], {})
+    if answer.status in (408, 429) or answer.status >= 500:
+        return Retry(answer.error)
+    return Dead(answer.error)
+
+
 def outcome_of_error(err: DeliveryError) -> Retry | Dead:
     if isinstance(err, PermanentDeliveryError):
         return Dead(str(err), err.refused)
@@ -94,22 +108,26 @@ def outcome_of_error(err: DeliveryError) -> Retry | Dead:
 
 @dataclass(frozen=True)
 class SenderSetup:
-    """How the outbox is sent: the transport (with its credentials) and the sender's rules.
-    `ops_address` (None: nobody) is told once about each mail that is given up."""
+    """How the outbox is sent: the transports (with their credentials) and the sender's
+    rules. `ops_address` (None: nobody) is told once about each row that is given up.
+    Without `transport` ([smtp]) mail rows stay queued; without `webhooks` webhook rows do."""
 
-    transport: SmtpTransport
+    transport: SmtpTransport | None
     ops_address: str | None = None
     from_address: str = ""  # of the reports to ops; "" takes the ops address itself
     batch: int = 50
     lease: timedelta = timedelta(minutes=5)
+    webhooks: WebhookTransport | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SenderSetup:
-        """The setup [smtp] and [outbox] describe; the transport's secrets as loaded."""
-        if settings.smtp is None:
-            raise ValueError("no [smtp] section in the configuration")
-        return cls(SmtpTransport.from_settings(settings.smtp), settings.outbox.ops_address,
-                   settings.support.address, settings.outbox.batch_size, settings.outbox.lease)
+        """The setup [smtp], [webhooks] and [outbox] describe; secrets as loaded."""
+        if settings.smtp is None and settings.webhooks is None:
+            raise ValueError("no [smtp] section nor [webhooks] in the configuration")
+        smtp = SmtpTransport.from_settings(settings.smtp) if settings.smtp else None
+        hooks = WebhookTransport.from_settings(settings.webhooks) if settings.webhooks else None
+        return cls(smtp, settings.outbox.ops_address, settings.support.address,
+                   settings.outbox.batch_size, settings.outbox.lease, hooks)
 
 
 class OutboxSender:
@@ -123,7 +141,7 @@ class OutboxSender:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        transport: SmtpTransport,
+        transport: SmtpTransport | None,
         *,
         ops_address: str | None,
         from_address: str | None = None,
@@ -131,9 +149,10 @@ class OutboxSender:
         lease: timedelta = timedelta(minutes=5),
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        webhooks: WebhookTransport | None = None,
     ) -> None:
         setup = SenderSetup(transport, ops_address, from_address or ops_address or "", batch,
-                            lease)
+                            lease, webhooks)
         self._sessions = sessions
         self._setup: Callable[[], SenderSetup] = lambda: setup
         self._now = now
@@ -184,7 +203,9 @@ class OutboxSender:
         """Claim what is due, send it over one connection, settle each row."""
         setup = self._setup()  # one setup for the whole pass: one connection, one login
         started = self._now()
-        mails = await self._db(lambda s: outbox.claim_due(s, started, setup.batch, setup.lease))
+        mails = await self._db(lambda s: outbox.claim_due(
+            s, started, setup.batch, setup.lease, mail=setup.transport is not None,
+            webhooks=setup.webhooks is not None))
         stats = DeliveryStats(claimed=len(mails))
         if mails:
             # Half the lease: a mail still in flight when it ends would be taken by another
@@ -195,29 +216,64 @@ class OutboxSender:
             metrics.OUTBOX_ROWS.labels(state).set(count)
         return stats
 
-    async def _send_all(self, setup: SenderSetup, mails: list[ClaimedMail], stop_at: datetime,
+    async def _send_all(self, setup: SenderSetup, rows: list[ClaimedMail], stop_at: datetime,
                         stats: DeliveryStats) -> None:
-        async with setup.transport.session() as smtp:
-            for index, mail in enumerate(mails):
-                if self._now() >= stop_at:
-                    rest = [m.id for m in mails[index:]]
-                    await self._db(lambda s, rest=rest: outbox.release(s, rest))
-                    stats.released += len(rest)
-                    return
-                try:
-                    await self._deliver(setup, smtp, mail, stats)
-                except ServerUnavailable as err:
-                    # Every other mail would wait for the same timeouts: try them all later.
-                    for other in mails[index + 1:]:
-                        await self._settle(setup, other, Retry(str(err)), stats)
-                    return
+        mails = [row for row in rows if not row.is_webhook]
+        hooks = [row for row in rows if row.is_webhook]
+        if mails and setup.transport is not None:  # the claim took mail only with [smtp]
+            async with setup.transport.session() as smtp:
+                await self._each(setup, mails, stop_at, stats, ServerUnavailable,
+                                 lambda mail: self._deliver(setup, smtp, mail, stats))
+        if hooks and setup.webhooks is not None:
+            async with setup.webhooks.session() as client:
+                await self._each(setup, hooks, stop_at, stats, WebhookUnreachable,
+                                 lambda hook: self._post(setup, client, hook, stats))
+
+    async def _each(self, setup: SenderSetup, rows: Sequence[ClaimedMail], stop_at: datetime,
+                    stats: DeliveryStats, down: type[Exception],
+                    deliver: Callable[[ClaimedMail], Awaitable[None]]) -> None:
+        """Deliver rows one by one until the lease runs short, or the server is `down`."""
+        for index, row in enumerate(rows):
+            if self._now() >= stop_at:
+                rest = [r.id for r in rows[index:]]
+                await self._db(lambda s, rest=rest: outbox.release(s, rest))
+                stats.released += len(rest)
+                return
+            try:
+                await deliver(row)
+            except down as err:
+                # Every other row would wait for the same timeouts: try them all later.
+                for other in rows[index + 1:]:
+                    await self._settle(setup, other, Retry(str(err)), stats)
+                return
+
+    async def _expired(self, setup: SenderSetup, mail: ClaimedMail, stats: DeliveryStats) -> bool:
+        if mail.expires_at > self._now():
+            return False
+        tries = mail.attempts - 1
+        error = f"expired after {tries} attempts; last error: {mail.last_error or '-'}"
+        await self._settle(setup, mail, Dead(error), stats)
+        return True
+
+    async def _post(self, setup: SenderSetup, client: WebhookSession, hook: ClaimedMail,
+                    stats: DeliveryStats) -> None:
+        if await self._expired(setup, hook, stats):
+            return
+        metrics.WEBHOOK_ATTEMPTS.inc()
+        try:
+            answer = await client.post(hook.event or "", hook.message_id, hook.raw, self._now())
+        except WebhookUnreachable as err:
+            await self._settle(setup, hook, Retry(str(err)), stats)
+            raise
+        except httpx.TransportError as err:  # connected, then cut off or timed out
+            await self._settle(setup, hook, Retry(f"{type(err).__name__}: {err}"), stats)
+            return
+        failpoint("after-webhook-accept")  # as after "250": the one possible duplicate
+        await self._settle(setup, hook, outcome_of_answer(answer, client.url), stats)
 
     async def _deliver(self, setup: SenderSetup, smtp: SmtpSession, mail: ClaimedMail,
                        stats: DeliveryStats) -> None:
-        if mail.expires_at <= self._now():
-            tries = mail.attempts - 1
-            error = f"expired after {tries} attempts; last error: {mail.last_error or '-'}"
-            await self._settle(setup, mail, Dead(error), stats)
+        if await self._expired(setup, mail, stats):
             return
         metrics.DELIVERY_ATTEMPTS.inc()
         try:
@@ -256,6 +312,8 @@ class OutboxSender:
                     "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
                     "error": _redact(error)}})
         metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
+        if mail.is_webhook:
+            metrics.WEBHOOK_DELIVERIES.labels(type(outcome).__name__.lower()).inc()
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         """One short transaction, off the event loop (SQLite may wait for its write lock)."""
@@ -269,9 +327,10 @@ class OutboxSender:
 def _bury(session: Session, setup: SenderSetup, mail: ClaimedMail, error: str,
           refused: dict[str, str], now: datetime) -> None:
     outbox.mark_dead(session, mail.id, error, now, refused=refused)
-    # One report per dead mail, in the same transaction; never about a report (no loops).
+    # One report per dead row, in the same transaction; never about a report (no loops), and
+    # none without [smtp] to send it.
     ops, sender = setup.ops_address, setup.from_address or setup.ops_address or ""
-    if ops and mail.kind != "ops":
+    if ops and mail.kind != "ops" and setup.transport is not None:
         message_id, raw = dead_letter_notice(mail, error, to=ops, sender=sender, now=now)
         outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
                        envelope_from=sender, recipients=[ops], ticket_id=mail.ticket_id,
@@ -289,14 +348,15 @@ def dead_letter_notice(mail: ClaimedMail, error: str, *, to: str, sender: str,
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = f"ticketd: undeliverable {mail.kind} mail (outbox #{mail.id})"
+    what = f"webhook {mail.event}" if mail.is_webhook else f"{mail.kind} mail"
+    msg["Subject"] = f"ticketd: undeliverable {what} (outbox #{mail.id})"
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["Precedence"] = "bulk"
     msg.set_content("\n".join([
-        "ticketd gave up delivering an outgoing mail.",
+        f"ticketd gave up delivering an outgoing {'webhook' if mail.is_webhook else 'mail'}.",
         "",
         f"outbox row:  {mail.id}",
         f"kind:        {mail.kind}",

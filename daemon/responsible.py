@@ -16,14 +16,18 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from daemon.sla import SlaOptions, clocks_for_safeguard
+from daemon.webhooks import queue_event
 from parsers.rg import RG_CATEGORY, RG_PRIORITY, RgHit, responsible_gambling
+from responders.webhooks import SELF_EXCLUSION, WebhookEvents
 from storage import queries
 from storage.models import Ticket, utcnow
 
 
 def safeguard(session: Session, ticket_id: int, subject: str, visible: str, sender: str,
-              group: str, sla: SlaOptions | None, now: datetime | None = None) -> RgHit | None:
-    """Check one player message; escalate its ticket on a hit. The hit, or None."""
+              group: str, sla: SlaOptions | None, now: datetime | None = None, *,
+              webhooks: WebhookEvents | None = None) -> RgHit | None:
+    """Check one player message; escalate its ticket on a hit. The hit, or None. The
+    platform hears of each escalation (self_exclusion.requested) when [webhooks] asks."""
     hit = responsible_gambling(subject, visible)
     if hit is None:
         return None
@@ -47,6 +51,8 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
         clocks_for_safeguard(session, ticket_id, now, sla)
     queries.insert_event(session, "responsible_gambling", ticket_id, actor=sender,
                          intent=hit.intent, phrase=hit.phrase, before=before)
+    queue_event(session, webhooks, SELF_EXCLUSION, ticket_id, now=now,
+                data={"intent": hit.intent})
     return hit
 
 

@@ -14,6 +14,7 @@ more entry here, and the loops that look up a ticket's brand need nothing else.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from daemon.outbox import SenderSetup
 from daemon.safety import Screener, screener, spam_policy
 from daemon.sla import SlaOptions
 from daemon.team import STAFF_ROLES, Agent, TeamPolicy
+from daemon.webhooks import events_of
 from parsers import DEFAULT_RULES, Limits, Rule
 from responders.acks import AckPolicy
 from responders.identity import DEFAULT_BRAND, Identity
@@ -45,7 +47,7 @@ class Runtime:
     sla: SlaOptions  # clocks and escalation recipients
     team: TeamPolicy | None  # agents and staff; None: no team mail at all
     ack: AckPolicy | None  # None: no acknowledgements
-    sender: SenderSetup | None  # the SMTP transport; None: no [smtp], nothing is sent
+    sender: SenderSetup | None  # SMTP and webhook transports; None: neither, nothing is sent
     screener: Screener  # the malware scan ([scan]: clamd's address, hold or store)
 
     @property
@@ -67,9 +69,11 @@ def build(settings: Settings, source: str = "configuration") -> Runtime:
     team = team_policy(settings, identity)
     ack = ack_policy(settings, identity)
     try:
-        sender = SenderSetup.from_settings(settings) if settings.smtp is not None else None
-    except ValueError as err:
-        raise ConfigError(source, "smtp", str(err)) from None
+        sender = SenderSetup.from_settings(settings) \
+            if settings.smtp is not None or settings.webhooks is not None else None
+    except (ValueError, OSError, ssl.SSLError) as err:  # a CA file that is not a certificate
+        section = "smtp" if settings.smtp is not None else "webhooks"
+        raise ConfigError(source, section, str(err)) from None
     ingest = ingest_policy(settings, identity, team, ack, sla)
     return Runtime(settings, brands, identity.brand, ingest, sla, team, ack, sender,
                    screener(settings))
@@ -122,6 +126,7 @@ def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | Non
         sla=sla,
         spam=spam_policy(settings),
         rg_group=settings.team.routing.get("self_exclusion", settings.team.default_group),
+        webhooks=events_of(settings.webhooks),
     )
 
 

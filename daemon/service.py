@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 SETTINGS_RETRY_SECONDS = 600.0
 
 
+def _sends_breaches(settings) -> bool:  # noqa: ANN001 - config.Settings
+    """The SLA monitor runs for sla.breached webhooks too, on a desk without [smtp]."""
+    return settings.webhooks is not None and "sla.breached" in settings.webhooks.events
+
+
 def mailbox_name(settings) -> str:  # noqa: ANN001 - config.Settings
     imap = settings.imap
     return f"{imap.username}@{imap.host}:{imap.port}/{imap.folder}"
@@ -72,7 +77,7 @@ class Service:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         tasks = self._tasks()
         if not tasks:
-            log.error("nothing to do: neither [imap] nor [smtp] is configured")
+            log.error("nothing to do: neither [imap], [smtp] nor [webhooks] is configured")
             return 78
         _start_metrics(settings)
         swept = await asyncio.to_thread(self.app.blobs.sweep)
@@ -92,10 +97,11 @@ class Service:
         tasks: dict[str, Callable[[], Awaitable[Any]]] = {}
         if settings.imap is not None:
             tasks["mailbox"] = lambda: asyncio.to_thread(watch_mailbox, self)
-        if settings.smtp is not None:
+        if settings.smtp is not None or settings.webhooks is not None:
             sender: OutboxSender = self.app.outbox_sender()
             interval = settings.outbox.interval.total_seconds()
             tasks["outbox"] = lambda: sender.run(self.stop, interval, self.wake_outbox)
+        if settings.smtp is not None or _sends_breaches(settings):
             monitor: SlaMonitor = self.app.sla_monitor()
             tasks["sla"] = lambda: monitor.run(self.stop, settings.sla.interval.total_seconds())
         if tasks:  # the event chain and the retention sweep, beside any work that makes data
@@ -147,7 +153,7 @@ class Service:
         source = self.config_path or "environment"
         value = runtime_mod.build(load_settings(self.config_path), source)
         running = self.app.settings
-        for section in ("imap", "smtp"):  # which loops run is decided at start
+        for section in ("imap", "smtp", "webhooks"):  # which loops run is decided at start
             if (getattr(running, section) is None) != (getattr(value.settings, section) is None):
                 raise ConfigError(source, section, "added or removed: restart to apply")
         # The vault that wraps new data keys lives in the session factory, built at start: a

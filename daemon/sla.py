@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon import report_digest, sla_metrics
+from daemon.webhooks import events_of, queue_event
 from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
 from responders.escalation import STAGE_NAMES, EscalationContext, escalation
@@ -41,6 +42,7 @@ from responders.sla import (
     select_policy,
     working_time_between,
 )
+from responders.webhooks import SLA_BREACHED, WebhookEvents
 from storage import outbox, queries
 from storage import sla as clocks
 from storage.models import utcnow
@@ -70,6 +72,7 @@ class SlaOptions:
     group_addresses: Mapping[str, str] = field(default_factory=dict)  # group -> shared mailbox
     timezone: str = "UTC"  # of the due times written in escalations
     batch: int = 200  # clocks read per due query
+    webhooks: WebhookEvents | None = None  # sla.breached to the platform; None: [webhooks] off
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SlaOptions:
@@ -85,6 +88,7 @@ class SlaOptions:
             head_of_support_address=sla.head_of_support_address,
             routing=settings.team.routing, default_group=settings.team.default_group,
             group_addresses=settings.team.group_addresses, timezone=sla.timezone,
+            webhooks=events_of(settings.webhooks),
         )
 
     def calendar(self, now: datetime) -> Calendar:
@@ -455,6 +459,10 @@ class _Pass:
             data["withheld"] = withheld
         queries.insert_event(self.session, "sla_warning" if stage == 1 else "sla_breach",
                              clock.ticket_id, **data)
+        if stage == 2:  # the breach itself, once per clock; level 2 is the desk's own matter
+            queue_event(self.session, self.options.webhooks, SLA_BREACHED, clock.ticket_id,
+                        now=self.now, data={"clock": clock.kind, "policy": clock.policy,
+                                            "due_at": data["due_at"]})
         return Escalation(facts.number, clock.kind, stage,
                           () if withheld else tuple(recipients), withheld)
 

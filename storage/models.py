@@ -265,7 +265,7 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(24))  # ack, notification, relay, escalation, ops ...
+    kind: Mapped[str] = mapped_column(String(24))  # ack, notification, ..., ops, webhook
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     envelope_from: Mapped[str] = mapped_column(String(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
@@ -282,6 +282,8 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     raw_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
+    # A webhook row's event type (kind "webhook", `raw` its JSON body); NULL for mail.
+    event: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Integer, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import DataKey, KeyProblem, open_sealed, seal
@@ -27,6 +27,7 @@ DEFAULT_LIFETIME = timedelta(days=5)  # as Mailman's deliver_until: then the mai
 RETRY_FLOOR = timedelta(minutes=1)
 RETRY_BASE = timedelta(minutes=4)  # the first retry comes within 1-5 minutes
 RETRY_CAP = timedelta(hours=1)
+WEBHOOK = "webhook"  # the kind of a webhook row: `raw` is its JSON body, `recipients` its URL
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class ClaimedMail:
     expires_at: datetime
     claimed_until: datetime
     last_error: str | None
+    event: str | None = None  # a webhook's event type; None for mail
+
+    @property
+    def is_webhook(self) -> bool:
+        return self.kind == WEBHOOK
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class OutboxRow:
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    event: str | None = None  # a webhook's event type; None for mail
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of `ticketd outbox --json`; other tools read these names."""
@@ -86,21 +93,29 @@ _INSERT = insert(_OUTBOX).returning(_C.id)
 _INSERT_EVENT = insert(Event.__table__)
 # SKIP LOCKED lets several senders on PostgreSQL claim disjoint rows without waiting on
 # each other; SQLite has no row locks (nor the clause), there BEGIN IMMEDIATE serialises.
-_DUE_IDS = (
-    select(_C.id)
-    .where(_C.state == "pending", _C.next_attempt_at <= bindparam("now"),
-           or_(_C.claimed_until.is_(None), _C.claimed_until <= bindparam("now")))
-    .order_by(_C.next_attempt_at, _C.id)
-    .limit(bindparam("limit", type_=Integer))
-    .with_for_update(skip_locked=True)
-)
-_CLAIM = (
-    update(_OUTBOX)
-    .where(_C.id.in_(_DUE_IDS.scalar_subquery()))
-    .values(claimed_until=bindparam("until"), attempts=_C.attempts + 1)
-    .returning(_C.id, _C.kind, _C.ticket_id, _C.message_id, _C.envelope_from, _C.recipients,
-               _C.raw, _C.key_id, _C.attempts, _C.expires_at, _C.claimed_until, _C.last_error)
-)
+def _claim(*only: ColumnElement[bool]) -> Any:
+    due = (
+        select(_C.id)
+        .where(_C.state == "pending", _C.next_attempt_at <= bindparam("now"),
+               or_(_C.claimed_until.is_(None), _C.claimed_until <= bindparam("now")), *only)
+        .order_by(_C.next_attempt_at, _C.id)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(_OUTBOX)
+        .where(_C.id.in_(due.scalar_subquery()))
+        .values(claimed_until=bindparam("until"), attempts=_C.attempts + 1)
+        .returning(_C.id, _C.kind, _C.ticket_id, _C.message_id, _C.envelope_from,
+                   _C.recipients, _C.raw, _C.key_id, _C.attempts, _C.expires_at,
+                   _C.claimed_until, _C.last_error, _C.event)
+    )
+
+
+# (mail, webhooks) -> the claim of a sender that delivers those: one without [webhooks]
+# leaves webhook rows alone, one without [smtp] leaves the mail.
+_CLAIMS = {(True, True): _claim(), (True, False): _claim(_C.kind != WEBHOOK),
+           (False, True): _claim(_C.kind == WEBHOOK)}
 _OUTCOME = select(_C.ticket_id, _C.kind, _C.message_id, _C.accepted, _C.refused).where(
     _C.id == bindparam("oid"))
 _SETTLE = update(_OUTBOX).where(_C.id == bindparam("oid"))
@@ -131,21 +146,46 @@ def enqueue(
         raise ValueError("an outgoing mail needs at least one recipient")
     for address in (message_id, envelope_from, *recipients):
         _no_line_breaks(address)
-    now = now or utcnow()
+    outbox_id = _insert(session, raw=raw, message_id=message_id, envelope_from=envelope_from,
+                        recipients=recipients, kind=kind, ticket_id=ticket_id,
+                        now=now or utcnow(), lifetime=lifetime, event=None)
+    if ticket_id is not None:  # the ticket keeps what it was told (ticketd show)
+        record_sent_mail(session, ticket_id, outbox_id=outbox_id, kind=kind,
+                         message_id=message_id, recipients=recipients, raw=raw)
+    return outbox_id
+
+
+def enqueue_webhook(session: Session, *, body: bytes, delivery_id: str, event: str, url: str,
+                    ticket_id: int | None = None, now: datetime | None = None,
+                    lifetime: timedelta = DEFAULT_LIFETIME) -> int:
+    """Add a webhook to post, in the caller's transaction, like a mail: the same claim,
+    schedule and dead state. `delivery_id` is its stable id (the unique Message-ID column);
+    `url` is recorded as its recipient, the one posted to is the one in force when sent."""
+    if not body:
+        raise ValueError("a webhook needs a body")
+    _no_line_breaks(delivery_id)
+    outbox_id = _insert(session, raw=body, message_id=delivery_id, envelope_from="",
+                        recipients=[url], kind=WEBHOOK, ticket_id=ticket_id,
+                        now=now or utcnow(), lifetime=lifetime, event=event)
+    if ticket_id is not None:  # its history says what was told, not to whom in which words
+        insert_event(session, "webhook_queued", ticket_id, outbox_id=outbox_id, event=event,
+                     delivery=delivery_id)
+    return outbox_id
+
+
+def _insert(session: Session, *, raw: bytes, message_id: str, envelope_from: str,
+            recipients: Sequence[str], kind: str, ticket_id: int | None, now: datetime,
+            lifetime: timedelta, event: str | None) -> int:
     key = _key_for(session, ticket_id)
-    outbox_id = session.execute(_INSERT, {
+    return session.execute(_INSERT, {
         "ticket_id": ticket_id, "kind": kind, "message_id": message_id,
         "envelope_from": envelope_from, "recipients": list(recipients),
         "raw": raw if key is None else seal(key.secret, raw, _associated(message_id)),
         "key_id": key.id if key else None,
         "state": "pending", "attempts": 0, "next_attempt_at": now,
         "expires_at": now + lifetime, "claimed_until": None, "last_error": None,
-        "accepted": [], "refused": {}, "created_at": now, "sent_at": None,
+        "accepted": [], "refused": {}, "created_at": now, "sent_at": None, "event": event,
     }).scalar_one()
-    if ticket_id is not None:  # the ticket keeps what it was told (ticketd show)
-        record_sent_mail(session, ticket_id, outbox_id=outbox_id, kind=kind,
-                         message_id=message_id, recipients=recipients, raw=raw)
-    return outbox_id
 
 
 def _key_for(session: Session, ticket_id: int | None) -> DataKey | None:
@@ -180,19 +220,22 @@ def _no_line_breaks(value: str) -> None:
         raise ValueError("addresses and Message-IDs must not contain CR, LF or NUL")
 
 
-def claim_due(session: Session, now: datetime, limit: int, lease: timedelta) -> list[ClaimedMail]:
+def claim_due(session: Session, now: datetime, limit: int, lease: timedelta, *,
+              mail: bool = True, webhooks: bool = True) -> list[ClaimedMail]:
     """Lease up to `limit` due rows to the caller until now + lease; counts the attempt.
+    `mail` and `webhooks` say which rows the caller can deliver (at least one).
 
     The caller commits right away: the lease, not a held transaction, keeps others off.
     """
-    rows = session.execute(_CLAIM, {"now": now, "limit": limit, "until": now + lease}).all()
+    claim = _CLAIMS[(mail, webhooks)]
+    rows = session.execute(claim, {"now": now, "limit": limit, "until": now + lease}).all()
     claimed = []
     for r in rows:
         raw = _sendable(session, r, now)
         if raw is not None:
             claimed.append(ClaimedMail(r.id, r.kind, r.ticket_id, r.message_id, r.envelope_from,
                                        tuple(r.recipients), raw, r.attempts, r.expires_at,
-                                       r.claimed_until, r.last_error))
+                                       r.claimed_until, r.last_error, r.event))
     return sorted(claimed, key=lambda mail: mail.id)
 
 
@@ -290,7 +333,7 @@ def list_rows(session: Session, state: str | None = None, limit: int = 500) -> l
     query = (
         select(_C.id, _C.state, _C.kind, Ticket.number, _C.message_id, _C.recipients,
                _C.accepted, _C.refused, _C.attempts, _C.next_attempt_at, _C.expires_at,
-               _C.claimed_until, _C.last_error, _C.created_at, _C.sent_at)
+               _C.claimed_until, _C.last_error, _C.created_at, _C.sent_at, _C.event)
         .outerjoin(Ticket, Ticket.id == _C.ticket_id)
         .order_by(_C.id.desc())
         .limit(limit)

@@ -1,0 +1,119 @@
+"""Webhooks in the daemon: queued with their cause, posted by the outbox loop.
+
+`queue_event` runs in the transaction of what caused the event (a ticket opened, a player
+asking to be excluded, a clock breached), so the event exists exactly when its cause was
+committed. `WebhookTransport` posts one claimed row over HTTPS with httpx: one client (and
+so one pool of connections) per outbox pass, the signature made at each attempt.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.schema import WebhooksSettings
+from responders import webhooks as hooks
+from responders.webhooks import TicketFacts, WebhookEvents
+from storage import outbox
+from storage.models import Contact, Ticket, utcnow
+
+__all__ = ["Answer", "WebhookTransport", "WebhookUnreachable", "queue_event"]
+
+
+def events_of(settings: WebhooksSettings | None) -> WebhookEvents | None:
+    """What [webhooks] asks to be queued; None without the section."""
+    if settings is None:
+        return None
+    return WebhookEvents(settings.url, frozenset(settings.events))
+
+
+def queue_event(session: Session, policy: WebhookEvents | None, event: str, ticket_id: int, *,
+                now: datetime | None = None, data: Mapping[str, Any] | None = None) -> int | None:
+    """Queue `event` about the ticket when [webhooks] asks for it; the outbox row id."""
+    if policy is None or not policy.wants(event):
+        return None
+    facts = _facts(session, ticket_id)
+    now = now or utcnow()
+    delivery = f"evt_{uuid.uuid4().hex}"  # random: two desks never share one (receivers dedupe)
+    body = hooks.event_body(event, delivery, now, facts, data)
+    return outbox.enqueue_webhook(session, body=body, delivery_id=delivery, event=event,
+                                  url=policy.url, ticket_id=ticket_id, now=now)
+
+
+def _facts(session: Session, ticket_id: int) -> TicketFacts:
+    row = session.execute(
+        select(Ticket.number, Ticket.category, Ticket.priority, Ticket.requester_id,
+               Contact.address)
+        .outerjoin(Contact, Contact.id == Ticket.requester_id)
+        .where(Ticket.id == ticket_id)).one()
+    return TicketFacts(row.number, row.category, row.priority, row.requester_id, row.address)
+
+
+class WebhookUnreachable(Exception):
+    """No connection to the platform: every other webhook of the pass would wait the same."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The platform's reply to one post."""
+
+    status: int
+    text: str  # the reason phrase and the start of the body, for the row's last_error
+
+    @property
+    def error(self) -> str:
+        return f"HTTP {self.status} {self.text}".strip()
+
+
+@dataclass(frozen=True)
+class WebhookTransport:
+    url: str
+    keys: tuple[bytes, ...] = field(repr=False)
+    timeout: float = 10
+    ca_file: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: WebhooksSettings) -> WebhookTransport:
+        return cls(settings.url, settings.keys, settings.timeout,
+                   str(settings.ca_file) if settings.ca_file else None)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[WebhookSession]:
+        """One client for a pass. No redirect is followed (a moved endpoint is a setting to
+        change, not a place to send signed events to), and no proxy from the environment."""
+        verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=self.ca_file)
+                                         if self.ca_file else True)
+        async with httpx.AsyncClient(timeout=self.timeout, verify=verify, trust_env=False,
+                                     follow_redirects=False) as client:
+            yield WebhookSession(self, client)
+
+
+class WebhookSession:
+    def __init__(self, transport: WebhookTransport, client: httpx.AsyncClient) -> None:
+        self._transport = transport
+        self._client = client
+
+    @property
+    def url(self) -> str:
+        return self._transport.url
+
+    async def post(self, event: str, delivery_id: str, body: bytes, now: datetime) -> Answer:
+        """Post one event, signed at `now`. WebhookUnreachable when no connection is made;
+        httpx.TransportError when one broke (a read timeout, a closed connection)."""
+        signed = hooks.signature(self._transport.keys, body, int(now.timestamp()))
+        try:
+            reply = await self._client.post(self.url, content=body,
+                                            headers=hooks.headers(event, delivery_id, signed))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+            raise WebhookUnreachable(f"{type(err).__name__}: {err}") from None
+        text = " ".join(f"{reply.reason_phrase} {reply.text[:200]}".split())
+        return Answer(reply.status_code, text[:300])

@@ -1,0 +1,110 @@
+"""Webhooks to the operator's platform: what an event says and how it is signed. Pure.
+
+An event is composed once, when its cause is stored, and its body is kept in the outbox
+as bytes, so every attempt posts the same body with the same delivery id. The signature is
+made at each attempt (its timestamp is the attempt's), as Stripe signs its events:
+
+    Ticketd-Signature: t=1764000000,v1=<hex HMAC-SHA256(key, b"1764000000." + body)>
+
+with one `v1=` per signing key (newest first), so that a receiver that knows either the
+old or the new key accepts events while the key is being changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SELF_EXCLUSION = "self_exclusion.requested"
+TICKET_CREATED = "ticket.created"
+SLA_BREACHED = "sla.breached"
+EVENTS = (SELF_EXCLUSION, TICKET_CREATED, SLA_BREACHED)
+
+SIGNATURE_HEADER = "Ticketd-Signature"
+EVENT_HEADER = "Ticketd-Event"
+DELIVERY_HEADER = "Ticketd-Delivery"
+TOLERANCE_SECONDS = 300  # how old a signature a receiver should accept (replays)
+
+
+@dataclass(frozen=True)
+class WebhookEvents:
+    """Which events are queued, and the URL each row records as its recipient."""
+
+    url: str
+    events: frozenset[str] = frozenset(EVENTS)
+
+    def wants(self, event: str) -> bool:
+        return event in self.events
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What an event tells of its ticket and of the person who wrote it."""
+
+    number: int
+    category: str
+    priority: str
+    contact_id: int | None
+    address: str | None  # sent only with self_exclusion.requested
+
+
+def event_body(event: str, delivery_id: str, created_at: datetime, ticket: TicketFacts,
+               extra: Mapping[str, Any] | None = None) -> bytes:
+    """The JSON body of one event, as UTF-8 bytes with sorted keys.
+
+    The player's address goes only with self_exclusion.requested: the platform needs it to
+    find and exclude the account. The other events name the contact by its ticketd id, and
+    no event carries what the player wrote.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}")
+    contact: dict[str, Any] = {"id": ticket.contact_id}
+    if event == SELF_EXCLUSION:
+        contact["address"] = ticket.address
+    doc = {
+        "id": delivery_id,
+        "type": event,
+        "created_at": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "ticket": {"number": ticket.number, "category": ticket.category,
+                   "priority": ticket.priority},
+        "contact": contact,
+        "data": dict(extra or {}),
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                      default=str).encode()
+
+
+def signature(keys: Sequence[bytes], body: bytes, timestamp: int) -> str:
+    """The Ticketd-Signature value of `body` signed at `timestamp` with each key."""
+    if not keys:
+        raise ValueError("a webhook needs a signing key")
+    signed = f"{timestamp}.".encode() + body
+    macs = (hmac.new(key, signed, hashlib.sha256).hexdigest() for key in keys)
+    return ",".join([f"t={timestamp}", *(f"v1={mac}" for mac in macs)])
+
+
+def verify(key: bytes, body: bytes, header: str, now: int,
+           tolerance: int = TOLERANCE_SECONDS) -> bool:
+    """What a receiver does: some v1 matches, and the timestamp is within `tolerance`."""
+    fields = [part.partition("=") for part in header.split(",")]
+    stamps = [value for name, _, value in fields if name.strip() == "t"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        return False
+    timestamp = int(stamps[0])
+    if abs(now - timestamp) > tolerance:
+        return False
+    expected = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, value.strip())
+               for name, _, value in fields if name.strip() == "v1")
+
+
+def headers(event: str, delivery_id: str, signed: str) -> dict[str, str]:
+    """The headers of one attempt: what it is, its stable id, its signature."""
+    return {"Content-Type": "application/json", EVENT_HEADER: event,
+            DELIVERY_HEADER: delivery_id, SIGNATURE_HEADER: signed,
+            "User-Agent": "ticketd-webhooks"}
