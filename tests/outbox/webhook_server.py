@@ -1,0 +1,99 @@
+"""A real HTTP server on loopback for the webhook tests: it records every request it gets
+and answers from a script (503, 503, then 200 ...), as a platform that fails and recovers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from responders.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    status: int  # what the server answered
+
+    @property
+    def delivery(self) -> str:
+        return self.headers[DELIVERY_HEADER.lower()]
+
+    @property
+    def event(self) -> str:
+        return self.headers[EVENT_HEADER.lower()]
+
+    @property
+    def signature(self) -> str:
+        return self.headers[SIGNATURE_HEADER.lower()]
+
+    def json(self) -> Any:  # noqa: ANN401 - the event as the platform reads it
+        return json.loads(self.body)
+
+
+class Platform:
+    """What the server answers, in order; 200 once the script is used up."""
+
+    def __init__(self, answers: Iterable[int] = ()) -> None:
+        self.answers = list(answers)
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+
+    def next_status(self) -> int:
+        with self.lock:
+            return self.answers.pop(0) if self.answers else 200
+
+    def delivered(self) -> list[Request]:
+        """The requests answered with a 2xx: what the platform took."""
+        return [r for r in self.requests if 200 <= r.status < 300]
+
+
+class WebhookServer:
+    def __init__(self, platform: Platform, port: int) -> None:
+        self.platform = platform
+        self.port = port
+        handler = _handler_for(platform)
+        self._server = ThreadingHTTPServer((HOST, port), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/hooks/ticketd"
+
+    def start(self) -> WebhookServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+def _handler_for(platform: Platform) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real platform
+
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status = platform.next_status()
+            with platform.lock:
+                platform.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
+            reply = b'{"ok": true}' if status < 300 else b'{"error": "busy"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # quiet: the test reads `platform.requests`
+
+    return Handler
