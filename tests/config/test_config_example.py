@@ -32,8 +32,9 @@ def _sections(text: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     lines: list[str] = []
     for line in text.splitlines():
-        if header := re.match(r"\[(\w+)\]", line):
-            lines = sections.setdefault(header.group(1), [])
+        # An optional section that is off by default is shown commented out, as its keys.
+        if header := re.match(r"(# )?\[(\w+)\]", line):
+            lines = sections.setdefault(header.group(2), [])
         lines.append(line)
     return sections
 

@@ -20,12 +20,15 @@ def _configured(write, env):
         host = "localhost"
         tls = "none"
         port = 25
+        [webhooks]
+        url = "https://platform.example.com/hooks/ticketd?desk=7"
         [[classification.rules]]
         category = "billing"
         keywords = ["invoice", "refund"]
     """)
     secrets = {"TICKETD_SECURITY__SECRET": "key-SECRET-new-0123\nkey-SECRET-old-0123",
-               "TICKETD_IMAP__PASSWORD": "pw-SECRET-imap"}
+               "TICKETD_IMAP__PASSWORD": "pw-SECRET-imap",
+               "TICKETD_WEBHOOKS__SECRET": "hook-SECRET-key-0123"}
     return load_settings(path, env | secrets)
 
 
@@ -54,6 +57,9 @@ def test_render_effective_is_toml_with_every_section_and_key(write, env):
         assert set(model.model_fields) - unset_secrets <= keys, name
     assert rendered["sla"]["first_response"] == "1d"
     assert rendered["smtp"]["port"] == 25
+    assert rendered["webhooks"]["url"] == "https://platform.example.com/hooks/ticketd?desk=7"
+    assert rendered["webhooks"]["events"] == [
+        "self_exclusion.requested", "ticket.created", "sla.breached"]
     assert rendered["classification"]["rules"] == [
         {"category": "billing", "priority": "normal", "keywords": ["invoice", "refund"]}]
 
