@@ -84,8 +84,9 @@ def _handler_for(platform: Platform) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             status = platform.next_status()
+            named = {k.lower(): v for k, v in self.headers.items()}
             with platform.lock:
-                platform.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
+                platform.requests.append(Request(self.path, named, body, status))
             reply = b'{"ok": true}' if status < 300 else b'{"error": "busy"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
