@@ -14,7 +14,6 @@ more entry here, and the loops that look up a ticket's brand need nothing else.
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -28,7 +27,7 @@ from daemon.outbox import SenderSetup
 from daemon.safety import Screener, screener, spam_policy
 from daemon.sla import SlaOptions
 from daemon.team import STAFF_ROLES, Agent, TeamPolicy
-from daemon.webhooks import events_of
+from daemon.webhooks import UnusableCaFile, events_of
 from parsers import DEFAULT_RULES, Limits, Rule
 from responders.acks import AckPolicy
 from responders.identity import DEFAULT_BRAND, Identity
@@ -71,9 +70,10 @@ def build(settings: Settings, source: str = "configuration") -> Runtime:
     try:
         sender = SenderSetup.from_settings(settings) \
             if settings.smtp is not None or settings.webhooks is not None else None
-    except (ValueError, OSError, ssl.SSLError) as err:  # a CA file that is not a certificate
-        section = "smtp" if settings.smtp is not None else "webhooks"
-        raise ConfigError(source, section, str(err)) from None
+    except UnusableCaFile as err:
+        raise ConfigError(source, "webhooks.ca_file", str(err)) from None
+    except ValueError as err:
+        raise ConfigError(source, "smtp", str(err)) from None
     ingest = ingest_policy(settings, identity, team, ack, sla)
     return Runtime(settings, brands, identity.brand, ingest, sla, team, ack, sender,
                    screener(settings))

@@ -26,7 +26,7 @@ from responders.webhooks import TicketFacts, WebhookEvents
 from storage import outbox
 from storage.models import Contact, Ticket, utcnow
 
-__all__ = ["Answer", "WebhookTransport", "WebhookUnreachable", "queue_event"]
+__all__ = ["Answer", "UnusableCaFile", "WebhookTransport", "WebhookUnreachable", "queue_event"]
 
 
 def events_of(settings: WebhooksSettings | None) -> WebhookEvents | None:
@@ -58,6 +58,10 @@ def _facts(session: Session, ticket_id: int) -> TicketFacts:
     return TicketFacts(row.number, row.category, row.priority, row.requester_id, row.address)
 
 
+class UnusableCaFile(ValueError):
+    """[webhooks] ca_file holds no certificate that TLS can use."""
+
+
 class WebhookUnreachable(Exception):
     """No connection to the platform: every other webhook of the pass would wait the same."""
 
@@ -79,22 +83,31 @@ class WebhookTransport:
     url: str
     keys: tuple[bytes, ...] = field(repr=False)
     timeout: float = 10
-    ca_file: str | None = None
+    tls: ssl.SSLContext | None = None  # trusting [webhooks] ca_file; None: the system's CAs
 
     @classmethod
     def from_settings(cls, settings: WebhooksSettings) -> WebhookTransport:
+        """The transport of [webhooks]; UnusableCaFile when its CA file cannot be used, so
+        that the mistake shows at start (or reload), not at the first event."""
         return cls(settings.url, settings.keys, settings.timeout,
-                   str(settings.ca_file) if settings.ca_file else None)
+                   trusting(str(settings.ca_file)) if settings.ca_file else None)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[WebhookSession]:
         """One client for a pass. No redirect is followed (a moved endpoint is a setting to
         change, not a place to send signed events to), and no proxy from the environment."""
-        verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=self.ca_file)
-                                         if self.ca_file else True)
+        verify: ssl.SSLContext | bool = self.tls or True
         async with httpx.AsyncClient(timeout=self.timeout, verify=verify, trust_env=False,
                                      follow_redirects=False) as client:
             yield WebhookSession(self, client)
+
+
+def trusting(ca_file: str) -> ssl.SSLContext:
+    """A client context that verifies the platform's certificate and name against `ca_file`."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise UnusableCaFile(f"{ca_file} holds no usable PEM certificate: {err}") from None
 
 
 class WebhookSession:

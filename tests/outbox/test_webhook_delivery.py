@@ -17,14 +17,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.outbox import Dead, OutboxSender, Retry, Sent, outcome_of_answer
-from daemon.webhooks import Answer, WebhookTransport, queue_event
+from daemon.webhooks import Answer, UnusableCaFile, WebhookTransport, queue_event, trusting
 from responders.webhooks import EVENTS, SELF_EXCLUSION, TICKET_CREATED, WebhookEvents, verify
 from storage import db, queries
 from storage.crypto import MasterKeys
 from storage.models import OutboxMessage
 from storage.vault import Vault
-from tests.outbox.smtp_sink import free_port, transport_to
+from tests.outbox.smtp_sink import (
+    free_port,
+    self_signed_certificate,
+    server_tls_context,
+    transport_to,
+)
 from tests.outbox.webhook_server import Platform, WebhookServer
+from tests.support.configs import write_config
 
 KEY = b"webhook-test-key-0123456789abcdef"
 OPS = "ops@casino.test"
@@ -260,3 +266,49 @@ def test_the_listing_shows_webhook_rows(sessions, clock, ticket_id, look):
     assert (shown["kind"], shown["event"], shown["recipients"]) == (
         "webhook", SELF_EXCLUSION, ["https://platform.test/hooks"])
     assert json.dumps(shown)
+
+
+def test_ticketd_deliver_on_a_desk_without_smtp_posts_the_webhooks(
+        db_url, tmp_path, sessions, clock, ticket_id, queue, platform, ticketd, look):
+    server = platform((503,))
+    row_id, delivery = hook(sessions, ticket_id, clock, server.url)
+    mail_id, _ = queue(ticket_id=ticket_id)
+    config = str(write_config(tmp_path, db_url, webhooks={"url": server.url}))
+    env = {"TICKETD_WEBHOOKS__SECRET": KEY.decode()}
+    done = ticketd("--config", config, "deliver", "--once", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["sent=0", "deferred=1", "dead=0"]
+    assert look.row(mail_id).attempts == 0  # no [smtp]: the mail waits, untouched
+    listed = ticketd("--config", config, "outbox", "--state", "pending", env=env).stdout.decode()
+    assert f"event={TICKET_CREATED}" in listed and "HTTP 503" in listed
+    assert KEY.decode() not in done.stderr.decode() + listed
+    with sessions.begin() as session:  # due now, as the schedule would make it later
+        session.get(OutboxMessage, row_id).next_attempt_at = clock()
+    assert ticketd("--config", config, "deliver", "--once", env=env).returncode == 0
+    assert [r.delivery for r in server.platform.delivered()] == [delivery]
+    assert (look.row(row_id).state, look.row(mail_id).state) == ("sent", "pending")
+
+
+def test_over_https_the_platform_is_verified_against_ca_file(sessions, clock, ticket_id,
+                                                              tmp_path, look):
+    cert, key = self_signed_certificate(tmp_path)
+    server = WebhookServer(Platform(), free_port(), server_tls_context(cert, key)).start()
+    try:
+        row_id, delivery = hook(sessions, ticket_id, clock, server.url)
+        system_cas = sender(sessions, server.url, clock)  # a certificate nobody vouches for
+        assert deliver(system_cas).retried == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in (look.row(row_id).last_error or "")
+        assert server.platform.requests == []  # nothing was said to an unverified server
+        clock.advance(look.row(row_id).next_attempt_at - clock())
+        pinned = WebhookTransport(server.url, (KEY,), timeout=5, tls=trusting(str(cert)))
+        assert deliver(sender(sessions, server.url, clock, webhooks=pinned)).sent == 1
+        assert [r.delivery for r in server.platform.delivered()] == [delivery]
+    finally:
+        server.stop()
+
+
+def test_a_ca_file_that_is_no_certificate_is_refused_at_once(tmp_path):
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(UnusableCaFile, match="no usable PEM certificate"):
+        trusting(str(junk))

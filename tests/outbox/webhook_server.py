@@ -4,6 +4,7 @@ and answers from a script (503, 503, then 200 ...), as a platform that fails and
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,16 +57,19 @@ class Platform:
 
 
 class WebhookServer:
-    def __init__(self, platform: Platform, port: int) -> None:
+    def __init__(self, platform: Platform, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.platform = platform
         self.port = port
+        self.scheme = "https" if tls else "http"
         handler = _handler_for(platform)
         self._server = ThreadingHTTPServer((HOST, port), handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/hooks/ticketd"
+        return f"{self.scheme}://{HOST}:{self.port}/hooks/ticketd"
 
     def start(self) -> WebhookServer:
         self._thread.start()
