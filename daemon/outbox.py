@@ -265,7 +265,7 @@ class OutboxSender:
         except WebhookUnreachable as err:
             await self._settle(setup, hook, Retry(str(err)), stats)
             raise
-        except httpx.TransportError as err:  # connected, then cut off or timed out
+        except httpx.HTTPError as err:  # connected, then cut off, timed out, or garbled
             await self._settle(setup, hook, Retry(f"{type(err).__name__}: {err}"), stats)
             return
         failpoint("after-webhook-accept")  # as after "250": the one possible duplicate
@@ -293,7 +293,7 @@ class OutboxSender:
             case Sent(accepted, refused):
                 await self._db(lambda s: outbox.mark_sent(s, mail.id, accepted, refused, now))
                 stats.sent += 1
-                log.debug("mail sent", extra={"fields": {"id": mail.id, "kind": mail.kind,
+                log.debug(_said(mail, "sent"), extra={"fields": {"id": mail.id, "kind": mail.kind,
                                                          "attempts": mail.attempts}})
             case Retry(error, remaining, accepted, refused):
                 # Never later than the expiry, so that a mail is given up on time.
@@ -302,13 +302,13 @@ class OutboxSender:
                     s, mail.id, error, next_at, remaining=remaining, accepted=accepted,
                     refused=refused))
                 stats.retried += 1
-                log.info("mail deferred", extra={"fields": {
+                log.info(_said(mail, "deferred"), extra={"fields": {
                     "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
                     "next": next_at.isoformat(), "error": _redact(error)}})
             case Dead(error, refused):
                 await self._db(lambda s: _bury(s, setup, mail, error, refused, now))
                 stats.dead += 1
-                log.warning("mail given up", extra={"fields": {
+                log.warning(_said(mail, "given up"), extra={"fields": {
                     "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
                     "error": _redact(error)}})
         metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
@@ -369,6 +369,11 @@ def dead_letter_notice(mail: ClaimedMail, error: str, *, to: str, sender: str,
         f"To try again: ticketd outbox retry {mail.id}",
     ]))
     return message_id, msg.as_bytes(policy=SMTP)
+
+
+def _said(row: ClaimedMail, what: str) -> str:
+    """The log message: "mail sent", "webhook deferred" ... (two constant phrases each)."""
+    return f"{'webhook' if row.is_webhook else 'mail'} {what}"
 
 
 _ADDRESS = re.compile(r"[^\s<>:;,\"]+@[^\s<>:;,\"]+")
