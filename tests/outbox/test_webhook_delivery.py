@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -312,3 +314,24 @@ def test_a_ca_file_that_is_no_certificate_is_refused_at_once(tmp_path):
     junk.write_text("not a certificate\n")
     with pytest.raises(UnusableCaFile, match="no usable PEM certificate"):
         trusting(str(junk))
+
+
+def test_a_crash_after_the_200_posts_once_more_with_the_same_delivery_id(
+        db_url, tmp_path, sessions, clock, ticket_id, platform, ticketd, look):
+    server = platform()
+    row_id, delivery = hook(sessions, ticket_id, clock, server.url)
+    config = str(write_config(tmp_path, db_url, webhooks={"url": server.url},
+                              outbox={"lease": "1s"}))
+    env = {"TICKETD_WEBHOOKS__SECRET": KEY.decode()}
+    crashed = ticketd("--config", config, "deliver", "--once",
+                      env=env | {"TICKETD_FAILPOINT": "after-webhook-accept"})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert [r.delivery for r in server.platform.delivered()] == [delivery]  # taken ...
+    row = look.row(row_id)
+    assert (row.state, row.attempts) == ("pending", 1)  # ... but never recorded
+    assert row.claimed_until is not None
+    time.sleep(max(0.0, (row.claimed_until - datetime.now(UTC)).total_seconds()) + 0.2)
+    assert ticketd("--config", config, "deliver", "--once", env=env).returncode == 0
+    # One duplicate at most, with the id the platform de-duplicates on.
+    assert [r.delivery for r in server.platform.delivered()] == [delivery, delivery]
+    assert (look.row(row_id).state, look.row(row_id).attempts) == ("sent", 2)
