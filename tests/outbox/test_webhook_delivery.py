@@ -335,3 +335,27 @@ def test_a_crash_after_the_200_posts_once_more_with_the_same_delivery_id(
     # One duplicate at most, with the id the platform de-duplicates on.
     assert [r.delivery for r in server.platform.delivered()] == [delivery, delivery]
     assert (look.row(row_id).state, look.row(row_id).attempts) == ("sent", 2)
+
+
+def test_a_daemon_with_webhooks_and_no_smtp_runs_the_sender_and_the_sla_monitor(
+        sqlite_url, tmp_path):
+    from config import load_settings
+    from daemon import app as app_mod
+    from daemon.service import Service
+
+    only_hooks = write_config(tmp_path / "a", sqlite_url,
+                              webhooks={"url": "https://platform.test/hooks"})
+    neither = write_config(tmp_path / "b", sqlite_url)
+    env = {"TICKETD_WEBHOOKS__SECRET": KEY.decode()}
+    application = app_mod.build(load_settings(only_hooks, env))
+    try:
+        assert set(Service(application)._tasks()) == {"outbox", "sla", "records"}
+        sender_setup = application.runtime.sender
+        assert sender_setup is not None and sender_setup.transport is None
+    finally:
+        application.engine.dispose()
+    application = app_mod.build(load_settings(neither, {}))
+    try:
+        assert Service(application)._tasks() == {}  # as before: nothing to do
+    finally:
+        application.engine.dispose()
