@@ -1,7 +1,7 @@
 """outbox: the event type of a webhook row
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0017
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
