@@ -115,8 +115,10 @@ class OAuthClient:
         # apps have a secret that is not really one, sent in the body as Google documents.
         method = "client_secret_post" if self.client_secret else "none"
         return OAuth2Session(self.client_id, self.client_secret, scope=" ".join(self.scopes),
-                             token_endpoint_auth_method=method, timeout=self.timeout,
-                             **options)
+                             token_endpoint_auth_method=method,
+                             # Authlib ignores `timeout=` here: without a default timeout a
+                             # token endpoint that never answers would hold the keeper forever.
+                             default_timeout=self.timeout, **options)
 
 
 def record_of(token: dict[str, Any], previous: str, now: float) -> TokenRecord:
@@ -176,6 +178,10 @@ class TokenKeeper:
         self._failing_since: float | None = None
         self._last_problem: OAuthProblem | None = None
         self._retry_at = 0.0
+        # A refreshed record the file did not take (disk full): the only copy of a rotated
+        # refresh token, used from memory and written again at every call until it sticks.
+        self._unsaved: TokenRecord | None = None
+        self._save_failing_since = 0.0
 
     @property
     def mailbox(self) -> str:
@@ -185,8 +191,11 @@ class TokenKeeper:
         """A token good for a while yet; refreshes first when it is not. OAuthProblem when
         there is none to give (never logged in, or the refresh failed and the old lapsed)."""
         with self._lock:
-            record = self._record or self._load()
             now = self.clock()
+            if self._unsaved is not None:
+                with self.store.locked():
+                    self._save(self._unsaved, now)
+            record = self._record or self._load()
             if record.access_token and now < record.expires_at - _margin(record):
                 return record.access_token
             try:
@@ -218,11 +227,16 @@ class TokenKeeper:
             return self._refresh_locked(record, now)
 
     def _refresh_locked(self, record: TokenRecord, now: float) -> TokenRecord:
-        on_disk = self.store.load()
+        if self._unsaved is not None and not self._save(self._unsaved, now):
+            on_disk = None  # the file holds a refresh token already spent: ours is newer
+        else:
+            on_disk = self.store.load()
         if on_disk is not None and on_disk.refresh_token != record.refresh_token:
             record = on_disk  # a new login, or another process refreshed, since we read it
             if record.access_token and now < record.expires_at - _margin(record):
                 self._record, self._failing_since, self._last_problem = record, None, None
+                metrics.OAUTH_TOKEN_EXPIRY.labels(self.mailbox).set(record.expires_at)
+                self._tell("refreshed", record)
                 return record
         try:
             fresh = refresh(self.client, record.refresh_token, now)
@@ -233,18 +247,51 @@ class TokenKeeper:
             metrics.OAUTH_REFRESH_FAILURES.labels(self.mailbox, problem.error or "network").inc()
             log.warning("oauth refresh failed", extra={"fields": {
                 "mailbox": self.mailbox, "error": str(problem), "permanent": problem.permanent}})
-            if self.listener:
-                self.listener.failed(self.mailbox, problem, record, self._failing_since)
+            self._tell("failed", problem, record, self._failing_since)
             raise
-        self.store.save(fresh)  # before use: a rotated refresh token must not be lost
+        # In memory first: the provider may have spent the old refresh token already.
         self._record, self._failing_since, self._last_problem = fresh, None, None
         metrics.OAUTH_TOKEN_EXPIRY.labels(self.mailbox).set(fresh.expires_at)
         log.info("oauth token refreshed", extra={"fields": {
             "mailbox": self.mailbox, "rotated": fresh.refresh_token != record.refresh_token,
             "valid_for": f"{fresh.expires_at - now:.0f}s"}})
-        if self.listener:
-            self.listener.refreshed(self.mailbox, fresh)
+        self._save(fresh, now)
         return fresh
+
+    def _save(self, record: TokenRecord, now: float) -> bool:
+        """Write the record under the file lock held by the caller. A failure keeps it as
+        unsaved (retried at the next call) and is told like a failed refresh."""
+        try:
+            self.store.save(record)
+        except OSError as err:
+            first = self._unsaved is None
+            self._unsaved = record
+            self._save_failing_since = now if first else self._save_failing_since
+            problem = OAuthProblem(
+                f"the refreshed {self.mailbox} token could not be saved "
+                f"({err.strerror or type(err).__name__}); kept in memory, saved again at the "
+                f"next use: free the disk before a restart", permanent=False,
+                error="save_failed")
+            metrics.OAUTH_REFRESH_FAILURES.labels(self.mailbox, "save_failed").inc()
+            log.error("oauth token not saved", extra={"fields": {
+                "mailbox": self.mailbox, "error": err.strerror or type(err).__name__}})
+            self._tell("failed", problem, record, self._save_failing_since)
+            return False
+        self._unsaved = None
+        self._tell("refreshed", record)
+        return True
+
+    def _tell(self, what: str, *args: Any) -> None:
+        """The listener's call; its failure (the database of the ops mail is down) is logged
+        and does not take the token from the caller."""
+        if self.listener is None:
+            return
+        try:
+            getattr(self.listener, what)(self.mailbox, *args)
+        except Exception as err:  # noqa: BLE001 - a report must not cost the token
+            # The type only: a database error's text can carry statement parameters.
+            log.error("oauth listener failed", extra={"fields": {
+                "mailbox": self.mailbox, "call": what, "error": type(err).__name__}})
 
 
 def _margin(record: TokenRecord) -> float:
@@ -261,9 +308,9 @@ def fingerprint(refresh_token: str) -> str:
 
 class RefreshWatch:
     """What a failing refresh does besides the metric: a line in systemd's STATUS (through
-    `on_change`), and one mail to ops through the outbox per refresh token that stopped
-    working. The mail's Message-ID is made from the token, and the outbox refuses a second
-    row with the same one: a retry, a restart or a second daemon sends no second mail."""
+    `on_change`), and one mail to ops through the outbox per refresh token and class of
+    failure (refused, unreachable). The mail's Message-ID is made from both, and the outbox
+    refuses a second row with the same one: a retry, a restart or a second daemon sends no second mail."""
 
     def __init__(self, sessions: sessionmaker[Session] | None, ops_address: str | None,
                  from_address: str, *, on_change: Callable[[], None] = lambda: None,
@@ -297,44 +344,58 @@ class RefreshWatch:
             return
         message_id, raw = refresh_failure_notice(
             mailbox, str(problem), token_id, to=self.ops_address, sender=self.from_address,
-            now=self.now())
+            now=self.now(), permanent=problem.permanent)
         try:
             with self.sessions.begin() as session:
                 outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
                                envelope_from=self.from_address, recipients=[self.ops_address],
                                now=self.now())
         except IntegrityError:
-            return  # this token's failure was reported already
+            return  # this token's failure of this class was reported already
         self.reports += 1
         log.error("oauth refresh failing: ops told", extra={"fields": {"mailbox": mailbox}})
 
 
 def refresh_failure_notice(mailbox: str, problem: str, token_id: str, *, to: str, sender: str,
-                           now: datetime) -> tuple[str, bytes]:
-    """(Message-ID, bytes) of the one report that a mailbox's OAuth refresh stopped working."""
+                           now: datetime, permanent: bool) -> tuple[str, bytes]:
+    """(Message-ID, bytes) of the one report that a mailbox's OAuth refresh stopped working.
+
+    The Message-ID names the token and the class of the failure: an outage reported once
+    must not hide the revocation of the same token weeks later (Google never rotates it)."""
     domain = sender.rpartition("@")[2] or "localhost"
+    kind = "refused" if permanent else "unreachable"
     # Not make_msgid (time and randomness): the report must be the same mail every time.
-    message_id = f"<oauth-refresh-{mailbox}-{token_id}@{domain}>"
+    message_id = f"<oauth-refresh-{kind}-{mailbox}-{token_id}@{domain}>"
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = f"ticketd: OAuth login of the {mailbox} mailbox needs renewing"
+    msg["Subject"] = (f"ticketd: OAuth login of the {mailbox} mailbox needs renewing"
+                      if permanent else
+                      f"ticketd: OAuth token endpoint unreachable for the {mailbox} mailbox")
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["Precedence"] = "bulk"
+    stalled = "Until this is fixed, mail is not " + (
+        "fetched." if mailbox == "imap" else "sent; it waits in the outbox.")
+    if permanent:
+        advice = [f"Log in again on the server: ticketd oauth login {mailbox}",
+                  "The daemon picks up the new token by itself; no restart is needed."]
+    else:
+        advice = ["The token endpoint has been unreachable (or failing) for a while; the",
+                  "login itself may be fine. Check the network, proxy and the provider's",
+                  "status page. The daemon keeps retrying and resumes by itself."]
     msg.set_content("\n".join([
         f"ticketd cannot refresh the OAuth 2 access token of its {mailbox} mailbox:",
         "",
         f"    {problem}",
         "",
-        "Until this is fixed, mail is not " + ("fetched." if mailbox == "imap" else "sent."),
-        f"Log in again on the server: ticketd oauth login {mailbox}",
-        "The daemon picks up the new token by itself; no restart is needed.",
+        stalled,
+        *advice,
         "",
-        "This is the only mail about this token; systemctl status ticketd and the metric",
-        "ticketd_oauth_refresh_failures_total show whether it goes on failing.",
+        "This is the only mail about this failure of this token; systemctl status ticketd",
+        "and the metric ticketd_oauth_refresh_failures_total show whether it goes on.",
     ]))
     return message_id, msg.as_bytes()
 

@@ -49,6 +49,7 @@ class _State:
     refused_refreshes: int = 0
     inactive_introspections: int = 0
     down: bool = False
+    rotate: bool = True  # False: the refresh token stays the same, as Google's does
 
 
 class OAuthServer:
@@ -124,12 +125,17 @@ class OAuthServer:
         return 400, {"error": "unsupported_grant_type"}
 
     def _refresh(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        grant = self.state.refresh.pop(form.get("refresh_token", ""), None)
+        old = form.get("refresh_token", "")
+        grant = self.state.refresh.pop(old, None)
         if grant is None:
             self.state.refused_refreshes += 1
             return 400, {"error": "invalid_grant", "error_description": "token revoked"}
         self.state.refreshes += 1
-        return 200, self._tokens(grant)
+        if self.state.rotate:
+            return 200, self._tokens(grant)
+        self.state.refresh[old] = grant
+        return 200, {k: v for k, v in self._tokens(grant, refresh=False).items()
+                     if k != "refresh_token"}
 
     def _device_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         device = self.state.devices.get(form.get("device_code", ""))
@@ -150,12 +156,13 @@ class OAuthServer:
             return 400, {"error": "invalid_grant", "error_description": "PKCE"}
         return 200, self._tokens(_Grant(self.username, asked.get("scope", "")))
 
-    def _tokens(self, grant: _Grant) -> dict[str, Any]:
+    def _tokens(self, grant: _Grant, refresh: bool = True) -> dict[str, Any]:
         access = "at-" + secrets.token_urlsafe(16)
-        refresh = "rt-" + secrets.token_urlsafe(16)
+        new = "rt-" + secrets.token_urlsafe(16)
         self.state.access[access] = (grant.username, time.time() + self.state.lifetime)
-        self.state.refresh[refresh] = grant
-        return {"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
+        if refresh:
+            self.state.refresh[new] = grant
+        return {"access_token": access, "token_type": "Bearer", "refresh_token": new,
                 "expires_in": self.state.lifetime, "scope": grant.scope}
 
     def device(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
