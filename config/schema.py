@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import urllib.parse
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
@@ -201,8 +202,16 @@ class StorageSettings(Section):
 def _oauth2_url(value: str) -> str:
     if not value:
         return value
-    scheme, _, rest = value.partition("://")
-    host = rest.split("/", 1)[0].rpartition("@")[2].rsplit(":", 1)[0]
+    # The host as the HTTP client will see it: a hand-made split was fooled by
+    # "http://evil.example#@127.0.0.1/" (the "@" is in the fragment, not the authority).
+    if any(c in value for c in "#\\") or any(c.isspace() for c in value):
+        raise ValueError('must be an "https://..." URL without a fragment, "\\" or spaces')
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError('must be an "https://..." URL') from None
+    scheme, host = parts.scheme, parts.hostname or ""
     if scheme not in ("https", "http") or not host:
         raise ValueError('must be an "https://..." URL')
     if scheme == "http" and not is_loopback(host):  # the client secret and tokens travel here

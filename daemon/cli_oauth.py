@@ -72,7 +72,8 @@ def login(ctx: click.Context, mailbox: str, browser: bool, port: int) -> None:
     except OAuthProblem as problem:
         click.echo(f"ticketd: {problem}", err=True)
         sys.exit(1)
-    store.save(record)
+    with store.locked():  # not in the middle of the daemon's read, refresh and write
+        store.save(record)
     click.echo(f"ticketd: {name} logged in; refresh token stored in {store.path} "
                f"({'encrypted' if store.masters else 'mode 0600'}). A running daemon uses it "
                f"at its next refresh.")

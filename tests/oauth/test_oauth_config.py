@@ -37,6 +37,26 @@ def test_a_token_url_in_clear_text_to_another_host_is_refused(tmp_path: Path) ->
                for p in problems), problems
 
 
+@pytest.mark.parametrize("url", [
+    "http://evil.example#@127.0.0.1/token",  # the "@" is in the fragment
+    "http://evil.example\\@127.0.0.1/token",
+    "http://127.0.0.1.evil.example/token",
+    "http://evil.example/?@127.0.0.1",
+])
+def test_a_clear_text_url_that_only_looks_loopback_is_refused(tmp_path: Path,
+                                                              url: str) -> None:
+    extra = f'oauth2_client_id = "x"\noauth2_token_url = \'{url}\'\n'
+    problems = _problems(_write(tmp_path, extra))
+    assert any(p.startswith("imap.oauth2_token_url:") for p in problems), problems
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/token", "http://[::1]:9/t",
+                                 "http://localhost/token", "https://idp.example.com/t"])
+def test_loopback_and_https_token_urls_are_taken(tmp_path: Path, url: str) -> None:
+    extra = f'oauth2_client_id = "x"\noauth2_token_url = \'{url}\'\n'
+    assert load_settings(_write(tmp_path, extra), {}).imap.oauth2_token_url == url
+
+
 @pytest.mark.parametrize("provider, scopes, token_url", [
     ("microsoft", MICROSOFT_SCOPES,
      "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"),

@@ -100,3 +100,34 @@ def test_browser_login_with_pkce(idp: OAuthServer, mailbox) -> None:  # noqa: AN
     record = browser_login(client_for(idp, "imap", mailbox.username), browser, timeout=30)
     assert record.refresh_token in idp.live_refresh_tokens()
     assert record.access_token
+
+
+def _waiting_for(lock: Path) -> bool:
+    """Whether some process waits for the flock of `lock` (a "->" line of /proc/locks)."""
+    inode = f":{lock.stat().st_ino} "
+    return any("->" in line and inode in line
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_login_saves_under_the_token_file_lock(idp: OAuthServer, tmp_path: Path) -> None:
+    idp.username = "desk@test.example"
+    config = _config(tmp_path, idp, idp.username, key=False)
+    store = TokenStore.in_state_directory(tmp_path / "state", "imap")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETD_")}
+    with store.locked():  # the daemon in the middle of a refresh
+        child = subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(config),
+                                  "oauth", "login", "imap"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env=env)
+        assert child.stdout is not None
+        for line in child.stdout:
+            code = re.search(r"enter the code (\w+)", line)
+            if code:
+                idp.approve(code.group(1))
+                break
+        lock = store.path.with_name(store.path.name + ".lock")
+        while not _waiting_for(lock):
+            assert child.poll() is None, "the login finished without waiting for the lock"
+        assert store.load() is None  # nothing written while the lock is held
+    assert child.wait(timeout=60) == 0
+    record = store.load()
+    assert record is not None and record.refresh_token in idp.live_refresh_tokens()
