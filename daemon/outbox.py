@@ -35,6 +35,7 @@ from responders.transport import (
     ServerUnavailable,
     SmtpSession,
     SmtpTransport,
+    TokenUnavailable,
 )
 from storage import outbox
 from storage.models import utcnow
@@ -42,6 +43,9 @@ from storage.outbox import ClaimedMail
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A pass that found no OAuth token gives its rows back for this long (the token keeper asks
+# its endpoint at most every 30 s anyway).
+TOKEN_WAIT = timedelta(minutes=1)
 
 
 @dataclass
@@ -241,6 +245,9 @@ class OutboxSender:
                 return
             try:
                 await deliver(row)
+            except TokenUnavailable as err:  # our credentials, not the server: wait uncounted
+                await self._hold(list(rows[index:]), str(err), stats)
+                return
             except down as err:
                 # Every other row would wait for the same timeouts: try them all later.
                 for other in rows[index + 1:]:
@@ -278,6 +285,8 @@ class OutboxSender:
         metrics.DELIVERY_ATTEMPTS.inc()
         try:
             result = await smtp.send(mail.envelope_from, mail.recipients, mail.raw)
+        except TokenUnavailable:
+            raise  # our credentials, not this mail: _send_all holds the batch, uncounted
         except DeliveryError as err:
             await self._settle(setup, mail, outcome_of_error(err), stats)
             if isinstance(err, ServerUnavailable):
@@ -285,6 +294,16 @@ class OutboxSender:
             return
         failpoint("after-smtp-accept")  # the crash that makes the one possible duplicate
         await self._settle(setup, mail, outcome_of(result), stats)
+
+    async def _hold(self, mails: list[ClaimedMail], error: str, stats: DeliveryStats) -> None:
+        """No OAuth token: the failure is ours, so the rows keep their attempts and their
+        lifetime and wait, however long, until sending works again."""
+        ids = [m.id for m in mails]
+        now = self._now()
+        await self._db(lambda s: outbox.hold(s, ids, now + TOKEN_WAIT, error, now))
+        stats.released += len(ids)
+        log.warning("outbox held: no smtp token", extra={"fields": {
+            "mails": len(ids), "error": _redact(error)}})
 
     async def _settle(self, setup: SenderSetup, mail: ClaimedMail, outcome: Outcome,
                       stats: DeliveryStats) -> None:

@@ -259,6 +259,22 @@ def release(session: Session, ids: Sequence[int]) -> None:
         session.execute(_RELEASE, {"ids": list(ids)})
 
 
+def hold(session: Session, ids: Sequence[int], until: datetime, error: str,
+         now: datetime) -> None:
+    """Give claimed rows back uncounted, due again at `until`, their expiry moved by the
+    same pause: the sender could not try them for a reason of its own (no OAuth token),
+    and that must neither use up their attempts nor their `[outbox] lifetime`."""
+    if not ids:
+        return
+    pause = until - now
+    rows = session.execute(select(_C.id, _C.expires_at).where(
+        _C.id.in_(list(ids)), _C.state == "pending")).all()
+    for row in rows:
+        session.execute(update(_OUTBOX).where(_C.id == row.id).values(
+            claimed_until=None, attempts=_C.attempts - 1, next_attempt_at=until,
+            expires_at=row.expires_at + pause, last_error=error[:2000]))
+
+
 def mark_sent(session: Session, outbox_id: int, accepted: Sequence[str],
               refused: Mapping[str, str], now: datetime) -> None:
     """The server took the mail for `accepted`; `refused` were refused for good (5xx), which
