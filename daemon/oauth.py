@@ -309,8 +309,9 @@ def fingerprint(refresh_token: str) -> str:
 class RefreshWatch:
     """What a failing refresh does besides the metric: a line in systemd's STATUS (through
     `on_change`), and one mail to ops through the outbox per refresh token and class of
-    failure (refused, unreachable). The mail's Message-ID is made from both, and the outbox
-    refuses a second row with the same one: a retry, a restart or a second daemon sends no second mail."""
+    failure (refused, unreachable, unsaved). The mail's Message-ID is made from both, and
+    the outbox refuses a second row with the same one: a retry, a restart or a second
+    daemon sends no second mail."""
 
     def __init__(self, sessions: sessionmaker[Session] | None, ops_address: str | None,
                  from_address: str, *, on_change: Callable[[], None] = lambda: None,
@@ -344,7 +345,7 @@ class RefreshWatch:
             return
         message_id, raw = refresh_failure_notice(
             mailbox, str(problem), token_id, to=self.ops_address, sender=self.from_address,
-            now=self.now(), permanent=problem.permanent)
+            now=self.now(), permanent=problem.permanent, error=problem.error)
         try:
             with self.sessions.begin() as session:
                 outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
@@ -357,21 +358,24 @@ class RefreshWatch:
 
 
 def refresh_failure_notice(mailbox: str, problem: str, token_id: str, *, to: str, sender: str,
-                           now: datetime, permanent: bool) -> tuple[str, bytes]:
+                           now: datetime, permanent: bool,
+                           error: str = "") -> tuple[str, bytes]:
     """(Message-ID, bytes) of the one report that a mailbox's OAuth refresh stopped working.
 
     The Message-ID names the token and the class of the failure: an outage reported once
     must not hide the revocation of the same token weeks later (Google never rotates it)."""
     domain = sender.rpartition("@")[2] or "localhost"
-    kind = "refused" if permanent else "unreachable"
+    kind = "refused" if permanent else "unsaved" if error == "save_failed" else "unreachable"
     # Not make_msgid (time and randomness): the report must be the same mail every time.
     message_id = f"<oauth-refresh-{kind}-{mailbox}-{token_id}@{domain}>"
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = (f"ticketd: OAuth login of the {mailbox} mailbox needs renewing"
-                      if permanent else
-                      f"ticketd: OAuth token endpoint unreachable for the {mailbox} mailbox")
+    msg["Subject"] = {
+        "refused": f"ticketd: OAuth login of the {mailbox} mailbox needs renewing",
+        "unsaved": f"ticketd: OAuth token of the {mailbox} mailbox could not be saved",
+        "unreachable": f"ticketd: OAuth token endpoint unreachable for the {mailbox} mailbox",
+    }[kind]
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
@@ -382,11 +386,17 @@ def refresh_failure_notice(mailbox: str, problem: str, token_id: str, *, to: str
     if permanent:
         advice = [f"Log in again on the server: ticketd oauth login {mailbox}",
                   "The daemon picks up the new token by itself; no restart is needed."]
+    elif kind == "unsaved":
+        stalled = "Mail goes on for now: the new token is held in memory only."
+        advice = ["Free space in the state directory; the daemon writes the token at its next",
+                  "use. A restart before that loses it, and then a new login is needed."]
     else:
         advice = ["The token endpoint has been unreachable (or failing) for a while; the",
                   "login itself may be fine. Check the network, proxy and the provider's",
                   "status page. The daemon keeps retrying and resumes by itself."]
     msg.set_content("\n".join([
+        f"ticketd could not save the refreshed OAuth 2 token of its {mailbox} mailbox:"
+        if kind == "unsaved" else
         f"ticketd cannot refresh the OAuth 2 access token of its {mailbox} mailbox:",
         "",
         f"    {problem}",

@@ -149,6 +149,10 @@ def test_the_transient_notice_does_not_ask_for_a_login() -> None:
     assert transient_id != permanent_id
     assert b"token endpoint unreachable" in transient and b"oauth login" not in transient
     assert b"ticketd oauth login smtp" in permanent
+    unsaved_id, unsaved = refresh_failure_notice(
+        "smtp", "ENOSPC", "abc", to="ops@x.example", sender="d@x.example", now=now,
+        permanent=False, error="save_failed")
+    assert unsaved_id not in (transient_id, permanent_id) and b"Free space" in unsaved
 
 
 def test_a_login_picked_up_from_the_file_clears_the_status(tmp_path: Path) -> None:
