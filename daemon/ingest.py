@@ -483,8 +483,11 @@ class Ingestor:
     def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision) -> tuple[int, int]:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
-        language = detect_language(mail.subject, mail.text) or self.policy.default_language
-        requester = queries.contact_id(session, mail.sender.addr, mail.sender.name[:200], language)
+        detected = detect_language(mail.subject, mail.text)
+        requester = queries.contact_id(session, mail.sender.addr, mail.sender.name[:200], detected)
+        # The player's language, else the one they wrote in before, else the brand's.
+        language = (queries.contact_language(session, requester, detected)
+                    or self.policy.default_language)
         linked = decision.ticket
         ticket_id, number = queries.insert_ticket(
             session,

@@ -82,7 +82,8 @@ def build(settings: Settings, source: str = "configuration") -> Runtime:
 def _identity(settings: Settings, source: str) -> Identity:
     folder = settings.responders.templates_dir
     try:
-        templates = Templates(str(folder) if folder else None, frozen=True)
+        templates = Templates(str(folder) if folder else None, frozen=True,
+                              default_language=settings.support.default_language)
         templates.check()
     except TemplateSyntaxError as err:
         where = f"{err.name or '?'} line {err.lineno}"

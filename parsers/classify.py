@@ -1,4 +1,4 @@
-"""Complaint category, priority and language from a mail's subject and text.
+"""Complaint category and priority from a mail's subject and text (language: parsers/language.py).
 
 Rules are data: an ordered tuple of keyword lists that a deployment may
 replace. A keyword is a sequence of words matched against the text's words.
@@ -16,9 +16,6 @@ from functools import lru_cache
 
 PRIORITIES = ("urgent", "high", "normal", "low")
 FALLBACK_CATEGORY = "other"
-# Language is decided on the first characters: enough to tell, and a long
-# quoted tail cannot make it slow.
-_LANGUAGE_SAMPLE = 20_000
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 
@@ -193,22 +190,3 @@ def _follows(words: list[str], position: int, keyword: _Keyword) -> bool:
         if not _word_matches(words[position + offset], stem, is_prefix):
             return False
     return True
-
-
-_ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_CYRILLIC_LEADS = (b"\xd0", b"\xd1", b"\xd2", b"\xd3")  # UTF-8 lead bytes of U+0400..U+04FF
-
-
-def detect_language(subject: str, text: str) -> str:
-    """ "ru" when Cyrillic letters are the majority of all letters, else "en".
-
-    Counted on UTF-8 bytes, in C: Cyrillic letters by their lead bytes, every
-    other non-ASCII character as a letter (non-ASCII punctuation is rare).
-    """
-    sample = (subject + "\n" + text)[:_LANGUAGE_SAMPLE]
-    data = sample.encode("utf-8", "surrogatepass")
-    cyrillic = sum(data.count(lead) for lead in _CYRILLIC_LEADS)
-    ascii_letters = len(data) - len(data.translate(None, _ASCII_LETTERS))
-    other = len(sample) - len(sample.encode("ascii", "ignore")) - cyrillic
-    letters = ascii_letters + cyrillic + other
-    return "ru" if letters and cyrillic * 2 > letters else "en"

@@ -24,10 +24,26 @@ from typing import NamedTuple
 
 from parsers.html import html_to_text
 
-REPLY_MARKERS: tuple[str, ...] = (
-    "##- Please type your reply above this line -##",
-    "##- Пожалуйста, пишите ответ выше этой строки -##",
-)
+# The line above which a reply to our mail is the player's: one per language we write in.
+REPLY_MARKER_BY_LANGUAGE: dict[str, str] = {
+    "en": "##- Please type your reply above this line -##",
+    "ru": "##- Пожалуйста, пишите ответ выше этой строки -##",
+    "uk": "##- Будь ласка, пишіть відповідь над цим рядком -##",
+    "kk": "##- Жауабыңызды осы жолдың үстіне жазыңыз -##",
+    "uz": "##- Iltimos, javobingizni shu qatordan yuqoriga yozing -##",
+    "az": "##- Zəhmət olmasa, cavabınızı bu sətirdən yuxarıda yazın -##",
+    "tr": "##- Lütfen yanıtınızı bu satırın üstüne yazın -##",
+    "de": "##- Bitte schreiben Sie Ihre Antwort über dieser Zeile -##",
+    "es": "##- Por favor, escriba su respuesta encima de esta línea -##",
+    "pt": "##- Por favor, escreva sua resposta acima desta linha -##",
+}
+# Every marker is looked for in every reply: a player may answer from another language's mail.
+REPLY_MARKERS: tuple[str, ...] = tuple(REPLY_MARKER_BY_LANGUAGE.values())  # en, ru first
+
+
+def reply_marker(language: str) -> str:
+    """The marker we put at the top of a mail in `language` (English for one we lack)."""
+    return REPLY_MARKER_BY_LANGUAGE.get(language, REPLY_MARKER_BY_LANGUAGE["en"])
 
 LINE_CAP = 300  # real quote headers are far shorter; longer text is never one
 _HEADER_LINES = 5  # a quote header wrapped by the client spans at most this many lines
@@ -88,7 +104,9 @@ _RULE = re.compile(r"\s*[-_=*~]{3,}")
 def _cut_at_marker(lines: list[str], markers: Sequence[str]) -> list[str]:
     """Everything from the first line on which one of our markers begins."""
     wanted = [key for key in map(_marker_key, markers) if key]
-    if not wanted or not any(marker in _marker_key("\n".join(lines)) for marker in wanted):
+    whole = _marker_key("\n".join(lines)) if wanted else ""
+    wanted = [marker for marker in wanted if marker in whole]  # one marker per language
+    if not wanted:
         return lines
     keys = [_marker_key(line) for line in lines]
     for i in range(len(lines)):

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from parsers.commands import COMMAND_SYNTAX
 from parsers.model import Address, Attachment
-from parsers.reply import REPLY_MARKERS
+from parsers.reply import reply_marker
 from responders.envelope import recipient_mailbox, support_mailbox, thread_headers
 from responders.headers import (
     UnsafeRecipient,
@@ -66,8 +66,8 @@ _MAX_TEXT = 100_000  # the visible text of one mail; the ticket keeps all of it
 _MAX_ERRORS = 25
 _ERROR_LEN = 200
 _ADDRESS_LIKE = re.compile(r"\S*@\S*")
-# How the relay's From names the agent; other languages get English.
-_VIA = {"en": "{agent} via {support}", "ru": "{agent}, {support}"}
+# How the relay's From names the agent; "Anna, Casino Support" reads well in every language.
+_VIA = {"en": "{agent} via {support}"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,7 +284,7 @@ def _shown_name(agent: str, support_name: str, language: str, with_support: bool
         return support_name
     if not with_support or not support_name:
         return agent
-    return _VIA.get(language, _VIA["en"]).format(agent=agent, support=support_name)
+    return _VIA.get(language, "{agent}, {support}").format(agent=agent, support=support_name)
 
 
 def _redactor(addresses: tuple[str, ...], support: str) -> Callable[[str], str]:
@@ -348,7 +348,7 @@ def _subject(
 # --- bodies -----------------------------------------------------------------------------
 
 def _marker(language: str) -> str:
-    return REPLY_MARKERS[1] if language == "ru" else REPLY_MARKERS[0]
+    return reply_marker(language)
 
 
 def _text(text: str) -> str:

@@ -16,7 +16,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from parsers.model import Address
-from parsers.reply import REPLY_MARKERS  # where the reply parser cuts a reply: (en, ru)
+from parsers.reply import REPLY_MARKERS, reply_marker  # where the reply parser cuts a reply
 from responders.envelope import recipient_mailbox, support_mailbox, thread_headers
 from responders.headers import (
     UnsafeRecipient,
@@ -118,7 +118,7 @@ def _variables(ctx: AckContext, language: str, support_name: str, fmt: str) -> d
         ),
         "refused": tuple(clean_header_text(name, 100) for name in ctx.refused),
         "faq_answer": _paragraphs(ctx.faq_answer),
-        "reply_marker": REPLY_MARKERS[1] if language == "ru" else REPLY_MARKERS[0],
+        "reply_marker": reply_marker(language),
         "support_name": clean_header_text(support_name, 100),
     }
 

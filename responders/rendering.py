@@ -38,16 +38,19 @@ def _sources(loader: BaseLoader) -> dict[str, str]:
 
 
 class Templates:
-    """``render("ack.txt.j2", "ru", ...)`` reads ``ru/ack.txt.j2``, else ``en/ack.txt.j2``.
+    """``render("ack.txt.j2", "kk", ...)`` reads ``kk/ack.txt.j2``, else the brand's default
+    language's (``default_language``), else ``en/ack.txt.j2``.
 
-    For each of the two names the override directory is tried before the packaged
-    templates, so an operator may override one language and leave the others ours.
+    For each name the override directory is tried before the packaged templates, so an
+    operator may override one language and leave the others ours.
     """
 
-    def __init__(self, override_dir: str | None = None, *, frozen: bool = False) -> None:
+    def __init__(self, override_dir: str | None = None, *, frozen: bool = False,
+                 default_language: str = DEFAULT_LANGUAGE) -> None:
         """`frozen` reads every template now and never looks at the files again: the desk's
         running value keeps the templates it was built with until a reload builds another,
-        however the files change meanwhile."""
+        however the files change meanwhile. `default_language` is the brand's: what a player
+        whose language we have no templates for reads."""
         loaders: list[BaseLoader] = [FileSystemLoader(override_dir)] if override_dir else []
         loaders.append(PackageLoader("responders", "templates"))
         loader: BaseLoader = ChoiceLoader(loaders)
@@ -62,12 +65,21 @@ class Templates:
             lstrip_blocks=True,
             auto_reload=not frozen,
         )
+        self.default_language = _primary(default_language) or DEFAULT_LANGUAGE
 
-    @staticmethod
-    def language(code: str | None) -> str:
-        """"ru-RU" → "ru"; anything that is not a language code → the default."""
-        primary = re.split(r"[-_]", (code or "").strip().lower(), maxsplit=1)[0]
-        return primary if _LANGUAGE.fullmatch(primary) else DEFAULT_LANGUAGE
+    def languages(self) -> frozenset[str]:
+        """The languages that have templates here, the override's included."""
+        return frozenset(name.split("/", 1)[0] for name in self._env.list_templates()
+                         if "/" in name)
+
+    def language(self, code: str | None) -> str:
+        """The language to write in for a player's `code`: "ru-RU" → "ru" when we have Russian
+        templates, else the brand's default language, else English."""
+        have = self.languages()
+        for language in (_primary(code), self.default_language):
+            if language and language in have:
+                return language
+        return DEFAULT_LANGUAGE
 
     def check(self) -> None:
         """Compile every template now, so that a broken one is found when the settings are
@@ -77,5 +89,11 @@ class Templates:
             self._env.get_template(name)
 
     def render(self, name: str, language: str, **variables: Any) -> str:
-        names = [f"{self.language(language)}/{name}", f"{DEFAULT_LANGUAGE}/{name}"]
-        return self._env.select_template(names).render(**variables)
+        chain = dict.fromkeys((self.language(language), self.default_language, DEFAULT_LANGUAGE))
+        return self._env.select_template([f"{code}/{name}" for code in chain]).render(**variables)
+
+
+def _primary(code: str | None) -> str | None:
+    """"pt-BR" → "pt"; None for anything that is not a language code."""
+    primary = re.split(r"[-_]", (code or "").strip().lower(), maxsplit=1)[0]
+    return primary if _LANGUAGE.fullmatch(primary) else None

@@ -68,6 +68,15 @@ def contact_id(session: Session, address: str, name: str = "", language: str | N
     return found
 
 
+def contact_language(session: Session, contact: int, detected: str | None) -> str | None:
+    """The language to write to a contact in: what this mail was written in, remembered for
+    next time, else what was remembered (a short "ok" or a bare number tells nothing)."""
+    if detected:
+        session.execute(update(Contact).where(Contact.id == contact).values(language=detected))
+        return detected
+    return session.scalar(select(Contact.language).where(Contact.id == contact))
+
+
 @dataclass(frozen=True)
 class TicketFacts:
     """What threading decides on: a ticket's state and whether the sender takes part in it."""

@@ -58,7 +58,8 @@ def test_rounding_and_unknown_language() -> None:
     assert localized_duration(timedelta(seconds=1), "ru") == "1 минута"  # never sooner than set
     assert localized_duration(timedelta(minutes=59, seconds=30), "en") == "1 hour"
     assert localized_duration(timedelta(0), "en") == "0 minutes"
-    assert localized_duration(timedelta(hours=24), "de") == "24 hours"
+    assert localized_duration(timedelta(hours=24), "de") == "24 Stunden"
+    assert localized_duration(timedelta(hours=24), "fr") == "24 hours"  # no French: English
     assert localized_duration(timedelta(hours=24), "ru", case="genitive") == "24 часов"
 
 
