@@ -589,6 +589,8 @@ class ThreadingSettings(Section):
     reopen_window: Duration = timedelta(days=14)  # a reply to a resolved ticket reopens it within this
     escalation_keywords: tuple[NonEmptyStr, ...] = (
         "escalate", "appeal", "обжаловать", "обжалование", "жалоба на решение", "апелляция",
+        # the word each language's acknowledgement tells the player to reply with
+        "оскаржити", "apellyatsiya", "apellyasiya", "itiraz", "Einspruch", "apelar", "recorrer",
     )
 
 

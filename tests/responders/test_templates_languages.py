@@ -1,0 +1,126 @@
+"""Every template in every language: it exists, renders every branch with no undefined
+variable, and no sentence of the English templates shows through a translation."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from importlib import resources
+from itertools import product
+from typing import Any
+
+import pytest
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from parsers.reply import REPLY_MARKER_BY_LANGUAGE, reply_marker
+from responders.wording import human_size, localized_duration
+
+TEMPLATES = resources.files("responders") / "templates"
+LANGUAGES = ("en", "ru", "uk", "kk", "uz", "az", "tr", "de", "es", "pt")
+ENGLISH_NAMES = sorted(p.name for p in (TEMPLATES / "en").iterdir() if p.name.endswith(".j2"))
+
+
+def _environment() -> Environment:
+    # The policy the desk renders with: an undefined variable is an error, not a blank.
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                       autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def _contexts(language: str) -> list[dict[str, Any]]:
+    """Enough contexts to take every branch of every template once."""
+    base: dict[str, Any] = {
+        "tag": "[#1042]", "ticket_number": 1042, "requester_name": "Aliya Nurlanova",
+        "first_response": localized_duration(timedelta(hours=24), language),
+        "attachments": (("receipt.pdf", human_size(153_600, language)),),
+        "refused": ("invoice.exe",), "faq_answer": "...",
+        "reply_marker": reply_marker(language), "support_name": "Casino Support",
+        "errors": ["#frobnicate"], "more_errors": 0, "commands": ("#assign me", "#close"),
+        "kind": "first_response", "stage": 1, "policy": "vip",
+        "left": localized_duration(timedelta(hours=2), language, case="accusative"),
+        "promised": localized_duration(timedelta(hours=4), language),
+        "promised_in": localized_duration(timedelta(hours=4), language, case="accusative"),
+        "overdue": localized_duration(timedelta(minutes=30), language, case="accusative"),
+        "waited": localized_duration(timedelta(hours=5), language),
+        "due": "2026-12-06 12:00 UTC", "assignee": None, "command": "#assign me",
+        "question": ["..."], "reason": "DKIM fail", "received_at": "2026-12-06 09:00 UTC",
+        "event": "new", "player_name": "Aliya", "player_address": "aliya@example.kz",
+        "text": "...", "category": "refund", "priority": "high", "status": "open",
+        "sla_due": "2026-12-06 12:00 UTC", "sla_left": localized_duration(
+            timedelta(hours=2), language, case="accusative"), "sla_overdue": False,
+        "earlier_tickets": 2, "attached": True,
+        "attachment_limit": human_size(5 * 2**20, language), "agent_name": "Aliya",
+        "subject": "1042",
+    }
+    variants: list[dict[str, Any]] = [
+        {}, {"subject": "", "requester_name": "", "attachments": (), "refused": (),
+             "faq_answer": None, "tag": None, "received_at": None, "player_name": "",
+             "text": "", "sla_due": None, "agent_name": "", "question": []},
+        {"errors": ["#a", "#b"], "more_errors": 3, "stage": 2, "event": "follow_up",
+         "attached": False, "sla_overdue": True, "assignee": "Aliya", "kind": "resolution",
+         "category": "other"},
+        {"stage": 3, "kind": "next_response", "category": "self_exclusion", "sla_left": ""},
+    ]
+    return [base | variant for variant in variants]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_english_template_exists_in_every_language(language: str) -> None:
+    names = sorted(p.name for p in (TEMPLATES / language).iterdir() if p.name.endswith(".j2"))
+    assert names == ENGLISH_NAMES
+
+
+@pytest.mark.parametrize(("language", "name"), list(product(LANGUAGES, ENGLISH_NAMES)))
+def test_every_template_renders_every_branch(language: str, name: str) -> None:
+    template = _environment().get_template(f"{language}/{name}")
+    for context in _contexts(language):
+        assert template.render(**context).strip()
+
+
+def _english_phrases() -> set[str]:
+    """Runs of three or more words of the English templates' own text (not variables)."""
+    phrases: set[str] = set()
+    for name in ENGLISH_NAMES:
+        source = (TEMPLATES / "en" / name).read_text(encoding="utf-8")
+        source = re.sub(r"\{%.*?%\}|\{\{.*?\}\}|<[^>]+>|&\w+;", "\n", source, flags=re.S)
+        for piece in re.split(r"[\n.,:;()!?\"]+", source):
+            words = re.findall(r"[A-Za-z][A-Za-z'-]*", piece)
+            if len(words) >= 3:
+                phrases.add(" ".join(words).lower())
+    return phrases
+
+
+ENGLISH_PHRASES = _english_phrases()
+# Words of a template's own text that are no proper noun and no tag: a label left in
+# English ("Subject:", "Attachments") is as much a leak as a sentence.
+ENGLISH_WORDS = ("subject", "attachments", "requester", "category", "priority", "ticket",
+                 "reply", "regards", "hello", "please", "received", "commands", "appeal")
+
+
+def _leaks(rendered: str) -> list[str]:
+    words = " ".join(re.findall(r"[A-Za-z][A-Za-z'-]*", re.sub(r"<[^>]+>", " ", rendered)))
+    text = words.lower()
+    leaked = [p for p in ENGLISH_PHRASES if re.search(rf"\b{re.escape(p)}\b", text)]
+    return leaked + [w for w in ENGLISH_WORDS if re.search(rf"\b{w}\b", text)]
+
+
+def test_the_check_finds_english_where_there_is_some() -> None:
+    assert "reply to this message and keep" in ENGLISH_PHRASES
+    rendered = _environment().get_template("en/ack.txt.j2").render(**_contexts("en")[0])
+    assert "reply to this message and keep" in _leaks(rendered)
+    german = _environment().get_template("de/ack.txt.j2").render(**_contexts("de")[0])
+    assert _leaks(german + "\nWe will reply within 24 hours.") == ["we will reply within", "reply"]
+
+
+@pytest.mark.parametrize(("language", "name"),
+                         list(product([code for code in LANGUAGES if code != "en"], ENGLISH_NAMES)))
+def test_no_english_sentence_in_a_translation(language: str, name: str) -> None:
+    template = _environment().get_template(f"{language}/{name}")
+    for context in _contexts(language):
+        leaked = _leaks(template.render(**context))
+        assert not leaked, f"{language}/{name}: {leaked}"
+
+
+def test_each_language_has_its_own_reply_marker() -> None:
+    assert set(REPLY_MARKER_BY_LANGUAGE) == set(LANGUAGES)
+    assert len(set(REPLY_MARKER_BY_LANGUAGE.values())) == len(LANGUAGES)
