@@ -150,7 +150,8 @@ def team_policy(settings: Settings, identity: Identity) -> TeamPolicy | None:
         return None
     return TeamPolicy(
         identity=identity,
-        agents={a.address.lower(): Agent(a.address.lower(), a.name, a.groups) for a in team.agents},
+        agents={a.address.lower(): Agent(a.address.lower(), a.name, a.groups, a.languages)
+                for a in team.agents},
         staff=members,
         routing=dict(team.routing),
         default_group=team.default_group,

@@ -52,6 +52,7 @@ class Agent:
     address: str
     name: str
     groups: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()  # the players' languages the agent answers in
 
 
 # The SLA recipients are staff: they get escalations that say "answer #assign me", so their
@@ -81,15 +82,29 @@ class TeamPolicy:
     def group_for(self, category: str) -> str:
         return self.routing.get(category, self.default_group)
 
-    def recipients(self, group: str | None, assignee: str | None) -> tuple[Address, ...]:
-        """The assignee, else the group's mailbox, else each agent of the group, else everyone."""
+    def recipients(self, group: str | None, assignee: str | None,
+                   language: str | None = None) -> tuple[Address, ...]:
+        """The assignee; else the agents of the group who speak the player's `language` when
+        only some of them do; else the group's mailbox, each agent of the group, everyone."""
         holder = self.member(assignee)
         if holder is not None:
             return (Address(holder.address, holder.name),)
+        members = [a for a in self.agents.values() if group in a.groups]
+        speakers = speakers_of(members, language)
+        if speakers and len(speakers) < len(members):
+            return tuple(Address(a.address, a.name) for a in speakers)
         if group and group in self.group_addresses:
             return (Address(self.group_addresses[group], group),)
-        members = [a for a in self.agents.values() if group in a.groups]
         return tuple(Address(a.address, a.name) for a in (members or self.agents.values()))
+
+
+def speakers_of(agents: list[Agent], language: str | None) -> list[Agent]:
+    """The agents who answer in `language` ("pt-BR" is spoken by who speaks "pt")."""
+    if not language:
+        return []
+    primary = language.lower().replace("_", "-").split("-")[0]
+    return [a for a in agents
+            if any(s.lower().replace("_", "-").split("-")[0] == primary for s in a.languages)]
 
 
 def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: InboundMail,
@@ -99,7 +114,7 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
     assert ticket is not None
     if ticket.group is None:
         ticket.group = team.group_for(ticket.category)
-    recipients = team.recipients(ticket.group, ticket.assignee)
+    recipients = team.recipients(ticket.group, ticket.assignee, ticket.language)
     if not recipients:
         return
     earlier = queries.count_tickets_of(session, ticket.requester_id) - 1
@@ -112,6 +127,7 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
         status=ticket.status, sla_due=min(owed) if owed else None,
         earlier_tickets=max(earlier, 0), attachments=mail.attachments,
         player_message_id=mail.message_id, recipients=recipients, event=event,
+        language=team.identity.language,  # staff read the desk's language
     )
     msg = notification(ctx, team.identity)
     _queue(session, msg, "notification", ticket_id, [r.addr for r in recipients], team)

@@ -32,6 +32,8 @@ DESK_LANGUAGES: tuple[str, ...] = ("en", "ru", "uk", "kk", "uz", "az", "tr", "de
 _SAMPLE = 2_000
 # Below this the model is guessing among the desk's languages: better to say nothing.
 _MIN_CONFIDENCE = 0.10
+# Fewer letters than this ("ok", "TL", "€") tell no language: the caller's fallback decides.
+_MIN_LETTERS = 3
 _LABEL = "__label__"
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
@@ -127,7 +129,7 @@ def detect(text: str, languages: tuple[str, ...] = DESK_LANGUAGES) -> str | None
     """The language of `text` among `languages` (ISO 639-1 codes), or None when there is
     no word to go by or the model is unsure."""
     line = _clean(text)
-    if not _WORD.search(line):
+    if sum(len(word) for word in _WORD.findall(line)) < _MIN_LETTERS:
         return None
     if "ru" in languages and _transliterated_russian(line):
         return "ru"
