@@ -121,7 +121,7 @@ def test_english_acknowledgement() -> None:
 
 
 def test_missing_language_falls_back_to_english() -> None:
-    parsed = _read(_ack(replace(EN, language="de")))
+    parsed = _read(_ack(replace(EN, language="fr")))  # no French templates
     assert str(parsed["Subject"]).startswith("We received your request")
     assert _bodies(parsed)[0].startswith(REPLY_MARKERS[0])
 

@@ -12,7 +12,7 @@ from responders.rendering import Templates
 
 def test_missing_language_falls_back_to_english() -> None:
     templates = Templates()
-    assert templates.render("ack_subject.txt.j2", "de", subject="x").startswith("We received")
+    assert templates.render("ack_subject.txt.j2", "fr", subject="x").startswith("We received")
     assert templates.render("ack_subject.txt.j2", "ru-RU", subject="x").startswith("Ваше обращение")
     traversal = templates.render("ack_subject.txt.j2", "../../etc", subject="x")
     assert traversal.startswith("We received")
@@ -50,3 +50,17 @@ def test_player_text_is_never_template_source() -> None:
 def test_misspelt_variable_fails_loudly() -> None:
     with pytest.raises(UndefinedError):
         Templates().render("ack_subject.txt.j2", "en")
+
+
+def test_a_language_we_lack_falls_back_to_the_brands_language_then_english(tmp_path: Path) -> None:
+    russian_brand = Templates(default_language="ru")
+    assert russian_brand.language("fr") == "ru"  # durations and sizes follow the templates
+    assert russian_brand.render("ack_subject.txt.j2", "fr", subject="x").startswith("Ваше")
+    assert russian_brand.render("ack_subject.txt.j2", "de", subject="x").startswith("Wir haben")
+    (tmp_path / "it").mkdir()  # an operator's language with one template of its own
+    (tmp_path / "it" / "ack_subject.txt.j2").write_text("Ricevuta: {{ subject }}", "utf-8")
+    italian = Templates(str(tmp_path), default_language="ru")
+    assert italian.language("it-IT") == "it"
+    assert italian.render("ack_subject.txt.j2", "it", subject="x") == "Ricevuta: x"
+    assert italian.render("held.subject.txt.j2", "it").startswith("Письмо")  # then the brand's
+    assert Templates(default_language="xx").render("held.subject.txt.j2", "fr").startswith("A mail")
