@@ -51,6 +51,10 @@ def _contexts(language: str) -> list[dict[str, Any]]:
         "earlier_tickets": 2, "attached": True,
         "attachment_limit": human_size(5 * 2**20, language), "agent_name": "Aliya",
         "subject": "1042",
+        # the complaint letters: dates, the dispute paragraph, the ADR body
+        "received": "2026-11-20", "final_due": "2027-01-19", "dispute": "...", "letter": "...",
+        "adr_name": "Aliya ADR", "adr_url": "https://adr.example", "adr_address": "Almaty",
+        "point": "1/2",
     }
     variants: list[dict[str, Any]] = [
         {}, {"subject": "", "requester_name": "", "attachments": (), "refused": (),
@@ -59,7 +63,8 @@ def _contexts(language: str) -> list[dict[str, Any]]:
         {"errors": ["#a", "#b"], "more_errors": 3, "stage": 2, "event": "follow_up",
          "attached": False, "sla_overdue": True, "assignee": "Aliya", "kind": "resolution",
          "category": "other"},
-        {"stage": 3, "kind": "next_response", "category": "self_exclusion", "sla_left": ""},
+        {"stage": 3, "kind": "next_response", "category": "self_exclusion", "sla_left": "",
+         "adr_name": None, "adr_url": None, "adr_address": None},
     ]
     return [base | variant for variant in variants]
 
