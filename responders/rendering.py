@@ -66,11 +66,15 @@ class Templates:
             auto_reload=not frozen,
         )
         self.default_language = _primary(default_language) or DEFAULT_LANGUAGE
+        self._languages = self._listed() if frozen else None  # frozen: the files never change
+
+    def _listed(self) -> frozenset[str]:
+        return frozenset(name.split("/", 1)[0] for name in self._env.list_templates()
+                         if "/" in name)
 
     def languages(self) -> frozenset[str]:
         """The languages that have templates here, the override's included."""
-        return frozenset(name.split("/", 1)[0] for name in self._env.list_templates()
-                         if "/" in name)
+        return self._languages if self._languages is not None else self._listed()
 
     def language(self, code: str | None) -> str:
         """The language to write in for a player's `code`: "ru-RU" → "ru" when we have Russian

@@ -64,3 +64,9 @@ def test_a_language_we_lack_falls_back_to_the_brands_language_then_english(tmp_p
     assert italian.render("ack_subject.txt.j2", "it", subject="x") == "Ricevuta: x"
     assert italian.render("held.subject.txt.j2", "it").startswith("Письмо")  # then the brand's
     assert Templates(default_language="xx").render("held.subject.txt.j2", "fr").startswith("A mail")
+
+
+def test_frozen_templates_keep_the_same_fallback(tmp_path: Path) -> None:
+    frozen = Templates(str(tmp_path), frozen=True, default_language="kk")
+    assert frozen.language("fr") == "kk" and frozen.language("uz-Latn") == "uz"
+    assert frozen.render("held.subject.txt.j2", "fr").startswith("Сіздің")
