@@ -92,3 +92,15 @@ def test_a_template_that_does_not_compile_is_a_config_error_naming_it(tmp_path: 
         build(config)
     assert str(refused.value).startswith(
         f"{config}: responders.templates_dir: template en/ack.txt.j2 line 3: ")
+
+
+def test_the_brands_language_and_the_agents_languages_come_from_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "sqlite:///unused.db",
+                          support={"default_language": "kk"},
+                          smtp={"host": "127.0.0.1", "port": 2525, "tls": "none"})
+    config.write_text(config.read_text() + AGENTS + 'languages = ["ru", "kk"]\n')
+    value = build(config)
+    assert value.identity.language == value.ingest.default_language == "kk"
+    assert value.identity.templates.language("fr") == "kk"  # no French: the brand's language
+    assert value.team is not None
+    assert value.team.agents["lead@casino.test"].languages == ("ru", "kk")
