@@ -3,8 +3,10 @@ variable, and no sentence of the English templates shows through a translation."
 
 from __future__ import annotations
 
+import email
 import re
 from datetime import timedelta
+from email.policy import default
 from importlib import resources
 from itertools import product
 from typing import Any
@@ -12,7 +14,12 @@ from typing import Any
 import pytest
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from parsers.model import Address
 from parsers.reply import REPLY_MARKER_BY_LANGUAGE, reply_marker
+from responders.agents import RelayContext, relay
+from responders.compose import AckContext, acknowledgement
+from responders.identity import Identity
+from responders.rendering import Templates
 from responders.wording import human_size, localized_duration
 
 TEMPLATES = resources.files("responders") / "templates"
@@ -99,7 +106,8 @@ ENGLISH_PHRASES = _english_phrases()
 # Words of a template's own text that are no proper noun and no tag: a label left in
 # English ("Subject:", "Attachments") is as much a leak as a sentence.
 ENGLISH_WORDS = ("subject", "attachments", "requester", "category", "priority", "ticket",
-                 "reply", "regards", "hello", "please", "received", "commands", "appeal")
+                 "reply", "regards", "hello", "please", "received", "commands", "appeal",
+                 "hour", "hours", "minute", "minutes", "days")  # and the code's durations
 
 
 def _leaks(rendered: str) -> list[str]:
@@ -114,7 +122,7 @@ def test_the_check_finds_english_where_there_is_some() -> None:
     rendered = _environment().get_template("en/ack.txt.j2").render(**_contexts("en")[0])
     assert "reply to this message and keep" in _leaks(rendered)
     german = _environment().get_template("de/ack.txt.j2").render(**_contexts("de")[0])
-    assert _leaks(german + "\nWe will reply within 24 hours.") == ["we will reply within", "reply"]
+    assert _leaks(german + "\nWe will reply within 24 hours.") == ["we will reply within", "reply", "hours"]
 
 
 @pytest.mark.parametrize(("language", "name"),
@@ -129,3 +137,34 @@ def test_no_english_sentence_in_a_translation(language: str, name: str) -> None:
 def test_each_language_has_its_own_reply_marker() -> None:
     assert set(REPLY_MARKER_BY_LANGUAGE) == set(LANGUAGES)
     assert len(set(REPLY_MARKER_BY_LANGUAGE.values())) == len(LANGUAGES)
+
+
+KEYS = (b"languages-test-key-0123456789abc",)
+
+
+def _composed(language: str) -> str:
+    """An acknowledgement and a relay in `language`: headers and both bodies, as text."""
+    desk = Identity("support@casino.test", "Casino", KEYS, Templates(), language=language)
+    player = Address("aliya@mail.test", "Aliya")
+    ack = acknowledgement(AckContext(
+        ticket_number=1042, language=language, subject="1042", requester=player,
+        category="self_exclusion", first_response=timedelta(hours=1, minutes=30),
+        attachments=(("a.pdf", 300), ("b.pdf", 3 * 2**20)), faq_answer="...",
+        in_reply_to=None, references=(), refused=("c.exe",)), desk)
+    answer = relay(RelayContext(ticket_number=1042, language=language, player=player,
+                                subject="1042", agent_name="Aliya", text="..."), desk)
+    parts = []
+    for msg in (ack, answer):
+        parsed = email.message_from_bytes(msg.as_bytes(), policy=default)
+        parts += [str(parsed["Subject"]), str(parsed["From"])]
+        parts += [p.get_content() for p in parsed.walk() if p.get_content_maintype() == "text"]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("language", [code for code in LANGUAGES if code != "en"])
+def test_composed_mails_carry_no_english_either(language: str) -> None:
+    """What the code fills in (durations, sizes, the marker, the relay's From) is translated
+    too, not only the templates' text."""
+    leaked = _leaks(_composed(language))
+    assert not leaked, leaked
+    assert _leaks(_composed("en"))  # the same check finds the English of an English mail
