@@ -49,6 +49,7 @@ from parsers.authres import verify_sender
 from parsers.automated import automated_reason, is_bounce, own_address
 from parsers.bounce import bounce_info
 from parsers.forward import forwarded_original, is_forward_subject
+from parsers.language import DESK_LANGUAGES
 from parsers.ingest_key import ingest_key
 from parsers.reply import visible_text
 from parsers.spam import SpamPolicy, spam_verdict
@@ -83,6 +84,7 @@ class TemporaryFailure(Exception):
 class IngestPolicy:
     support_addresses: frozenset[str] = frozenset({"support@localhost"})
     default_language: str = "en"
+    languages: tuple[str, ...] = DESK_LANGUAGES  # what a mail may be found to be written in
     limits: Limits = field(default_factory=Limits)
     rules: tuple[Rule, ...] = DEFAULT_RULES
     keys: tuple[bytes, ...] = field(default=(), repr=False)  # HMAC keys, newest first
@@ -483,7 +485,7 @@ class Ingestor:
     def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision) -> tuple[int, int]:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
-        detected = detect_language(mail.subject, mail.text)
+        detected = detect_language(mail.subject, mail.text, self.policy.languages)
         requester = queries.contact_id(session, mail.sender.addr, mail.sender.name[:200], detected)
         # The player's language, else the one they wrote in before, else the brand's.
         language = (queries.contact_language(session, requester, detected)

@@ -114,6 +114,8 @@ def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | Non
     return IngestPolicy(
         support_addresses=identity.addresses,
         default_language=identity.language,
+        # ours and any the operator added templates for: a player is answered in what we write
+        languages=tuple(sorted(identity.templates.languages())),
         limits=Limits(**settings.limits.model_dump()),
         rules=rules,
         keys=identity.keys,

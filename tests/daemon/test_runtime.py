@@ -104,3 +104,13 @@ def test_the_brands_language_and_the_agents_languages_come_from_the_file(tmp_pat
     assert value.identity.templates.language("fr") == "kk"  # no French: the brand's language
     assert value.team is not None
     assert value.team.agents["lead@casino.test"].languages == ("ru", "kk")
+
+
+def test_a_language_the_operator_adds_templates_for_is_one_a_mail_can_be_found_in(
+        tmp_path: Path) -> None:
+    config = configure(tmp_path)  # its templates_dir has an en/ override; add Italian
+    (tmp_path / "templates" / "it").mkdir()
+    (tmp_path / "templates" / "it" / "ack.txt.j2").write_text("Richiesta {{ tag }}\n")
+    value = build(config)
+    assert {"it", "en", "ru", "de", "uz"} <= set(value.ingest.languages)
+    assert value.identity.templates.language("it") == "it"

@@ -55,6 +55,12 @@ def test_too_little_to_go_by_is_none(text: str) -> None:
     assert detect(text) is None
 
 
+def test_a_language_outside_the_desk_is_none_unless_asked_for() -> None:
+    italian = "Buongiorno, vorrei il rimborso del mio deposito, i soldi non sono arrivati."
+    assert detect(italian) is None  # then the contact's or the brand's language
+    assert detect(italian, languages=(*DESK_LANGUAGES, "it")) == "it"
+
+
 def test_the_answer_is_one_of_the_languages_asked_for() -> None:
     assert detect("Hesabımı kapatın, lütfen.", languages=("en", "ru")) in ("en", "ru", None)
     assert detect("Hesabımı kapatın, lütfen.", languages=("tr", "az")) == "tr"
