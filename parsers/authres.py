@@ -14,16 +14,21 @@ Inside the trusted header a pass counts only when it is aligned with the From
 domain as DMARC (RFC 7489 §3.1) defines it: ``dkim=pass`` by its
 ``header.d``, ``spf=pass`` by its ``smtp.mailfrom`` domain, or ``dmarc=pass``
 for exactly the From domain. Relaxed alignment compares organisational
-domains, approximated without the Public Suffix List by the last two labels
-(three under a common second-level suffix such as co.uk). A ``dmarc=fail`` in
-the trusted header vetoes any pass we computed: the MTA, which knows the real
-suffix list, has found no aligned pass, so our approximation must be wrong.
+domains, read from the Public Suffix List that the ``publicsuffixlist``
+package ships (ICANN and private sections, so ``casino.org.mt`` and
+``evil.org.mt`` differ, and so do two ``github.io`` names); the list is as
+current as the installed package, and never fetched at run time. A
+``dmarc=fail`` in the trusted header vetoes any pass we computed: the MTA has
+found no aligned pass, and it may know a newer list than ours.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
+
+from publicsuffixlist import PublicSuffixList
 
 from parsers.model import InboundMail
 
@@ -44,30 +49,6 @@ _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ALIGNMENTS = ("relaxed", "strict")
 _AUTH_METHODS = ("dkim", "spf", "dmarc")
-
-# Second-level public suffixes common enough to matter for a help desk's agents
-# and players; an organisational domain under one of these keeps three labels.
-_SECOND_LEVEL_SUFFIXES = frozenset(
-    {
-        "ac.uk", "co.uk", "gov.uk", "ltd.uk", "me.uk", "net.uk", "org.uk", "plc.uk",
-        "com.au", "edu.au", "gov.au", "net.au", "org.au",
-        "co.nz", "net.nz", "org.nz",
-        "ac.jp", "co.jp", "ne.jp", "or.jp",
-        "co.kr", "or.kr",
-        "co.za", "org.za",
-        "co.il", "org.il",
-        "co.in", "net.in", "org.in",
-        "co.id", "co.th",
-        "com.ar", "com.br", "net.br", "org.br", "com.mx",
-        "com.cn", "net.cn", "org.cn", "com.hk", "com.tw", "com.sg", "com.my", "com.ph",
-        "com.ru", "net.ru", "org.ru", "pp.ru", "msk.ru", "spb.ru",
-        "com.ua", "net.ua", "org.ua", "kiev.ua",
-        "com.by", "com.kz", "org.kz",
-        "com.tr", "com.pl", "com.es", "com.gr", "com.cy", "com.mt", "com.gi",
-        "co.at", "or.at",
-    }
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class MethodResult:
@@ -359,12 +340,16 @@ def _normalise_domain(value: str) -> str | None:
     return domain
 
 
+@cache
+def _suffix_list() -> PublicSuffixList:
+    # The list bundled with the package: read once, on the first alignment check.
+    return PublicSuffixList()
+
+
 def _org_domain(domain: str) -> str:
-    """The organisational domain, approximated: the last two labels, or three
-    when the last two are a common second-level public suffix."""
-    labels = domain.split(".")
-    keep = 3 if ".".join(labels[-2:]) in _SECOND_LEVEL_SUFFIXES else 2
-    return ".".join(labels[-keep:])
+    """The organisational domain (RFC 7489 §3.2): the public suffix plus one label; a
+    domain that is itself a public suffix is its own."""
+    return _suffix_list().privatesuffix(domain) or domain
 
 
 def _refuse(reason: str) -> AuthVerdict:

@@ -124,6 +124,24 @@ def test_relaxed_alignment_keeps_three_labels_under_a_second_level_suffix(signer
     assert verify_sender(mail, OURS).ok is aligned
 
 
+@pytest.mark.parametrize(
+    ("sender", "signer", "aligned"),
+    [
+        ("anna@casino.org.mt", "evil.org.mt", False),  # org.mt is a public suffix
+        ("anna@casino.org.mt", "mail.casino.org.mt", True),
+        ("anna@casino.github.io", "evil.github.io", False),  # a private-section suffix
+        ("anna@casino.com.mt", "evil.com.mt", False),
+        ("anna@mail.casino.co.jp", "casino.co.jp", True),
+        ("anna@casino.kawasaki.jp", "evil.kawasaki.jp", False),  # a wildcard rule: *.kawasaki.jp
+    ],
+)
+def test_relaxed_alignment_follows_the_public_suffix_list(sender, signer, aligned):
+    mail = received(f"{OURS}; dkim=pass header.d={signer}", sender=sender)
+    assert verify_sender(mail, OURS).ok is aligned
+    spf = received(f"{OURS}; spf=pass smtp.mailfrom=bounce@{signer}", sender=sender)
+    assert verify_sender(spf, OURS).ok is aligned
+
+
 def test_from_domain_in_upper_case_with_a_trailing_dot_is_normalised():
     assert verdict(ALIGNED_DKIM, sender="Anna <Anna@CASINO.Example.>").ok
 
