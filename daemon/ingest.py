@@ -49,8 +49,8 @@ from parsers.authres import verify_sender
 from parsers.automated import automated_reason, is_bounce, own_address
 from parsers.bounce import bounce_info
 from parsers.forward import forwarded_original, is_forward_subject
+from parsers.ingest_key import content_digest, ingest_key
 from parsers.language import DESK_LANGUAGES
-from parsers.ingest_key import ingest_key
 from parsers.reply import visible_text
 from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
@@ -132,12 +132,14 @@ class _Arrival:
     released: bool = False  # `ticketd spam release`: ingest it whatever the spam verdict
     held: str = ""  # why it is not stored now (the scanner is away); tried again later
     key_id: int | None = None  # the data key its files are sealed with; None: in clear
+    content: str | None = None  # content_digest(raw): None for a mail never fetched
 
     @property
     def record(self) -> dict:
         return {"ingest_key": self.key, "source": self.source[:400],
                 "header_message_id": self.message_id, "raw_sha256": self.digest,
-                "raw_size": len(self.raw), "key_id": self.key_id}
+                "content_sha256": self.content, "raw_size": len(self.raw),
+                "key_id": self.key_id}
 
 
 class Ingestor:
@@ -208,7 +210,8 @@ class Ingestor:
     def _arrive(self, raw: bytes, source: str, files: BlobBatch | None,
                 released: bool = False) -> _Arrival:
         key, message_id, digest = ingest_key(raw)
-        arrival = _Arrival(raw, source, key, message_id, digest, released=released)
+        arrival = _Arrival(raw, source, key, message_id, digest, released=released,
+                           content=content_digest(raw))
         try:
             mail = parse(raw, self.policy.limits)
         except RejectedMail as rejected:  # parse() turns any error of its own into this
@@ -253,7 +256,7 @@ class Ingestor:
 
     def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
-        known = _stored_before(session, arrival.key)
+        known = _stored_before(session, arrival.key) or _copy_stored_before(session, arrival)
         releasing = bool(known and arrival.released and known.outcome == "spam")
         if known and not releasing:
             return known
@@ -302,10 +305,6 @@ class Ingestor:
                screening: Screening | None = None) -> IngestResult:
         assert mail.sender is not None
         key = record["ingest_key"]
-        if mail.message_id and queries.stored_inbound_message(session, mail.message_id, mail.sender.addr):
-            reason = "a copy of a stored mail (same Message-ID and sender)"
-            queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
-            return IngestResult(key, "ignored", reason)
         screening = screening or check_only(mail.attachments)
         mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
         refs = self._references(session, mail)
@@ -566,6 +565,20 @@ def _stored_before(session: Session, key: str) -> IngestResult | None:
         return None
     outcome, reason, number = known
     return IngestResult(key, outcome, reason, number, duplicate=True)  # type: ignore[arg-type]
+
+
+def _copy_stored_before(session: Session, arrival: _Arrival) -> IngestResult | None:
+    """A mail stored before with the same content and other trace fields (a re-delivery), as
+    a duplicate's result. Two mails that only share a Message-ID differ here and are both
+    kept; so are mails whose earlier copy predates the content digest (nothing is lost)."""
+    if arrival.content is None or arrival.released:
+        return None
+    known = queries.ingested_copy(session, arrival.content)
+    if known is None:
+        return None
+    outcome, reason, number, _ = known
+    return IngestResult(arrival.key, outcome, reason or "a copy of a stored mail", number,  # type: ignore[arg-type]
+                        duplicate=True)
 
 
 def _first_line(err: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from email.message import Message
 
@@ -12,6 +13,12 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _WHITESPACE = re.compile(r"\s+")
+# Bounds on what a mail's identifiers may cost to store and look up. Real Message-IDs are
+# well under 250 characters; a longer one keeps its start and a digest of the whole, so the
+# same id always bounds to the same text and threads as before. A References chain keeps
+# its first id (the thread's root) and its newest ones (RFC 5322 §3.6.4 allows trimming).
+MAX_ID_CHARS = 250
+MAX_REFERENCES = 100
 
 
 def one_line(value: str) -> str:
@@ -50,7 +57,10 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     found = [_WHITESPACE.sub("", inner) for inner in _BRACKETED.findall(value)]
     if not found:
         found = [token for token in value.split() if "@" in token]
-    return tuple(dict.fromkeys(i.strip("<>\"'") for i in found if i.strip("<>\"'")))
+    ids = tuple(dict.fromkeys(bounded_id(i.strip("<>\"'")) for i in found if i.strip("<>\"'")))
+    if len(ids) > MAX_REFERENCES:
+        ids = ids[:1] + ids[-(MAX_REFERENCES - 1):]
+    return ids
 
 
 def first_message_id(value: str | None) -> str | None:
@@ -58,4 +68,12 @@ def first_message_id(value: str | None) -> str | None:
     if ids:
         return ids[0]
     bare = (value or "").strip()
-    return bare if bare and " " not in bare else None
+    return bounded_id(bare) if bare and " " not in bare else None
+
+
+def bounded_id(text: str) -> str:
+    """An identifier of at most MAX_ID_CHARS: a longer one is its start, "~" and a digest."""
+    if len(text) <= MAX_ID_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{text[: MAX_ID_CHARS - 33]}~{digest}"

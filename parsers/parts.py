@@ -18,7 +18,7 @@ from email.policy import Compat32, compat32
 from parsers.charset import decode_bytes, decode_header_value, decode_param, decode_raw_header
 from parsers.errors import RejectedMail
 from parsers.filenames import extension_for, safe_filename
-from parsers.headers import first_raw, one_line
+from parsers.headers import bounded_id, first_raw, one_line
 from parsers.model import Attachment, Limits
 from parsers.structure import tree_reason
 
@@ -267,4 +267,4 @@ def _content_id(part: Message) -> str | None:
     if value is None:
         return None
     cid = one_line(decode_header_value(value)).strip("<> ")
-    return cid or None
+    return bounded_id(cid) if cid else None

@@ -178,6 +178,9 @@ class IngestRecord(Base):
     source: Mapped[str] = mapped_column(String(400), default="")
     header_message_id: Mapped[str | None] = mapped_column(String(998))
     raw_sha256: Mapped[str] = mapped_column(String(64))
+    # The bytes without trace fields (parsers.ingest_key.content_digest): a re-delivery of a
+    # stored mail is a copy; NULL for rows older than 0015 and for mails never fetched.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
     key_id: Mapped[int | None] = mapped_column(Integer)  # contact_keys.id sealing the raw mail
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
@@ -185,7 +188,8 @@ class IngestRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     raw_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
 
-    __table_args__ = (Index("ix_ingest_log_outcome", "outcome"),)
+    __table_args__ = (Index("ix_ingest_log_outcome", "outcome"),
+                      Index("ix_ingest_log_content_sha256", "content_sha256"))
 
 
 class MailboxCursor(Base):

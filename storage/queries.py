@@ -40,6 +40,12 @@ _INGESTED = (
     .outerjoin(Ticket, Ticket.id == IngestRecord.ticket_id)
     .where(IngestRecord.ingest_key == bindparam("key"))
 )
+_INGESTED_CONTENT = (
+    select(IngestRecord.outcome, IngestRecord.reason, Ticket.number, IngestRecord.ingest_key)
+    .outerjoin(Ticket, Ticket.id == IngestRecord.ticket_id)
+    .where(IngestRecord.content_sha256 == bindparam("content"))
+    .order_by(IngestRecord.id).limit(1)
+)
 _CONTACT_ID = select(Contact.id).where(Contact.address == bindparam("address"))
 _NEW_CONTACT = {
     dialect.__name__.rpartition(".")[2]: dialect.insert(Contact)
@@ -54,6 +60,13 @@ def ingested_outcome(session: Session, key: str) -> tuple[str, str, int | None] 
     """(outcome, reason, ticket number) of a mail already ingested under this key."""
     row = session.execute(_INGESTED, {"key": key}).first()
     return (row[0], row[1], row[2]) if row else None
+
+
+def ingested_copy(session: Session, content: str) -> tuple[str, str, int | None, str] | None:
+    """(outcome, reason, ticket number, ingest key) of a mail already ingested with the same
+    content (the same mail delivered again with other trace fields), else None."""
+    row = session.execute(_INGESTED_CONTENT, {"content": content}).first()
+    return (row[0], row[1], row[2], row[3]) if row else None
 
 
 def contact_id(session: Session, address: str, name: str = "", language: str | None = None) -> int:
@@ -207,16 +220,6 @@ def count_events(session: Session, kind: str, actor: str, short: timedelta,
         .where(Event.kind == kind, Event.actor == actor, Event.created_at >= now - long)
     ).one()
     return row[0] or 0, row[1] or 0
-
-
-_STORED_INBOUND = select(Message.ticket_id).where(
-    Message.header_message_id == bindparam("mid"), Message.direction == "in",
-    Message.sender == bindparam("sender")).limit(1)
-
-
-def stored_inbound_message(session: Session, message_id: str, sender: str) -> int | None:
-    """The ticket of an incoming message already stored under this Message-ID from this sender."""
-    return session.scalar(_STORED_INBOUND, {"mid": message_id, "sender": sender})
 
 
 # Ingest runs these for every mail: constant Core statements with parameters,

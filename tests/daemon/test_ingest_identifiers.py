@@ -1,0 +1,96 @@
+"""Identifiers from hostile or odd senders (issue: senders who attack the desk), on SQLite
+and PostgreSQL: a huge Message-ID or References chain is stored bounded and never
+quarantines a complaint; a reused Message-ID keeps both mails; a re-delivery stays one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from daemon.ingest import IngestPolicy, Ingestor
+from parsers.headers import MAX_ID_CHARS, MAX_REFERENCES
+from storage import db
+from storage.blobs import BlobStore
+from storage.models import IngestRecord, Message, Ticket
+from tests.support.mails import mail
+
+POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}))
+
+
+@pytest.fixture
+def ingestor(db_url: str, tmp_path: Path) -> Ingestor:
+    sessions = db.session_factory(db.make_engine(db_url))
+    return Ingestor(sessions, BlobStore(tmp_path / "state"), POLICY)
+
+
+def _count(ingestor: Ingestor, model) -> int:  # noqa: ANN001
+    with ingestor.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def _raw(message_id: str, *, references: str = "", in_reply_to: str = "",
+         body: str = "Please refund my deposit of 100 EUR.") -> bytes:
+    """Written by hand: a library would refuse to write or fold such a header."""
+    lines = ["From: Player <player@mail.test>", "To: support@casino.test",
+             "Subject: Refund request", "Date: Fri, 20 Nov 2026 12:00:00 +0000",
+             f"Message-ID: {message_id}"]
+    lines += [f"References: {references}"] if references else []
+    lines += [f"In-Reply-To: {in_reply_to}"] if in_reply_to else []
+    return ("\r\n".join(lines) + f"\r\n\r\n{body}\r\n").encode()
+
+
+def test_a_5000_character_message_id_opens_a_ticket_and_still_threads(ingestor: Ingestor) -> None:
+    long_id = "<" + "x" * 5000 + "@mail.test>"
+    first = ingestor.ingest(_raw(long_id), "test")
+    assert first.outcome == "ticket", first.reason
+    with ingestor.sessions() as session:
+        stored = session.scalar(select(Message.header_message_id))
+        logged = session.scalar(select(IngestRecord.header_message_id))
+    assert stored is not None and len(stored) <= MAX_ID_CHARS
+    assert logged == stored
+    reply = _raw("<reply@mail.test>", in_reply_to=long_id, body="Any news?")
+    second = ingestor.ingest(reply, "test")
+    assert (second.outcome, second.ticket_number) == ("follow_up", first.ticket_number)
+
+
+def test_references_with_10000_ids_are_stored_bounded(ingestor: Ingestor) -> None:
+    chain = " ".join(f"<id{i}.{'y' * 40}@mail.test>" for i in range(10_000))
+    result = ingestor.ingest(_raw("<chain@mail.test>", references=chain), "test")
+    assert result.outcome == "ticket", result.reason
+    with ingestor.sessions() as session:
+        references = session.scalar(select(Message.references))
+    ids = references.split()
+    assert len(ids) == MAX_REFERENCES
+    assert ids[0] == f"id0.{'y' * 40}@mail.test"  # the thread's root is kept
+    assert ids[-1] == f"id9999.{'y' * 40}@mail.test"  # and the newest
+
+
+def test_two_mails_with_one_message_id_and_sender_but_other_text_are_both_kept(
+    ingestor: Ingestor,
+) -> None:
+    first = ingestor.ingest(mail(message_id="<reused@mail.test>", body="My refund, please."),
+                            "test")
+    second = ingestor.ingest(mail(message_id="<reused@mail.test>",
+                                  body="Also: my account was blocked."), "test")
+    assert not second.duplicate
+    assert second.outcome in ("ticket", "follow_up")
+    assert first.outcome == "ticket"
+    assert _count(ingestor, Message) == 2
+    with ingestor.sessions() as session:
+        texts = session.scalars(select(Message.full_text).order_by(Message.id)).all()
+    assert "blocked" in texts[1]
+
+
+def test_the_same_mail_delivered_again_with_other_trace_headers_stays_one(
+    ingestor: Ingestor,
+) -> None:
+    raw = mail(message_id="<once@mail.test>")
+    first = ingestor.ingest(b"Received: from a by mx1; Fri, 20 Nov 2026 12:00:01 +0000\r\n"
+                            + raw, "test")
+    again = (b"Received: from a by mx2; Fri, 20 Nov 2026 12:05:00 +0000\r\n"
+             b"Delivered-To: support@casino.test\r\n" + raw)
+    second = ingestor.ingest(again, "test")
+    assert second.duplicate and second.ticket_number == first.ticket_number
+    assert (_count(ingestor, Ticket), _count(ingestor, Message)) == (1, 1)
