@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
+from daemon.logs import failure_fields
 from daemon.responsible import safeguard
 from daemon.safety import Screener, Screening, check_only
 from daemon.scan import ScannerUnavailable
@@ -277,7 +278,9 @@ class Ingestor:
                 return known
             reason = "conflict"
         except Exception as err:  # a bug on one mail must not stop the mailbox
-            log.exception("ingest failed", extra={"fields": {"key": arrival.key}})
+            # Types and places only: the error's text would carry the mail (SQL parameters).
+            log.error("ingest failed", extra={"fields": {"key": arrival.key,
+                                                         **failure_fields(err)}})
             reason = f"internal error: {type(err).__name__}"
         arrival.rejected = reason
         with session.begin_nested():

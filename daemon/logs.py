@@ -16,8 +16,10 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any, TextIO
 
 from config.redact import redact
@@ -99,6 +101,21 @@ def logfmt_value(value: Any) -> str:
 
 def _key(name: str) -> str:
     return _KEY_CHARS.sub("_", str(name)) or "_"
+
+
+def failure_fields(err: BaseException, depth: int = 6) -> dict[str, str]:
+    """What a log may say of a failure while mail is in hand: the exception types (with
+    their causes) and where it happened, never their messages. A database error's text
+    carries the statement's parameters and the driver's DETAIL (a player's text, a card
+    number); a parser's may quote the mail. Invariant 8: no message body in logs."""
+    chain: list[str] = []
+    seen: BaseException | None = err
+    while seen is not None and len(chain) < 5:
+        chain.append(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    frames = traceback.extract_tb(err.__traceback__)[-depth:]
+    where = "; ".join(f"{PurePath(f.filename).name}:{f.lineno} {f.name}" for f in frames)
+    return {"error": " <- ".join(chain), "at": where}
 
 
 def stderr_is_journal(stream: TextIO | None = None, environ: dict[str, str] | None = None) -> bool:

@@ -190,9 +190,10 @@ class Service:
             started = time.monotonic()
             try:
                 await run()
-            except Exception:  # noqa: BLE001 - one task's bug must not stop the others
-                log.exception("task crashed, restarting",
-                              extra={"fields": {"task": name, "in": f"{delay:.0f}s"}})
+            except Exception as err:  # noqa: BLE001 - one task's bug must not stop the others
+                # Types and places, not the text: a task's error may carry mail or SQL values.
+                log.error("task crashed, restarting", extra={"fields": {
+                    "task": name, "in": f"{delay:.0f}s", **logs.failure_fields(err)}})
             if self.stop.is_set():
                 break
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 60.0)
