@@ -219,7 +219,8 @@ class Ingestor:
             arrival.rejected = rejected.reason
         else:
             arrival.mail = mail
-            arrival.ignored = "no sender address" if mail.sender is None else ""
+            # No one to answer or to file it under: a person reads it in the quarantine.
+            arrival.rejected = _unreadable_sender(mail)
             support = self.policy.support_addresses
             arrival.automated = automated_reason(mail, support, LOOP_HEADER) or ""
             ours = _our_own(mail, support)
@@ -316,7 +317,7 @@ class Ingestor:
                 or refs.forged
             if named is not None:
                 mail = replace(mail, attachments=screening.forwardable(mail.attachments))
-                return self._agent_mail(session, mail, record, named, refs.signed is not None)
+                return self._agent_mail(session, mail, record, named)
         decision = decide(refs, utcnow(), self.policy.reopen_window)
         if forwarder:
             decision = Decision("new")  # the original complaint opens its own ticket
@@ -376,12 +377,12 @@ class Ingestor:
         return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
 
     def _agent_mail(self, session: Session, mail: InboundMail, record: dict,
-                    named: TicketFacts, signed: bool) -> IngestResult:
+                    named: TicketFacts) -> IngestResult:
         assert self.policy.team is not None
         ticket = session.get(Ticket, named.id)
         assert ticket is not None
         visible = visible_text(mail.text, mail.html)
-        done = handle_agent_mail(session, self.policy.team, mail, ticket, signed, visible, record,
+        done = handle_agent_mail(session, self.policy.team, mail, ticket, visible, record,
                                  self.policy.sla)
         reason = f"agent {done.kind}" + (f": {done.reason}" if done.reason else "")
         queries.insert_ingest_record(session, outcome="follow_up", reason=reason[:2000],
@@ -597,6 +598,27 @@ def _our_shape(msgid: str, domain: str) -> int | None:
     if found and found.group(2).lower() == domain:
         return int(found.group(1))
     return None
+
+
+# contacts.address and messages.sender hold 320 characters (RFC 5321: 64 + 1 + 255).
+_MAX_ADDRESS = 320
+
+
+def _unreadable_sender(mail: InboundMail) -> str:
+    """Why the mail has no sender we could file or answer it under, or "". Never the Sender,
+    Reply-To or Return-Path instead: none of them is who wrote it, and none is answered."""
+    if mail.sender is not None:
+        if len(mail.sender.addr) > _MAX_ADDRESS:
+            return f"no readable sender: From address longer than {_MAX_ADDRESS} characters"
+        return ""
+    written = mail.header("from")
+    if written is None:
+        return "no readable sender: no From header"
+    if not written.strip():
+        return "no readable sender: empty From"
+    if written.rstrip().endswith(";") and ":" in written:
+        return "no readable sender: From is an empty group (such as undisclosed-recipients:;)"
+    return "no readable sender: no address in From"
 
 
 def _our_own(mail: InboundMail, support: frozenset[str]) -> str:

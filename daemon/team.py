@@ -40,9 +40,10 @@ from responders.agents import (
 )
 from responders.headers import UnsafeRecipient
 from responders.identity import Identity
+from responders.references import verify_agent_reference, verify_message_id
 from storage import outbox, queries
 from storage import sla as sla_clocks
-from storage.models import Contact, Message, Ticket, utcnow
+from storage.models import Contact, Message, OutboxMessage, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +122,17 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
     session.flush()
     owed = [c.due_at for c in sla_clocks.open_clocks(session, ticket_id)
             if c.kind in ("first_response", "next_response") and c.due_at]
-    ctx = NotificationContext(
-        ticket_number=ticket.number, player=mail.sender, subject=ticket.subject,
-        visible_text=visible, category=ticket.category, priority=ticket.priority,
-        status=ticket.status, sla_due=min(owed) if owed else None,
-        earlier_tickets=max(earlier, 0), attachments=mail.attachments,
-        player_message_id=mail.message_id, recipients=recipients, event=event,
-        language=team.identity.language,  # staff read the desk's language
-    )
-    msg = notification(ctx, team.identity)
-    _queue(session, msg, "notification", ticket_id, [r.addr for r in recipients], team)
+    for recipient in recipients:  # one each: its Message-ID is that recipient's credential
+        ctx = NotificationContext(
+            ticket_number=ticket.number, player=mail.sender, subject=ticket.subject,
+            visible_text=visible, category=ticket.category, priority=ticket.priority,
+            status=ticket.status, sla_due=min(owed) if owed else None,
+            earlier_tickets=max(earlier, 0), attachments=mail.attachments,
+            player_message_id=mail.message_id, recipients=(recipient,), event=event,
+            language=team.identity.language,  # staff read the desk's language
+        )
+        msg = notification(ctx, team.identity)
+        _queue(session, msg, "notification", ticket_id, [recipient.addr], team)
 
 
 @dataclass(frozen=True)
@@ -145,13 +147,13 @@ def is_agent_mail(team: TeamPolicy | None, mail: InboundMail) -> bool:
 
 
 def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, ticket: Ticket,
-                      signed: bool, visible: str, record: dict[str, Any],
+                      visible: str, record: dict[str, Any],
                       sla: SlaOptions | None = None) -> AgentOutcome:
     """An agent's mail naming a ticket: held unless authenticated; then commands, note or reply."""
     assert mail.sender is not None
     agent = team.member(mail.sender.addr)
     assert agent is not None  # is_agent_mail() said so
-    why = _not_authenticated(team, mail, signed)
+    why = _not_authenticated(session, team, mail, agent, ticket.number)
     if why:
         _store(session, ticket.id, mail, "held", visible, record)
         queries.insert_event(session, "agent_mail_held", ticket.id, actor=agent.address, reason=why)
@@ -201,9 +203,14 @@ def _clocks_after(session: Session, ticket: Ticket, commands: tuple[Command, ...
         clocks_for_pending(session, ticket.id, now, sla)
 
 
-def _not_authenticated(team: TeamPolicy, mail: InboundMail, signed: bool) -> str:
-    if not signed:
-        return "no signed reference of ours (reply to the notification itself)"
+def _not_authenticated(session: Session, team: TeamPolicy, mail: InboundMail, agent: Agent,
+                       number: int) -> str:
+    """Why this mail is not the agent's, or "". In every mode it must answer a mail we sent
+    to this agent (or their group's address) about this ticket: a signed reference of the
+    player's own acknowledgement, or of a notification to someone else, is no credential."""
+    if not has_credential(session, team, mail, agent, number):
+        return "no signed reference of a notification sent to you for this ticket " \
+               "(reply to the notification itself)"
     if team.agent_auth == "token+authres":
         if not team.authserv_id:
             return "no trusted MTA configured ([security] authserv_id)"
@@ -211,6 +218,36 @@ def _not_authenticated(team: TeamPolicy, mail: InboundMail, signed: bool) -> str
         if not verdict.ok:
             return verdict.reason
     return ""
+
+
+# What we send to the team about a ticket; its Message-ID answered is a credential.
+_TO_TEAM = ("notification", "command_refused", "escalation")
+
+
+def has_credential(session: Session, team: TeamPolicy, mail: InboundMail, agent: Agent,
+                   number: int) -> bool:
+    """Does the mail answer a mail of ours sent to `agent` (or to a group address of theirs)
+    about ticket `number`? Purpose and recipient are signed in the Message-ID; for mail
+    sent before they were, our outbox record of it says the same."""
+    keys = team.identity.keys
+    if not keys:
+        return False
+    addresses = (agent.address, *(team.group_addresses[g] for g in agent.groups
+                                  if g in team.group_addresses))
+    ids = (*mail.in_reply_to, *mail.references)[-50:]
+    if any(verify_agent_reference(i, keys, addresses) == number for i in ids):
+        return True
+    older = [i for i in ids if verify_message_id(i, keys) == number]
+    return bool(older) and _sent_to(session, older, addresses)
+
+
+def _sent_to(session: Session, message_ids: list[str], addresses: tuple[str, ...]) -> bool:
+    """Was one of these (signed, older) Message-IDs ours to the team, sent to one of
+    `addresses`? The player's acknowledgement and relays are never such a mail."""
+    rows = session.execute(select(OutboxMessage.recipients).where(
+        OutboxMessage.message_id.in_(message_ids), OutboxMessage.kind.in_(_TO_TEAM))).all()
+    wanted = {a.lower() for a in addresses}
+    return any(wanted & {r.lower() for r in (row[0] or [])} for row in rows)
 
 
 def _categories(team: TeamPolicy) -> frozenset[str] | None:

@@ -63,6 +63,9 @@ _USABLE_ADDRESS = re.compile(
 )
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def parse(raw: bytes, limits: Limits = Limits()) -> InboundMail:  # noqa: B008 - frozen value
     """Parse one mail; any failure, whatever its cause, is a RejectedMail."""
     try:
@@ -111,11 +114,16 @@ def _parsed_message(raw: bytes, limits: Limits) -> tuple[Message, list[str]]:
     """Refuse what is too costly from the bytes, repair, then parse and check the tree."""
     _refuse(size_reason(raw, limits))
     data = normalise_newlines(raw)
+    repairs: list[str] = []
+    if data.startswith(_BOM):  # a client or gateway that wrote the mail as a UTF-8 text file
+        data = data[len(_BOM):]
+        repairs.append("ByteOrderMarkDefect")
     headed = strip_junk_lines(data)
     if headed is None:
         raise RejectedMail("not an RFC 5322 message")
     _refuse(bytes_reason(headed, limits))
-    repairs = ["JunkBeforeHeadersDefect"] if len(headed) != len(data) else []
+    if len(headed) != len(data):
+        repairs.append("JunkBeforeHeadersDefect")
     joined = join_stray_header_lines(headed)
     if joined is not None:
         headed = joined

@@ -38,6 +38,7 @@ from responders.headers import (
 from responders.identity import Identity
 from responders.mime import File, set_body
 from responders.references import (
+    agent_message_id_for,
     message_id_for,
     reply_address,
     strip_reply_prefixes,
@@ -112,6 +113,8 @@ def notification(
 ) -> EmailMessage:
     """Tell agents what a player wrote; their reply goes to a signed reply address.
 
+    Sent to one recipient, its Message-ID is that recipient's credential for the ticket
+    (``verify_agent_reference``); with several, it only threads: send one each.
     Raises UnsafeRecipient when a recipient is not one valid mailbox or is our own.
     """
     if ctx.event not in ("new", "follow_up"):
@@ -131,7 +134,8 @@ def notification(
     set_address_header(msg, "Reply-To", support_name, reply_to)
     subject = _tag_first(ctx.subject, ctx.ticket_number, subject_format)
     set_text_header(msg, "Subject", subject, max_len=len(subject))
-    _identity(msg, now, ctx.ticket_number, keys, support)
+    only = ctx.recipients[0].addr if len(ctx.recipients) == 1 else None
+    _identity(msg, now, ctx.ticket_number, keys, support, recipient=only)
     parent = ctx.player_message_id
     thread_headers(msg, parent, (parent,) if parent else ())
     _automatic_headers(msg, support, "auto-generated")  # for agents, not a reply to them
@@ -215,7 +219,7 @@ def command_refused(
         reply_to = reply_address(support, ticket_number, keys)
         set_address_header(msg, "Reply-To", support_name, reply_to)
     _subject(msg, templates, "command_refused", language, variables, ticket_number, subject_format)
-    _identity(msg, now or datetime.now(UTC), ticket_number, keys, support)
+    _identity(msg, now or datetime.now(UTC), ticket_number, keys, support, recipient=recipient)
     thread_headers(msg, in_reply_to, ())
     _automatic_headers(msg, support, "auto-replied")
     _bodies(msg, templates, "command_refused", language, variables)
@@ -304,12 +308,17 @@ def _redactor(addresses: tuple[str, ...], support: str) -> Callable[[str], str]:
 # --- headers ----------------------------------------------------------------------------
 
 def _identity(
-    msg: EmailMessage, now: datetime, number: int | None, keys: tuple[bytes, ...], support: str
+    msg: EmailMessage, now: datetime, number: int | None, keys: tuple[bytes, ...], support: str,
+    *, recipient: str | None = None,
 ) -> None:
-    """Date and Message-ID: signed when the mail belongs to a ticket, random otherwise."""
+    """Date and Message-ID: signed when the mail belongs to a ticket (and for its one
+    recipient of the team, when there is one), random otherwise."""
     put_header(msg, "Date", format_datetime(now))
     domain = support.rpartition("@")[2]
-    if number is not None:
+    if number is not None and recipient is not None:
+        msgid = agent_message_id_for(number, keys, domain, recipient)
+        put_header(msg, "Message-ID", f"<{msgid}>")
+    elif number is not None:
         put_header(msg, "Message-ID", f"<{message_id_for(number, keys, domain)}>")
     else:
         put_header(msg, "Message-ID", f"<{secrets.token_hex(12)}@{domain}>")

@@ -31,7 +31,7 @@ from responders.headers import (
 from responders.identity import Identity
 from responders.mime import set_body
 from responders.references import (
-    message_id_for,
+    agent_message_id_for,
     strip_reply_prefixes,
     strip_tags,
     subject_tag,
@@ -93,7 +93,8 @@ def escalation(
     set_text_header(msg, "Subject", subject, max_len=len(subject))
     put_header(msg, "Date", format_datetime(ctx.now))
     domain = support.rpartition("@")[2]
-    msgid = message_id_for(ctx.ticket_number, keys, domain, nonce=ctx.nonce)
+    # The recipient's credential for the ticket: staff answer with "#assign me".
+    msgid = agent_message_id_for(ctx.ticket_number, keys, domain, recipient, nonce=ctx.nonce)
     put_header(msg, "Message-ID", f"<{msgid}>")
     put_header(msg, "Auto-Submitted", "auto-generated")  # RFC 3834 §5
     put_header(msg, "X-Auto-Response-Suppress", "All")  # Exchange: no out-of-office back

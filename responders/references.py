@@ -5,6 +5,13 @@ Message-IDs and reply addresses carry an HMAC of the ticket number, so no one ca
 write one for a ticket they were never sent; the subject tag is plain text, trusted
 by the threading rules only when its sender already takes part in the ticket.
 
+Mail sent to one member of the team about a ticket (a notification, a refused
+command's answer, an escalation) carries a second signature inside its Message-ID's
+nonce, over its purpose and that recipient: a reply to it is the only credential
+that lets a mail from that address act as an agent on that ticket (invariant 5).
+The player's own acknowledgement, or a notification sent to someone else, threads
+but authorises no one.
+
 Keys come newest first: sign with keys[0], accept any, so a key can be rotated
 without orphaning the replies to mail signed with the old one.
 """
@@ -21,6 +28,7 @@ from functools import lru_cache
 from responders.addresses import addr_spec, ascii_domain
 
 __all__ = [
+    "agent_message_id_for",
     "message_id_for",
     "numbers_in_subject",
     "reply_address",
@@ -29,6 +37,7 @@ __all__ = [
     "subject_tag",
     "tag_subject",
     "token_from_address",
+    "verify_agent_reference",
     "verify_message_id",
 ]
 
@@ -40,6 +49,9 @@ _NUMBER = r"(0|[1-9][0-9]{0,11})"
 _MESSAGE_ID = re.compile(rf"t{_NUMBER}\.([a-z0-9]{{1,32}})\.([a-z2-7]{{{_SIG_CHARS}}})@[a-z0-9.-]+")
 _TOKEN = re.compile(rf"t{_NUMBER}\.([a-z2-7]{{{_TOKEN_CHARS}}})")
 _NONCE = re.compile(r"[a-z0-9]{1,32}")
+# The nonce of a Message-ID for a member of the team: "a", the recipient's signature, a base.
+_AGENT_NONCE = re.compile(rf"a([a-z2-7]{{{_SIG_CHARS}}})([a-z0-9]{{1,15}})")
+_AGENT_PURPOSE = "to-agent"
 
 
 def _signature(key: bytes, text: str, length: int) -> str:
@@ -105,6 +117,50 @@ def verify_message_id(msgid: str, keys: tuple[bytes, ...]) -> int | None:
         return None
     number, nonce, signature = found.groups()
     return int(number) if _signed(keys, f"t{number}.{nonce}", signature) else None
+
+
+def _agent_text(number: int, base: str, recipient: str) -> str:
+    # Purpose and recipient inside the signed text: no other signature of ours matches it.
+    return f"{_AGENT_PURPOSE}:{recipient.strip().lower()}:t{number}.{base}"
+
+
+def agent_message_id_for(
+    ticket_number: int, keys: tuple[bytes, ...], domain: str, recipient: str,
+    *, nonce: str | None = None,
+) -> str:
+    """A Message-ID for mail to one member of the team (``recipient``, their address or
+    their group's) about a ticket: it threads like any of ours (``verify_message_id``) and
+    is a credential for that recipient only (``verify_agent_reference``)."""
+    number = _check_number(ticket_number)
+    if not isinstance(recipient, str) or "@" not in recipient:
+        raise ValueError("an agent's Message-ID names the address it is sent to")
+    base = secrets.token_hex(6) if nonce is None else nonce.lower()
+    if not _NONCE.fullmatch(base):
+        raise ValueError("a nonce is 1 to 32 letters and digits")
+    if len(base) > 15:  # a caller's long stable nonce: still stable, and short enough
+        base = hashlib.sha256(base.encode("ascii")).hexdigest()[:15]
+    bound = _signature(_signing_key(keys), _agent_text(number, base, recipient), _SIG_CHARS)
+    return message_id_for(number, keys, domain, nonce=f"a{bound}{base}")
+
+
+def verify_agent_reference(
+    msgid: str, keys: tuple[bytes, ...], recipients: tuple[str, ...]
+) -> int | None:
+    """The ticket number of a Message-ID we made for mail to one of ``recipients``, else
+    None: not ours, or ours but for a player, for someone else, or without a recipient."""
+    number = verify_message_id(msgid, keys)
+    if number is None:
+        return None
+    text = msgid.strip().removeprefix("<").removesuffix(">").lower()
+    nonce = text.split(".", 2)[1]
+    found = _AGENT_NONCE.fullmatch(nonce)
+    if found is None:
+        return None
+    bound, base = found.groups()
+    matched = False
+    for recipient in recipients:  # every one tried: timing does not tell which matched
+        matched |= _signed(keys, _agent_text(number, base, recipient), bound)
+    return number if matched else None
 
 
 # --- reply addresses (sub-addressing) ------------------------------------------------

@@ -94,3 +94,28 @@ def test_the_same_mail_delivered_again_with_other_trace_headers_stays_one(
     second = ingestor.ingest(again, "test")
     assert second.duplicate and second.ticket_number == first.ticket_number
     assert (_count(ingestor, Ticket), _count(ingestor, Message)) == (1, 1)
+
+
+@pytest.mark.parametrize(("from_lines", "why"), [
+    (("From: ",), "empty From"),
+    (("From: undisclosed-recipients:;",), "empty group"),
+    ((), "no From header"),
+    (("From: <" + "a" * 400 + "@mail.test>",), "longer than 320"),
+])
+def test_a_mail_whose_sender_cannot_be_read_is_quarantined_with_the_reason(
+    ingestor: Ingestor, from_lines: tuple[str, ...], why: str,
+) -> None:
+    raw = ("\r\n".join([*from_lines, "To: support@casino.test", "Subject: Where is my money",
+                        "Reply-To: someone@mail.test"])
+           + "\r\n\r\nI deposited 100 EUR.\r\n").encode()
+    result = ingestor.ingest(raw, "test")
+    assert result.outcome == "quarantined"
+    assert "no readable sender" in result.reason and why in result.reason
+    assert _count(ingestor, Ticket) == 0  # and so no acknowledgement to anyone
+
+
+def test_a_byte_order_mark_before_the_headers_is_read_past(ingestor: Ingestor) -> None:
+    result = ingestor.ingest(b"\xef\xbb\xbf" + mail(sender="Player <player@mail.test>"), "test")
+    assert result.outcome == "ticket"
+    with ingestor.sessions() as session:
+        assert session.scalar(select(Message.sender)) == "player@mail.test"

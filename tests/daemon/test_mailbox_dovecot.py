@@ -118,3 +118,24 @@ def _wait_for(check, seconds: float) -> None:  # noqa: ANN001
             return
         time.sleep(0.05)
     raise AssertionError(f"not true within {seconds} s")
+
+
+def _headers_only(*lines: str) -> bytes:
+    return ("\r\n".join([*lines, "To: support@casino.test", "Subject: Where is my money",
+                         "Date: Fri, 20 Nov 2026 12:00:00 +0000"])
+            + "\r\n\r\nI deposited 100 EUR.\r\n").encode()
+
+
+def test_mail_whose_sender_cannot_be_read_reaches_the_quarantine_never_processed(
+        setup) -> None:  # noqa: ANN001
+    dv, account, config = setup
+    for unreadable in (("From: ",), ("From: undisclosed-recipients:;",), ()):
+        dv.append(account, _headers_only(*unreadable))
+    dv.append(account, b"\xef\xbb\xbf" + mail(subject="Behind a byte-order mark"))
+    done = ticketd(config, "run", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "quarantined=3" in done.stdout
+    assert [t["subject"] for t in tickets(config)] == ["Behind a byte-order mark"]
+    assert len(dv.uids(account, "Quarantine")) == 3
+    assert len(dv.uids(account, "Processed")) == 1
+    assert dv.uids(account, "INBOX") == []

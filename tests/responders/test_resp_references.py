@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from responders.references import (
+    agent_message_id_for,
     message_id_for,
     numbers_in_subject,
     reply_address,
@@ -13,6 +14,7 @@ from responders.references import (
     subject_tag,
     tag_subject,
     token_from_address,
+    verify_agent_reference,
     verify_message_id,
 )
 
@@ -133,3 +135,27 @@ def test_strip_reply_prefixes_and_tags() -> None:
     assert strip_reply_prefixes("Remittance: late") == "Remittance: late"
     assert strip_reply_prefixes("Отвратительный сервис") == "Отвратительный сервис"
     assert strip_tags("Вывод [#99] средств [#7]") == "Вывод средств"
+
+
+def test_an_agent_message_id_threads_and_authorises_its_recipient_only() -> None:
+    msgid = agent_message_id_for(10234, (NEW,), DOMAIN, "Anna@Casino.example")
+    assert len(msgid) < 100
+    assert verify_message_id(msgid, (NEW,)) == 10234  # threads like any of ours
+    assert verify_agent_reference(f"<{msgid}>", (NEW,), ("anna@casino.example",)) == 10234
+    assert verify_agent_reference(msgid, (OLD, NEW), ("bob@x.example", "anna@casino.example"))
+    assert verify_agent_reference(msgid, (NEW,), ("bob@casino.example",)) is None
+    assert verify_agent_reference(msgid, (OLD,), ("anna@casino.example",)) is None
+    assert verify_agent_reference(msgid, (NEW,), ()) is None
+
+
+def test_a_players_message_id_is_no_agent_reference_and_a_stable_nonce_stays_stable() -> None:
+    player = message_id_for(10234, (NEW,), DOMAIN)
+    assert verify_agent_reference(player, (NEW,), ("anna@casino.example",)) is None
+    # Another ticket's number under the same recipient signature does not verify.
+    msgid = agent_message_id_for(7, (NEW,), DOMAIN, "anna@casino.example", nonce="sla12s1")
+    assert msgid == agent_message_id_for(7, (NEW,), DOMAIN, "anna@casino.example",
+                                         nonce="sla12s1")
+    moved = msgid.replace("t7.", "t8.", 1)
+    assert verify_agent_reference(moved, (NEW,), ("anna@casino.example",)) is None
+    long_nonce = agent_message_id_for(7, (NEW,), DOMAIN, "a@b.example", nonce="n" * 30)
+    assert verify_agent_reference(long_nonce, (NEW,), ("a@b.example",)) == 7
