@@ -169,3 +169,7 @@ _register_report(main)
 from daemon.cli_oauth import register as _register_oauth  # noqa: E402
 
 _register_oauth(main)
+
+from daemon.cli_contact import register as _register_contact  # noqa: E402
+
+_register_contact(main)

@@ -366,6 +366,8 @@ class Ingestor:
                              actor=mail.sender.addr, ingest_key=key)
         if forwarder:
             queries.insert_event(session, "forwarded_by_agent", ticket_id, actor=forwarder)
+        if not automated and not forwarder:
+            self._recover_bouncing(session, mail)  # before the acknowledgement below
         if self.policy.team is not None and not automated:
             forwarded = replace(mail, attachments=screening.forwardable(mail.attachments))
             route_and_notify(session, self.policy.team, ticket_id, forwarded, visible,
@@ -411,6 +413,17 @@ class Ingestor:
                                      **record)
         number = queries.ticket_number(session, ticket_id) if ticket_id else None
         return IngestResult(key, "ignored", reason, number)
+
+    def _recover_bouncing(self, session: Session, mail: InboundMail) -> None:
+        """A bouncing address that writes again, in mail our MTA authenticated for its
+        domain, is reachable again: its flag is cleared, so this mail is acknowledged.
+        Unauthenticated mail proves nothing (anyone can write any From)."""
+        assert mail.sender is not None
+        address = mail.sender.addr
+        if not self.policy.authserv_id or not queries.contact_bouncing(session, address):
+            return
+        if verify_sender(mail, self.policy.authserv_id).ok:
+            queries.clear_bouncing(session, address, actor=address, how="authenticated mail")
 
     def _agent_forward(self, mail: InboundMail) -> tuple[InboundMail, str]:
         """An authenticated agent forwarding a player's mail: (the player's mail, the agent)."""

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon import metrics
+from daemon.dead_digest import DIGESTED_KINDS, bury_in_digest
 from daemon.failpoints import failpoint
 from daemon.webhooks import Answer, WebhookSession, WebhookTransport, WebhookUnreachable
 from responders.transport import (
@@ -349,7 +350,10 @@ def _bury(session: Session, setup: SenderSetup, mail: ClaimedMail, error: str,
     # One report per dead row, in the same transaction; never about a report (no loops), and
     # none without [smtp] to send it.
     ops, sender = setup.ops_address, setup.from_address or setup.ops_address or ""
-    if ops and mail.kind != "ops" and setup.transport is not None:
+    mailer = setup.transport is not None  # a desk of webhooks only has no mail to report by
+    if mail.kind in DIGESTED_KINDS:  # junk senders' dead acks: one report an hour
+        bury_in_digest(session, refused, ops=ops if mailer else None, sender=sender, now=now)
+    elif ops and mail.kind != "ops" and mailer:
         message_id, raw = dead_letter_notice(mail, error, to=ops, sender=sender, now=now)
         outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
                        envelope_from=sender, recipients=[ops], ticket_id=mail.ticket_id,

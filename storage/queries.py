@@ -209,6 +209,23 @@ def mark_bouncing(session: Session, address: str) -> None:
     session.execute(update(Contact).where(Contact.address == address).values(bouncing=True))
 
 
+def contact_known(session: Session, address: str) -> bool:
+    return session.scalar(_CONTACT_ID, {"address": address}) is not None
+
+
+def clear_bouncing(session: Session, address: str, *, actor: str, how: str) -> bool:
+    """Lift the bouncing flag (True when it was set) and record who and how, in one step:
+    a conditional update, so two daemons clearing at once write one event."""
+    done = session.execute(update(Contact).where(Contact.address == address,
+                                                 Contact.bouncing.is_(True))
+                           .values(bouncing=False))
+    if not done.rowcount:
+        return False
+    insert_event(session, "bounce_cleared", actor=actor, how=how,
+                 contact=session.scalar(_CONTACT_ID, {"address": address}))
+    return True
+
+
 def count_events(session: Session, kind: str, actor: str, short: timedelta,
                  long: timedelta) -> tuple[int, int]:
     """Events of a kind by one actor within a short and a long window, in one indexed query

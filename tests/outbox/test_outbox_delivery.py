@@ -70,7 +70,8 @@ def test_451_three_times_then_250_is_one_delivery(sessions, clock, queue, smtp_s
 def test_550_is_dead_at_once_recorded_on_the_ticket_and_reported_once(
         sessions, clock, queue, ticket_id, smtp_server, look):
     refusing = smtp_server(Refuses("550 5.7.1 rejected by policy"))
-    row_id, message_id = queue(ticket_id=ticket_id)
+    # A relay: what an agent wrote to a player. Dead acknowledgements go to a digest.
+    row_id, message_id = queue(ticket_id=ticket_id, kind="relay")
     dead_before = metric("ticketd_deliveries_total", result="dead")
     assert deliver(sender(sessions, refusing.port, clock)).dead == 1
     row = look.row(row_id)
@@ -99,11 +100,11 @@ def test_550_is_dead_at_once_recorded_on_the_ticket_and_reported_once(
 
 def test_a_dead_report_is_not_reported_again(sessions, clock, queue, smtp_server, look):
     refusing = smtp_server(Refuses("550 5.1.1 no such mailbox", at="MAIL"))
-    queue()
+    queue(kind="relay")
     outbox_sender = sender(sessions, refusing.port, clock)
     deliver(outbox_sender)  # the mail dies, its report is queued
     assert deliver(outbox_sender).dead == 1  # the report dies too ...
-    assert [r.kind for r in look.rows("dead")] == ["ack", "ops"]
+    assert [r.kind for r in look.rows("dead")] == ["relay", "ops"]
     assert look.rows("pending") == []  # ... and nothing reports on the report
 
 

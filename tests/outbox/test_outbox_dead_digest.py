@@ -1,0 +1,48 @@
+"""Dead acknowledgements to junk senders: one digest an hour to operations, exactly once,
+over a real SMTP server on loopback, on SQLite and PostgreSQL; the refused addresses are
+marked bouncing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from daemon.outbox import OutboxSender
+from storage.models import Contact
+from tests.outbox.smtp_sink import RefusesNamed, transport_to
+
+OPS = "ops@casino.test"
+
+
+def test_dead_acks_of_an_hour_make_one_report_sent_once(
+        sessions, clock, queue, smtp_server, look):  # noqa: ANN001
+    clock.now = clock.now.replace(minute=10, second=0)
+    junk = [f"nobody{i}@junk.test" for i in range(5)]
+    server = smtp_server(RefusesNamed({a: "550 5.1.1 no such user" for a in junk}))
+    with sessions.begin() as session:
+        for address in junk:
+            session.add(Contact(address=address, name="", bouncing=False))
+    sender = OutboxSender(sessions, transport_to(server.port), ops_address=OPS,
+                          from_address="support@casino.test", now=clock)
+    queued = []
+    for address in junk:  # five junk senders within the hour, each acknowledged
+        queued.append(queue([address])[1])
+        assert asyncio.run(sender.run_once()).dead == 1
+        clock.advance(timedelta(minutes=5))
+    [report] = look.rows("pending")
+    assert (report.kind, report.recipients) == ("ops", [OPS])
+    assert server.handler.received == []  # nothing to ops during the hour
+    clock.advance(timedelta(hours=1))
+    for _ in range(3):
+        asyncio.run(sender.run_once())
+        clock.advance(timedelta(hours=1))
+    [digest] = server.handler.received
+    assert digest.rcpt_tos == (OPS,)
+    assert b"5 acknowledgement(s) undeliverable" in digest.content
+    assert all(message_id.encode() in digest.content for message_id in queued)
+    assert b"We received your mail" not in digest.content  # never a mail's body
+    with sessions() as session:
+        flags = session.scalars(select(Contact.bouncing).where(Contact.address.in_(junk)))
+        assert all(flags)
