@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from daemon.ingest import IngestPolicy, Ingestor
+from daemon.ingest import Ingestor, IngestPolicy
 from parsers.headers import MAX_ID_CHARS, MAX_REFERENCES
 from storage import db
 from storage.blobs import BlobStore

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from daemon import logs
-from daemon.ingest import IngestPolicy, Ingestor, TemporaryFailure
+from daemon.ingest import Ingestor, IngestPolicy, TemporaryFailure
 from storage import db
 from storage.blobs import BlobStore
 from tests.support.mails import mail
