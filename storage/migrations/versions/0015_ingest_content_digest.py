@@ -1,7 +1,7 @@
 """ingest_log.content_sha256: a mail delivered twice is one, two mails under one id are two
 
 Revision ID: 0015
-Revises: 0017
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0017"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
