@@ -173,6 +173,12 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Priority = Literal["low", "normal", "high", "urgent"]
 
 
+def _language_code(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}", value):
+        raise ValueError('must be a language code such as "ru"')
+    return value
+
+
 def _subject_tag(value: str) -> str:
     if value.count("{number}") != 1 or not value.strip():
         raise ValueError('must contain "{number}" exactly once, e.g. "[#{number}]"')
@@ -599,11 +605,45 @@ class RespondersSettings(Section):
     acknowledge: bool = True  # acknowledge new tickets (needs [smtp] and [security])
     auto_replies_per_10min: Positive = 10  # automatic mails to one address, at most
     auto_replies_per_day: Positive = 40
-    dispute_text: str = (
-        "If you do not agree with our final decision, you may refer your complaint to the "
-        "independent alternative dispute resolution body named in our terms and conditions, "
-        "free of charge, within 12 months of this answer."
-    )
+    # Replaces the ENGLISH paragraph of a final answer (where to go beyond us); "" takes it
+    # from the template dispute.txt.j2 of the player's language. Kept so old configs load.
+    dispute_text: str = ""
+
+
+class AdrTranslation(Section):
+    """The ADR entity as written in another language (unset: the English one)."""
+
+    entity: NonEmptyStr | None = None
+    url: NonEmptyStr | None = None
+    address: NonEmptyStr | None = None
+
+
+class ComplaintsSettings(Section):
+    """The regulated complaint lifecycle (responders/complaint_profiles.py has the sources)."""
+
+    profile: Literal["none", "ukgc", "mga", "cga"] = "none"
+    adr_entity: NonEmptyStr | None = None  # required under a regulator's profile
+    adr_url: NonEmptyStr | None = None
+    adr_address: NonEmptyStr | None = None  # postal address, one line
+    adr_translations: dict[Annotated[str, AfterValidator(_language_code)], AdrTranslation] = \
+        Field(default_factory=dict)
+    # Mail from these addresses is an ADR body's enquiry, not a player's complaint.
+    adr_addresses: tuple[Annotated[str, AfterValidator(_address)], ...] = ()
+    # Overrides of the profile's numbers; unset: the profile's.
+    ack_deadline: Duration | None = None
+    final_deadline: Duration | None = None
+    reminders_before: tuple[Duration, ...] | None = None  # before the final deadline
+    extension: Duration | None = None
+    adr_enquiry_business_days: Positive | None = None
+    rg_business_days: Positive | None = None
+    deadline_action: Literal["send", "head_of_support"] = "send"
+
+    @model_validator(mode="after")
+    def _adr_named(self) -> ComplaintsSettings:
+        if self.profile != "none" and not self.adr_entity:
+            raise AtKey("adr_entity", f'required with profile = "{self.profile}": the ADR '
+                        "entity your licence names, for the final-response letter")
+        return self
 
 
 class AgentSettings(Section):
@@ -722,6 +762,7 @@ class Settings(Section):
     threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
     responders: RespondersSettings = Field(default_factory=RespondersSettings)
     team: TeamSettings = Field(default_factory=TeamSettings)
+    complaints: ComplaintsSettings = Field(default_factory=ComplaintsSettings)
     spam: SpamSettings = Field(default_factory=SpamSettings)
     scan: ScanSettings = Field(default_factory=ScanSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

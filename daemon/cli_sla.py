@@ -54,10 +54,15 @@ def sla_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> 
         click.echo(f"{would}#{item.ticket} {item.clock_kind} {item.stage_name} -> {to}")
     click.echo(f"due={stats.due} warnings={stats.warnings} breaches={stats.breaches} "
                f"lost={stats.lost} failed={stats.failed}")
+    guard = stats.complaints  # the complaint deadline guard of the same pass (not in a dry run)
+    for number, point in guard.done:
+        click.echo(f"#{number} complaint {point}")
+    click.echo(f"complaints due={guard.due} reminders={guard.reminders} "
+               f"letters={guard.letters} lost={guard.lost} failed={guard.failed}")
     if dry:
         click.echo(f"dry run: --now {moment.isoformat()} is ahead of the clock; nothing was "
                    "recorded or queued (add --apply to do it)")
-    if stats.failed:
+    if stats.failed or guard.failed:
         sys.exit(1)
 
 

@@ -22,6 +22,7 @@ from typing import Literal
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from daemon import complaints
 from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
 from daemon.logs import failure_fields
@@ -55,6 +56,7 @@ from parsers.language import DESK_LANGUAGES
 from parsers.reply import visible_text
 from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
+from responders.complaint_profiles import ComplaintProfile
 from responders.references import (
     numbers_in_subject,
     strip_reply_prefixes,
@@ -62,6 +64,7 @@ from responders.references import (
     verify_message_id,
 )
 from responders.webhooks import TICKET_CREATED, WebhookEvents
+from storage import complaints as complaint_records
 from storage import erasure, queries
 from storage import spam as spam_store
 from storage.blobs import BlobBatch, BlobStore
@@ -100,6 +103,8 @@ class IngestPolicy:
     spam: SpamPolicy | None = None  # our MTA's spam verdicts; None: no header is trusted
     rg_group: str = "responsible_gaming"  # where a responsible-gambling hit sends the ticket
     webhooks: WebhookEvents | None = None  # events queued for the platform; None: [webhooks] off
+    complaints: ComplaintProfile = field(default_factory=ComplaintProfile)  # [complaints]
+    adr_addresses: frozenset[str] = frozenset()  # an ADR body's mail is an enquiry
 
     @property
     def support_address(self) -> str:
@@ -321,6 +326,10 @@ class Ingestor:
         decision = decide(refs, utcnow(), self.policy.reopen_window)
         if forwarder:
             decision = Decision("new")  # the original complaint opens its own ticket
+        adr = not automated and mail.sender.addr in self.policy.adr_addresses
+        if adr:  # an ADR body names the case by our number or its reference, not by taking part
+            named = self._adr_case(session, mail)
+            decision = Decision("join", named) if named else Decision("new")
         if automated and decision.action != "join":
             # A machine's mail that names no conversation of ours: kept, never a ticket.
             reason = f"automated: {automated}"
@@ -331,10 +340,13 @@ class Ingestor:
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
-            if not automated:  # an out-of-office neither reopens nor appeals
+            if not automated and not adr:  # an out-of-office neither reopens nor appeals
                 self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
         else:
-            ticket_id, number = self._open_ticket(session, mail, decision)
+            ticket_id, number = self._open_ticket(session, mail, decision, complaint=not adr)
+        if adr:
+            complaints.adr_enquiry(session, self.policy.complaints, ticket_id, mail.sender.addr,
+                                   utcnow())
         outcome: Outcome = "follow_up" if decision.action == "join" else "ticket"
         kind = "auto_reply" if automated else "complaint" if outcome == "ticket" else "follow_up"
         message_id = queries.insert_message(
@@ -492,13 +504,28 @@ class Ingestor:
         if word:
             queries.mark_appeal(session, ticket_id)
             queries.insert_event(session, "appeal_requested", ticket_id, actor=sender, keyword=word)
+            complaints.player_disagrees(session, ticket_id, utcnow(), sender)  # after #final
         if self.policy.sla is not None:
             if word:
                 clocks_for_appeal(session, ticket_id, utcnow(), self.policy.sla)
             else:
                 clocks_for_follow_up(session, ticket_id, utcnow(), self.policy.sla)
 
-    def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision) -> tuple[int, int]:
+    def _adr_case(self, session: Session, mail: InboundMail) -> TicketFacts | None:
+        """The ticket an ADR body's mail is about: our number in its subject, else the case
+        reference recorded by #adr."""
+        assert mail.sender is not None
+        numbers = numbers_in_subject(mail.subject, self.policy.subject_tag)
+        found = queries.ticket_facts(session, mail.sender.addr, numbers=numbers) if numbers else []
+        if found:
+            return found[0]
+        row = complaint_records.by_reference(session, mail.subject)
+        number = queries.ticket_number(session, row.ticket_id) if row else None
+        found = queries.ticket_facts(session, mail.sender.addr, numbers=[number]) if number else []
+        return found[0] if found else None
+
+    def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision, *,
+                     complaint: bool = True) -> tuple[int, int]:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
         detected = detect_language(mail.subject, mail.text, self.policy.languages)
@@ -519,6 +546,9 @@ class Ingestor:
         if self.policy.sla is not None:
             clocks_for_new_ticket(session, ticket_id, found.category, found.priority, utcnow(),
                                   self.policy.sla)
+        if complaint:  # every player's ticket is a complaint on the record
+            complaints.open_complaint(session, self.policy.complaints, ticket_id,
+                                      found.category, utcnow())
         ours = self.policy.support_addresses
         queries.add_participants(session, ticket_id, [(mail.sender.addr, "requester")] + [
             (a.addr, "cc") for a in (*mail.to, *mail.cc) if a.addr not in ours and "+" not in a.addr

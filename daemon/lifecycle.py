@@ -65,8 +65,14 @@ def _escalate(state: TicketState, value: str | None, actor: str, now: datetime) 
     return Change(replace(state, appeal_requested_at=now))
 
 
+def _final(state: TicketState, value: str | None, actor: str, now: datetime) -> Change:
+    """#final ends the complaints procedure: the ticket is resolved (its SLA clocks stop);
+    the complaint record (daemon/complaint_rules.py) keeps the decision and its time."""
+    return Change(replace(state, status="resolved", resolved_at=now), {"before": state.status})
+
+
 RULES: dict[str, Rule] = {"status": _status, "assign": _assign, "priority": _priority,
-                          "category": _category, "escalate": _escalate}
+                          "category": _category, "escalate": _escalate, "final": _final}
 
 
 def apply_command(state: TicketState, name: str, value: str | None, actor: str,
@@ -82,10 +88,12 @@ def merged_into(state: TicketState) -> TicketState:
 
 
 def after_public_reply(state: TicketState, commands: tuple[str, ...]) -> TicketState:
-    """An answer waits on the player (pending), unless the same mail set a status."""
-    return state if "status" in commands else replace(state, status="pending")
+    """An answer waits on the player (pending), unless the same mail set a status (or gave
+    the final decision, which resolves it)."""
+    return state if {"status", "final"} & set(commands) else replace(state, status="pending")
 
 
 def is_final_answer(commands: tuple[tuple[str, str | None], ...]) -> bool:
-    """A reply that resolves or closes the ticket is the desk's final answer."""
-    return any(name == "status" and value in FINAL_STATUSES for name, value in commands)
+    """A reply that resolves or closes the ticket, or says #final, is the desk's final answer."""
+    return any((name == "status" and value in FINAL_STATUSES) or name == "final"
+               for name, value in commands)

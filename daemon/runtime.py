@@ -30,6 +30,7 @@ from daemon.team import STAFF_ROLES, Agent, TeamPolicy
 from daemon.webhooks import UnusableCaFile, events_of
 from parsers import DEFAULT_RULES, Limits, Rule
 from responders.acks import AckPolicy
+from responders.complaint_profiles import AdrEntity, ComplaintProfile, profile
 from responders.identity import DEFAULT_BRAND, Identity
 from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES
@@ -97,8 +98,24 @@ def _identity(settings: Settings, source: str) -> Identity:
         address=support.address, name=support.name, keys=settings.security.keys,
         templates=templates, subject_format=settings.threading.subject_tag,
         language=support.default_language, dispute_text=settings.responders.dispute_text,
-        brand=DEFAULT_BRAND,
+        brand=DEFAULT_BRAND, complaints=complaint_profile(settings),
+        adr_addresses=frozenset(a.lower() for a in settings.complaints.adr_addresses),
+        deadline_action=settings.complaints.deadline_action,
     )
+
+
+def complaint_profile(settings: Settings) -> ComplaintProfile:
+    """The [complaints] profile with its overrides and the ADR entity in each language."""
+    c = settings.complaints
+    english = AdrEntity(c.adr_entity or "", c.adr_url or "", c.adr_address or "")
+    adr = {"en": english} if english else {}
+    for language, local in c.adr_translations.items():
+        adr[language] = AdrEntity(local.entity or english.name, local.url or english.url,
+                                  local.address or english.address)
+    return profile(c.profile, ack_within=c.ack_deadline, final_within=c.final_deadline,
+                   reminders_before=c.reminders_before, extension=c.extension,
+                   adr_enquiry_business_days=c.adr_enquiry_business_days,
+                   rg_business_days=c.rg_business_days, adr=MappingProxyType(adr))
 
 
 def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | None,
@@ -130,6 +147,7 @@ def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | Non
         spam=spam_policy(settings),
         rg_group=settings.team.routing.get("self_exclusion", settings.team.default_group),
         webhooks=events_of(settings.webhooks),
+        complaints=identity.complaints, adr_addresses=identity.adr_addresses,
     )
 
 

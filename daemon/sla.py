@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon import report_digest, sla_metrics
+from daemon.complaints import GuardStats, guard_pass
 from daemon.webhooks import events_of, queue_event
 from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
@@ -313,6 +314,7 @@ class MonitorStats:
     lost: int = 0  # another monitor had or did it, or it was stopped or paused meanwhile
     failed: int = 0
     escalations: list[Escalation] = field(default_factory=list)
+    complaints: GuardStats = field(default_factory=GuardStats)  # the deadline guard's part
 
 
 class SlaDesk(Protocol):
@@ -357,7 +359,8 @@ class SlaMonitor:
                 await asyncio.wait_for(stop.wait(), interval)
 
     def run_once(self, now: datetime | None = None) -> MonitorStats:
-        """Escalate every clock due at `now` (default: the clock's now), one transaction each."""
+        """Escalate every clock due at `now` (default: the clock's now), one transaction each,
+        then let the complaint deadline guard (daemon/complaints.py) do what is due."""
         now = now or self._now()
         desk = self._desk()  # one value for the whole pass
         report_digest.queue_weekly_digest(self._sessions, desk, now)  # once per ISO week
@@ -372,7 +375,10 @@ class SlaMonitor:
             for clock_id in fresh:
                 self._handle(desk, clock_id, now, stats)
             if not fresh or len(batch) < desk.sla.batch:
-                return stats
+                break
+        # The complaint deadline guard: the same pass, the same clock, the same desk value.
+        stats.complaints = guard_pass(self._sessions, desk, now, desk.sla.batch)
+        return stats
 
     def preview(self, now: datetime) -> MonitorStats:
         """What a pass at `now` would escalate, worked out in one transaction that is rolled

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config.schema import TeamSettings
+from daemon import complaints
 from daemon.lifecycle import (
     TicketState,
     after_public_reply,
@@ -38,6 +39,7 @@ from responders.agents import (
     notification,
     relay,
 )
+from responders.complaints import dispute_paragraph, final_text
 from responders.headers import UnsafeRecipient
 from responders.identity import Identity
 from responders.references import verify_agent_reference, verify_message_id
@@ -163,6 +165,9 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         return AgentOutcome("held", why)
     block = parse_commands(visible, _categories(team))
     errors = list(block.errors) + _command_errors(team, block.commands)
+    if not errors:  # the complaint commands ask the record (extension once, final once ...)
+        errors = complaints.command_errors(session, team.identity.complaints, ticket.id,
+                                           block.commands, block.text, utcnow())
     if errors:
         _store(session, ticket.id, mail, "refused", visible, record)
         queries.insert_event(session, "commands_refused", ticket.id, actor=agent.name,
@@ -173,6 +178,8 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         _queue(session, refusal, "command_refused", ticket.id, [agent.address], team)
         return AgentOutcome("refused", "; ".join(errors))
     _apply(session, ticket, block.commands, agent)
+    complaints.apply_commands(session, team.identity, ticket.id, block.commands, agent.address,
+                              utcnow())
     note = any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)
     if not block.text:
         _clocks_after(session, ticket, block.commands, sla)
@@ -319,9 +326,10 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
             Message.ticket_id == ticket.id, Message.direction == "in",
             Message.kind.in_(("complaint", "follow_up"))).order_by(Message.id.desc()).limit(1))
     text = block.text
-    final = is_final_answer(tuple((c.name, c.argument) for c in block.commands))
-    if final and team.identity.dispute_text:  # a final answer says where to appeal beyond us
-        text = f"{text}\n\n{team.identity.dispute_text}"
+    if any(c.name == "final" for c in block.commands):  # the decision, then where beyond us
+        text = final_text(team.identity, ticket.language, text)
+    elif is_final_answer(tuple((c.name, c.argument) for c in block.commands)):
+        text = f"{text}\n\n{dispute_paragraph(team.identity, ticket.language)}"
     ctx = RelayContext(
         ticket_number=ticket.number, language=ticket.language,
         player=Address(player.address, player.name), subject=ticket.subject,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "ADR_OUTCOMES",
     "COMMAND_SYNTAX",
     "MAX_COMMAND_LINES",
     "PRIORITIES",
@@ -48,7 +49,15 @@ COMMAND_SYNTAX: tuple[str, ...] = (
     "#note",
     "#merge NUMBER",
     "#escalate",
+    "#final (the decision on the lines below)",
+    "#extend REASON",
+    "#adr ENTITY REFERENCE",
+    "#adr-outcome " + "|".join(("upheld", "partially_upheld", "not_upheld", "settled",
+                                "withdrawn")),
 )
+# The ADR entity's conclusions (daemon/complaint_rules.py has the same list).
+ADR_OUTCOMES: tuple[str, ...] = ("upheld", "partially_upheld", "not_upheld", "settled",
+                                 "withdrawn")
 
 _MAX_LINE = 300  # a longer "#" line is not a command anyone typed
 _QUOTE = 40  # how much of the agent's own words an error repeats
@@ -167,6 +176,22 @@ def _merge(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
     return None, f"#merge needs a ticket number, e.g. #merge 10234 ({_got(arguments)})"
 
 
+def _extend(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
+    """The reason is the player's to read (the written notice): kept as typed."""
+    reason = " ".join(_CONTROL.sub(" ", " ".join(arguments)).split())
+    if reason:
+        return reason, ""
+    return None, "#extend needs the reason the player is told, e.g. #extend waiting for the bank"
+
+
+def _adr(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
+    """ENTITY (one or more words) and the entity's REFERENCE (the last word), as typed."""
+    words = _CONTROL.sub(" ", " ".join(arguments)).split()
+    if len(words) >= 2 and len(words[-1]) <= 100:
+        return " ".join(words), ""
+    return None, f"#adr needs the entity and its case reference, e.g. #adr IBAS 12345 ({_got(arguments)})"
+
+
 def _nothing(name: str, hint: str = "") -> _Parser:
     def parse(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
         if not arguments:
@@ -194,4 +219,8 @@ _ARGUMENTS: dict[str, _Parser] = {
     "note": _nothing("note", "; write the note on the lines below"),
     "merge": _merge,
     "escalate": _nothing("escalate"),
+    "final": _nothing("final", "; write the decision on the lines below"),
+    "extend": _extend,
+    "adr": _adr,
+    "adr-outcome": _one_of("adr-outcome", ADR_OUTCOMES),
 }

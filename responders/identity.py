@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from responders.complaint_profiles import ComplaintProfile
 from responders.rendering import DEFAULT_LANGUAGE, Templates
 
 __all__ = ["DEFAULT_BRAND", "Identity"]
@@ -24,9 +25,15 @@ class Identity:
     templates: Templates = field(default_factory=Templates, compare=False)
     subject_format: str = "[#{number}]"  # how the ticket number appears in a subject
     language: str = DEFAULT_LANGUAGE  # the desk's own language: mail to staff, fallback
-    dispute_text: str = ""  # appended to a final answer: where to appeal beyond us
+    # [responders] dispute_text: replaces the English paragraph of a final answer that says
+    # where to go beyond us; "" (the default) takes every language's from dispute.txt.j2.
+    dispute_text: str = ""
     brand: str = DEFAULT_BRAND
     aliases: frozenset[str] = frozenset()  # other addresses that reach this brand, lower-case
+    # [complaints]: the regulator profile of this brand's licence, with its ADR entity.
+    complaints: ComplaintProfile = field(default_factory=ComplaintProfile, compare=False)
+    adr_addresses: frozenset[str] = frozenset()  # mail of the ADR bodies, lower-case
+    deadline_action: str = "send"  # at the deadline: "send" the letter, or "head_of_support"
 
     @property
     def addresses(self) -> frozenset[str]:

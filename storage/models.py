@@ -336,6 +336,53 @@ Index("uq_sla_clocks_ticket_id_kind_running", SlaClock.ticket_id, SlaClock.kind,
 __all__ += ["SLA_KINDS", "SLA_STAGES", "SlaClock"]
 
 
+COMPLAINT_STATES = ("complaint", "final", "dispute", "adr")
+
+
+class Complaint(Base):
+    """The regulated side of a player's ticket: its deadlines and how it ended.
+
+    One row per ticket (a table rather than columns on `tickets`: most of these are empty on
+    most tickets, and the guard's partial index stays small). `next_action_at` is when the
+    deadline guard has something to do (a reminder, the final deadline, an ADR enquiry
+    falling due); NULL once there is nothing. `stage` counts the guard's steps taken: it is
+    only moved by an UPDATE naming the stage it moves from, so each reminder and the letter
+    go once, whichever monitor gets there (as sla_clocks.stage).
+    """
+
+    __tablename__ = "complaints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    profile: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default="complaint")  # COMPLAINT_STATES
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ack_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    final_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_by: Mapped[str | None] = mapped_column(String(254))  # an agent's address, or "guard"
+    letter_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the deadline letter
+    disputed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    adr_entity: Mapped[str | None] = mapped_column(String(200))
+    adr_reference: Mapped[str | None] = mapped_column(String(100))
+    adr_referred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    adr_outcome: Mapped[str | None] = mapped_column(String(24))
+    adr_outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enquiry_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # an ADR body's
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+Index("ix_complaints_next_action_at", Complaint.next_action_at,
+      postgresql_where=Complaint.next_action_at.is_not(None),
+      sqlite_where=Complaint.next_action_at.is_not(None))
+
+__all__ += ["COMPLAINT_STATES", "Complaint"]
+
+
 class LegalHold(Base):
     """A record that must be kept: erasure and retention leave what it covers alone.
 

@@ -190,7 +190,23 @@ def test_errors_quote_the_agent_briefly_and_on_one_line() -> None:
 def test_syntax_help_names_every_command() -> None:
     names = {line.split()[0] for line in COMMAND_SYNTAX}
     assert names == {"#status", "#assign", "#priority", "#category", "#note", "#merge",
-                     "#escalate"}
+                     "#escalate", "#final", "#extend", "#adr", "#adr-outcome"}
+
+
+def test_complaint_commands_keep_what_the_player_and_the_adr_body_will_read() -> None:
+    block = parse_commands("#final\n#adr IBAS Ltd CASE-77\n\nWe cannot refund this bet.")
+    assert [(c.name, c.argument) for c in block.commands] == [
+        ("final", None), ("adr", "IBAS Ltd CASE-77")]
+    assert block.text == "We cannot refund this bet." and not block.errors
+    (extend,) = parse_commands("#extend Waiting for the Bank's statement").commands
+    assert extend.argument == "Waiting for the Bank's statement"  # as typed: the player reads it
+
+
+def test_complaint_commands_refuse_what_is_missing_or_unknown() -> None:
+    assert parse_commands("#extend").errors[0].startswith("#extend needs the reason")
+    assert parse_commands("#adr IBAS").errors[0].startswith("#adr needs the entity")
+    assert parse_commands("#adr-outcome won").errors[0].startswith("#adr-outcome needs one of")
+    assert parse_commands("#final now").errors[0].startswith("#final takes nothing")
 
 
 @pytest.mark.parametrize(

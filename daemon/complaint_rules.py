@@ -1,0 +1,202 @@
+"""The complaint lifecycle's rules as functions of values (DESIGN: rules stay pure, in one
+place): the deadlines a complaint gets, what each agent command may do in which state, the
+one extension, the dispute after a final decision, and what the deadline guard does next.
+
+States: ``complaint`` (open, the final-decision deadline runs) → ``final`` (a final decision
+was given, by an agent's ``#final`` or the guard's deadline letter) → ``dispute`` (the player
+disagreed) → ``adr`` (referred to the ADR entity; its outcome is recorded there).
+The caller (daemon/complaints.py) reads the row, asks here, and writes the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from parsers.rg import RG_CATEGORY
+from responders.complaint_profiles import ComplaintProfile
+
+ADR_OUTCOMES = ("upheld", "partially_upheld", "not_upheld", "settled", "withdrawn")
+DEADLINE = "deadline"  # the guard's last point: the final-response letter
+
+
+@dataclass(frozen=True)
+class ComplaintFacts:
+    """What the rules read of a complaint row."""
+
+    state: str
+    received_at: datetime
+    final_due_at: datetime | None = None
+    extended_at: datetime | None = None
+    final_at: datetime | None = None
+    adr_referred_at: datetime | None = None
+    stage: int = 0
+    category: str = "other"
+
+
+@dataclass(frozen=True)
+class Change:
+    """Columns to write and what the event of the change records."""
+
+    values: dict[str, Any]
+    event: dict[str, Any] = field(default_factory=dict)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def add_business_days(start: datetime, days: int) -> datetime:
+    """`days` working days (Monday to Friday) after `start`, at the same time of day.
+    Public holidays are not known here: a regulator's "working day" may be one day longer."""
+    moment, left = start, days
+    while left > 0:
+        moment += timedelta(days=1)
+        if moment.weekday() < 5:
+            left -= 1
+    return moment
+
+
+# --- deadlines --------------------------------------------------------------------------
+
+def opened(profile: ComplaintProfile, category: str, received_at: datetime) -> dict[str, Any]:
+    """The record of a new complaint: its deadlines and the guard's first moment. A
+    responsible-gambling complaint has the profile's fast lane as its final deadline."""
+    final_due = None
+    if profile.final_within is not None:
+        final_due = received_at + profile.final_within
+        if category == RG_CATEGORY and profile.rg_business_days:
+            final_due = add_business_days(received_at, profile.rg_business_days)
+    ack_due = received_at + profile.ack_within if profile.ack_within else None
+    points = guard_points(profile, final_due)
+    return {"profile": profile.name, "category": category, "state": "complaint",
+            "received_at": received_at, "ack_due_at": ack_due, "final_due_at": final_due,
+            "stage": 0, "next_action_at": points[0][1] if points else None}
+
+
+def guard_points(profile: ComplaintProfile, final_due: datetime | None,
+                 received_at: datetime | None = None) -> list[tuple[str, datetime]]:
+    """(name, moment) of each thing the guard does, in order: the reminders, then the letter.
+    A reminder that would come before receipt (a short fast-lane deadline) is left out."""
+    if final_due is None:
+        return []
+    reminders = sorted(final_due - before for before in profile.reminders_before)
+    start = received_at or datetime.min.replace(tzinfo=final_due.tzinfo)
+    named = [(_point_name(at, final_due, before), at) for at, before in zip(
+        reminders, sorted(profile.reminders_before, reverse=True), strict=True) if at > start]
+    return [*named, (DEADLINE, final_due)]
+
+
+def _point_name(at: datetime, due: datetime, before: timedelta) -> str:
+    """"2w before" / "3d before": the reminder as the team reads it."""
+    if before % timedelta(weeks=1) == timedelta(0):
+        return f"{before // timedelta(weeks=1)}w before"
+    if before % timedelta(days=1) == timedelta(0):
+        return f"{before // timedelta(days=1)}d before"
+    return f"{int(before.total_seconds() // 3600)}h before"
+
+
+@dataclass(frozen=True)
+class GuardStep:
+    to_stage: int
+    next_action_at: datetime | None
+    sends: tuple[str, ...]  # the points reached, in order; DEADLINE last if reached
+
+
+def plan(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> GuardStep:
+    """Every point reached by `now` is taken at once, but reminders are dropped when the
+    deadline itself is reached (they would remind of the past), as the SLA ladder does."""
+    points = guard_points(profile, facts.final_due_at, facts.received_at)
+    if facts.state != "complaint":
+        return GuardStep(facts.stage, None, ())
+    reached = [(i + 1, name) for i, (name, at) in enumerate(points)
+               if i + 1 > facts.stage and at <= now]
+    if any(name == DEADLINE for _, name in reached):
+        reached = [(i, name) for i, name in reached if name == DEADLINE]
+    to_stage = max((i for i, _ in reached), default=facts.stage)
+    later = points[to_stage][1] if to_stage < len(points) else None
+    return GuardStep(to_stage, later, tuple(name for _, name in reached))
+
+
+# --- commands ---------------------------------------------------------------------------
+
+def refusal(facts: ComplaintFacts | None, profile: ComplaintProfile, name: str,
+            now: datetime) -> str:
+    """Why command `name` may not be applied to this complaint now; "" when it may."""
+    if facts is None:
+        return f"#{name}: this ticket has no complaint record (not a player's complaint)"
+    if name == "final" and facts.state != "complaint":
+        return (f"#final: the final decision was already given ({_day(facts.final_at)}); "
+                "a dispute goes to the ADR entity (#adr ENTITY REFERENCE)")
+    if name == "extend":
+        return _extend_refusal(facts, profile, now)
+    if name == "adr" and facts.adr_referred_at is not None:
+        return f"#adr: a referral is already recorded ({_day(facts.adr_referred_at)})"
+    if name == "adr-outcome" and facts.state != "adr":
+        return "#adr-outcome: no ADR referral is recorded yet (#adr ENTITY REFERENCE first)"
+    return ""
+
+
+def _extend_refusal(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> str:
+    if profile.extension is None:
+        return (f'#extend: the "{profile.name}" profile allows no extension of the '
+                "final-decision deadline")
+    if facts.state != "complaint":
+        return "#extend: the final decision was already given"
+    if facts.extended_at is not None:
+        return (f"#extend: the deadline was already extended once ({_day(facts.extended_at)}); "
+                "it may be extended only once")
+    if facts.final_due_at is None or facts.final_due_at <= now:
+        return "#extend: the deadline has passed; the final response is due now"
+    return ""
+
+
+def _day(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d") if moment else "earlier"
+
+
+def final(facts: ComplaintFacts, by: str, now: datetime) -> Change:
+    """A final decision: the guard stops; in time when given by the deadline (or none). The
+    guard's letter is never in time: it is sent because the deadline came without one."""
+    in_time = by != "guard" and (facts.final_due_at is None or now <= facts.final_due_at)
+    return Change({"state": "final", "final_at": now, "final_by": by, "next_action_at": None},
+                  {"by": by, "in_time": in_time, "final_due_at": iso(facts.final_due_at),
+                   "category": facts.category})
+
+
+def extend(facts: ComplaintFacts, profile: ComplaintProfile, reason: str,
+           now: datetime) -> Change:
+    """The one extension: the deadline (and the reminders before it) move; the points of the
+    new schedule already past are counted as done rather than sent late."""
+    assert profile.extension is not None and facts.final_due_at is not None
+    due = facts.final_due_at + profile.extension
+    points = guard_points(profile, due, facts.received_at)
+    stage = sum(1 for _, at in points if at <= now)
+    return Change({"final_due_at": due, "extended_at": now, "extension_reason": reason,
+                   "stage": stage, "next_action_at": points[stage][1]},
+                  {"reason": reason, "final_due_at": iso(due)})
+
+
+def dispute(facts: ComplaintFacts, now: datetime) -> Change | None:
+    """A player who disagrees after the final decision opens a dispute; before it, the
+    appeal is the ordinary escalation of an open complaint (None)."""
+    if facts.state != "final":
+        return None
+    return Change({"state": "dispute", "disputed_at": now})
+
+
+def adr_referral(entity: str, reference: str, now: datetime) -> Change:
+    return Change({"state": "adr", "adr_entity": entity, "adr_reference": reference,
+                   "adr_referred_at": now, "next_action_at": None},
+                  {"entity": entity, "reference": reference})
+
+
+def adr_outcome(outcome: str, now: datetime) -> Change:
+    return Change({"adr_outcome": outcome, "adr_outcome_at": now}, {"outcome": outcome})
+
+
+def enquiry_due(profile: ComplaintProfile, now: datetime) -> datetime | None:
+    """When an ADR body's enquiry must be answered (UKGC: 10 working days)."""
+    days = profile.adr_enquiry_business_days
+    return add_business_days(now, days) if days else None

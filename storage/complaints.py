@@ -1,0 +1,110 @@
+"""Complaint records in the database: insert, read (locked), change, the guard's due query
+and its stage step.
+
+Exactly once, as storage.sla: the guard moves a complaint's stage only by `advance`, an
+UPDATE that names the stage and the deadline it read. Whoever commits first wins; another
+monitor's UPDATE then matches no row (PostgreSQL re-reads the row after the first commits),
+so it queues nothing. An extension or a final decision committed meanwhile changes the
+deadline or the state, so a guard that read the old ones writes nothing either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Complaint, Contact, Ticket
+
+__all__ = ["GuardFacts", "advance", "by_reference", "due_complaints", "for_ticket",
+           "guard_facts", "insert_complaint", "lock", "write"]
+
+_T = Complaint.__table__
+_C = _T.c
+
+_DUE = (
+    select(_C.id)
+    .where(_C.next_action_at.is_not(None), _C.next_action_at <= bindparam("now"))
+    .order_by(_C.next_action_at)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+_ADVANCE = (
+    update(_T)
+    .where(_C.id == bindparam("cid"), _C.stage == bindparam("from_stage"),
+           _C.final_due_at == bindparam("due"), _C.state == "complaint")
+    .values(stage=bindparam("to_stage"), next_action_at=bindparam("next_at"))
+)
+
+
+def insert_complaint(session: Session, ticket_id: int, values: dict[str, Any]) -> int | None:
+    """The complaint of a ticket; None (nothing written) when it already has one."""
+    if session.scalar(select(_C.id).where(_C.ticket_id == ticket_id)) is not None:
+        return None
+    row = Complaint(ticket_id=ticket_id, **values)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def for_ticket(session: Session, ticket_id: int) -> Complaint | None:
+    """The ticket's complaint, locked for the rest of the transaction (the guard's too)."""
+    return session.scalar(select(Complaint).where(Complaint.ticket_id == ticket_id)
+                          .with_for_update())
+
+
+def by_reference(session: Session, subject: str) -> Complaint | None:
+    """The complaint whose ADR reference the subject names (an ADR body's own case number)."""
+    for row in session.scalars(select(Complaint).where(Complaint.adr_reference.is_not(None))
+                               .order_by(Complaint.id.desc()).limit(500)):
+        if row.adr_reference and row.adr_reference.lower() in subject.lower():
+            return row
+    return None
+
+
+def write(row: Complaint, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        setattr(row, key, value)
+
+
+def due_complaints(session: Session, now: datetime, limit: int) -> list[int]:
+    return list(session.scalars(_DUE, {"now": now, "limit": limit}))
+
+
+def lock(session: Session, complaint_id: int) -> Complaint | None:
+    """The row as it is now (not as the due query saw it), locked: no SKIP LOCKED, so a row
+    another monitor holds is waited for and then read as it left it."""
+    session.expire_all()
+    return session.scalar(select(Complaint).where(Complaint.id == complaint_id)
+                          .with_for_update())
+
+
+def advance(session: Session, complaint_id: int, from_stage: int, to_stage: int,
+            due: datetime, next_at: datetime | None) -> bool:
+    done = session.execute(_ADVANCE, {"cid": complaint_id, "from_stage": from_stage,
+                                      "to_stage": to_stage, "due": due, "next_at": next_at})
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class GuardFacts:
+    """What the guard's mail says of the ticket, and to whom the player's letter goes."""
+
+    number: int
+    subject: str
+    language: str
+    assignee: str | None
+    player: str
+    player_name: str
+
+
+def guard_facts(session: Session, ticket_id: int) -> GuardFacts:
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None
+    player = session.get(Contact, ticket.requester_id)
+    assert player is not None
+    return GuardFacts(ticket.number, ticket.subject, ticket.language, ticket.assignee,
+                      player.address, player.name or "")
