@@ -147,11 +147,11 @@ def _extension_notice(session: Session, identity: Identity, row: Complaint,
                         final_due_at=row.final_due_at, reason=row.extension_reason or "",
                         nonce=f"cx{row.id}", now=now)
     _queue(session, lambda: player_letter("extension", ctx, identity), "complaint_letter",
-           row.ticket_id, [ticket.player], identity, now)
+           row.ticket_id, [ticket.player], identity)
 
 
 def _queue(session: Session, compose: Any, kind: str, ticket_id: int, to: list[str],
-           identity: Identity, now: datetime) -> str:
+           identity: Identity) -> str:
     """Compose and enqueue (the outbox records the text on the ticket); "" or why not."""
     try:
         msg = compose()
@@ -159,9 +159,11 @@ def _queue(session: Session, compose: Any, kind: str, ticket_id: int, to: list[s
         log.warning("not sent", extra={"fields": {"kind": kind, "ticket": ticket_id,
                                                   "reason": str(err)}})
         return str(err)
+    # Due at once, whatever moment the pass stands for: a pass run for a moved clock
+    # (`sla --once --now ... --apply`) sends its letters now, not on that day.
     outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
                    envelope_from=identity.address, recipients=to, kind=kind,
-                   ticket_id=ticket_id, now=now)
+                   ticket_id=ticket_id)
     return ""
 
 
@@ -274,7 +276,7 @@ class _Guard:
             one = replace(ctx, nonce=f"{ctx.nonce}r{i}")
             if not _queue(self.session, lambda one=one, to=to: staff_letter(
                     "reminder", one, self.identity, to), "complaint_reminder",
-                    row.ticket_id, [to], self.identity, self.now):
+                    row.ticket_id, [to], self.identity):
                 sent.append(to)
         queries.insert_event(self.session, "complaint_reminder", row.ticket_id, point=point,
                              final_due_at=rules.iso(row.final_due_at), recipients=sent)
@@ -285,7 +287,7 @@ class _Guard:
         sent = []
         if head and not _queue(self.session, lambda: staff_letter(
                 "handoff", ctx, self.identity, head), "complaint_reminder", row.ticket_id,
-                [head], self.identity, self.now):
+                [head], self.identity):
             sent.append(head)
         queries.insert_event(self.session, "complaint_reminder", row.ticket_id,
                              point=rules.DEADLINE, final_due_at=rules.iso(row.final_due_at),
@@ -294,8 +296,7 @@ class _Guard:
     def _letter(self, row: Complaint, ctx: LetterContext, ticket: records.GuardFacts) -> None:
         """The final-response letter to the player: the guard's final decision, late."""
         withheld = _queue(self.session, lambda: player_letter("deadlock", ctx, self.identity),
-                          "complaint_letter", row.ticket_id, [ticket.player], self.identity,
-                          self.now)
+                          "complaint_letter", row.ticket_id, [ticket.player], self.identity)
         change = rules.final(facts(row), "guard", self.now)
         records.write(row, {**change.values, "letter_sent_at": None if withheld else self.now})
         queries.insert_event(self.session, "deadline_letter", row.ticket_id, in_time=False,

@@ -1,0 +1,102 @@
+"""The complaint rules as values: deadlines per profile, the guard's points, the one
+extension, the dispute after a final decision (daemon/complaint_rules.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from daemon import complaint_rules as rules
+from responders.complaint_profiles import PROFILES, profile
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # a Friday
+WEEK = timedelta(weeks=1)
+UKGC, CGA = PROFILES["ukgc"], PROFILES["cga"]
+
+
+def facts(profile_name: str = "ukgc", category: str = "refund", **changes: object) -> rules.ComplaintFacts:
+    values = rules.opened(PROFILES[profile_name], category, T0)
+    base = rules.ComplaintFacts(state="complaint", received_at=T0,
+                                final_due_at=values["final_due_at"], category=category)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_each_profile_sets_its_deadlines_from_receipt() -> None:
+    ukgc = rules.opened(UKGC, "refund", T0)
+    assert ukgc["ack_due_at"] == T0 + timedelta(hours=24)
+    assert ukgc["final_due_at"] == T0 + 8 * WEEK
+    assert ukgc["next_action_at"] == T0 + 6 * WEEK  # the first reminder
+    cga = rules.opened(CGA, "refund", T0)
+    assert (cga["ack_due_at"], cga["final_due_at"]) == (T0 + WEEK, T0 + 4 * WEEK)
+    none = rules.opened(PROFILES["none"], "refund", T0)
+    assert none["final_due_at"] is None and none["next_action_at"] is None
+
+
+def test_a_responsible_gambling_complaint_under_cga_is_due_the_next_business_day() -> None:
+    due = rules.opened(CGA, "self_exclusion", T0)["final_due_at"]
+    assert due == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Friday -> Monday
+    assert rules.guard_points(CGA, due, T0) == [("deadline", due)]  # no reminder before receipt
+
+
+def test_the_guard_reminds_at_weeks_six_and_seven_then_sends_the_letter_once() -> None:
+    state = facts()
+    assert rules.plan(state, UKGC, T0 + 6 * WEEK - timedelta(seconds=1)).sends == ()
+    step = rules.plan(state, UKGC, T0 + 6 * WEEK)
+    assert (step.sends, step.to_stage, step.next_action_at) == (("2w before",), 1, T0 + 7 * WEEK)
+    step = rules.plan(replace(state, stage=2), UKGC, T0 + 8 * WEEK)
+    assert (step.sends, step.to_stage, step.next_action_at) == (("deadline",), 3, None)
+    assert rules.plan(replace(state, stage=3), UKGC, T0 + 9 * WEEK).sends == ()
+
+
+def test_a_monitor_that_was_down_sends_the_letter_without_reminders_of_the_past() -> None:
+    step = rules.plan(facts(), UKGC, T0 + 10 * WEEK)
+    assert step.sends == ("deadline",) and step.to_stage == 3
+
+
+def test_a_decided_complaint_has_nothing_for_the_guard() -> None:
+    assert rules.plan(facts(state="final"), UKGC, T0 + 9 * WEEK).sends == ()
+
+
+def test_an_extension_is_allowed_once_and_only_where_the_profile_has_one() -> None:
+    state = facts("cga")
+    assert rules.refusal(state, CGA, "extend", T0 + WEEK) == ""
+    change = rules.extend(state, CGA, "waiting for the bank", T0 + WEEK)
+    assert change.values["final_due_at"] == T0 + 8 * WEEK
+    assert change.event == {"reason": "waiting for the bank",
+                            "final_due_at": (T0 + 8 * WEEK).isoformat()}
+    assert change.values["next_action_at"] == T0 + 7 * WEEK  # the reminder moved with it
+    extended = replace(state, extended_at=T0 + WEEK, final_due_at=T0 + 8 * WEEK)
+    assert "only once" in rules.refusal(extended, CGA, "extend", T0 + 2 * WEEK)
+    assert "allows no extension" in rules.refusal(facts(), UKGC, "extend", T0 + WEEK)
+    assert "has passed" in rules.refusal(state, CGA, "extend", T0 + 5 * WEEK)
+
+
+def test_final_is_given_once_and_says_whether_it_was_in_time() -> None:
+    change = rules.final(facts(), "anna@casino.test", T0 + 3 * WEEK)
+    assert change.values["state"] == "final" and change.values["next_action_at"] is None
+    assert change.event["in_time"] is True and change.event["by"] == "anna@casino.test"
+    assert rules.final(facts(), "anna@casino.test", T0 + 9 * WEEK).event["in_time"] is False
+    assert rules.final(facts(), "guard", T0 + 8 * WEEK).event["in_time"] is False
+    assert "already given" in rules.refusal(facts(state="final"), UKGC, "final", T0)
+
+
+def test_only_a_final_decision_can_be_disputed() -> None:
+    assert rules.dispute(facts(), T0) is None
+    assert rules.dispute(facts(state="final"), T0).values["state"] == "dispute"  # type: ignore[union-attr]
+
+
+def test_an_adr_outcome_needs_a_referral_first() -> None:
+    assert "no ADR referral" in rules.refusal(facts(state="dispute"), UKGC, "adr-outcome", T0)
+    assert rules.refusal(facts(state="adr"), UKGC, "adr-outcome", T0) == ""
+    assert "already recorded" in rules.refusal(facts(adr_referred_at=T0), UKGC, "adr", T0)
+
+
+def test_working_days_skip_weekends() -> None:
+    assert rules.add_business_days(T0, 10) == datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+    assert rules.enquiry_due(UKGC, T0) == datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+    assert rules.enquiry_due(CGA, T0) is None
+
+
+def test_overrides_replace_only_what_is_given() -> None:
+    mine = profile("ukgc", final_within=6 * WEEK, extension=None)
+    assert mine.final_within == 6 * WEEK and mine.ack_within == UKGC.ack_within
