@@ -122,6 +122,25 @@ def apply_commands(session: Session, identity: Identity, ticket_id: int,
             _extension_notice(session, identity, row, now)
 
 
+def final_answer(session: Session, ticket_id: int, actor: str, now: datetime) -> None:
+    """An answer that resolves or closes the ticket (#status resolved with text) is the
+    desk's final decision too: it carries the ADR paragraph, so the guard has no letter to
+    send. Nothing changes for a complaint already decided."""
+    row = records.for_ticket(session, ticket_id)
+    if row is None or row.state != "complaint":
+        return
+    change = rules.final(facts(row), actor, now)
+    records.write(row, change.values)
+    queries.insert_event(session, "final_decision", ticket_id, actor=actor, **change.event)
+
+
+def merged(session: Session, ticket_id: int) -> None:
+    """A ticket merged into another: the other's complaint runs on, this one's guard stops."""
+    row = records.for_ticket(session, ticket_id)
+    if row is not None:
+        row.next_action_at = None
+
+
 def _change(row: Complaint, profile: ComplaintProfile, command: Command, actor: str,
             now: datetime) -> rules.Change | None:
     argument = command.argument or ""

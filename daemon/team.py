@@ -189,6 +189,9 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         queries.insert_event(session, "note", ticket.id, actor=agent.name)
         return AgentOutcome("note")
     _public_reply(session, team, ticket, mail, agent, block, record)
+    if not any(c.name == "final" for c in block.commands) and is_final_answer(
+            tuple((c.name, c.argument) for c in block.commands)):
+        complaints.final_answer(session, ticket.id, agent.address, utcnow())
     if sla is not None:
         clocks_for_agent_reply(session, ticket.id, utcnow())  # the player has an answer
     _clocks_after(session, ticket, block.commands, sla)
@@ -309,6 +312,7 @@ def _merge(session: Session, ticket: Ticket, value: str | None) -> dict[str, Any
                     .values(ticket_id=target.id))
     _write(ticket, merged_into(_state(ticket)))
     ticket.linked_ticket_id = target.id
+    complaints.merged(session, ticket.id)
     return {"merged": True, "into": target.number}
 
 

@@ -25,6 +25,7 @@ from storage import audit, holds, search
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, tombstone
 from storage.models import (
+    Complaint,
     Contact,
     ContactKey,
     Erasure,
@@ -265,6 +266,10 @@ def _scrub_rows(session: Session, tickets: list[Ticket], ticket_ids: list[int],
         session.execute(update(SlaClock).where(SlaClock.ticket_id.in_(chunk),
                                                SlaClock.stopped_at.is_(None))
                         .values(stopped_at=utcnow(), next_action_at=None))
+        # Nor may the complaint guard write a deadline letter to an erased player; the
+        # record's figures stay for the regulator's return, the agent's words do not.
+        session.execute(update(Complaint).where(Complaint.ticket_id.in_(chunk))
+                        .values(next_action_at=None, extension_reason=None))
         session.execute(delete(Participant).where(Participant.ticket_id.in_(chunk)))
     session.execute(delete(Participant).where(func.lower(Participant.address) == address.lower()))
     ids = [m.id for m in messages]

@@ -278,3 +278,20 @@ def test_two_monitor_passes_at_once_send_one_letter_each(pg_url: str, tmp_path: 
     letters = outbox(ingestor, "complaint_letter")
     assert sorted(r.recipients[0] for r in letters) == sorted(f"p{i}@mail.test" for i in range(30))
     assert len(events(ingestor, "deadline_letter")) == 30
+
+
+def test_a_resolving_answer_is_the_final_decision_and_a_merge_stops_the_guard(
+        db_url: str, tmp_path: Path) -> None:
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    first, note = complain(ingestor, sender="a@mail.test")
+    second, other = complain(ingestor, sender="b@mail.test")
+    ingestor.ingest(reply_to_notification(note, "#status resolved\nPaid out today."), "t")
+    [relay] = outbox(ingestor, "relay")
+    assert "Fair Play Adjudication" in text_of(relay.raw)
+    [decision] = events(ingestor, "final_decision")
+    assert decision["by"] == "anna@casino.test" and decision["in_time"] is True
+    ingestor.ingest(reply_to_notification(other, f"#merge {first}"), "t")
+    assert monitor_at(ingestor, identity, 9 * WEEK, start) == []
+    assert outbox(ingestor, "complaint_letter") == []
