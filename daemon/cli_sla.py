@@ -52,13 +52,14 @@ def sla_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> 
     for item in stats.escalations:
         to = ", ".join(item.recipients) or f"nobody ({item.withheld})"
         click.echo(f"{would}#{item.ticket} {item.clock_kind} {item.stage_name} -> {to}")
-    click.echo(f"due={stats.due} warnings={stats.warnings} breaches={stats.breaches} "
-               f"lost={stats.lost} failed={stats.failed}")
     guard = stats.complaints  # the complaint deadline guard of the same pass (not in a dry run)
     for number, point in guard.done:
         click.echo(f"#{number} complaint {point}")
-    click.echo(f"complaints due={guard.due} reminders={guard.reminders} "
-               f"letters={guard.letters} lost={guard.lost} failed={guard.failed}")
+    if guard.due:  # said only when the guard had something to do: the SLA lines stay as they were
+        click.echo(f"complaints due={guard.due} reminders={guard.reminders} "
+                   f"letters={guard.letters} lost={guard.lost} failed={guard.failed}")
+    click.echo(f"due={stats.due} warnings={stats.warnings} breaches={stats.breaches} "
+               f"lost={stats.lost} failed={stats.failed}")
     if dry:
         click.echo(f"dry run: --now {moment.isoformat()} is ahead of the clock; nothing was "
                    "recorded or queued (add --apply to do it)")

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from parsers.commands import ADR_OUTCOMES
 from parsers.rg import RG_CATEGORY
 from responders.complaint_profiles import ComplaintProfile
 
-ADR_OUTCOMES = ("upheld", "partially_upheld", "not_upheld", "settled", "withdrawn")
+__all__ = ["ADR_OUTCOMES", "DEADLINE", "Change", "ComplaintFacts", "GuardStep",
+           "add_business_days", "adr_outcome", "adr_referral", "dispute", "enquiry_due",
+           "extend", "final", "guard_points", "iso", "opened", "plan", "refusal"]
 DEADLINE = "deadline"  # the guard's last point: the final-response letter
 
 

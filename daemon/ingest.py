@@ -323,13 +323,7 @@ class Ingestor:
             if named is not None:
                 mail = replace(mail, attachments=screening.forwardable(mail.attachments))
                 return self._agent_mail(session, mail, record, named)
-        decision = decide(refs, utcnow(), self.policy.reopen_window)
-        if forwarder:
-            decision = Decision("new")  # the original complaint opens its own ticket
-        adr = not automated and mail.sender.addr in self.policy.adr_addresses
-        if adr:  # an ADR body names the case by our number or its reference, not by taking part
-            named = self._adr_case(session, mail)
-            decision = Decision("join", named) if named else Decision("new")
+        decision, adr = self._decide(session, mail, refs, forwarder, automated)
         if automated and decision.action != "join":
             # A machine's mail that names no conversation of ours: kept, never a ticket.
             reason = f"automated: {automated}"
@@ -510,6 +504,18 @@ class Ingestor:
                 clocks_for_appeal(session, ticket_id, utcnow(), self.policy.sla)
             else:
                 clocks_for_follow_up(session, ticket_id, utcnow(), self.policy.sla)
+
+    def _decide(self, session: Session, mail: InboundMail, refs: References, forwarder: str,
+                automated: str) -> tuple[Decision, bool]:
+        """Join or open, and whether the mail is an ADR body's (True)."""
+        assert mail.sender is not None
+        if forwarder:
+            return Decision("new"), False  # the original complaint opens its own ticket
+        if automated or mail.sender.addr not in self.policy.adr_addresses:
+            return decide(refs, utcnow(), self.policy.reopen_window), False
+        # An ADR body names the case by our number or its reference, not by taking part.
+        named = self._adr_case(session, mail)
+        return (Decision("join", named) if named else Decision("new")), True
 
     def _adr_case(self, session: Session, mail: InboundMail) -> TicketFacts | None:
         """The ticket an ADR body's mail is about: our number in its subject, else the case

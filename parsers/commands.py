@@ -52,10 +52,9 @@ COMMAND_SYNTAX: tuple[str, ...] = (
     "#final (the decision on the lines below)",
     "#extend REASON",
     "#adr ENTITY REFERENCE",
-    "#adr-outcome " + "|".join(("upheld", "partially_upheld", "not_upheld", "settled",
-                                "withdrawn")),
+    "#adr-outcome upheld|partially_upheld|not_upheld|settled|withdrawn",
 )
-# The ADR entity's conclusions (daemon/complaint_rules.py has the same list).
+# What an ADR entity concluded, as #adr-outcome records it (and the reports count it).
 ADR_OUTCOMES: tuple[str, ...] = ("upheld", "partially_upheld", "not_upheld", "settled",
                                  "withdrawn")
 
@@ -189,7 +188,8 @@ def _adr(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
     words = _CONTROL.sub(" ", " ".join(arguments)).split()
     if len(words) >= 2 and len(words[-1]) <= 100:
         return " ".join(words), ""
-    return None, f"#adr needs the entity and its case reference, e.g. #adr IBAS 12345 ({_got(arguments)})"
+    return None, ("#adr needs the entity and its case reference, e.g. #adr IBAS 12345 "
+                  f"({_got(arguments)})")
 
 
 def _nothing(name: str, hint: str = "") -> _Parser:

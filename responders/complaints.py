@@ -26,7 +26,13 @@ from responders.envelope import recipient_mailbox, support_mailbox, thread_heade
 from responders.headers import clean_header_text, put_header, set_address_header, set_text_header
 from responders.identity import Identity
 from responders.mime import set_body
-from responders.references import message_id_for, reply_address, strip_tags, subject_tag, tag_subject
+from responders.references import (
+    message_id_for,
+    reply_address,
+    strip_tags,
+    subject_tag,
+    tag_subject,
+)
 
 __all__ = ["LetterContext", "dispute_paragraph", "final_text", "player_letter", "staff_letter"]
 
@@ -143,5 +149,5 @@ def staff_letter(kind: str, ctx: LetterContext, identity: Identity, to: str) -> 
         player_language = identity.templates.language(ctx.language)
         variables["letter"] = identity.templates.render(
             "deadlock.txt.j2", player_language, **_variables(ctx, identity, player_language))
-    return _compose(ctx, identity, "reminder" if kind == "reminder" else "deadlock_handoff", language,
-                    to, "", variables)
+    name = "reminder" if kind == "reminder" else "deadlock_handoff"
+    return _compose(ctx, identity, name, language, to, "", variables)

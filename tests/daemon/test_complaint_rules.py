@@ -14,7 +14,8 @@ WEEK = timedelta(weeks=1)
 UKGC, CGA = PROFILES["ukgc"], PROFILES["cga"]
 
 
-def facts(profile_name: str = "ukgc", category: str = "refund", **changes: object) -> rules.ComplaintFacts:
+def facts(profile_name: str = "ukgc", category: str = "refund",
+          **changes: object) -> rules.ComplaintFacts:
     values = rules.opened(PROFILES[profile_name], category, T0)
     base = rules.ComplaintFacts(state="complaint", received_at=T0,
                                 final_due_at=values["final_due_at"], category=category)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import threading
-from dataclasses import replace
 from datetime import datetime, timedelta
 from email.policy import default
 from pathlib import Path
@@ -60,7 +59,8 @@ def monitor_at(ingestor: Ingestor, identity: Identity, delta: timedelta,
     return monitor.run_once((start or utcnow()) + delta).complaints.done
 
 
-def complain(ingestor: Ingestor, language: str = "en", sender: str = "player@mail.test") -> tuple[int, bytes]:
+def complain(ingestor: Ingestor, language: str = "en",
+             sender: str = "player@mail.test") -> tuple[int, bytes]:
     subject, body = (("Вывод средств", "Здравствуйте, мой вывод средств не пришёл уже неделю, "
                       "прошу разобраться и вернуть деньги.")
                      if language == "ru" else
