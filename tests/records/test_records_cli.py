@@ -83,7 +83,8 @@ def test_events_verify_passes_then_names_an_edited_row(db_url: str, tmp_path: Pa
     config, ingestor = _desk(db_url, tmp_path)
     ok = _ticketd(config, "events", "verify")
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("ok: 2 events chained, head place 2 hash ")
+    # Two tickets: each "created" and its "complaint_opened".
+    assert ok.stdout.startswith("ok: 4 events chained, head place 4 hash ")
     with ingestor.sessions.begin() as session:
         first = session.scalar(select(Event.id).order_by(Event.id))
         session.execute(text("UPDATE events SET actor = 'someone@else.test' WHERE id = :i"),
