@@ -19,7 +19,7 @@ from parsers.rg import RG_CATEGORY
 from responders.complaint_profiles import ComplaintProfile
 
 __all__ = ["ADR_OUTCOMES", "DEADLINE", "Change", "ComplaintFacts", "GuardStep",
-           "add_business_days", "adr_outcome", "adr_referral", "dispute", "enquiry_due",
+           "add_business_days", "adr_outcome", "earliest", "adr_referral", "dispute", "enquiry_due",
            "extend", "final", "guard_points", "iso", "opened", "plan", "refusal"]
 DEADLINE = "deadline"  # the guard's last point: the final-response letter
 
@@ -197,6 +197,12 @@ def adr_referral(entity: str, reference: str, now: datetime) -> Change:
 
 def adr_outcome(outcome: str, now: datetime) -> Change:
     return Change({"adr_outcome": outcome, "adr_outcome_at": now}, {"outcome": outcome})
+
+
+def earliest(*moments: datetime | None) -> datetime | None:
+    """The guard's next moment: the first of those still to come (None: nothing)."""
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
 
 
 def enquiry_due(profile: ComplaintProfile, now: datetime) -> datetime | None:

@@ -35,6 +35,7 @@ from storage.models import Complaint
 log = logging.getLogger(__name__)
 
 COMMANDS = ("final", "extend", "adr", "adr-outcome")
+ENQUIRY = "adr_enquiry"  # the reminder point of an ADR body's enquiry falling due
 
 
 def facts(row: Complaint) -> rules.ComplaintFacts:
@@ -79,7 +80,9 @@ def adr_enquiry(session: Session, profile: ComplaintProfile, ticket_id: int, ent
         records.insert_complaint(session, ticket_id, values)
         row = records.for_ticket(session, ticket_id)
     assert row is not None
-    row.enquiry_due_at = due
+    row.enquiry_due_at, row.enquiry_reminded_at = due, None
+    # The guard reminds the desk when it falls due, beside whatever else it has to do.
+    row.next_action_at = rules.earliest(row.next_action_at, due)
     queries.insert_event(session, "adr_enquiry", ticket_id, actor=entity, entity=entity,
                          due_at=rules.iso(due))
 
@@ -254,29 +257,45 @@ class _Guard:
         self.session, self.now = session, now
 
     def step(self, complaint_id: int) -> list[tuple[int, str]] | None:
+        """The final deadline's points reached, then an ADR enquiry fallen due; None when
+        another monitor (or an extension, or a decision) got there first."""
         row = records.lock(self.session, complaint_id)
         if row is None or row.next_action_at is None or row.next_action_at > self.now:
             return None
-        if row.final_due_at is None:
-            row.next_action_at = None  # nothing of ours to do (an ADR case's own row)
-            return []
-        profile = self.identity.complaints
-        step = rules.plan(facts(row), profile, self.now)
-        if not records.advance(self.session, row.id, row.stage, step.to_stage,
-                               row.final_due_at, step.next_action_at):
-            return None  # another monitor, an extension or a decision got there first
         ticket = records.guard_facts(self.session, row.ticket_id)
-        for point in step.sends:
-            self._point(row, ticket, point, step.to_stage)
-        return [(ticket.number, point) for point in step.sends]
+        later, done = None, []
+        if row.state == "complaint" and row.final_due_at is not None:
+            step = rules.plan(facts(row), self.identity.complaints, self.now)
+            if step.to_stage != row.stage:
+                if not records.advance(self.session, row.id, row.stage, step.to_stage,
+                                       row.final_due_at, step.next_action_at):
+                    return None
+                for point in step.sends:
+                    self._point(row, ticket, point, step.to_stage)
+                done = [(ticket.number, point) for point in step.sends]
+            later = step.next_action_at
+        enquiry = row.enquiry_due_at if row.enquiry_reminded_at is None else None
+        if enquiry is not None and enquiry <= self.now:
+            if not records.mark_enquiry_reminded(self.session, row.id, self.now):
+                return done or None
+            self._remind(row, self._context(row, ticket, ENQUIRY, row.stage), ENQUIRY)
+            done.append((ticket.number, ENQUIRY))
+            enquiry = None
+        row.next_action_at = rules.earliest(later, enquiry)
+        return done
 
-    def _point(self, row: Complaint, ticket: records.GuardFacts, point: str,
-               stage: int) -> None:
-        ctx = LetterContext(
+    def _context(self, row: Complaint, ticket: records.GuardFacts, point: str,
+                 stage: int) -> LetterContext:
+        return LetterContext(
             ticket_number=ticket.number, language=ticket.language, player=ticket.player,
             player_name=ticket.player_name, subject=ticket.subject,
             received_at=row.received_at, final_due_at=row.final_due_at, point=point,
-            assignee=ticket.assignee, nonce=f"cg{row.id}s{stage}", now=self.now)
+            enquiry_due_at=row.enquiry_due_at, assignee=ticket.assignee,
+            nonce=f"cg{row.id}{'e' if point == ENQUIRY else 's'}{stage}", now=self.now)
+
+    def _point(self, row: Complaint, ticket: records.GuardFacts, point: str,
+               stage: int) -> None:
+        ctx = self._context(row, ticket, point, stage)
         if point != rules.DEADLINE:
             self._remind(row, ctx, point)
         elif self.identity.deadline_action == "head_of_support":
@@ -297,8 +316,9 @@ class _Guard:
                     "reminder", one, self.identity, to), "complaint_reminder",
                     row.ticket_id, [to], self.identity):
                 sent.append(to)
+        due = row.enquiry_due_at if point == ENQUIRY else row.final_due_at
         queries.insert_event(self.session, "complaint_reminder", row.ticket_id, point=point,
-                             final_due_at=rules.iso(row.final_due_at), recipients=sent)
+                             due_at=rules.iso(due), recipients=sent)
 
     def _hand_over(self, row: Complaint, ctx: LetterContext) -> None:
         """deadline_action = "head_of_support": the head sends the letter (with #final)."""

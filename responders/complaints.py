@@ -49,6 +49,7 @@ class LetterContext:
     subject: str = ""  # the ticket's
     received_at: datetime
     final_due_at: datetime | None = None
+    enquiry_due_at: datetime | None = None  # an ADR body's enquiry
     reason: str = ""  # an extension's
     point: str = ""  # a reminder's: "2w before", "deadline"
     assignee: str | None = None
@@ -87,6 +88,7 @@ def _variables(ctx: LetterContext, identity: Identity, language: str) -> dict[st
         "player_address": clean_header_text(ctx.player, 254),
         "received": _day(ctx.received_at),
         "final_due": _day(ctx.final_due_at) if ctx.final_due_at else "",
+        "enquiry_due": _day(ctx.enquiry_due_at) if ctx.enquiry_due_at else "",
         "reason": ctx.reason.strip(),
         "point": ctx.point,
         "assignee": ctx.assignee or "",

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from storage.models import Complaint, Contact, Ticket
 
 __all__ = ["GuardFacts", "advance", "by_reference", "due_complaints", "for_ticket",
-           "guard_facts", "insert_complaint", "lock", "write"]
+           "guard_facts", "insert_complaint", "lock", "mark_enquiry_reminded", "write"]
 
 _T = Complaint.__table__
 _C = _T.c
@@ -80,6 +80,20 @@ def lock(session: Session, complaint_id: int) -> Complaint | None:
     session.expire_all()
     return session.scalar(select(Complaint).where(Complaint.id == complaint_id)
                           .with_for_update())
+
+
+_ENQUIRY_REMINDED = (
+    update(_T)
+    .where(_C.id == bindparam("cid"), _C.enquiry_due_at.is_not(None),
+           _C.enquiry_reminded_at.is_(None))
+    .values(enquiry_reminded_at=bindparam("now"))
+)
+
+
+def mark_enquiry_reminded(session: Session, complaint_id: int, now: datetime) -> bool:
+    """The ADR enquiry's reminder, taken once (as `advance`): False when another took it."""
+    done = session.execute(_ENQUIRY_REMINDED, {"cid": complaint_id, "now": now})
+    return done.rowcount == 1  # type: ignore[attr-defined]
 
 
 def advance(session: Session, complaint_id: int, from_stage: int, to_stage: int,

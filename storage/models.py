@@ -372,6 +372,7 @@ class Complaint(Base):
     adr_outcome: Mapped[str | None] = mapped_column(String(24))
     adr_outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enquiry_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # an ADR body's
+    enquiry_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # once, at due
     stage: Mapped[int] = mapped_column(Integer, default=0)
     next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -225,6 +225,12 @@ def test_an_adr_body_mail_links_by_its_reference_and_starts_the_enquiry_clock(
     days = [received.date() + timedelta(days=n) for n in range(1, (due - received).days + 1)]
     assert sum(day.weekday() < 5 for day in days) == 10 and due.weekday() < 5  # working days
     assert len(events(ingestor, "complaint_opened")) == 1  # the ADR body is no complainant
+    identity = desk("ukgc")
+    assert monitor_at(ingestor, identity, timedelta(0), due - timedelta(minutes=1)) == []
+    assert monitor_at(ingestor, identity, timedelta(0), due) == [(number, "adr_enquiry")]
+    assert monitor_at(ingestor, identity, timedelta(days=1), due) == []  # once
+    [reminder] = outbox(ingestor, "complaint_reminder")
+    assert reminder.recipients == [HEAD] and "ADR body's enquiry" in text_of(reminder.raw)
 
 
 def test_under_none_every_ticket_is_recorded_without_deadlines(db_url: str,

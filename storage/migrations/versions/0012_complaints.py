@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("adr_outcome", sa.String(length=24), nullable=True),
         sa.Column("adr_outcome_at", sa.DateTime(), nullable=True),
         sa.Column("enquiry_due_at", sa.DateTime(), nullable=True),
+        sa.Column("enquiry_reminded_at", sa.DateTime(), nullable=True),
         sa.Column("stage", sa.Integer(), nullable=False),
         sa.Column("next_action_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"],
