@@ -1,7 +1,7 @@
 """complaints: the regulated complaint record of each player ticket
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
