@@ -363,7 +363,7 @@ class SlaMonitor:
         then let the complaint deadline guard (daemon/complaints.py) do what is due."""
         now = now or self._now()
         desk = self._desk()  # one value for the whole pass
-        report_digest.queue_weekly_digest(self._sessions, desk, now)  # once per ISO week
+        report_digest.queue_weekly_digest(self._sessions, desk, now, wall_clock=self._now)
         stats, seen = MonitorStats(), set[int]()
         while True:
             with self._sessions.begin() as session:

@@ -7,7 +7,7 @@ import email
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
@@ -124,7 +124,7 @@ def test_racing_daemons_queue_it_once(pg_url: str) -> None:
 
     def run() -> None:
         start.wait()
-        queued.append(queue_weekly_digest(sessions, desk(), MONDAY_0900))
+        queued.append(bool(queue_weekly_digest(sessions, desk(), MONDAY_0900)))
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
@@ -147,3 +147,55 @@ def test_the_week_due_across_a_year_end() -> None:
     sunday = due_digest(settings, datetime(2027, 1, 3, 23, 59, tzinfo=UTC))
     assert sunday is not None and sunday.week == "2026-W52"
     assert due_digest(settings, datetime(2027, 1, 4, 7, 59, tzinfo=UTC)) is None
+
+
+def test_a_pass_ahead_of_the_clock_queues_no_digest(sessions: sessionmaker[Session]) -> None:
+    """`sla --once --now <next Monday> --apply`: that week is not over, so no digest of it,
+    and the real pass of that Monday still queues the real one."""
+    real = datetime(2026, 11, 18, 10, tzinfo=UTC)  # Wednesday of week 47
+    ahead = SlaMonitor(sessions, desk(), now=lambda: real)
+    ahead.run_once(datetime(2026, 11, 23, 9, tzinfo=UTC))
+    assert weeks(sessions) == [] and digests(sessions) == []
+
+    monday = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    SlaMonitor(sessions, desk(), now=lambda: monday).run_once()
+    assert weeks(sessions) == ["2026-W47"]
+
+
+def test_a_digest_queued_ahead_of_time_hides_no_real_week(
+        sessions: sessionmaker[Session]) -> None:
+    """An event of a week still to come (queued ahead by an older version) is not the last
+    digest: the weeks before it are still sent."""
+    def real() -> datetime:
+        return datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+    with sessions.begin() as session:
+        session.add(Event(kind=DIGEST_EVENT, ticket_id=None, data={"week": "2026-W46"}))
+        session.add(Event(kind=DIGEST_EVENT, ticket_id=None, data={"week": "2026-W52"}))
+    assert queue_weekly_digest(sessions, desk(), real(), wall_clock=real) == ["2026-W47"]
+
+
+def test_a_daemon_down_over_a_due_moment_sends_each_missed_week_once(
+        sessions: sessionmaker[Session]) -> None:
+    clock = [MONDAY_0900]
+    monitor = SlaMonitor(sessions, desk(), now=lambda: clock[0])
+    monitor.run_once()  # W46's digest; then down from Sunday to the Monday after next
+    clock[0] = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    monitor.run_once()
+    clock[0] += timedelta(minutes=1)
+    monitor.run_once()
+    assert weeks(sessions) == ["2026-W46", "2026-W47", "2026-W48"]
+    subjects = [email.message_from_bytes(raw, policy=default)["Subject"]
+                for _, raw in digests(sessions)]
+    assert subjects[1:] == ["Complaints, week 2026-W47 (2026-11-16 to 2026-11-22)",
+                            "Complaints, week 2026-W48 (2026-11-23 to 2026-11-29)"]
+
+
+def test_after_a_long_outage_only_the_last_four_weeks_are_sent(
+        sessions: sessionmaker[Session]) -> None:
+    clock = [MONDAY_0900]
+    monitor = SlaMonitor(sessions, desk(), now=lambda: clock[0])
+    monitor.run_once()
+    clock[0] = datetime(2027, 1, 25, 9, tzinfo=UTC)  # ten weeks later: W03 is due
+    monitor.run_once()
+    assert weeks(sessions) == ["2026-W46", "2026-W53", "2027-W01", "2027-W02", "2027-W03"]
