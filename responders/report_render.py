@@ -84,8 +84,24 @@ def _blank(value: Any) -> Any:
 
 def _write(rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    # RFC 4180's CRLF: with "\n" alone the writer leaves a lone CR in a cell unquoted, and a
+    # spreadsheet starts a new row there (one that may start with a formula).
+    csv.writer(buffer, lineterminator="\r\n").writerows([_inert(c) for c in row]
+                                                        for row in rows)
     return buffer.getvalue()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# Injection"); subjects and categories come from players' mail.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell: Any) -> Any:
+    """A text cell a spreadsheet shows as text: a leading quote before a formula's start.
+    Numbers are ours and stay numbers."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 # --- HTML and text -------------------------------------------------------------------
