@@ -7,21 +7,22 @@ needs no font or other resource, and the same figures give the same bytes.
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
 import re
+import shutil
+import tempfile
 from datetime import date
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot is imported anywhere: a daemon has no display
-
-from matplotlib.figure import Figure  # noqa: E402 - after the backend is chosen
-
-from storage.reports import Report  # noqa: E402
+from storage.reports import Report
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 _SIZE = (7.5, 3.4)  # inches; the page shows them 100% wide
 _IN_TIME, _LATE = "#2e7d32", "#c62828"
@@ -99,7 +100,7 @@ def png(figure: Figure, dpi: int = 110) -> bytes:
 
 def _figure(title: str) -> tuple[Figure, Axes]:
     # Figure() rather than pyplot: no global state, nothing to close, thread-safe enough.
-    figure = Figure(figsize=_SIZE, layout="constrained")
+    figure = _figure_class()(figsize=_SIZE, layout="constrained")
     axes = figure.subplots()
     axes.set_title(title, fontsize=11)
     axes.spines[["top", "right"]].set_visible(False)
@@ -114,3 +115,50 @@ def _nothing(axes: Axes) -> None:
 def _week_label(monday: date) -> str:
     year, week, _ = monday.isocalendar()
     return f"{year}-W{week:02d}"
+
+
+# --- matplotlib, loaded when the first chart is drawn ---------------------------------
+
+@cache
+def _figure_class() -> type[Figure]:
+    """matplotlib's Figure, imported here and not with this module: the daemon imports this
+    module (the digest) at start and should not pay for matplotlib until a digest is due."""
+    _choose_config_dir()
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot is imported anywhere: a daemon has no display
+    from matplotlib.figure import Figure
+
+    return Figure
+
+
+def _choose_config_dir() -> None:
+    """Where matplotlib keeps its font cache, when MPLCONFIGDIR does not say: under systemd
+    the service's cache or state directory, kept across restarts; else its own default in
+    the home when that is writable; else a private temporary directory. Left to itself,
+    matplotlib logs a warning and rebuilds the cache when the home is not writable (the
+    unit's ProtectHome, or the admin wrapper running as ticketd with root's HOME)."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    service = os.environ.get("CACHE_DIRECTORY") or os.environ.get("STATE_DIRECTORY")
+    if service:  # systemd's list of directories: the first is the service's own
+        os.environ["MPLCONFIGDIR"] = str(Path(service.split(":")[0]) / "matplotlib")
+        return
+    if all(_writable(base, "matplotlib") for base in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")):
+        return
+    private = tempfile.mkdtemp(prefix="ticketd-matplotlib-")  # mode 0700
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    os.environ["MPLCONFIGDIR"] = private
+
+
+def _writable(xdg_variable: str, name: str) -> bool:
+    """Whether matplotlib's default directory under $XDG_... (or ~/.config, ~/.cache) can be
+    made and written, as matplotlib itself tries it."""
+    default = ".config" if xdg_variable == "XDG_CONFIG_HOME" else ".cache"
+    try:
+        base = Path(os.environ.get(xdg_variable) or Path.home() / default)
+        folder = base / name
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home at all
+        return False
+    return os.access(folder, os.W_OK)
