@@ -37,7 +37,8 @@ def report_command(ctx: click.Context, first: str, last: str, fmt: str, out: Pat
                    profile: str | None) -> None:
     """Complaints received, acknowledged and decided in time, disputes, ADR referrals and
     outcomes, times to answer, by category; whole days in UTC."""
-    from responders import report_render  # Jinja2 only when a report is made; matplotlib at its first chart
+    # Jinja2 only when a report is made; matplotlib only when a chart is drawn.
+    from responders import report_render
 
     period = _period(first, last)
     with app_or_exit(ctx).sessions() as session:

@@ -4,16 +4,17 @@ several daemons gets there and however often they pass.
 When the digest of the week just ended is due ([reports] digest_weekday and digest_hour,
 UTC) and no `report_digest_queued` event says it was queued, the pass builds the report and
 queues the mail with that event in one transaction; after an outage, each week missed since
-the last event too (the last few), oldest first, one transaction each. Two daemons may both get that far: the
-digest's Message-ID is the same for the same week, the outbox's Message-ID is unique, so
-the second insert fails and its transaction (the event too) is rolled back.
+the last event too (the last few), oldest first, one transaction each. Two daemons may
+both get that far: the digest's Message-ID is the same for the same week, the outbox's
+Message-ID is unique, so the second insert fails and its transaction (the event too) is
+rolled back.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 
 DIGEST_EVENT = "report_digest_queued"
 TREND_WEEKS = 8  # weeks the digest's chart shows, the reported one last
-
-
 MISSED_WEEKS = 4  # at most this many weeks' digests, the latest last, after a long outage
 
 
@@ -57,18 +56,18 @@ def digest_of(settings: ReportsSettings, monday: date) -> DueDigest:
 def due_digest(settings: ReportsSettings, now: datetime) -> DueDigest | None:
     """The digest due at `now`: the ISO week before this one, once this week's due moment
     has passed; None before it."""
-    monday = now.astimezone(UTC).date() - timedelta(days=now.astimezone(UTC).weekday())
-    due = digest_of(settings, monday - timedelta(days=7))
+    due = digest_of(settings, _monday(now) - timedelta(days=7))
     return due if now >= due.due_at else None
 
 
-def due_digests(settings: ReportsSettings, now: datetime, last_week: str | None) -> list[DueDigest]:
+def due_digests(settings: ReportsSettings, now: datetime,
+                last_week: str | None) -> list[DueDigest]:
     """The digests to queue at `now`, oldest first, after `last_week` (the latest one queued):
     every week since, so a daemon down over a due moment sends it when it comes back, but
     no more than MISSED_WEEKS. A desk that never queued one starts with this week's."""
     latest = due_digest(settings, now)
     if latest is None:  # this week's is not due yet: the week before's was due last week
-        latest = digest_of(settings, latest_monday(now) - timedelta(days=14))
+        latest = digest_of(settings, _monday(now) - timedelta(days=14))
     if last_week is None:
         return [latest] if due_digest(settings, now) is not None else []
     weeks = [digest_of(settings, latest.period.first - timedelta(weeks=back))
@@ -76,7 +75,7 @@ def due_digests(settings: ReportsSettings, now: datetime, last_week: str | None)
     return [due for due in weeks if due.week > last_week]  # "YYYY-Www" sorts as time
 
 
-def latest_monday(now: datetime) -> date:
+def _monday(now: datetime) -> date:
     day = now.astimezone(UTC).date()
     return day - timedelta(days=day.weekday())
 
@@ -100,15 +99,13 @@ def queue_weekly_digest(sessions: sessionmaker[Session], desk: Any, now: datetim
         return []
     with sessions() as session:
         last = _last_week(session, settings.reports, wall_clock())
-    queued = []
-    for due in due_digests(settings.reports, now, last):
-        if _queue_one(sessions, desk.identity, due, to, now):
-            queued.append(due.week)
-    return queued
+    return [due.week for due in due_digests(settings.reports, now, last)
+            if _queue_one(sessions, desk.identity, due, to, now)]
 
 
 def _queue_one(sessions: sessionmaker[Session], identity: Identity, due: DueDigest, to: str,
                now: datetime) -> bool:
+    """One week's digest in its own transaction: one that fails leaves the others queued."""
     try:
         return _queue(sessions, identity, due, to, now)
     except (sa_exc.OperationalError, sa_exc.InterfaceError):
