@@ -179,3 +179,18 @@ def test_a_period_that_ends_before_it_starts_is_refused(
                                        "2026-11-15", "--to", "2026-11-01"])
     assert result.exit_code == 2
     assert "--to" in result.output and "before --from" in result.output
+
+
+def test_an_acknowledgement_after_the_period_end_is_not_in_time_for_that_period(
+        report: Callable[..., Result]) -> None:
+    """C k 8: received Nov 15 23:59:59, acknowledged a minute later, well within its 24 h.
+    The report of a period ending Nov 15 reads nothing after it: not acknowledged in time,
+    whatever its deadline; Nov 16 does not count it either (not received then); a period
+    holding both days counts it in time. (README, "Reports".)"""
+    def figures(first: str, last: str) -> tuple[int, int]:
+        doc = json.loads(report("--from", first, "--to", last, "--format", "json").stdout)
+        return doc["complaints"], doc["acknowledged_in_time"]
+
+    assert figures("2026-11-15", "2026-11-15") == (1, 0)
+    assert figures("2026-11-16", "2026-11-16") == (1, 0)  # k 9, never acknowledged
+    assert figures("2026-11-15", "2026-11-16") == (2, 1)
