@@ -65,14 +65,19 @@ def due_digests(settings: ReportsSettings, now: datetime,
     """The digests to queue at `now`, oldest first, after `last_week` (the latest one queued):
     every week since, so a daemon down over a due moment sends it when it comes back, but
     no more than MISSED_WEEKS. A desk that never queued one starts with this week's."""
-    latest = due_digest(settings, now)
-    if latest is None:  # this week's is not due yet: the week before's was due last week
-        latest = digest_of(settings, _monday(now) - timedelta(days=14))
+    latest = latest_due(settings, now)
     if last_week is None:
         return [latest] if due_digest(settings, now) is not None else []
     weeks = [digest_of(settings, latest.period.first - timedelta(weeks=back))
              for back in reversed(range(MISSED_WEEKS))]
     return [due for due in weeks if due.week > last_week]  # "YYYY-Www" sorts as time
+
+
+def latest_due(settings: ReportsSettings, now: datetime) -> DueDigest:
+    """The latest week whose digest is due at `now`: the week before this one once this
+    week's due moment has passed, else the week before that."""
+    due = due_digest(settings, now)
+    return due or digest_of(settings, _monday(now) - timedelta(days=14))
 
 
 def _monday(now: datetime) -> date:
@@ -141,11 +146,8 @@ def _last_week(session: Session, settings: ReportsSettings, real_now: datetime) 
     """The latest week whose digest was queued, ignoring any of a week not yet due by the
     real clock (queued ahead of time by an older version): it must not hide real weeks."""
     week = Event.data["week"].as_string()
-    latest = due_digests(settings, real_now, "")  # "" is before every week
-    if not latest:
-        return None
     found: str | None = session.scalar(select(func.max(week)).where(
-        Event.kind == DIGEST_EVENT, week <= latest[-1].week))
+        Event.kind == DIGEST_EVENT, week <= latest_due(settings, real_now).week))
     return found
 
 
