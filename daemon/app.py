@@ -78,10 +78,12 @@ def build(settings: Settings, *, check_schema: bool = True,
           source: str = "configuration") -> App:
     """The application of `settings`; ConfigError when the runtime value cannot be built."""
     value = runtime_mod.build(settings, source)
-    engine = db.make_engine(settings.database.url, echo=settings.database.echo)
+    keys = vault(settings)
+    engine = db.make_engine(settings.database.url, echo=settings.database.echo,
+                            masters=keys.masters if keys else None)
     if check_schema:
         db.check_schema(engine)
-    sessions = db.session_factory(engine, vault(settings))
+    sessions = db.session_factory(engine, keys)
     blobs = BlobStore(Path(settings.storage.path))
     return App(engine, sessions, blobs, Current(value))
 

@@ -1,5 +1,6 @@
 """`ticketd privacy`: legal holds (hold, release, holds); a person's data exported or erased
-(export, erase); the master key rotated (rotate-master).
+(export, erase); the master key rotated (rotate-master); a SQLite database in clear sealed
+(encrypt-db).
 
 daemon/cli.py calls `register(main)`. Placing and releasing a hold are events of the audit
 trail; they name the contact by id, never by address, so that the trail, which cannot be
@@ -246,6 +247,7 @@ def rotate_master(ctx: click.Context) -> None:
 
     from daemon.cli_common import app_or_exit as _app
     from daemon.cli_common import temp_failures_exit_75
+    from storage import dbcipher
     from storage.crypto import KeyProblem
 
     @temp_failures_exit_75
@@ -255,12 +257,50 @@ def rotate_master(ctx: click.Context) -> None:
         if vault is None:
             click.echo("ticketd: no [privacy] key_file: encryption at rest is off", err=True)
             sys.exit(78)
+        url = application.engine.url
         try:
             with application.sessions.begin() as session:
                 count = vault.rewrap(session)
+            database = (url.get_backend_name() == "sqlite" and url.database
+                        and dbcipher.rewrap(url.database, vault.masters))
         except KeyProblem as err:
             click.echo(f"ticketd: {err}", err=True)
             sys.exit(1)
-        click.echo(f"{count} data keys re-wrapped with master key {vault.masters.newest.id}")
+        click.echo(f"{count} data keys re-wrapped with master key {vault.masters.newest.id}"
+                   + ("; the database key too" if database else ""))
 
     run()
+
+
+@privacy.command("encrypt-db")
+@click.pass_context
+def encrypt_db(ctx: click.Context) -> None:
+    """Seal a SQLite database kept in clear (made before [privacy] key_file was set) with
+    SQLCipher, in place. Stop the daemon first. The old file is deleted, not scrubbed."""
+    import sys
+
+    from sqlalchemy.engine import make_url
+
+    from daemon import app as app_mod
+    from daemon.cli_common import EX_CONFIG, settings_or_exit
+    from storage import dbcipher
+    from storage.crypto import KeyProblem
+
+    settings = settings_or_exit(ctx.find_root())
+    vault = app_mod.vault(settings)
+    url = make_url(settings.database.url)
+    if vault is None or url.get_backend_name() != "sqlite" or not url.database:
+        click.echo("ticketd: encrypt-db needs [privacy] key_file and a SQLite database "
+                   "(PostgreSQL's encryption at rest is the server's)", err=True)
+        sys.exit(EX_CONFIG)
+    if dbcipher.state(url.database) != "plain":
+        click.echo(f"{url.database} is not a database in clear: nothing to do")
+        return
+    try:
+        size = dbcipher.encrypt(url.database, vault.masters)
+    except (KeyProblem, dbcipher.SealError) as err:
+        click.echo(f"ticketd: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"{url.database}: {size} bytes sealed with SQLCipher; key in "
+               f"{dbcipher.key_path(url.database)} (wrapped by master key "
+               f"{vault.masters.newest.id})")

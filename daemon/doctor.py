@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -20,7 +21,7 @@ from config import Settings
 from config.redact import redact, safe_url, secrets_of
 from daemon import app as app_mod
 from responders.transport import SmtpTransport
-from storage import db
+from storage import db, dbcipher
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _database(settings: Settings) -> str:
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
         # Connecting would create an empty file: a check changes nothing.
         raise FileNotFoundError(f"{url.database} does not exist: run 'ticketd db upgrade'")
-    engine = db.make_engine(settings.database.url)
+    engine = _engine(settings)
     try:
         db.check_schema(engine)
         revision = db.current_revision(engine)
@@ -148,7 +149,8 @@ def _encryption(settings: Settings) -> str:
                    "[privacy] key_file")
     vault = app_mod.vault(settings)
     assert isinstance(vault, Vault)
-    engine = db.make_engine(settings.database.url)
+    sealed = _database_sealing(settings)
+    engine = _engine(settings)
     try:
         with db.session_factory(engine)() as session:
             counts = vault.check(session)  # raises when a key does not open its data keys
@@ -157,11 +159,34 @@ def _encryption(settings: Settings) -> str:
     newest = vault.masters.newest.id
     older = sum(n for master, n in counts.items() if master != newest)
     detail = (f"on: {len(vault.masters.keys)} master key(s), newest {newest}; "
-              f"{sum(counts.values())} data keys open")
+              f"{sum(counts.values())} data keys open; {sealed}")
+    if dbcipher.stale_key(settings.database.url, vault.masters):
+        older += 1
     if older:
         raise Warn(f"{detail}; {older} still wrapped by an older master key: run "
                    "'ticketd privacy rotate-master'")
     return detail
+
+
+def _engine(settings: Settings) -> Any:
+    vault = app_mod.vault(settings)
+    return db.make_engine(settings.database.url, masters=vault.masters if vault else None)
+
+
+def _database_sealing(settings: Settings) -> str:
+    """How the database itself is kept; raises when it is SQLite in clear beside sealed files
+    (opening it would refuse too, with the command that fixes it)."""
+    url = make_url(settings.database.url)
+    if url.get_backend_name() != "sqlite":
+        return ("database on PostgreSQL: not sealed by ticketd (the server's disk encryption "
+                "covers it)")
+    found = dbcipher.state(url.database or "")
+    if found == "plain":
+        raise ValueError(f"the database {url.database} is stored in clear: stop the daemon and "
+                         "run 'ticketd privacy encrypt-db'")
+    if found == "absent":
+        raise FileNotFoundError(f"{url.database} does not exist: run 'ticketd db upgrade'")
+    return "database sealed (SQLCipher)"
 
 
 def exit_code(results: list[Check]) -> int:

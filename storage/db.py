@@ -13,6 +13,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import dbcipher
+from storage.crypto import KeyProblem, MasterKeys
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -20,17 +23,34 @@ class SchemaError(RuntimeError):
     """The database schema is not the one this version of ticketd needs."""
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, masters: MasterKeys | None = None) -> Engine:
     """The engine of `url`. Its errors never carry the statement's parameters: they hold mail
-    text (a player's card number) and error text ends up in logs and quarantine reasons."""
+    text (a player's card number) and error text ends up in logs and quarantine reasons.
+    With master keys, a SQLite database file is sealed with SQLCipher (storage/dbcipher.py);
+    PostgreSQL is not under the storage path, and its encryption at rest is the server's."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, hide_parameters=True,
-                               connect_args={"timeout": 30})
+        engine = _sqlite_engine(url, parsed.database, echo, masters)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str, database: str | None, echo: bool,
+                   masters: MasterKeys | None) -> Engine:
+    in_memory = not database or database == ":memory:" or database.startswith("file:")
+    try:
+        if masters is None or in_memory:
+            if not in_memory:
+                dbcipher.refuse_sealed(database)
+            return create_engine(url, echo=echo, hide_parameters=True,
+                                 connect_args={"timeout": 30})
+        key = dbcipher.key_for(database, masters)
+        return create_engine(url, echo=echo, hide_parameters=True, module=dbcipher.dbapi(),
+                             creator=lambda: dbcipher.connect(database, key))
+    except (dbcipher.SealError, KeyProblem) as err:
+        raise SchemaError(str(err)) from None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

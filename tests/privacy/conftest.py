@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import LargeBinary, MetaData, String, Text, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.types import JSON
 
 from config import load_settings
 from daemon import app as app_mod
 from daemon.cli import main
+from storage import dbcipher
 from storage.models import Message, OutboxMessage
 from storage.outbox import plain_raw
 from tests.support.mails import mail
@@ -61,21 +63,23 @@ def write_key_file(path: Path, keys: list[str] | None) -> None:
     path.chmod(0o600)
 
 
-def make_desk(tmp_path: Path, db_url: str, keys: list[str] | None = None) -> Desk:
-    """Acknowledgements are queued (an [smtp] section; nothing is sent in these tests)."""
+def make_desk(tmp_path: Path, db_url: str | None, keys: list[str] | None = None) -> Desk:
+    """Acknowledgements are queued (an [smtp] section; nothing is sent in these tests).
+    Without a URL the database takes its default place, `ticketd.db` under the storage path,
+    made by `ticketd db upgrade`; a SQLite file in clear given with keys is sealed first
+    (`ticketd privacy encrypt-db`), as an upgrade from a desk without a key file."""
     state = tmp_path / "state"
     state.mkdir(mode=0o750, exist_ok=True)
     (tmp_path / "secret").write_text("signing-key-0123456789abcdef0123\n")
     (tmp_path / "secret").chmod(0o600)
     write_key_file(tmp_path / "master-key", keys)
     privacy = f'[privacy]\nkey_file = "{tmp_path / "master-key"}"\n' if keys is not None else ""
+    database = f'[database]\nurl = "{db_url}"\n' if db_url else ""
     config = tmp_path / "ticketd.toml"
     config.write_text(f"""
 [support]
 address = "{SUPPORT}"
-[database]
-url = "{db_url}"
-[storage]
+{database}[storage]
 path = "{state}"
 [smtp]
 host = "127.0.0.1"
@@ -85,6 +89,13 @@ tls = "none"
 secret_file = "{tmp_path / 'secret'}"
 {privacy}""")
     settings = load_settings(config, environ={})
+    url = make_url(settings.database.url)
+    if db_url is None:
+        result = CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+        assert result.exit_code == 0, result.output
+    elif keys and url.get_backend_name() == "sqlite" and dbcipher.state(url.database) == "plain":
+        result = CliRunner().invoke(main, ["--config", str(config), "privacy", "encrypt-db"])
+        assert result.exit_code == 0, result.output
     return Desk(config, state, app_mod.build(settings))
 
 
