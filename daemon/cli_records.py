@@ -87,7 +87,8 @@ def retention_command(ctx: click.Context, once: bool, at: str | None, apply: boo
     application = _app(ctx)
     settings = application.settings
     if not once:
-        keeper = RecordsKeeper.from_settings(settings, application.sessions, application.blobs)
+        keeper = RecordsKeeper.following(lambda: settings, application.sessions,
+                                         application.blobs)
         asyncio.run(_serve(keeper))
         return
     now = instant(at)

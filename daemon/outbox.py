@@ -184,11 +184,13 @@ class OutboxSender:
             if stats.claimed == 0 or stats.released == stats.claimed:
                 return total
 
-    async def run(self, stop: asyncio.Event, interval: float = 5,
+    async def run(self, stop: asyncio.Event, interval: float | Callable[[], float] = 5,
                   wake: asyncio.Event | None = None) -> None:
         """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on.
-        `wake` (set when new mail is queued) starts the next pass before the interval ends."""
+        `wake` (set when new mail is queued, or by a reload) starts the next pass before the
+        interval ends; an interval given as a function is asked for at each pause."""
         wake = wake or asyncio.Event()
+        seconds = interval if callable(interval) else (lambda: interval)
         while not stop.is_set():
             wake.clear()
             try:
@@ -200,7 +202,7 @@ class OutboxSender:
             if stats.claimed >= self._setup().batch:
                 continue  # more is due: no pause
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=seconds(), return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
 

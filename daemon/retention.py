@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
 from daemon.failpoints import failpoint
+from daemon.pacing import pause
 from parsers import Limits, RejectedMail, parse
 from storage import audit, queries
 from storage import retention as rules_db
@@ -407,36 +408,55 @@ class RetentionSweeper:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SWEEP_LOCK})
 
 
-class RecordsKeeper:
-    """The daemon task: chain new events every `seal_every`, sweep every `sweep_every`."""
+@dataclass(frozen=True)
+class KeeperPlan:
+    """What one pass of the records task does: which sweeper (None: no rule set), how long it
+    pauses between passes, and how long between two sweeps."""
 
-    def __init__(self, sessions: sessionmaker[Session], sweeper: RetentionSweeper | None,
-                 seal_every: float, sweep_every: float) -> None:
-        self._sessions = sessions
-        self._sweeper = sweeper
-        self._seal_every = seal_every
-        self._sweep_every = sweep_every
+    sweeper: RetentionSweeper | None
+    seal_every: float
+    sweep_every: float
 
     @classmethod
-    def from_settings(cls, settings: Settings, sessions: sessionmaker[Session],
-                      blobs: BlobStore) -> RecordsKeeper:
+    def of(cls, settings: Settings, sessions: sessionmaker[Session],
+           blobs: BlobStore) -> KeeperPlan:
         rules = RetentionRules.from_settings(settings)
         sweeper = RetentionSweeper(sessions, blobs, rules) if rules.any else None
-        return cls(sessions, sweeper, settings.audit.seal_interval.total_seconds(),
+        return cls(sweeper, settings.audit.seal_interval.total_seconds(),
                    settings.retention.interval.total_seconds())
 
-    async def run(self, stop: asyncio.Event) -> None:
+
+class RecordsKeeper:
+    """The daemon task: chain new events every `seal_every`, sweep every `sweep_every`. The
+    plan is asked for at each pass, so a reload applies its rules and intervals from the next
+    pass on; `wake` (set by a reload) ends the pause at once, so that a shorter interval does
+    not wait out the old one."""
+
+    def __init__(self, sessions: sessionmaker[Session], plan: Callable[[], KeeperPlan]) -> None:
+        self._sessions = sessions
+        self._plan = plan
+
+    @classmethod
+    def following(cls, settings: Callable[[], Settings], sessions: sessionmaker[Session],
+                  blobs: BlobStore) -> RecordsKeeper:
+        """The plan of the settings in force at each pass."""
+        return cls(sessions, lambda: KeeperPlan.of(settings(), sessions, blobs))
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        wake = wake or asyncio.Event()
         last_sweep = float("-inf")
         while not stop.is_set():
+            wake.clear()
+            plan = self._plan()
             await self._guarded("seal", lambda: audit.seal(self._sessions))
-            if self._sweeper is not None and time.monotonic() - last_sweep >= self._sweep_every:
+            if plan.sweeper is not None and time.monotonic() - last_sweep >= plan.sweep_every:
                 last_sweep = time.monotonic()
-                await self._guarded("retention sweep", self._sweeper.run_once)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._seal_every)
+                await self._guarded("retention sweep", plan.sweeper.run_once)
+            await pause(stop, wake, plan.seal_every)
 
     async def _guarded(self, what: str, work: Callable[[], object]) -> None:
         try:
             await asyncio.to_thread(work)
         except Exception as err:  # noqa: BLE001 - the database may be down for a while
             log.error("%s failed error=%s", what, type(err).__name__)
+

@@ -60,6 +60,8 @@ class Service:
         self.mailbox_problem: str | None = None  # why the watcher pauses, for STATUS=
         self.reload_problem: str | None = None  # why the last reload was refused, for STATUS=
         self.wake_outbox = asyncio.Event()
+        self.wake_sla = asyncio.Event()  # set by a reload: new intervals apply at once
+        self.wake_records = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ingested = 0
         settings = application.settings
@@ -97,16 +99,22 @@ class Service:
         tasks: dict[str, Callable[[], Awaitable[Any]]] = {}
         if settings.imap is not None:
             tasks["mailbox"] = lambda: asyncio.to_thread(watch_mailbox, self)
+        # Each loop asks for its interval (and the records task for its rules) at each pass,
+        # and a reload wakes it: what a reload changes applies from the next pass.
         if settings.smtp is not None or settings.webhooks is not None:
             sender: OutboxSender = self.app.outbox_sender()
-            interval = settings.outbox.interval.total_seconds()
-            tasks["outbox"] = lambda: sender.run(self.stop, interval, self.wake_outbox)
+            tasks["outbox"] = lambda: sender.run(
+                self.stop, lambda: self.app.settings.outbox.interval.total_seconds(),
+                self.wake_outbox)
         if settings.smtp is not None or _sends_breaches(settings):
             monitor: SlaMonitor = self.app.sla_monitor()
-            tasks["sla"] = lambda: monitor.run(self.stop, settings.sla.interval.total_seconds())
+            tasks["sla"] = lambda: monitor.run(
+                self.stop, lambda: self.app.settings.sla.interval.total_seconds(),
+                self.wake_sla)
         if tasks:  # the event chain and the retention sweep, beside any work that makes data
-            keeper = RecordsKeeper.from_settings(settings, self.app.sessions, self.app.blobs)
-            tasks["records"] = lambda: keeper.run(self.stop)
+            keeper = RecordsKeeper.following(lambda: self.app.settings, self.app.sessions,
+                                             self.app.blobs)
+            tasks["records"] = lambda: keeper.run(self.stop, self.wake_records)
         return tasks
 
     def request_stop(self) -> None:
@@ -144,8 +152,10 @@ class Service:
             self.oauth.from_address = value.settings.support.address
             self.wake_watcher.set()
             self.wake_outbox.set()  # mail waiting on the old credentials goes now
-            log.info("configuration reloaded (database, storage and metrics addresses change "
-                     "only with a restart)",
+            self.wake_sla.set()
+            self.wake_records.set()
+            log.info("configuration reloaded, intervals and retention rules included "
+                     "(database, storage and metrics addresses change only with a restart)",
                      extra={"fields": {"generation": self.app.current.generation}})
         notify("READY=1", f"STATUS={self.status()}")
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings
 from daemon import report_digest, sla_metrics
 from daemon.complaints import GuardStats, guard_pass
+from daemon.pacing import pause
 from daemon.webhooks import events_of, queue_event
 from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
@@ -348,15 +349,20 @@ class SlaMonitor:
         self._desk: Callable[[], SlaDesk] = desk if callable(desk) else (lambda: desk)
         self._now = now
 
-    async def run(self, stop: asyncio.Event, interval: float = 60) -> None:
-        """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on."""
+    async def run(self, stop: asyncio.Event, interval: float | Callable[[], float] = 60,
+                  wake: asyncio.Event | None = None) -> None:
+        """Pass after pass until `stop` is set; a failed pass is logged and the loop goes on.
+        An interval given as a function is asked for at each pause; `wake` (set by a reload)
+        ends the pause at once."""
+        wake = wake or asyncio.Event()
+        seconds = interval if callable(interval) else (lambda: interval)
         while not stop.is_set():
+            wake.clear()
             try:
                 await asyncio.to_thread(self.run_once)
             except Exception as err:  # noqa: BLE001 - the database may be down for a while
                 log.error("sla pass failed", extra={"fields": {"error": _describe(err)}})
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await pause(stop, wake, seconds())
 
     def run_once(self, now: datetime | None = None) -> MonitorStats:
         """Escalate every clock due at `now` (default: the clock's now), one transaction each,

@@ -14,7 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from daemon.ingest import Ingestor
-from daemon.retention import TRASH_GRACE, RecordsKeeper, RetentionSweeper, SweepCounts
+from daemon.retention import (
+    TRASH_GRACE,
+    KeeperPlan,
+    RecordsKeeper,
+    RetentionSweeper,
+    SweepCounts,
+)
 from storage import audit, db, search
 from storage.crypto import DataKey
 from storage.models import (
@@ -258,7 +264,8 @@ def test_a_dry_run_counts_and_changes_nothing(desk, sweeper) -> None:
 
 def test_the_daemon_task_seals_new_events_and_sweeps_once_an_interval(desk) -> None:
     sweeper = RetentionSweeper(desk.sessions, desk.blobs, RULES)
-    keeper = RecordsKeeper(desk.sessions, sweeper, seal_every=0.05, sweep_every=3600)
+    keeper = RecordsKeeper(desk.sessions, lambda: KeeperPlan(sweeper, seal_every=0.05,
+                                                             sweep_every=3600))
 
     def state() -> tuple[int, int]:
         with desk.sessions() as session:
