@@ -241,11 +241,12 @@ class Ingestor:
         return arrival
 
     def _seal(self, session: Session, arrivals: list[_Arrival], files: BlobBatch) -> None:
-        """Each mail's files sealed with its sender's data key (contact and key made when
-        new); a mail with no readable sender is sealed with the desk key."""
+        """Each mail's files sealed with the data key of the person it is about (contact and
+        key made when new): see `_owner`. A mail with no readable sender takes the desk key."""
         assert self.vault is not None
-        senders = [(a.mail.sender.addr, a.mail.sender.name) for a in arrivals
-                   if a.mail is not None and a.mail.sender is not None]
+        owners = {id(a): self._owner(session, a.mail) for a in arrivals
+                  if a.mail is not None and a.mail.sender is not None}
+        senders = [o for o in owners.values() if isinstance(o, tuple)]
         keys, new = self.vault.keys_of_senders(session, senders)
         for address, erased in erasure.erased_among(session, new).items():
             # Named by the erasure and the new contact, never by the address.
@@ -253,13 +254,34 @@ class Ingestor:
                                  contact=queries.contact_id(session, address))
         desk: DataKey | None = None
         for arrival in arrivals:
-            mail = arrival.mail
-            key = keys.get(mail.sender.addr) if mail is not None and mail.sender else None
+            owner = owners.get(id(arrival))
+            if isinstance(owner, int):
+                key: DataKey | None = self.vault.key_of_contact(session, owner)
+            else:
+                key = keys.get(owner[0]) if owner else None
             if key is None:
                 desk = desk or self.vault.desk_key(session)
                 key = desk
             arrival.key_id = key.id
             _write_files(arrival, files, key)
+
+    def _owner(self, session: Session, mail: InboundMail) -> tuple[str, str] | int:
+        """Whose key seals a mail: its sender's (address, name); but an agent's mail on a
+        ticket goes with the key of that ticket's requester (contact id), and an agent's
+        forward of a player's mail with the player's, since both carry the player's words
+        (a reply quotes them): erasing the player then shreds every copy, backups included."""
+        assert mail.sender is not None
+        sender = (mail.sender.addr, mail.sender.name)
+        forwarded, forwarder = self._agent_forward(mail)
+        if forwarder and forwarded.sender is not None:
+            return (forwarded.sender.addr, forwarded.sender.name)
+        if not is_agent_mail(self.policy.team, mail):
+            return sender
+        refs = self._references(session, mail)
+        named = refs.signed or refs.stored or (refs.tagged[0] if refs.tagged else None) \
+            or refs.forged
+        requester = session.get(Ticket, named.id).requester_id if named is not None else None
+        return requester if requester is not None else sender
 
     def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""

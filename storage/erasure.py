@@ -155,8 +155,10 @@ def _their_messages(session: Session, ticket_ids: list[int], address: str) -> li
 
 def _their_files(session: Session, blobs: BlobStore, vault: Vault | None,
                  messages: list[Message], ticket_ids: list[int], contact_id: int) -> set[Path]:
-    """Every stored file of theirs that nothing else refers to: raw mails and attachments of
-    their messages, and of mail of theirs kept without a message (ignored, quarantined)."""
+    """Every stored file of theirs that nothing else refers to: raw mails, attachments and
+    quarantined attachments of their messages (agents' mail on their tickets included: it
+    is sealed with their key), and of mail of theirs kept without a message (ignored,
+    quarantined)."""
     ids = {m.id for m in messages}
     their_key = session.scalar(select(ContactKey.id).where(ContactKey.contact_id == contact_id))
     records = list(session.scalars(select(IngestRecord).where(or_(
@@ -174,9 +176,12 @@ def _their_files(session: Session, blobs: BlobStore, vault: Vault | None,
         if key is False:
             continue
         paths.add(blobs.raw_path(digest, key))
-        paths |= {blobs.attachment_path(d, key) for d in _attachments_in(blobs, digest, key)
-                  if _sealed_for_them(key_id, their_key)
-                  or not _attachment_used_elsewhere(session, d, key_id, ids)}
+        theirs = _sealed_for_them(key_id, their_key)
+        for part in _attachments_in(blobs, digest, key):
+            if theirs or not _attachment_used_elsewhere(session, part, key_id, ids):
+                paths.add(blobs.attachment_path(part, key))
+            if theirs:  # an infected attachment went to the quarantine under the same key
+                paths.add(blobs.quarantine_path(part, key))
     for message in messages:
         key = _key(session, vault, keys, message.key_id)
         if key is False:

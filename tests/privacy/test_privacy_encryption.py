@@ -235,7 +235,7 @@ def test_agents_mail_and_relays_are_sealed_and_the_relay_carries_the_agents_atta
     with sessions() as session:
         player, agent = (session.scalars(select(Message).where(Message.direction == d)
                                          .order_by(Message.id)).first() for d in ("in", "out"))
-        assert player.key_id != agent.key_id  # each mail under its sender's key
+        assert player.key_id == agent.key_id  # the reply quotes the player: the player's key
         key = vault.key(session, agent.key_id)
         assert ingestor.blobs.get_raw(agent.raw_sha256, key) == reply.as_bytes()
 

@@ -4,6 +4,7 @@ legal hold, asked for on a terminal, recognised when asked again."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -192,3 +193,79 @@ def _running_clocks(desk, numbers: list[int]) -> int:  # noqa: ANN001
         return len(session.scalars(select(SlaClock.id).join(
             Ticket, Ticket.id == SlaClock.ticket_id).where(
             Ticket.number.in_(numbers), SlaClock.stopped_at.is_(None))).all())
+
+
+def _sealed_opened(backup: Path, secrets: list[bytes]) -> list[bytes]:
+    """What every key in `secrets` opens of the sealed files in `backup`, raw mails
+    decompressed: what a holder of the master key could read from an old backup."""
+    opened = []
+    for path, data in sealed_files(backup).items():
+        for secret in secrets:
+            try:
+                plain = open_sealed(secret, data, associated(path))
+            except WrongKey:
+                continue
+            opened.append(gzip.decompress(plain) if plain[:2] == b"\x1f\x8b" else plain)
+    return opened
+
+
+def test_erase_shreds_agents_replies_relays_and_notifications_about_the_person(
+        db_url: str, tmp_path: Path) -> None:
+    """An agent's reply quotes the player; the relay and the agents' notification carry the
+    player's words too. Each is sealed with the player's key, so after the erasure no key
+    left opens anything of theirs, in the store or in a backup of it."""
+    from daemon.ingest import IngestPolicy, Ingestor
+    from daemon.team import Agent, TeamPolicy
+    from responders.identity import Identity
+    from responders.rendering import Templates
+    from storage import db
+    from storage.blobs import BlobStore
+    from storage.crypto import MasterKeys
+    from storage.erasure import erase
+    from storage.models import OutboxMessage
+    from storage.outbox import plain_raw
+    from storage.vault import Vault
+    from tests.support.agents import AUTHSERV, reply_to_notification
+
+    keys = (b"agents-test-key-0123456789abcdef",)
+    team = TeamPolicy(
+        Identity("support@casino.test", "Casino Support", keys, Templates()),
+        agents={"anna@casino.test": Agent("anna@casino.test", "Anna", ("payments",))},
+        routing={"refund": "payments"}, authserv_id=AUTHSERV)
+    policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=keys,
+                          team=team, agents=frozenset(team.agents), authserv_id=AUTHSERV)
+    vault = Vault(MasterKeys.of((b"m" * 32,)))
+    sessions = db.session_factory(db.make_engine(db_url), vault)
+    blobs = BlobStore(tmp_path / "state")
+    ingestor = Ingestor(sessions, blobs, policy)
+    ingestor.ingest(complaint(IVAN, "Refund of deposit 300 EUR vanished",
+                              "Paid with card ending 4417, refund please.",
+                              message_id="<i1.ivan@mail.test>"), "t")
+    with sessions() as session:
+        [note] = [plain_raw(session, r.raw, r.key_id, r.message_id) for r in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "notification"))]
+    assert b"4417" in note  # the agents' notification carries his words
+    reply = reply_to_notification(note, "Refund sent today to the card ending 4417.")
+    assert ingestor.ingest(reply, "t").reason == "agent reply"
+    ingestor.ingest(complaint(OLGA, "Bonus not credited", "My welcome bonus is missing.",
+                              message_id="<o1@mail.test>"), "t")
+    backup = tmp_path / "backup"
+    shutil.copytree(blobs.root, backup)
+    with sessions() as session:
+        secrets = [vault.key(session, k.id).secret for k in session.scalars(select(ContactKey))]
+    traces = [b"4417", b"ivan@mail.test", b"300 EUR vanished"]
+    assert any(t in plain for plain in _sealed_opened(backup, secrets) for t in traces)
+
+    with sessions.begin() as session:
+        erase(session, blobs, "ivan@mail.test", "dpo")
+    with sessions() as session:
+        live = [vault.key(session, k.id).secret for k in session.scalars(
+            select(ContactKey).where(ContactKey.wrapped.is_not(None)))]
+        left = [plain_raw(session, r.raw, r.key_id, r.message_id)
+                for r in session.scalars(select(OutboxMessage))]
+    assert left and not any(t in plain for plain in left for t in traces)  # Olga's only
+    opened = _sealed_opened(backup, live)
+    assert opened and any(b"welcome bonus" in plain for plain in opened)  # Olga's, still
+    assert [t for plain in opened for t in traces if t in plain] == []
+    assert not any(t in data for _, data in stored_bytes(blobs.root) for t in traces)
+    sessions.kw["bind"].dispose()
