@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon import doctor
 from storage import dbcipher
 from tests.privacy.conftest import KEY_A, KEY_B, Desk, complaint, make_desk, stored_bytes
 
@@ -73,6 +74,9 @@ def test_no_plaintext_of_a_mail_or_its_answer_is_anywhere_under_the_storage_path
     assert result.exit_code == 0, result.output
     assert [hit["number"] for hit in json.loads(result.output)] == [number]
     assert SUBJECT in desk.cli("show", str(number)).output
+    [check] = [c for c in doctor.run_checks(desk.app.settings) if c.name == "encryption"]
+    sealed = desk.app.engine.dialect.name == "sqlite"
+    assert check.ok and ("database sealed (SQLCipher)" if sealed else "PostgreSQL") in check.detail
 
 
 def test_without_sqlcipher_the_same_search_finds_the_database_in_clear(tmp_path: Path) -> None:

@@ -295,3 +295,32 @@ def test_hostile_senders_in_one_batch_are_sealed_without_failing_the_others(
         assert by_source["t4"] == desk_key  # an address too long to be a contact: the same
         assert by_source["t0"] != desk_key
     assert found_in_files(desk.state, NEEDLES + [b"Who am I?", b"Mine is long."]) == set()
+
+
+def test_an_outgoing_mail_that_no_longer_opens_is_dead_and_the_others_go(
+        desk_factory) -> None:  # noqa: ANN001
+    """A queued mail whose key was destroyed meanwhile, or whose bytes were altered, is
+    marked dead with the reason (no retry can open it); the rest of the pass is sent."""
+    from sqlalchemy import update
+
+    desk = desk_factory([KEY_A])
+    for name in ("anna", "boris", "carl"):
+        desk.ingest(complaint(f"{name}@mail.test", f"Question of {name}", "Where is my refund?",
+                              message_id=f"<{name}@mail.test>"))
+    with desk.app.sessions.begin() as session:
+        anna, boris, carl = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        session.execute(update(ContactKey).where(ContactKey.id == anna.key_id).values(
+            wrapped=None, master_key_id=None))  # destroyed, as by an erasure elsewhere
+        boris.raw = boris.raw[:-1] + bytes([boris.raw[-1] ^ 1])
+    sink = SmtpServer(Sink(), free_port()).start()
+    try:
+        sender = OutboxSender(desk.app.sessions, transport_to(sink.port), ops_address=None)
+        asyncio.run(sender.drain())
+    finally:
+        sink.stop()
+    assert [r.rcpt_tos for r in sink.handler.received] == [("carl@mail.test",)]
+    with desk.app.sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(OutboxMessage))}
+    assert rows[anna.id].state == "dead" and "KeyDestroyed" in rows[anna.id].last_error
+    assert rows[boris.id].state == "dead" and "WrongKey" in rows[boris.id].last_error
+    assert rows[carl.id].state == "sent"
