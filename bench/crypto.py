@@ -1,6 +1,8 @@
 """What encryption at rest costs per mail: the same backlog ingested from files with and
 without `[privacy] key_file` (raw mail, attachments and the acknowledgement sealed with the
-sender's data key), and the sealing alone.
+sender's data key; on SQLite also the database sealed with SQLCipher, and, apart, the files
+sealed with the database in clear), then 200 searches on what was ingested (the SQL read
+cost); and the sealing alone.
 
 Each ingest run is a fresh child process (bench/ingest.py's `--from files` run, in the
 mailbox runner's batches of 50, acknowledgements composed and queued); the runs alternate
@@ -42,9 +44,12 @@ def sealing_alone(count: int) -> dict:
             "kb": sum(map(len, mails)) / count / 1024}
 
 
-def _run(backend: str, count: int, encrypt: bool, pg_url: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", backend, str(count),
-                          "1" if encrypt else "0", "--pg-url", pg_url],
+MODES = {"no": (False, False), "files": (True, False), "files+db": (True, True)}
+
+
+def _run(backend: str, count: int, mode: str, pg_url: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", backend, str(count), mode,
+                          "--pg-url", pg_url],
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "0"})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -56,35 +61,36 @@ def main() -> None:
     ap.add_argument("--pg-url", default=PG_DEFAULT)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sqlite-only", action="store_true")
-    ap.add_argument("--child", nargs=3, metavar=("BACKEND", "COUNT", "ENCRYPT"),
+    ap.add_argument("--child", nargs=3, metavar=("BACKEND", "COUNT", "MODE"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         from bench.ingest import child
 
-        backend, count, encrypt = args.child
+        backend, count, mode = args.child
+        encrypt, sqlcipher = MODES[mode]
         print(json.dumps(child(backend, int(count), args.pg_url, True, "files",
-                               encrypt=encrypt == "1")))
+                               encrypt=encrypt, sqlcipher=sqlcipher)))
         return
     backends = ("sqlite",) if args.sqlite_only else ("sqlite", "postgresql")
-    print(f"{'backend':<11} {'encrypted':>9} {'mails':>6} {'wall s':>7} {'mails/s':>8} "
-          f"{'ms/mail':>8} {'+ms/mail':>8} {'peak RSS MB':>11}")
+    print(f"{'backend':<11} {'sealed':>9} {'mails':>6} {'wall s':>7} {'mails/s':>8} "
+          f"{'ms/mail':>8} {'+ms/mail':>8} {'search ms':>9} {'peak RSS MB':>11}")
     for backend in backends:
-        best: dict[bool, dict] = {}
+        modes = ("no", "files", "files+db") if backend == "sqlite" else ("no", "files")
+        best: dict[str, dict] = {}
         for _ in range(args.repeat):
-            for encrypt in (False, True):
-                r = _run(backend, args.count, encrypt, args.pg_url)
-                if encrypt not in best or r["wall"] < best[encrypt]["wall"]:
-                    best[encrypt] = r
+            for mode in modes:
+                r = _run(backend, args.count, mode, args.pg_url)
+                if mode not in best or r["wall"] < best[mode]["wall"]:
+                    best[mode] = r
         plain = None
-        for encrypt in (False, True):
-            r = best[encrypt]
+        for mode in modes:
+            r = best[mode]
             per_mail = r["wall"] / r["count"] * 1000
             extra = "" if plain is None else f"{per_mail - plain:+8.2f}"
             plain = per_mail if plain is None else plain
-            print(f"{backend:<11} {'yes' if encrypt else 'no':>9} {r['count']:>6} "
-                  f"{r['wall']:>7.2f} {r['rate']:>8.0f} {per_mail:>8.2f} {extra:>8} "
-                  f"{r['rss_mb']:>11.0f}")
+            print(f"{backend:<11} {mode:>9} {r['count']:>6} {r['wall']:>7.2f} {r['rate']:>8.0f} "
+                  f"{per_mail:>8.2f} {extra:>8} {r['search_ms']:>9.2f} {r['rss_mb']:>11.0f}")
     alone = sealing_alone(min(args.count, 1000))
     print(f"\nsealing alone (AES-256-GCM, one mail of {alone['kb']:.1f} KiB gzip on average): "
           f"seal {alone['seal_us']:.1f} us, open {alone['open_us']:.1f} us per mail")

@@ -214,7 +214,7 @@ def test_erase_shreds_agents_replies_relays_and_notifications_about_the_person(
     """An agent's reply quotes the player; the relay and the agents' notification carry the
     player's words too. Each is sealed with the player's key, so after the erasure no key
     left opens anything of theirs, in the store or in a backup of it."""
-    from daemon.ingest import IngestPolicy, Ingestor
+    from daemon.ingest import Ingestor, IngestPolicy
     from daemon.team import Agent, TeamPolicy
     from responders.identity import Identity
     from responders.rendering import Templates
