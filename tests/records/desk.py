@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.ingest import Ingestor, IngestPolicy
 from daemon.retention import RetentionRules
 from parsers.spam import SpamPolicy
-from storage import db, holds, outbox, queries
+from storage import db, dbcipher, holds, outbox, queries
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, MasterKeys
 from storage.models import IngestRecord, Message, OutboxMessage, StoredAttachment, Ticket, utcnow
@@ -79,13 +80,22 @@ class Desk:
                 if p.is_file()}
 
 
+def _engine(db_url: str, vault: Vault | None) -> Engine:
+    """With a key, a SQLite database is sealed first (`privacy encrypt-db`) and opened with
+    SQLCipher, as `ticketd` opens it with the same key file."""
+    url = make_url(db_url)
+    if vault and url.get_backend_name() == "sqlite" and dbcipher.state(url.database) == "plain":
+        dbcipher.encrypt(url.database, vault.masters)
+    return db.make_engine(db_url, masters=vault.masters if vault else None)
+
+
 def build(db_url: str, state: Path, master_key: bytes | None = None) -> Desk:
     """anna: one ticket closed 35 days ago (passport). dora: the same, held (same passport).
     boris: an open ticket 15 days old (statement), a closed one. carl: a ticket 2 days old
     (screenshot). An auto-reply ignored 4 days ago, with an attachment. Sent mail 6 and 1
     days ago, one of them on dora's held ticket, and a pending one."""
     vault = Vault(MasterKeys.of((master_key,))) if master_key else None
-    sessions = db.session_factory(db.make_engine(db_url), vault)
+    sessions = db.session_factory(_engine(db_url, vault), vault)
     blobs = BlobStore(state, fsync=False)
     ingestor = Ingestor(sessions, blobs, POLICY)
     now = utcnow()
