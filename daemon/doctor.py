@@ -178,8 +178,8 @@ def _database_sealing(settings: Settings) -> str:
     (opening it would refuse too, with the command that fixes it)."""
     url = make_url(settings.database.url)
     if url.get_backend_name() != "sqlite":
-        return ("database on PostgreSQL: not sealed by ticketd (the server's disk encryption "
-                "covers it)")
+        return ("database on PostgreSQL: not sealed by ticketd (its encryption at rest is the "
+                "server's: an encrypted disk)")
     found = dbcipher.state(url.database or "")
     if found == "plain":
         raise ValueError(f"the database {url.database} is stored in clear: stop the daemon and "

@@ -20,7 +20,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 class SchemaError(RuntimeError):
-    """The database schema is not the one this version of ticketd needs."""
+    """The database is not one this version of ticketd can work on: its schema is another
+    one, or it is sealed (SQLCipher) or in clear unlike what `[privacy]` says."""
 
 
 def make_engine(url: str, *, echo: bool = False, masters: MasterKeys | None = None) -> Engine:
