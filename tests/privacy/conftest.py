@@ -22,6 +22,7 @@ from daemon.cli import main
 from storage import dbcipher
 from storage.models import Message, OutboxMessage
 from storage.outbox import plain_raw
+from tests.safety.conftest import clamd  # noqa: F401 - a private clamd, for the quarantine
 from tests.support.mails import mail
 
 SUPPORT = "support@casino.test"

@@ -269,3 +269,34 @@ def test_erase_shreds_agents_replies_relays_and_notifications_about_the_person(
     assert [t for plain in opened for t in traces if t in plain] == []
     assert not any(t in data for _, data in stored_bytes(blobs.root) for t in traces)
     sessions.kw["bind"].dispose()
+
+
+def test_erase_deletes_the_persons_quarantined_attachment(
+        db_url: str, tmp_path: Path, clamd) -> None:  # noqa: ANN001
+    from daemon.ingest import Ingestor, IngestPolicy
+    from daemon.safety import Screener
+    from daemon.scan import ClamdScanner
+    from storage import db
+    from storage.blobs import BlobStore
+    from storage.crypto import MasterKeys
+    from storage.erasure import erase
+    from storage.vault import Vault
+    from tests.support.clamd import EICAR
+
+    policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}),
+                          keys=(b"quarantine-test-key-0123456789ab",))
+    vault = Vault(MasterKeys.of((b"q" * 32,)))
+    sessions = db.session_factory(db.make_engine(db_url), vault)
+    blobs = BlobStore(tmp_path / "state")
+    ingestor = Ingestor(sessions, blobs, policy,
+                        Screener(ClamdScanner(socket_path=clamd.socket_path)))
+    ingestor.ingest(complaint(IVAN, "Invoice attached", "See the invoice.",
+                              message_id="<q1.ivan@mail.test>",
+                              attachments=(("invoice.com", "application/octet-stream", EICAR),)),
+                    "t")
+    quarantined = list((blobs.root / "quarantine").rglob("*.sealed"))
+    assert len(quarantined) == 1
+    with sessions.begin() as session:
+        erase(session, blobs, "ivan@mail.test", "dpo")
+    assert list((blobs.root / "quarantine").rglob("*.sealed")) == []
+    sessions.kw["bind"].dispose()
