@@ -26,7 +26,9 @@ def _config(tmp_path: Path, url: str, port: int, *, short: bool) -> Path:
                 "outbox": {"interval": pause}, "sla": {"interval": pause},
                 "audit": {"seal_interval": pause}}
     if short:
-        sections["retention"] = {"rejected_mail": "30d", "interval": "1s"}
+        # One sweep at once (the first of the task), then none for an hour: each leaves an
+        # event, which the next seal pass must find alone.
+        sections["retention"] = {"rejected_mail": "30d", "interval": "1h"}
     return write_config(tmp_path, url, None, **sections)
 
 
