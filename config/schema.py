@@ -646,6 +646,20 @@ class ComplaintsSettings(Section):
         return self
 
 
+class LoopSettings(Section):
+    """Loop limits (DESIGN invariant 3): every mail sent because a mail came in counts."""
+
+    per_ticket: Positive = 10  # automatic mails about one ticket within per_ticket_window
+    per_ticket_window: Duration = timedelta(minutes=10)
+    per_address: Positive = 40  # to one player's (or any outside) address within the window
+    per_address_window: Duration = timedelta(days=1)
+    per_team_address: Positive = 400  # to one agent, staff or group address in that window
+    responder_seconds: Seconds = 10  # a reply dated this soon after our mail to its sender: a machine
+    repeat_window: Duration = timedelta(days=1)  # the same text again within it: a machine
+    notify_every: Duration = timedelta(minutes=5)  # one notification per ticket, at most
+    held_notices_per_hour: Positive = 3  # per claimed agent; then one summary, then none
+
+
 class AgentSettings(Section):
     address: Annotated[str, AfterValidator(_address)]
     name: NonEmptyStr
@@ -761,6 +775,7 @@ class Settings(Section):
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     threading: ThreadingSettings = Field(default_factory=ThreadingSettings)
     responders: RespondersSettings = Field(default_factory=RespondersSettings)
+    loops: LoopSettings = Field(default_factory=LoopSettings)
     team: TeamSettings = Field(default_factory=TeamSettings)
     complaints: ComplaintsSettings = Field(default_factory=ComplaintsSettings)
     spam: SpamSettings = Field(default_factory=SpamSettings)

@@ -70,6 +70,8 @@ def _when(value: datetime | None, now: datetime) -> str:
 @click.option("--category", metavar="NAME", help="Only tickets of this category.")
 @click.option("--since", metavar="WHEN",
               help="Only tickets opened since: 7d, 12h, 30m, 2w, or an ISO date/time.")
+@click.option("--loop-stopped", is_flag=True,
+              help="Only tickets whose automatic mail was stopped as a loop.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000),
               help="Show at most this many; a last line says how many more match.")
 @click.option("--json", "as_json", is_flag=True)
@@ -77,7 +79,7 @@ def _when(value: datetime | None, now: datetime) -> str:
 @temp_failures_exit_75
 def tickets(ctx: click.Context, status: str | None, requester: str | None,
             assignee: str | None, group: str | None, category: str | None, since: str | None,
-            limit: int, as_json: bool) -> None:
+            loop_stopped: bool, limit: int, as_json: bool) -> None:
     """List tickets, newest first, with who holds each, its group and when its answer is due."""
     from storage import queries
 
@@ -85,7 +87,7 @@ def tickets(ctx: click.Context, status: str | None, requester: str | None,
     wanted = queries.TicketFilter(
         status=status, requester=requester, group=group, category=category,
         assignee="" if assignee is not None and assignee.lower() in ("none", "-") else assignee,
-        since=parse_since(since, now) if since else None)
+        since=parse_since(since, now) if since else None, loop_stopped=loop_stopped)
     with _sessions(ctx)() as session:
         rows, total = queries.find_tickets(session, wanted, limit)
     if as_json:
@@ -94,10 +96,15 @@ def tickets(ctx: click.Context, status: str | None, requester: str | None,
         for t in rows:
             click.echo(f"#{t.number}  {t.status:<8} {t.priority:<7} {t.category:<15} {t.language}  "
                        f"{t.requester}  holder={t.assignee or '-'} group={t.group or '-'} "
-                       f"due={_when(t.next_due, now)}  {t.subject[:60]}")
+                       f"due={_when(t.next_due, now)}{_loop_flag(t.loop_stopped_at)}  "
+                       f"{t.subject[:60]}")
     if total > len(rows):  # on stderr, so that the JSON on stdout stays one document
         click.echo(f"... {total - len(rows)} more (of {total}); narrow the filters or raise "
                    "--limit", err=as_json)
+
+
+def _loop_flag(stopped: datetime | None) -> str:
+    return f" LOOP-STOPPED={stopped:%Y-%m-%d %H:%M}Z" if stopped else ""
 
 
 # --- show --------------------------------------------------------------------------------
@@ -129,6 +136,9 @@ def show(ctx: click.Context, ticket: str, as_json: bool) -> None:
                f"language={doc['language']} requester={doc['requester']}")
     click.echo(f"held by {doc['assignee'] or 'nobody'}, group {doc['group'] or '-'}, "
                f"answer due {_when(due, now)}")
+    if doc["loop_stopped_at"]:
+        click.echo(f"LOOP STOPPED at {doc['loop_stopped_at']}: no automatic mail about it until "
+                   "an agent answers its notification with a command or a #note")
     for _at, entry in _timeline(doc):
         if "direction" in entry:
             _print_message(entry, doc["requester"])

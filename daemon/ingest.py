@@ -57,6 +57,7 @@ from parsers.reply import visible_text
 from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
 from responders.complaint_profiles import ComplaintProfile
+from responders.loops import LoopPolicy, responder_sign
 from responders.references import (
     numbers_in_subject,
     strip_reply_prefixes,
@@ -105,6 +106,7 @@ class IngestPolicy:
     webhooks: WebhookEvents | None = None  # events queued for the platform; None: [webhooks] off
     complaints: ComplaintProfile = field(default_factory=ComplaintProfile)  # [complaints]
     adr_addresses: frozenset[str] = frozenset()  # an ADR body's mail is an enquiry
+    loops: LoopPolicy | None = None  # responder signs in replies to our mail; None: not looked at
 
     @property
     def support_address(self) -> str:
@@ -339,20 +341,20 @@ class Ingestor:
         screening = screening or check_only(mail.attachments)
         mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
         refs = self._references(session, mail)
+        visible = visible_text(mail.text, mail.html)
         if not automated and not forwarder and is_agent_mail(self.policy.team, mail):
-            named = refs.signed or refs.stored or (refs.tagged[0] if refs.tagged else None) \
-                or refs.forged
-            if named is not None:
-                mail = replace(mail, attachments=screening.forwardable(mail.attachments))
-                return self._agent_mail(session, mail, record, named)
-        decision, adr = self._decide(session, mail, refs, forwarder, automated)
+            done = self._agent_named(session, mail, record, refs, screening, visible)
+            if done is not None:
+                return done
+        decision, adr, automated = self._thread(session, mail, refs, forwarder, automated, visible)
+        if not forwarder and decision.action != "join" and self._staff(mail.sender.addr):
+            return _staff_without_ticket(session, record, mail.sender.addr)
         if automated and decision.action != "join":
             # A machine's mail that names no conversation of ours: kept, never a ticket.
             reason = f"automated: {automated}"
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
             return IngestResult(key, "ignored", reason)
-        visible = visible_text(mail.text, mail.html)
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
@@ -406,14 +408,48 @@ class Ingestor:
                         refused=tuple(r.filename for r in screening.refused))
         return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
 
+    def _thread(self, session: Session, mail: InboundMail, refs: References, forwarder: str,
+                automated: str, visible: str) -> tuple[Decision, bool, str]:
+        """Which ticket the mail joins, whether an ADR body wrote it, and why a machine wrote
+        it ("": a person did)."""
+        decision, adr = self._decide(session, mail, refs, forwarder, automated)
+        if not forwarder and decision.action == "join" and not automated:
+            automated = self._responder(session, mail, decision.ticket, visible)
+        return decision, adr, automated
+
+    def _agent_named(self, session: Session, mail: InboundMail, record: dict, refs: References,
+                     screening: Screening, visible: str) -> IngestResult | None:
+        """An agent's mail naming a ticket, handled as theirs; None when it names none."""
+        named = refs.signed or refs.stored or (refs.tagged[0] if refs.tagged else None) \
+            or refs.forged
+        if named is None:
+            return None
+        mail = replace(mail, attachments=screening.forwardable(mail.attachments))
+        sign = self._responder(session, mail, refs.signed or refs.stored, visible)
+        return self._agent_mail(session, mail, record, named, sign)
+
+    def _staff(self, address: str) -> bool:
+        """An agent's, staff, group or operations address: never a player of ours."""
+        loops = self.policy.loops
+        return address in self.policy.agents or bool(loops and address in loops.team_addresses)
+
+    def _responder(self, session: Session, mail: InboundMail, ticket: TicketFacts | None,
+                   visible: str) -> str:
+        """A reply on one of our tickets that a responder wrote without saying so: stored on
+        the ticket as an auto-reply, answered by nobody (invariant 3)."""
+        if self.policy.loops is None or ticket is None:
+            return ""
+        sign = responder_sign(session, self.policy.loops, mail, ticket.id, visible)
+        return f"responder: {sign}" if sign else ""
+
     def _agent_mail(self, session: Session, mail: InboundMail, record: dict,
-                    named: TicketFacts) -> IngestResult:
+                    named: TicketFacts, responder: str = "") -> IngestResult:
         assert self.policy.team is not None
         ticket = session.get(Ticket, named.id)
         assert ticket is not None
         visible = visible_text(mail.text, mail.html)
         done = handle_agent_mail(session, self.policy.team, mail, ticket, visible, record,
-                                 self.policy.sla)
+                                 self.policy.sla, responder=responder)
         reason = f"agent {done.kind}" + (f": {done.reason}" if done.reason else "")
         queries.insert_ingest_record(session, outcome="follow_up", reason=reason[:2000],
                                      ticket_id=ticket.id, **record)
@@ -605,6 +641,17 @@ def _spam(session: Session, record: dict, reason: str) -> IngestResult:
     queries.insert_ingest_record(session, outcome="spam", reason=reason[:2000], **record)
     queries.insert_event(session, "spam", reason=reason[:500], ingest_key=record["ingest_key"])
     return IngestResult(record["ingest_key"], "spam", reason)
+
+
+def _staff_without_ticket(session: Session, record: dict, address: str) -> IngestResult:
+    """Mail from an agent's or staff address that names none of our tickets is not a
+    player's complaint: opening one would make every responder answer of theirs a new
+    ticket (and a new notification). Kept, listed with its reason, answered by nobody."""
+    reason = "from an agent or staff address and names no ticket: no player ticket opened"
+    queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
+    queries.insert_event(session, "staff_mail_without_ticket", actor=address,
+                         ingest_key=record["ingest_key"])
+    return IngestResult(record["ingest_key"], "ignored", reason)
 
 
 def _record_screening(session: Session, ticket_id: int, screening: Screening) -> None:

@@ -32,6 +32,7 @@ from parsers import DEFAULT_RULES, Limits, Rule
 from responders.acks import AckPolicy
 from responders.complaint_profiles import AdrEntity, ComplaintProfile, profile
 from responders.identity import DEFAULT_BRAND, Identity
+from responders.loops import LoopPolicy
 from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES
 
@@ -75,7 +76,10 @@ def build(settings: Settings, source: str = "configuration") -> Runtime:
         raise ConfigError(source, "webhooks.ca_file", str(err)) from None
     except ValueError as err:
         raise ConfigError(source, "smtp", str(err)) from None
-    ingest = ingest_policy(settings, identity, team, ack, sla)
+    loops = loop_policy(settings, identity)
+    team = replace(team, loops=loops) if team is not None else None
+    ack = replace(ack, loops=loops) if ack is not None else None
+    ingest = replace(ingest_policy(settings, identity, team, ack, sla), loops=loops)
     return Runtime(settings, brands, identity.brand, ingest, sla, team, ack, sender,
                    screener(settings))
 
@@ -148,6 +152,30 @@ def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | Non
         rg_group=settings.team.routing.get("self_exclusion", settings.team.default_group),
         webhooks=events_of(settings.webhooks),
         complaints=identity.complaints, adr_addresses=identity.adr_addresses,
+    )
+
+
+def loop_policy(settings: Settings, identity: Identity) -> LoopPolicy:
+    """The loop limits; a stopped ticket is told to operations, else to the staff who
+    answer for the desk (team lead, head of support), else to the agents."""
+    loops, team = settings.loops, settings.team
+    agents = tuple(a.address.lower() for a in team.agents)
+    members = tuple(staff(settings))
+    leads = tuple(a for a in (settings.sla.team_lead_address, settings.sla.head_of_support_address)
+                  if a)
+    ops = settings.outbox.ops_address
+    summary_to = (ops,) if ops else leads or agents
+    return LoopPolicy(
+        per_ticket=loops.per_ticket, per_ticket_window=loops.per_ticket_window,
+        per_address=loops.per_address, per_address_window=loops.per_address_window,
+        per_team_address=loops.per_team_address,
+        team_addresses=frozenset((*agents, *members, *(a.lower() for a in leads),
+                                  *(a.lower() for a in team.group_addresses.values()),
+                                  *((ops.lower(),) if ops else ()))),
+        responder_seconds=loops.responder_seconds, repeat_window=loops.repeat_window,
+        notify_every=loops.notify_every, held_notices_per_hour=loops.held_notices_per_hour,
+        summary_to=tuple(dict.fromkeys(a.lower() for a in summary_to)),
+        summary_from=identity.address,
     )
 
 

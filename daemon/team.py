@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -43,6 +44,8 @@ from responders.complaints import dispute_paragraph, final_text
 from responders.headers import UnsafeRecipient
 from responders.identity import Identity
 from responders.references import verify_agent_reference, verify_message_id
+from responders.loops import LoopPolicy, counted, guard, notify_when, resume
+from storage import loops as loop_counts
 from storage import outbox, queries
 from storage import sla as sla_clocks
 from storage.models import Contact, Message, OutboxMessage, Ticket, utcnow
@@ -75,6 +78,7 @@ class TeamPolicy:
     comment_address: str | None = None
     agent_auth: str = "token+authres"
     authserv_id: str = ""
+    loops: LoopPolicy | None = None  # loop limits and coalescing; None: none (some tests)
 
     def member(self, address: str | None) -> Agent | None:
         """The agent or staff member writing from `address` (lower-case), else None."""
@@ -120,11 +124,15 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
     recipients = team.recipients(ticket.group, ticket.assignee, ticket.language)
     if not recipients:
         return
+    when = notify_when(session, team.loops, ticket_id) if team.loops else "now"
+    if when == "pending":  # a notification not yet sent will tell of this one too
+        queries.insert_event(session, "notification_coalesced", ticket_id)
+        return
     earlier = queries.count_tickets_of(session, ticket.requester_id) - 1
     session.flush()
     owed = [c.due_at for c in sla_clocks.open_clocks(session, ticket_id)
             if c.kind in ("first_response", "next_response") and c.due_at]
-    for recipient in recipients:  # one each: its Message-ID is that recipient's credential
+    for index, recipient in enumerate(recipients):  # one each: its id is its credential
         ctx = NotificationContext(
             ticket_number=ticket.number, player=mail.sender, subject=ticket.subject,
             visible_text=visible, category=ticket.category, priority=ticket.priority,
@@ -132,14 +140,20 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
             earlier_tickets=max(earlier, 0), attachments=mail.attachments,
             player_message_id=mail.message_id, recipients=(recipient,), event=event,
             language=team.identity.language,  # staff read the desk's language
+            coalesced=when != "now",
         )
         msg = notification(ctx, team.identity)
-        _queue(session, msg, "notification", ticket_id, [recipient.addr], team)
+        # One notification of one mail counts once against its ticket, however many get it.
+        queued = _queue(session, msg, "notification", ticket_id, [recipient.addr], team,
+                        count_ticket=index == 0,
+                        defer_until=None if isinstance(when, str) else when)
+        if index == 0 and not queued:
+            return  # withheld by the loop limits: the others would be too
 
 
 @dataclass(frozen=True)
 class AgentOutcome:
-    kind: str  # reply, note, commands, refused, held
+    kind: str  # reply, note, commands, refused, held, auto_reply
     reason: str = ""
 
 
@@ -150,7 +164,7 @@ def is_agent_mail(team: TeamPolicy | None, mail: InboundMail) -> bool:
 
 def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, ticket: Ticket,
                       visible: str, record: dict[str, Any],
-                      sla: SlaOptions | None = None) -> AgentOutcome:
+                      sla: SlaOptions | None = None, *, responder: str = "") -> AgentOutcome:
     """An agent's mail naming a ticket: held unless authenticated; then commands, note or reply."""
     assert mail.sender is not None
     agent = team.member(mail.sender.addr)
@@ -159,11 +173,14 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     if why:
         _store(session, ticket.id, mail, "held", visible, record)
         queries.insert_event(session, "agent_mail_held", ticket.id, actor=agent.address, reason=why)
-        notice = held_notice(agent.address, why, team.identity, agent_name=agent.name,
-                             subject=mail.subject)
-        _queue(session, notice, "held_notice", ticket.id, [agent.address], team)
+        _held_notice(session, team, agent, ticket.id)
         return AgentOutcome("held", why)
     block = parse_commands(visible, _categories(team))
+    if responder and not block.commands and not block.errors:  # a program writes no command
+        _store(session, ticket.id, mail, "auto_reply", visible, record)
+        queries.insert_event(session, "auto_reply", ticket.id, actor=agent.address,
+                             reason=responder)
+        return AgentOutcome("auto_reply", responder)
     errors = list(block.errors) + _command_errors(team, block.commands)
     if not errors:  # the complaint commands ask the record (extension once, final once ...)
         errors = complaints.command_errors(session, team.identity.complaints, ticket.id,
@@ -181,6 +198,8 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     complaints.apply_commands(session, team.identity, ticket.id, block.commands, agent.address,
                               utcnow())
     note = any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)
+    if block.commands or note:  # a person acted (a responder writes no command)
+        resume(session, ticket.id, agent.address)
     if not block.text:
         _clocks_after(session, ticket, block.commands, sla)
         return AgentOutcome("commands")
@@ -196,6 +215,21 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         clocks_for_agent_reply(session, ticket.id, utcnow())  # the player has an answer
     _clocks_after(session, ticket, block.commands, sla)
     return AgentOutcome("reply")
+
+
+def _held_notice(session: Session, team: TeamPolicy, agent: Agent, ticket_id: int) -> None:
+    """Tell the agent a mail in their name was held: a few times an hour, then once that
+    more were, then nothing until the hour has passed. Only a count, a time and the
+    claimed address: the held mail's words are a forger's and are never repeated."""
+    held, _ = queries.count_events(session, "agent_mail_held", agent.address,
+                                   timedelta(hours=1), timedelta(hours=1))
+    limit = team.loops.held_notices_per_hour if team.loops else 3
+    if held > limit + 1:
+        return
+    now = utcnow()
+    notice = held_notice(agent.address, team.identity, agent_name=agent.name, count=held,
+                         received_at=now, last=held == limit + 1, now=now)
+    _queue(session, notice, "held_notice", ticket_id, [agent.address], team, count_ticket=False)
 
 
 def _clocks_after(session: Session, ticket: Ticket, commands: tuple[Command, ...],
@@ -370,14 +404,30 @@ def _store(session: Session, ticket_id: int, mail: InboundMail, kind: str, text:
 
 
 def _queue(session: Session, msg: Any, kind: str, ticket_id: int, recipients: list[str],
-           team: TeamPolicy) -> None:
+           team: TeamPolicy, *, count_ticket: bool = True,
+           defer_until: datetime | None = None) -> bool:
+    """Queue a mail caused by a mail that came in, within the loop limits (invariant 3);
+    False when it was withheld or could not be addressed."""
+    if team.loops is not None:
+        why = guard(session, team.loops, ticket_id, recipients, kind, count_ticket=count_ticket,
+                    withhold=kind != "relay")
+        if why:
+            queries.insert_event(session, "auto_mail_withheld", ticket_id, mail=kind, reason=why)
+            return False
     try:
-        outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
-                       envelope_from=team.identity.address, recipients=recipients, kind=kind,
-                       ticket_id=ticket_id)
+        outbox_id = outbox.enqueue(
+            session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
+            envelope_from=team.identity.address, recipients=recipients, kind=kind,
+            ticket_id=ticket_id)
     except UnsafeRecipient as err:
         log.warning("not sent", extra={"fields": {"kind": kind, "ticket": ticket_id,
                                                   "reason": str(err)}})
+        return False
+    if defer_until is not None:
+        loop_counts.defer(session, outbox_id, defer_until)
+    if team.loops is not None:
+        counted(session, ticket_id, recipients, kind, outbox_id, count_ticket=count_ticket)
+    return True
 
 
 def routing_warnings(team: TeamSettings) -> list[str]:

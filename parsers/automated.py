@@ -24,6 +24,7 @@ linear regular expressions, so a megabyte-long header costs microseconds.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -35,6 +36,9 @@ __all__ = [
     "Check",
     "automated_reason",
     "is_bounce",
+    "RESPONDER_PHRASES",
+    "responder_subject",
+    "text_fingerprint",
 ]
 
 Check = Callable[[InboundMail, frozenset[str]], "str | None"]
@@ -421,3 +425,40 @@ def is_bounce(mail: InboundMail) -> bool:
     if feedback_report(mail, none) or _has_part(mail, _RECEIPT_PARTS):
         return False
     return any(check(mail, none) for check in BOUNCE_CHECKS)
+
+
+# --- signs of a responder in a reply to our own mail --------------------------
+
+# Words responders put in their subjects, searched anywhere in the subject (not only at its
+# start: "Re: Out of office until Monday"), and only for mail that answers one of ours, where
+# a person rarely writes them. Lower case; reviewable data, extend as responders are met.
+RESPONDER_PHRASES: tuple[str, ...] = (
+    "out of office", "out of the office", "automatic reply", "auto reply", "auto-reply",
+    "autoreply", "auto response", "auto-response", "autoresponse", "automatic response",
+    "vacation reply", "away from the office", "away from my desk",
+    "currently away", "abwesend", "abwesenheit", "automatische antwort",
+    "réponse automatique", "reponse automatique", "absence du bureau", "respuesta automática",
+    "fuera de la oficina", "risposta automatica", "fuori ufficio", "automatisch antwoord",
+    "afwezig", "resposta automática", "odpowiedź automatyczna",
+    "отсутствую", "автоответ", "автоматический ответ", "нахожусь в отпуске",
+    "вне офиса",
+)
+_SPACES = re.compile(r"\s+")
+
+
+def responder_subject(subject: str) -> str | None:
+    """The responder phrase this subject carries, or None."""
+    folded = _SPACES.sub(" ", subject[:_HEAD].casefold().replace("ё", "е"))
+    for phrase in RESPONDER_PHRASES:
+        if phrase.replace("ё", "е") in folded:
+            return phrase
+    return None
+
+
+def text_fingerprint(text: str) -> str:
+    """What two mails that say the same thing share: their visible text, case and spacing
+    folded, hashed; "" when there is no text (an empty mail repeats nothing)."""
+    folded = _SPACES.sub(" ", text.casefold()).strip()
+    if not folded:
+        return ""
+    return hashlib.sha256(folded.encode()).hexdigest()

@@ -20,6 +20,7 @@ from responders import mime
 from responders.compose import AckContext, acknowledgement
 from responders.headers import UnsafeRecipient
 from responders.identity import Identity
+from responders.loops import LoopPolicy, counted, guard
 from responders.references import strip_reply_prefixes
 from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES, DEFAULT_RULES, Policy, select_policy
@@ -37,6 +38,7 @@ class AckPolicy:
     sla_policies: dict[str, Policy] | None = None
     per_address_10min: int = 10  # automatic mails to one address: a loop with a
     per_address_day: int = 40  # broken responder stops within a few messages
+    loops: LoopPolicy | None = None  # the limits every automatic mail counts against
 
 
 def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
@@ -45,6 +47,8 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
     `refused` names the attachments we keep from the agents (malware, programs)."""
     assert mail.sender is not None
     why = _forwarded_report(mail) or _withheld(session, policy, mail.sender.addr)
+    if not why and policy.loops is not None:
+        why = guard(session, policy.loops, ticket.id, [mail.sender.addr], "ack")
     if why:
         queries.insert_event(session, "ack_withheld", ticket.id, reason=why)
         return why
@@ -57,8 +61,11 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
     subject = mime.header_text(msg, "Subject") or ""
     raw = mime.wire_bytes(msg)
     identity = policy.identity
-    outbox.enqueue(session, raw=raw, message_id=message_id, envelope_from=identity.address,
-                   recipients=[mail.sender.addr], kind="ack", ticket_id=ticket.id)
+    outbox_id = outbox.enqueue(session, raw=raw, message_id=message_id,
+                               envelope_from=identity.address, recipients=[mail.sender.addr],
+                               kind="ack", ticket_id=ticket.id)
+    if policy.loops is not None:
+        counted(session, ticket.id, [mail.sender.addr], "ack", outbox_id)
     queries.insert_message(
         session, ticket_id=ticket.id, direction="out", kind="ack", sender=identity.address,
         sender_name=identity.name, subject=subject, header_message_id=message_id,

@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -87,6 +87,9 @@ class NotificationContext:
     player_message_id: str | None = None
     recipients: tuple[Address, ...]  # the team's group address, or the assignee
     event: Literal["new", "follow_up"] = "new"
+    # sent after a pause (a burst of follow-ups is one notification): later ones are on the
+    # ticket, not in this mail
+    coalesced: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,7 +129,8 @@ def notification(
     now = now or datetime.now(UTC)
     attach = sum(item.size for item in ctx.attachments) <= max_attachment_bytes
     variables = _notification_variables(ctx, language, support_name, subject_format, now)
-    variables.update(attached=attach, attachment_limit=human_size(max_attachment_bytes, language))
+    variables.update(attached=attach, attachment_limit=human_size(max_attachment_bytes, language),
+                     coalesced=ctx.coalesced)
     msg = EmailMessage(policy=SMTP)
     set_address_header(msg, "From", support_name, support)
     put_header(msg, "To", recipients)
@@ -228,36 +232,43 @@ def command_refused(
 
 def held_notice(
     agent_address: str,
-    reason: str,
     identity: Identity,
     *,
     agent_name: str = "",
     language: str | None = None,
-    subject: str = "",
+    count: int = 1,
     received_at: datetime | None = None,
+    last: bool = False,
     now: datetime | None = None,
 ) -> EmailMessage:
     """Tell a configured agent that a mail claiming to be from them was held.
 
     Send it only to the agent's configured address (the caller's choice). The held
-    mail is someone else's until proven otherwise: none of its ids is referenced
-    and the Message-ID is unsigned, so answering this notice joins no ticket.
+    mail is someone else's until proven otherwise: nothing of it is quoted (no subject,
+    text, display name or reason naming its headers: a forger would use the notice to
+    reach staff with words and links of their choosing), none of its ids is referenced
+    and the Message-ID is unsigned, so answering this notice joins no ticket. It says
+    only the claimed address, when, and how many in the last hour; ``last`` says that
+    no further notice follows for an hour.
     """
     support_name, _, templates, subject_format = _unpack(identity)
     support = support_mailbox(identity.address)
     recipient = recipient_mailbox(agent_address, support)
     language = templates.language(language or identity.language)
+    now = now or datetime.now(UTC)
     variables = {
-        "reason": clean_header_text(reason, _ERROR_LEN).rstrip(". "),
-        "subject": _player_subject(subject, subject_format),
-        "received_at": _timestamp(received_at) if received_at else None,
+        "address": recipient,
+        "count": max(count, 1),
+        "received_at": _timestamp(received_at or now),
+        "last": last,
+        "quiet_until": _timestamp((received_at or now) + timedelta(hours=1)),
         "support_name": clean_header_text(support_name, 100),
     }
     msg = EmailMessage(policy=SMTP)
     set_address_header(msg, "From", support_name, support)
     set_address_header(msg, "To", agent_name, recipient)
     _subject(msg, templates, "held", language, variables, None, subject_format)
-    _identity(msg, now or datetime.now(UTC), None, (), support)
+    _identity(msg, now, None, (), support)
     _automatic_headers(msg, support, "auto-generated")  # the agent may never have written
     _bodies(msg, templates, "held", language, variables)
     return msg

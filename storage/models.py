@@ -95,6 +95,9 @@ class Ticket(Base):
     # When a player's message first asked for exclusion or closure or spoke of gambling
     # harm: from then on no automatic close or survey touches the ticket.
     safeguarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its automatic mail ran away (a loop with a responder): from then on no automatic
+    # mail about it goes out until a person (an agent's reply, note or command) acts.
+    loop_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
@@ -434,3 +437,27 @@ class Erasure(Base):
 
 
 __all__ += ["ContactKey", "Erasure"]
+
+
+class AutoMail(Base):
+    """One recipient of one automatic mail sent because a mail came in (acknowledgement,
+    notification, relay, held notice, refusal): what the loop limits count (DESIGN
+    invariant 3). Rows older than the longest window are useless and pruned as they pass."""
+
+    __tablename__ = "auto_mails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # NULL for mail that must not count against a ticket (a held notice: a forger could
+    # otherwise silence a real ticket by naming it)
+    ticket_id: Mapped[int | None] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(24))
+    outbox_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_auto_mails_address_created_at", "address", "created_at"),
+                      Index("ix_auto_mails_ticket_id_created_at", "ticket_id", "created_at"),
+                      Index("ix_auto_mails_created_at", "created_at"))
+
+
+__all__ += ["AutoMail"]

@@ -325,6 +325,7 @@ class TicketFilter:
     group: str | None = None
     category: str | None = None
     since: datetime | None = None  # created at or after
+    loop_stopped: bool = False  # only tickets whose automatic mail was stopped as a loop
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,7 @@ class TicketLine:
     group: str | None
     created_at: datetime
     next_due: datetime | None  # the earliest due time of its running SLA clocks
+    loop_stopped_at: datetime | None = None  # automatic mail stopped: a person must act
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of `ticketd tickets --json`; other tools read these names."""
@@ -350,7 +352,8 @@ class TicketLine:
                 "status": self.status, "category": self.category, "priority": self.priority,
                 "language": self.language, "requester": self.requester,
                 "assignee": self.assignee, "group": self.group,
-                "created_at": _iso(self.created_at), "next_due": _iso(self.next_due)}
+                "created_at": _iso(self.created_at), "next_due": _iso(self.next_due),
+                "loop_stopped_at": _iso(self.loop_stopped_at)}
 
 
 # A running clock that is not paused has a due time; the earliest is the next promise.
@@ -368,7 +371,7 @@ def find_tickets(session: Session, wanted: TicketFilter,
     rows = session.execute(
         select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticket.category,
                Ticket.priority, Ticket.language, Contact.address, Ticket.assignee, Ticket.group,
-               Ticket.created_at, _NEXT_DUE)
+               Ticket.created_at, _NEXT_DUE, Ticket.loop_stopped_at)
         .join(Contact, Contact.id == Ticket.requester_id)
         .where(*conditions).order_by(Ticket.id.desc()).limit(limit)).all()
     lines = [TicketLine(*row) for row in rows]
@@ -397,6 +400,8 @@ def _conditions(wanted: TicketFilter) -> list[Any]:
         conditions.append(Ticket.category == wanted.category)
     if wanted.since is not None:
         conditions.append(Ticket.created_at >= wanted.since)
+    if wanted.loop_stopped:
+        conditions.append(Ticket.loop_stopped_at.is_not(None))
     return conditions
 
 
@@ -521,6 +526,7 @@ def ticket_as_dict(ticket: Ticket, *, next_due: datetime | None = None,
         "assignee": ticket.assignee,
         "group": ticket.group,
         "next_due": _iso(next_due),
+        "loop_stopped_at": _iso(ticket.loop_stopped_at),
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "linked_ticket": ticket.linked_ticket_id,

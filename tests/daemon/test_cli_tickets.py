@@ -134,6 +134,18 @@ def test_tickets_and_show_say_who_holds_it_its_group_and_the_next_due_time(
     assert f"held by anna@casino.test, group payments, answer due {soon:%Y-%m-%d %H:%M}Z" in human
 
 
+def test_tickets_and_show_flag_a_ticket_stopped_as_a_loop(db_url: str, tmp_path: Path) -> None:
+    stopped, calm = _seed(db_url, {"subject": "Refund", "loop_stopped_at": NOW},
+                          {"subject": "Bonus"})
+    config = _config(tmp_path, db_url)
+    assert _listed(config, "--loop-stopped") == [stopped]
+    line = ticketd("--config", config, "tickets").stdout.decode()
+    assert f"LOOP-STOPPED={NOW:%Y-%m-%d %H:%M}Z" in line.splitlines()[1]  # the older one
+    human = ticketd("--config", config, "show", str(stopped)).stdout.decode()
+    assert "LOOP STOPPED at" in human
+    assert "LOOP" not in ticketd("--config", config, "show", str(calm)).stdout.decode()
+
+
 def test_a_ticket_without_running_clocks_has_no_due_time(db_url: str, tmp_path: Path) -> None:
     [number] = _seed(db_url, {})
     config = _config(tmp_path, db_url)

@@ -198,8 +198,11 @@ def test_an_unauthenticated_forward_claiming_an_agent_is_not_taken_as_one(
         agent_ingestor: Ingestor) -> None:
     forged = _forward("mx.casino.test; dkim=pass header.d=evil.test")
     r = agent_ingestor.ingest(forged, "t")
-    assert conversation(agent_ingestor, r.ticket_number)["requester"] == "anna@casino.test"
+    # Nor as a player's complaint: mail from an agent's address naming no ticket opens none.
+    assert (r.outcome, r.ticket_number) == ("ignored", None)
+    assert "agent or staff address" in r.reason
     assert events(agent_ingestor, "forwarded_by_agent") == []
+    assert len(events(agent_ingestor, "staff_mail_without_ticket")) == 1
 
 
 def test_a_players_forward_stays_the_players_ticket(agent_ingestor: Ingestor) -> None:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from parsers import parse
-from parsers.automated import automated_reason, is_bounce
+from parsers.automated import automated_reason, is_bounce, responder_subject, text_fingerprint
 from parsers.model import InboundMail
 from tests.support.mails import mail
 
@@ -456,3 +456,25 @@ def test_a_megabyte_subject_and_body_through_parse_are_fast_to_check():
     assert automated_reason(big, OWN) is None
     assert not is_bounce(big)
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("subject", [
+    "Re: Out of Office until Monday", "Abwesend: Ihre Anfrage", "Отсутствую до 10.12",
+    "RE: Автоответ", "Automatic reply: Refund", "Autoreply", "Réponse automatique : Remboursement",
+    "Re: [#10001] I am currently away",
+])
+def test_responder_phrases_are_found_anywhere_in_the_subject(subject: str) -> None:
+    assert responder_subject(subject) is not None
+
+
+@pytest.mark.parametrize("subject", ["Re: Refund of my deposit", "Where is my withdrawal?",
+                                     "Re: [#10001] office hours?"])
+def test_a_persons_reply_subject_carries_no_responder_phrase(subject: str) -> None:
+    assert responder_subject(subject) is None
+
+
+def test_the_same_text_with_other_case_and_spacing_has_the_same_fingerprint() -> None:
+    same = text_fingerprint("i am  AWAY. back monday")
+    assert text_fingerprint("I am away.\n\nBack Monday") == same
+    assert text_fingerprint("I am away.") != text_fingerprint("I am back.")
+    assert text_fingerprint("  \n ") == ""

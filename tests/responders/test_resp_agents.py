@@ -403,12 +403,10 @@ def test_command_refused_error_lines_cannot_add_headers_or_lines() -> None:
     assert '  - unknown command "#x" Bcc: v@evil.example\n' in _text(_read(raw))
 
 
-def test_held_notice() -> None:
-    raw = _raw(held_notice(
-        "anna@casino.example", "no trusted Authentication-Results header.",
-        Identity(SUPPORT, "Casino Support"), agent_name="Anna", subject="Re: [#10234] #status closed\r\nBcc: v@evil.example",
-        received_at=NOW, now=NOW,
-    ))
+def test_held_notice_says_only_the_address_the_time_and_the_count() -> None:
+    raw = _raw(held_notice("anna@casino.example", Identity(SUPPORT, "Casino Support"),
+                           agent_name="Anna\r\nBcc: v@evil.example", count=2,
+                           received_at=NOW, now=NOW))
     parsed = _read(raw)
     (recipient,) = parsed["To"].addresses
     assert recipient.addr_spec == "anna@casino.example"
@@ -418,18 +416,27 @@ def test_held_notice() -> None:
     assert "In-Reply-To" not in parsed and "References" not in parsed and "Reply-To" not in parsed
     assert verify_message_id(str(parsed["Message-ID"]), KEYS) is None
     text = _text(parsed)
-    assert text.startswith("A mail claiming to be from you was held: "
-                           "no trusted Authentication-Results header.\n")
-    assert "Received: 2026-11-20 12:00 UTC" in text
-    assert "Subject: #status closed Bcc: v@evil.example\n" in text
+    assert text.startswith("A mail claiming to be from you (anna@casino.example) was held at "
+                           "2026-11-20 12:00 UTC: it was not authenticated as yours.\n")
+    assert "It is mail number 2 of this kind in the last hour." in text
+    assert "Subject" not in text
     assert "nothing was sent to the player" in text
 
 
+def test_the_last_held_notice_of_an_hour_says_so() -> None:
+    text = _text(_read(_raw(held_notice("anna@casino.example", Identity(SUPPORT, "S"), count=4,
+                                        received_at=NOW, last=True, now=NOW))))
+    assert text.startswith("4 mails claiming to be from you (anna@casino.example) were held in "
+                           "the last hour, the latest at 2026-11-20 12:00 UTC.\n")
+    assert "before 2026-11-20 13:00 UTC" in text
+
+
 def test_held_notice_in_russian_and_never_to_ourselves() -> None:
-    msg = held_notice("anna@casino.example", "DKIM не прошла", Identity(SUPPORT, "Поддержка"),
-                      language="ru", now=NOW)
+    msg = held_notice("anna@casino.example", Identity(SUPPORT, "Поддержка"), language="ru",
+                      received_at=NOW, now=NOW)
     parsed = _read(_raw(msg))
     assert str(parsed["Subject"]) == "Письмо от вашего имени задержано"
-    assert _text(parsed).startswith("Письмо, отправленное якобы от вас, задержано: DKIM не прошла.")
+    assert _text(parsed).startswith("Письмо, отправленное якобы от вас (anna@casino.example), "
+                                    "задержано 2026-11-20 12:00 UTC")
     with pytest.raises(UnsafeRecipient):
-        held_notice(SUPPORT, "x", Identity(SUPPORT, "S"))
+        held_notice(SUPPORT, Identity(SUPPORT, "S"))

@@ -50,7 +50,10 @@ def _contexts(language: str) -> list[dict[str, Any]]:
         "overdue": localized_duration(timedelta(minutes=30), language, case="accusative"),
         "waited": localized_duration(timedelta(hours=5), language),
         "due": "2026-12-06 12:00 UTC", "assignee": None, "command": "#assign me",
-        "question": ["..."], "reason": "DKIM fail", "received_at": "2026-12-06 09:00 UTC",
+        "question": ["..."], "received_at": "2026-12-06 09:00 UTC",
+        # the held notice: only the claimed address, when, how many; never the mail's words
+        "address": "aliya@casino.test", "count": 1, "last": False,
+        "quiet_until": "2026-12-06 10:00 UTC", "coalesced": False,
         "event": "new", "player_name": "Aliya", "player_address": "aliya@example.kz",
         "text": "...", "category": "refund", "priority": "high", "status": "open",
         "sla_due": "2026-12-06 12:00 UTC", "sla_left": localized_duration(
@@ -65,13 +68,13 @@ def _contexts(language: str) -> list[dict[str, Any]]:
     }
     variants: list[dict[str, Any]] = [
         {}, {"subject": "", "requester_name": "", "attachments": (), "refused": (),
-             "faq_answer": None, "tag": None, "received_at": None, "player_name": "",
+             "faq_answer": None, "tag": None, "player_name": "",
              "text": "", "sla_due": None, "agent_name": "", "question": []},
         {"errors": ["#a", "#b"], "more_errors": 3, "stage": 2, "event": "follow_up",
          "attached": False, "sla_overdue": True, "assignee": "Aliya", "kind": "resolution",
-         "category": "other"},
+         "category": "other", "count": 3, "coalesced": True},
         {"stage": 3, "kind": "next_response", "category": "self_exclusion", "sla_left": "",
-         "adr_name": None, "adr_url": None, "adr_address": None},
+         "adr_name": None, "adr_url": None, "adr_address": None, "count": 4, "last": True},
     ]
     return [base | variant for variant in variants]
 
@@ -87,6 +90,36 @@ def test_every_template_renders_every_branch(language: str, name: str) -> None:
     template = _environment().get_template(f"{language}/{name}")
     for context in _contexts(language):
         assert template.render(**context).strip()
+
+
+HELD_VARIABLES = {"address": "aliya@casino.test", "received_at": "2026-12-06 09:00 UTC",
+                  "quiet_until": "2026-12-06 10:00 UTC", "support_name": "Casino Support"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_held_notice_needs_none_of_the_held_mails_words(language: str) -> None:
+    """Rendered from the notice's own variables alone (no subject, no reason: StrictUndefined
+    would fail on either), it says the claimed address and time, the count when there is more
+    than one, and the end of the quiet hour only in the last notice."""
+    template = _environment().get_template(f"{language}/held.txt.j2")
+    first = template.render(**HELD_VARIABLES, count=1, last=False)
+    again = template.render(**HELD_VARIABLES, count=3, last=False)
+    last = template.render(**HELD_VARIABLES, count=4, last=True)
+    for text in (first, again, last):
+        assert "aliya@casino.test" in text and "09:00" in text
+    assert "3" not in first and "3" in again and "4" in last
+    assert "10:00" in last and "10:00" not in first + again
+    assert _environment().get_template(f"{language}/held.subject.txt.j2").render().strip()
+
+
+@pytest.mark.parametrize(("language", "name"),
+                         list(product(LANGUAGES, ("notification.txt.j2", "notification.html.j2"))))
+def test_a_coalesced_notification_says_so(language: str, name: str) -> None:
+    template = _environment().get_template(f"{language}/{name}")
+    context = _contexts(language)[0]
+    alone = template.render(**context | {"coalesced": False})
+    burst = template.render(**context | {"coalesced": True})
+    assert alone != burst and len(burst) > len(alone) + 60
 
 
 def _english_phrases() -> set[str]:
