@@ -1,7 +1,7 @@
 """loop limits: the automatic mails each address and ticket received, and stopped tickets
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0012
 Create Date: 2026-12-06
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
