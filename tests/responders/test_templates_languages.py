@@ -51,6 +51,7 @@ def _contexts(language: str) -> list[dict[str, Any]]:
         "waited": localized_duration(timedelta(hours=5), language),
         "due": "2026-12-06 12:00 UTC", "assignee": None, "command": "#assign me",
         "question": ["..."], "received_at": "2026-12-06 09:00 UTC",
+        "reason": "the payment provider needs two more weeks",  # #extend REASON
         # the held notice: only the claimed address, when, how many; never the mail's words
         "address": "aliya@casino.test", "count": 1, "last": False,
         "quiet_until": "2026-12-06 10:00 UTC", "coalesced": False,
