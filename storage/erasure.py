@@ -25,6 +25,7 @@ from storage import audit, holds, search
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, tombstone
 from storage.models import (
+    AutoMail,
     Complaint,
     Contact,
     ContactKey,
@@ -277,6 +278,10 @@ def _scrub_rows(session: Session, tickets: list[Ticket], ticket_ids: list[int],
                         .values(next_action_at=None, extension_reason=None))
         session.execute(delete(Participant).where(Participant.ticket_id.in_(chunk)))
     session.execute(delete(Participant).where(func.lower(Participant.address) == address.lower()))
+    # The loop limits' ledger names recipients for a day: the person's rows go (their count
+    # of automatic mail starts again, as for any new address).
+    session.execute(delete(AutoMail).where(or_(func.lower(AutoMail.address) == address.lower(),
+                                               AutoMail.ticket_id.in_(ticket_ids))))
     ids = [m.id for m in messages]
     their_key = select(ContactKey.id).where(ContactKey.contact_id == contact.id)
     session.execute(update(IngestRecord).where(or_(
