@@ -5,9 +5,10 @@ mail that fails to parse gets the same key on every attempt.
 
 Beside it, the content digest tells the same mail delivered twice from two
 different mails that share a Message-ID (clients that reuse ids exist): it hashes
-the bytes without the trace fields that each delivery adds on its way in
-(Received, Delivered-To, our MTA's Authentication-Results and spam verdicts …), so
-a re-delivery is a copy and a different text under the same id is a mail of its own.
+only the fields the author wrote (From, To, Subject, Date, Message-ID …) and the body,
+never what a hop adds on the way in (Received, X-Received, a forwarder's DKIM-Signature,
+ARC-*, X-MS-Exchange-* …), so a re-delivery is a copy and a different text under the
+same id is a mail of its own.
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 _ANGLE = re.compile(rb"<([^<>\s]+)>")
 _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
-# Fields a hop adds on delivery (RFC 5322 §3.6.7, RFC 8601, RFC 8617, the spam filters').
-_TRACE = frozenset({
-    b"received", b"return-path", b"delivered-to", b"x-original-to", b"envelope-to",
-    b"authentication-results", b"arc-seal", b"arc-message-signature",
-    b"arc-authentication-results", b"received-spf", b"x-spam-flag", b"x-spam-status",
-    b"x-spam-level", b"x-spam-score", b"x-spam-checker-version", b"x-spam-report", b"x-spam",
-    b"x-spamd-result", b"x-spamd-bar", b"x-rspamd-action", b"x-rspamd-server",
-    b"x-rspamd-queue-id", b"x-virus-scanned", b"x-virus-status",
+# Fields the author's client writes (RFC 5322 §3.6, RFC 2045): a hop adds fields of its own
+# (Received, X-Received, X-MS-Exchange-*, a forwarder's DKIM-Signature, ARC-* …), a list of
+# which is never complete, so only these and the body decide whether two mails are one.
+_AUTHOR = frozenset({
+    b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"in-reply-to", b"references",
+    b"mime-version", b"content-type", b"content-transfer-encoding",
 })  # fmt: skip
 
 
@@ -56,20 +55,21 @@ def ingest_key(raw: bytes) -> tuple[str, str | None, str]:
 
 
 def content_digest(raw: bytes) -> str:
-    """The sha256 of the mail without its trace fields, line ends made LF: the same for
-    every delivery of one mail, different as soon as a header or the body differs."""
+    """The sha256 of the author's fields (`_AUTHOR`, in their order) and the body, line ends
+    made LF: the same for every delivery of one mail whatever fields the hops added,
+    different as soon as an author's field or the body differs."""
     data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     end = data.find(b"\n\n")
     head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
     kept: list[bytes] = []
-    dropping = False
+    keeping = False
     for line in head.split(b"\n"):
         if line[:1] in (b" ", b"\t"):  # a continuation belongs to the field above it
-            if not dropping:
+            if keeping:
                 kept.append(line)
             continue
         name = _FIELD_NAME.match(line)
-        dropping = bool(name) and name.group(1).lower() in _TRACE  # type: ignore[union-attr]
-        if not dropping:
+        keeping = bool(name) and name.group(1).lower() in _AUTHOR  # type: ignore[union-attr]
+        if keeping:
             kept.append(line)
     return hashlib.sha256(b"\n".join(kept) + body).hexdigest()

@@ -96,6 +96,30 @@ def test_the_same_mail_delivered_again_with_other_trace_headers_stays_one(
     assert (_count(ingestor, Ticket), _count(ingestor, Message)) == (1, 1)
 
 
+def test_the_same_mail_forwarded_with_fields_a_hop_adds_stays_one(ingestor: Ingestor) -> None:
+    raw = mail(message_id="<forwarded@mail.test>")
+    first = ingestor.ingest(raw, "test")
+    again = (b"X-Received: by 2002:a05:6000:1 with SMTP id x; Fri, 20 Nov 2026 12:05:00\r\n"
+             b"X-Envelope-To: desk@casino.test\r\nX-Forwarded-To: support@casino.test\r\n"
+             b"X-MS-Exchange-Organization-AuthSource: mx.relay.test\r\n"
+             b"DKIM-Signature: v=1; a=rsa-sha256; d=relay.test; s=s1;\r\n\tbh=abc=; b=def=\r\n"
+             b"ARC-Seal: i=1; a=rsa-sha256; d=relay.test; s=s1; cv=none; b=ghi=\r\n"
+             b"ARC-Authentication-Results: i=1; relay.test; dkim=pass\r\n" + raw)
+    second = ingestor.ingest(again, "test")
+    assert second.duplicate and second.ticket_number == first.ticket_number
+    assert (_count(ingestor, Ticket), _count(ingestor, Message)) == (1, 1)
+
+
+def test_one_message_id_and_sender_with_another_subject_is_a_mail_of_its_own(
+    ingestor: Ingestor,
+) -> None:
+    ingestor.ingest(mail(message_id="<same@mail.test>", subject="Refund"), "test")
+    second = ingestor.ingest(mail(message_id="<same@mail.test>", subject="Blocked account"),
+                             "test")
+    assert not second.duplicate
+    assert _count(ingestor, Message) == 2
+
+
 @pytest.mark.parametrize(("from_lines", "why"), [
     (("From: ",), "empty From"),
     (("From: undisclosed-recipients:;",), "empty group"),
