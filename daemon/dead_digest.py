@@ -16,11 +16,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import outbox, queries
-from storage.models import Event, OutboxMessage
+from storage.models import Event
 
 DIGESTED_KINDS = frozenset({"ack"})  # automatic mail to whoever wrote: junk dies here
 _LISTED = 50  # rows named in one digest; the rest are counted
@@ -37,20 +37,16 @@ def bury_in_digest(session: Session, refused: dict[str, str], *, ops: str | None
     hour = now.replace(minute=0, second=0, microsecond=0)
     domain = sender.rpartition("@")[2] or "localhost"
     message_id = f"<dead-acks.{hour:%Y%m%d%H}.ticketd@{domain}>"
+    # The row first, locked: a second daemon's digest waits here, then reads the events
+    # committed meanwhile, so the last writer lists them all.
+    row = outbox.enqueue_once(session, raw=_digest([], hour, to=ops, sender=sender,
+                                                   message_id=message_id, now=now),
+                              message_id=message_id, kind="ops", envelope_from=sender,
+                              recipients=[ops], now=now, due=hour + timedelta(hours=1))
     raw = _digest(_dead_in(session, hour, now), hour, to=ops, sender=sender,
                   message_id=message_id, now=now)
-    found = session.execute(select(OutboxMessage.id).where(
-        OutboxMessage.message_id == message_id)).scalar()
-    if found is None:
-        row = outbox.enqueue(session, raw=raw, message_id=message_id, kind="ops",
-                             envelope_from=sender, recipients=[ops], now=now)
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row)
-                        .values(next_attempt_at=hour + timedelta(hours=1)))
-        return
     # Not tried yet: rewritten whole. Once sent, a late one stays in `outbox --state dead`.
-    session.execute(update(OutboxMessage).where(
-        OutboxMessage.id == found, OutboxMessage.state == "pending",
-        OutboxMessage.attempts == 0).values(raw=raw))
+    outbox.rewrite_untried(session, row, raw)
 
 
 def _dead_in(session: Session, hour: datetime, now: datetime) -> list[dict]:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.crypto import DataKey, KeyProblem, open_sealed, seal
@@ -90,6 +91,10 @@ def next_attempt(attempts: int, now: datetime, rng: random.Random | None = None)
 _OUTBOX = OutboxMessage.__table__
 _C = _OUTBOX.c
 _INSERT = insert(_OUTBOX).returning(_C.id)
+# A row made once whatever the number of daemons: a concurrent insert waits, then does nothing.
+_INSERT_ONCE = {dialect.__name__.rpartition(".")[2]: dialect.insert(_OUTBOX)
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                for dialect in (postgresql, sqlite)}
 _INSERT_EVENT = insert(Event.__table__)
 # SKIP LOCKED lets several senders on PostgreSQL claim disjoint rows without waiting on
 # each other; SQLite has no row locks (nor the clause), there BEGIN IMMEDIATE serialises.
@@ -171,6 +176,40 @@ def enqueue_webhook(session: Session, *, body: bytes, delivery_id: str, event: s
         insert_event(session, "webhook_queued", ticket_id, outbox_id=outbox_id, event=event,
                      delivery=delivery_id)
     return outbox_id
+
+
+def enqueue_once(session: Session, *, raw: bytes, message_id: str, envelope_from: str,
+                 recipients: Sequence[str], kind: str, now: datetime, due: datetime,
+                 lifetime: timedelta = DEFAULT_LIFETIME) -> int:
+    """Add a mail of no ticket, due at `due`, unless the row of its Message-ID exists (a
+    concurrent daemon's included: no IntegrityError aborts the caller's transaction).
+    Returns that row's id, locked until commit on PostgreSQL so the caller may rewrite it."""
+    for address in (message_id, envelope_from, *recipients):
+        _no_line_breaks(address)
+    key = _key_for(session, None)
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    session.execute(_INSERT_ONCE[dialect].values(
+        ticket_id=None, kind=kind, message_id=message_id, envelope_from=envelope_from,
+        recipients=list(recipients),
+        raw=raw if key is None else seal(key.secret, raw, _associated(message_id)),
+        key_id=key.id if key else None, state="pending", attempts=0, next_attempt_at=due,
+        expires_at=now + lifetime, claimed_until=None, last_error=None, accepted=[],
+        refused={}, created_at=now, sent_at=None, event=None))
+    return session.execute(select(_C.id).where(_C.message_id == message_id)
+                           .with_for_update()).scalar_one()
+
+
+def rewrite_untried(session: Session, outbox_id: int, raw: bytes) -> None:
+    """New bytes for a row not tried yet, sealed with the key the row was sealed with (a row
+    in clear stays in clear): a tried row keeps what was sent."""
+    row = session.execute(select(_C.key_id, _C.message_id).where(_C.id == outbox_id)).one()
+    if row.key_id is not None:
+        vault = vault_of(session)
+        if vault is None:
+            raise RuntimeError("sealed outgoing mail and no [privacy] key_file to seal it")
+        raw = seal(vault.key(session, row.key_id).secret, raw, _associated(row.message_id))
+    session.execute(update(_OUTBOX).where(_C.id == outbox_id, _C.state == "pending",
+                                          _C.attempts == 0).values(raw=raw))
 
 
 def _insert(session: Session, *, raw: bytes, message_id: str, envelope_from: str,

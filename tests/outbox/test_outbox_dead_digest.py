@@ -10,7 +10,11 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from daemon.outbox import OutboxSender
-from storage.models import Contact
+from storage import db, outbox
+from storage.crypto import MasterKeys
+from storage.models import Contact, OutboxMessage
+from storage.vault import Vault
+from tests.support.mails import mail
 from tests.outbox.smtp_sink import RefusesNamed, transport_to
 
 OPS = "ops@casino.test"
@@ -46,3 +50,34 @@ def test_dead_acks_of_an_hour_make_one_report_sent_once(
     with sessions() as session:
         flags = session.scalars(select(Contact.bouncing).where(Contact.address.in_(junk)))
         assert all(flags)
+
+
+def test_with_encryption_at_rest_the_rewritten_digest_stays_sealed_and_is_sent(
+        db_url, clock, smtp_server, look):  # noqa: ANN001
+    engine = db.make_engine(db_url)
+    sessions = db.session_factory(engine, Vault(MasterKeys.of((bytes(range(32)),))))
+    clock.now = clock.now.replace(minute=10, second=0)
+    junk = [f"gone{i}@junk.test" for i in range(2)]
+    server = smtp_server(RefusesNamed({a: "550 5.1.1 no such user" for a in junk}))
+    sender = OutboxSender(sessions, transport_to(server.port), ops_address=OPS,
+                          from_address="support@casino.test", now=clock)
+    queued = []
+    for address in junk:  # the second dead ack rewrites the sealed digest
+        message_id = f"<sealed-{address}>"
+        with sessions.begin() as session:
+            outbox.enqueue(session, raw=mail(sender="support@casino.test", to=address,
+                                             message_id=message_id),
+                           message_id=message_id, envelope_from="support@casino.test",
+                           recipients=[address], kind="ack", now=clock())
+        queued.append(message_id)
+        assert asyncio.run(sender.run_once()).dead == 1
+        clock.advance(timedelta(minutes=5))
+    with sessions() as session:
+        stored = session.scalar(select(OutboxMessage.raw).where(OutboxMessage.kind == "ops"))
+    assert b"undeliverable" not in stored and b"junk.test" not in stored  # sealed, not clear
+    clock.advance(timedelta(hours=1))
+    asyncio.run(sender.run_once())
+    [digest] = server.handler.received
+    assert b"2 acknowledgement(s) undeliverable" in digest.content
+    assert all(message_id.encode() in digest.content for message_id in queued)
+    engine.dispose()
