@@ -5,14 +5,16 @@ marked bouncing."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from daemon.dead_digest import bury_in_digest
 from daemon.outbox import OutboxSender
 from storage import db, outbox
 from storage.crypto import MasterKeys
-from storage.models import Contact, OutboxMessage
+from storage.models import Contact, Event, OutboxMessage, utcnow
 from storage.vault import Vault
 from tests.support.mails import mail
 from tests.outbox.smtp_sink import RefusesNamed, transport_to
@@ -80,4 +82,40 @@ def test_with_encryption_at_rest_the_rewritten_digest_stays_sealed_and_is_sent(
     [digest] = server.handler.received
     assert b"2 acknowledgement(s) undeliverable" in digest.content
     assert all(message_id.encode() in digest.content for message_id in queued)
+    engine.dispose()
+
+
+def test_two_daemons_burying_in_the_same_hour_make_one_digest_without_error(pg_url) -> None:  # noqa: ANN001
+    """The second waits on the first's uncommitted row instead of failing on the unique
+    Message-ID, which rolled back its own mark_dead; its rewrite lists both dead acks."""
+    engine = db.make_engine(pg_url)
+    sessions = db.session_factory(engine)
+    now = utcnow()
+
+    def bury(session, n: int) -> None:  # noqa: ANN001
+        session.add(Event(kind="delivery_failed", actor="system", created_at=now, data={
+            "dead": True, "kind": "ack", "outbox_id": n,
+            "message_id": f"<dead-{n}@casino.test>", "error": "550 no such user"}))
+        session.flush()
+        bury_in_digest(session, {}, ops=OPS, sender="support@casino.test", now=now)
+
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with sessions.begin() as session:
+                bury(session, 2)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            failed.append(err)
+
+    with sessions.begin() as session:
+        bury(session, 1)
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(1.0)  # it now waits on this transaction's row (or gives up)
+    other.join()
+    assert failed == []
+    with sessions() as session:
+        [raw] = session.scalars(select(OutboxMessage.raw).where(OutboxMessage.kind == "ops"))
+    assert b"<dead-1@casino.test>" in raw and b"<dead-2@casino.test>" in raw
     engine.dispose()
