@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+import idna
 from publicsuffixlist import PublicSuffixList
 
 from parsers.model import InboundMail
@@ -326,13 +327,17 @@ def _aligned(domain: str, from_domain: str, strict: bool) -> bool:
 
 
 def _normalise_domain(value: str) -> str | None:
-    """Lower case, no trailing dot, internationalised labels as A-labels;
-    None unless the result is a syntactically valid domain name."""
+    """Lower case, no trailing dot, internationalised labels as A-labels (IDNA2008);
+    None unless the result is a syntactically valid domain name. A name that UTS 46 would
+    map to another (faß.de to fass.de under IDNA2003, full-width dots …) is refused: it
+    must never align with the domain it maps to."""
     domain = value.strip().lower().removesuffix(".")
     if not domain.isascii():
         try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
+            if idna.uts46_remap(domain, std3_rules=True, transitional=False) != domain:
+                return None
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
             return None
     labels = domain.split(".")
     if len(domain) > 253 or not all(_LABEL.fullmatch(label) for label in labels):

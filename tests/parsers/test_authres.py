@@ -428,3 +428,13 @@ def test_parse_never_raises_on_random_input():
 )
 def test_verify_of_garbage_fails_without_raising(value):
     assert not verdict(value).ok
+
+
+@pytest.mark.parametrize(("sender", "signer", "aligned"), [
+    ("anna@faß.de", "fass.de", False),  # IDNA2003 mapped ß to ss: another domain's owner
+    ("anna@fass.de", "faß.de", False),
+    ("anna@faß.de", "xn--fa-hia.de", True),  # the same name as its IDNA2008 A-label
+])
+def test_internationalised_domains_align_under_idna2008_only(sender, signer, aligned):
+    mail = received(f"{OURS}; dkim=pass header.d={signer}", sender=sender)
+    assert verify_sender(mail, OURS).ok is aligned
