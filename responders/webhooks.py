@@ -90,16 +90,18 @@ def signature(keys: Sequence[bytes], body: bytes, timestamp: int) -> str:
 
 def verify(key: bytes, body: bytes, header: str, now: int,
            tolerance: int = TOLERANCE_SECONDS) -> bool:
-    """What a receiver does: some v1 matches, and the timestamp is within `tolerance`."""
+    """What a receiver does: some v1 matches, and the timestamp is within `tolerance`. A
+    crafted header is False, never an exception: "²" is a digit to isdigit() but not to
+    int(), and compare_digest raises on a str that is not ASCII, so both are bytes-safe."""
     fields = [part.partition("=") for part in header.split(",")]
     stamps = [value for name, _, value in fields if name.strip() == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdecimal()):
         return False
     timestamp = int(stamps[0])
     if abs(now - timestamp) > tolerance:
         return False
     expected = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, value.strip())
+    return any(hmac.compare_digest(expected.encode(), value.strip().encode("utf-8", "replace"))
                for name, _, value in fields if name.strip() == "v1")
 
 

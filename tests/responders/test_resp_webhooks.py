@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +88,23 @@ def test_headers_say_what_it_is_and_its_stable_id() -> None:
     assert sent["Content-Type"] == "application/json"
     assert (sent["Ticketd-Event"], sent["Ticketd-Delivery"], sent["Ticketd-Signature"]) == (
         SLA_BREACHED, "evt_5", "t=1,v1=ab")
+
+
+CRAFTED = ["t=\u00b2,v1=00", "t=1764000000,v1=\u00e9\u00e9", "t=\u0661\u0667,v1=00"]
+
+
+@pytest.mark.parametrize("header", CRAFTED)
+def test_a_crafted_signature_header_is_refused_not_raised(header: str) -> None:
+    assert not verify(KEY, b"{}", header, now=1764000000)
+
+
+@pytest.mark.parametrize("header", CRAFTED)
+def test_the_readme_receiver_refuses_a_crafted_header_without_raising(header: str) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [snippet] = re.findall(r"```python\n(import hashlib, hmac, time\n.*?)```", readme, re.S)
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - the README's own code, as receivers copy it
+    assert not scope["verify"](KEY, b"{}", header)
+    assert not scope["verify"](KEY, b"{}", f"t={int(time.time())},v1=\u00e9\u00e9")
+    body = b'{"id":"evt_9"}'
+    assert scope["verify"](KEY, body, signature((KEY,), body, int(time.time())))
