@@ -226,8 +226,6 @@ class Ingestor:
             arrival.rejected = rejected.reason
         else:
             arrival.mail = mail
-            # No one to answer or to file it under: a person reads it in the quarantine.
-            arrival.rejected = _unreadable_sender(mail)
             support = self.policy.support_addresses
             arrival.automated = automated_reason(mail, support, LOOP_HEADER) or ""
             ours = _our_own(mail, support)
@@ -238,6 +236,9 @@ class Ingestor:
             except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
                 arrival.held = f"attachments not scanned: {err}"
                 return arrival  # nothing written: the mail stays in the mailbox
+            if not arrival.screening.spam:  # junk with an odd From stays junk
+                # No one to answer or to file it under: a person reads it in the quarantine.
+                arrival.rejected = _unreadable_sender(mail)
         if files is not None:
             _write_files(arrival, files, None)
         return arrival

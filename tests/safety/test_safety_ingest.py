@@ -108,6 +108,16 @@ def test_spam_from_our_mta_opens_nothing_and_is_kept(db_url: str, tmp_path: Path
     assert ingestor.ingest(raw, "again").duplicate  # the same mail twice stays one
 
 
+@pytest.mark.parametrize("from_line", ["From: undisclosed-recipients:;\r\n", ""])
+def test_spam_with_an_unreadable_from_goes_to_junk_not_to_the_quarantine(
+        db_url: str, tmp_path: Path, from_line: str) -> None:
+    ingestor = make(db_url, tmp_path)
+    raw = hops(f"{from_line}To: support@casino.test\r\nSubject: You won\r\n"
+               "Message-ID: <junk-1@spam.test>\r\n\r\nClaim your prize.\r\n".encode(),
+               ("X-Spam-Flag", "YES"))
+    assert ingestor.ingest(raw, "inbox;uid=9").outcome == "spam"
+
+
 def test_rspamd_reject_is_spam_too(db_url: str, tmp_path: Path) -> None:
     ingestor = make(db_url, tmp_path)
     raw = hops(mail(), below=(("X-Rspamd-Action", "reject"),
