@@ -115,10 +115,16 @@ def _add_body(found: Parts, part: Message) -> None:
     (found.html if part.get_content_subtype() == "html" else found.text).append(text)
 
 
+# attachments.content_type is String(255); RFC 6838 names stay far below (127 + 1 + 127).
+MAX_CONTENT_TYPE = 255
+
+
 def _add_attachment(found: Parts, part: Message, limits: Limits) -> None:
     if len(found.attachments) >= limits.max_attachments:
         raise RejectedMail(f"more than {limits.max_attachments} attachments")
     content_type = part.get_content_type()
+    if len(content_type) > MAX_CONTENT_TYPE:  # a sender's invention, and too long to store
+        content_type = "application/octet-stream"
     index = len(found.attachments) + 1
     name = safe_filename(_attachment_name(part, content_type, found.hints), content_type, index)
     _check_size(name, _encoded_size(part), limits)

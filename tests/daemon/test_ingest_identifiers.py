@@ -13,7 +13,7 @@ from daemon.ingest import Ingestor, IngestPolicy
 from parsers.headers import MAX_ID_CHARS, MAX_REFERENCES
 from storage import db
 from storage.blobs import BlobStore
-from storage.models import IngestRecord, Message, Ticket
+from storage.models import IngestRecord, Message, StoredAttachment, Ticket
 from tests.support.mails import mail
 
 POLICY = IngestPolicy(support_addresses=frozenset({"support@casino.test"}))
@@ -118,6 +118,22 @@ def test_one_message_id_and_sender_with_another_subject_is_a_mail_of_its_own(
                              "test")
     assert not second.duplicate
     assert _count(ingestor, Message) == 2
+
+
+def test_an_attachment_with_a_300_character_content_type_keeps_the_complaint(
+    ingestor: Ingestor,
+) -> None:
+    long_type = "application/x-" + "z" * 300
+    raw = ("From: Player <player@mail.test>\r\nTo: support@casino.test\r\n"
+           "Subject: Refund request\r\nMessage-ID: <typed@mail.test>\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+           "Content-Type: text/plain\r\n\r\nPlease refund my deposit.\r\n--b\r\n"
+           f"Content-Type: {long_type}\r\nContent-Disposition: attachment; filename=a.bin\r\n"
+           "\r\nabc\r\n--b--\r\n").encode()
+    result = ingestor.ingest(raw, "test")
+    assert result.outcome == "ticket", result.reason
+    with ingestor.sessions() as session:
+        assert session.scalar(select(StoredAttachment.content_type)) == "application/octet-stream"
 
 
 @pytest.mark.parametrize(("from_lines", "why"), [
