@@ -259,10 +259,13 @@ def rotate_master(ctx: click.Context) -> None:
             sys.exit(78)
         url = application.engine.url
         try:
-            with application.sessions.begin() as session:
-                count = vault.rewrap(session)
+            # The database key first: a data key left under the old master is re-wrapped
+            # by the next run, a database key left under it loses the whole database once
+            # the old line is removed from the key file.
             database = (url.get_backend_name() == "sqlite" and url.database
                         and dbcipher.rewrap(url.database, vault.masters))
+            with application.sessions.begin() as session:
+                count = vault.rewrap(session)
         except KeyProblem as err:
             click.echo(f"ticketd: {err}", err=True)
             sys.exit(1)

@@ -42,6 +42,11 @@ def _sqlite_engine(url: str, database: str | None, echo: bool,
                    masters: MasterKeys | None) -> Engine:
     in_memory = not database or database == ":memory:" or database.startswith("file:")
     try:
+        if masters is not None and database and database.startswith("file:"):
+            # A URI may name a file on disk: it would be opened in clear, without a word.
+            raise dbcipher.SealError("[privacy] key_file is set: give [database] url as a "
+                                     "path (sqlite:////var/lib/ticketd/ticketd.db), not a "
+                                     "file: URI")
         if masters is None or in_memory:
             if not in_memory:
                 dbcipher.refuse_sealed(database)

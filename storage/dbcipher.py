@@ -112,8 +112,27 @@ def write_key(path: Path, masters: MasterKeys, key: bytes) -> None:
 
 
 def write_new_key(path: Path, masters: MasterKeys) -> bytes:
+    """A new database key, unless another process made one first: then that one. The file
+    appears whole and only once (a hard link fails when the name exists), so two processes
+    starting on a new database never seal it with two keys and keep the wrong one."""
     key = new_data_key()
-    write_key(path, masters, key)
+    newest = masters.newest
+    doc = {"master_key_id": newest.id,
+           "wrapped": base64.b64encode(wrap(newest, key, OWNER)).decode()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{path.name}.{os.getpid()}.new")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(doc) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(part, path)
+    except FileExistsError:
+        return read_key(path, masters)
+    finally:
+        part.unlink(missing_ok=True)
+    _sync_dir(path.parent)
     return key
 
 
@@ -122,9 +141,15 @@ def rewrap(database: str, masters: MasterKeys) -> bool:
     path = key_path(database)
     if not path.exists():
         return False
+    key = read_key(path, masters)
     if json.loads(path.read_text()).get("master_key_id") == masters.newest.id:
         return False
-    write_key(path, masters, read_key(path, masters))
+    try:
+        write_key(path, masters, key)
+    except OSError as err:
+        raise KeyProblem(f"could not re-wrap the database key {path}: {err.strerror}") from None
+    if read_key(path, masters) != key:  # what is on disk must open the same database
+        raise KeyProblem(f"the re-wrapped database key {path} does not read back")
     return True
 
 

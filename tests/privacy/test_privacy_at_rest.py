@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import quopri
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +136,44 @@ def test_rotating_the_master_key_rewraps_the_database_key(tmp_path: Path) -> Non
     desk.config.write_text(without)
     refused = desk.cli("show", str(number))
     assert refused.exit_code == 78 and "encrypted (SQLCipher)" in refused.output
+
+
+def test_two_processes_making_the_first_database_key_keep_one(tmp_path: Path) -> None:
+    """The daemon and `doctor` starting together on a new database: the second to write the
+    key file takes the first one's key instead of replacing it (which would leave the
+    database sealed with a key nobody has)."""
+    from storage import dbcipher
+    from storage.crypto import MasterKeys
+
+    masters = MasterKeys.of((os.urandom(32),))
+    database = str(tmp_path / "ticketd.db")
+    first = dbcipher.key_for(database, masters)
+    path = dbcipher.key_path(database)
+    second = dbcipher.write_new_key(path, masters)  # lost the race: the file is there
+    assert second == first == dbcipher.read_key(path, masters)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no part file left behind
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_rotating_the_master_key_rewraps_the_database_key_and_reads_it_back(
+        tmp_path: Path) -> None:
+    from storage import dbcipher
+    from storage.crypto import MasterKeys
+
+    old = MasterKeys.of((os.urandom(32),))
+    database = str(tmp_path / "ticketd.db")
+    key = dbcipher.key_for(database, old)
+    both = MasterKeys.of((os.urandom(32), old.newest.secret))
+    assert dbcipher.rewrap(database, both) is True
+    assert dbcipher.read_key(dbcipher.key_path(database), MasterKeys.of((both.newest.secret,))) == key
+    assert dbcipher.rewrap(database, both) is False  # already under the newest
+
+
+def test_a_file_uri_is_refused_when_the_database_must_be_sealed(tmp_path: Path) -> None:
+    from storage import db
+    from storage.crypto import MasterKeys
+    from storage.db import SchemaError
+
+    url = f"sqlite:///file:{tmp_path / 'ticketd.db'}?uri=true"
+    with pytest.raises(SchemaError, match="not a file: URI"):
+        db.make_engine(url, masters=MasterKeys.of((os.urandom(32),)))
