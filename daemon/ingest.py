@@ -75,6 +75,7 @@ from storage.models import Ticket, utcnow
 from storage.queries import TicketFacts
 
 log = logging.getLogger(__name__)
+RESPONDER_SIGN = "responder: "  # why a mail without Auto-Submitted is taken for a machine's
 
 # "held": not stored, left in the mailbox to try again (clamd away, [scan] on_unavailable = hold)
 Outcome = Literal["ticket", "follow_up", "ignored", "quarantined", "spam", "held"]
@@ -387,7 +388,9 @@ class Ingestor:
         )
         queries.insert_attachments(session, message_id, screening.kept(mail.attachments))
         _record_screening(session, ticket_id, screening)
-        if not automated:  # every player message, whatever its kind (DESIGN: safety first)
+        # Every player message, whatever its kind (DESIGN: safety first). A mail only taken
+        # for a responder's (no Auto-Submitted) may be a person's: it is checked too.
+        if not automated or automated.startswith(RESPONDER_SIGN):
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
                       self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks)
         queries.insert_ingest_record(
@@ -441,7 +444,7 @@ class Ingestor:
         if self.policy.loops is None or ticket is None:
             return ""
         sign = responder_sign(session, self.policy.loops, mail, ticket.id, visible)
-        return f"responder: {sign}" if sign else ""
+        return f"{RESPONDER_SIGN}{sign}" if sign else ""
 
     def _agent_mail(self, session: Session, mail: InboundMail, record: dict,
                     named: TicketFacts, responder: str = "") -> IngestResult:

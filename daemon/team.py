@@ -185,6 +185,12 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     if not errors:  # the complaint commands ask the record (extension once, final once ...)
         errors = complaints.command_errors(session, team.identity.complaints, ticket.id,
                                            block.commands, block.text, utcnow())
+    if not errors and any(c.name == "final" for c in block.commands) and (
+            any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)):
+        # A note stays with the team: the decision would be recorded, the guard stopped, and
+        # the player told nothing.
+        errors = ["#final is the player's answer: send it as a reply to the notification, "
+                  "not as a #note or to the comment address"]
     if errors:
         _store(session, ticket.id, mail, "refused", visible, record)
         queries.insert_event(session, "commands_refused", ticket.id, actor=agent.name,

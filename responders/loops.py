@@ -76,9 +76,13 @@ def guard(session: Session, policy: LoopPolicy, ticket_id: int | None, recipient
         per_ticket, per_address = loops.counts(
             session, counted, address.lower(), now - policy.per_ticket_window,
             now - policy.per_address_window)
-        why = _over(policy, address, per_ticket if counted is not None else 0, per_address)
+        ticket_count = per_ticket if counted is not None else 0
+        why = _over(policy, address, ticket_count, per_address)
         if why:
-            if counted is not None:
+            # A busy team mailbox over its daily count is no loop of this ticket: the mail is
+            # withheld, but the ticket is stopped only for its own count or a player's address.
+            team = address.lower() in policy.team_addresses and ticket_count < policy.per_ticket
+            if counted is not None and not team:
                 _stop(session, policy, counted, why, kind)
             return why if withhold else ""
     return ""

@@ -154,6 +154,23 @@ def test_a_final_decision_before_the_deadline_stops_the_guard(db_url: str,
     assert record(ingestor).state == "final"
 
 
+def test_a_final_decision_written_as_a_note_is_refused_not_recorded(db_url: str,
+                                                                    tmp_path: Path) -> None:
+    """A #note stays with the team: taking #final from it would stop the guard with the
+    player told nothing."""
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    _, note = complain(ingestor)
+    result = ingestor.ingest(reply_to_notification(note, "#final\n#note\nRefund refused."), "t")
+    assert result.reason.startswith("agent refused")
+    [refused] = outbox(ingestor, "command_refused")
+    assert "not as a #note" in text_of(refused.raw)
+    assert events(ingestor, "final_decision") == [] and outbox(ingestor, "relay") == []
+    assert record(ingestor).state == "complaint"
+    assert len(monitor_at(ingestor, identity, 9 * WEEK, start)) > 0  # the guard still runs
+
+
 def test_cga_extends_once_with_a_written_notice_and_refuses_a_second(db_url: str,
                                                                     tmp_path: Path) -> None:
     identity = desk("cga")

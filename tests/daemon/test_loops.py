@@ -218,6 +218,24 @@ def test_a_runaway_ticket_stops_with_one_summary_until_an_agent_acts(
         assert session.scalar(select(Ticket.loop_stopped_at)) is None
 
 
+def test_a_busy_team_mailbox_over_its_daily_count_stops_no_ticket(
+        db_url: str, tmp_path: Path) -> None:
+    """Anna's address over its day's count withholds her notification, but the new player's
+    ticket is no loop: it is not stopped and nobody gets a loop summary."""
+    loops = LoopPolicy(**{**LOOPS.__dict__, "per_team_address": 2,
+                          "notify_every": timedelta(0), "responder_seconds": 0})
+    ingestor = make(db_url, tmp_path, loops)
+    for n in range(3):
+        ingestor.ingest(mail(sender=f"player{n}@mail.test", subject="Refund of my deposit",
+                             body=f"Please refund my deposit of {n}00 EUR.",
+                             message_id=f"<busy{n}@mail.test>"), "t")
+    assert len(outbox(ingestor, "notification")) == 2  # the third is withheld ...
+    assert len(events(ingestor, "auto_mail_withheld")) == 1
+    assert events(ingestor, "loop_stopped") == [] == outbox(ingestor, "loop_summary")
+    with ingestor.sessions() as session:  # ... and no ticket is flagged as a loop
+        assert session.scalars(select(Ticket.loop_stopped_at)).all() == [None, None, None]
+
+
 def test_after_an_agents_answer_the_players_next_mail_is_notified_at_once(
         ingestor: Ingestor) -> None:
     complaint(ingestor)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email
+from dataclasses import replace
 from datetime import timedelta
 from email.policy import default
 from pathlib import Path
@@ -25,6 +26,7 @@ from daemon.team import Agent, TeamPolicy
 from parsers.spam import SpamPolicy
 from responders.acks import AckPolicy
 from responders.identity import Identity
+from responders.loops import LoopPolicy
 from responders.rendering import Templates
 from storage import db
 from storage.blobs import BlobStore
@@ -323,6 +325,24 @@ def test_a_follow_up_asking_for_exclusion_escalates_to_the_one_hour_clock(
     assert event.data["before"]["category"] == "refund"
     notes = [m for m in deliver(ingestor) if "rita@casino.test" in m.rcpt_tos]
     assert len(notes) == 1  # the responsible-gambling group hears of it
+
+
+def test_a_follow_up_taken_for_a_responders_is_still_checked_for_exclusion(
+        db_url: str, tmp_path: Path) -> None:
+    """A reply whose subject reads like an auto-reply is answered by nobody (the loop
+    limits), but a person may have written it: the request in it is not lost."""
+    ingestor = make(db_url, tmp_path)
+    ingestor.policy = replace(ingestor.policy, loops=LoopPolicy())
+    first = ingestor.ingest(mail(subject="Refund of my deposit", message_id="<r9@mail.test>",
+                                 body="Please refund my deposit of 100 EUR."), "t")
+    number = first.ticket_number
+    follow = ingestor.ingest(mail(subject="Re: Refund of my deposit (I am currently away)",
+                                  body="I have a gambling problem, please close my account "
+                                       "and self-exclude me.", in_reply_to="<r9@mail.test>"), "t")
+    assert follow.reason.startswith("automated: responder")  # taken for a responder's ...
+    assert number is not None and response_clock(ingestor, number).policy == "urgent"
+    [event] = kinds(ingestor, "responsible_gambling")  # ... and the request still counts
+    assert event.data["intent"] == "self_exclusion"
 
 
 def test_a_quoted_acknowledgement_is_not_a_request(db_url: str, tmp_path: Path) -> None:
