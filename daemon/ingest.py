@@ -237,9 +237,13 @@ class Ingestor:
             except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
                 arrival.held = f"attachments not scanned: {err}"
                 return arrival  # nothing written: the mail stays in the mailbox
-            if not arrival.screening.spam:  # junk with an odd From stays junk
+            if not arrival.screening.spam and not arrival.automated:
                 # No one to answer or to file it under: a person reads it in the quarantine.
+                # Junk with an odd From stays junk, and a machine's (a bounce's null sender,
+                # a mailer daemon's report) is kept with its reason like any machine mail.
                 arrival.rejected = _unreadable_sender(mail)
+            elif not arrival.screening.spam and mail.sender is None and not arrival.ignored:
+                arrival.ignored = "no sender address"  # a machine's: kept with its reason
         if files is not None:
             _write_files(arrival, files, None)
         return arrival
