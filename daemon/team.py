@@ -181,12 +181,12 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         queries.insert_event(session, "auto_reply", ticket.id, actor=agent.address,
                              reason=responder)
         return AgentOutcome("auto_reply", responder)
+    note = any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)
     errors = list(block.errors) + _command_errors(team, block.commands)
     if not errors:  # the complaint commands ask the record (extension once, final once ...)
         errors = complaints.command_errors(session, team.identity.complaints, ticket.id,
                                            block.commands, block.text, utcnow())
-    if not errors and any(c.name == "final" for c in block.commands) and (
-            any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)):
+    if not errors and note and any(c.name == "final" for c in block.commands):
         # A note stays with the team: the decision would be recorded, the guard stopped, and
         # the player told nothing.
         errors = ["#final is the player's answer: send it as a reply to the notification, "
@@ -203,7 +203,6 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     _apply(session, ticket, block.commands, agent)
     complaints.apply_commands(session, team.identity, ticket.id, block.commands, agent.address,
                               utcnow())
-    note = any(c.name == "note" for c in block.commands) or _to_comment_address(team, mail)
     if block.commands or note:  # a person acted (a responder writes no command)
         resume(session, ticket.id, agent.address)
     if not block.text:
