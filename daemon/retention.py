@@ -24,7 +24,6 @@ marked, so nothing it covers is moved.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -34,7 +33,6 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
@@ -45,6 +43,7 @@ from storage import audit, queries
 from storage import retention as rules_db
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, KeyProblem, blob_name
+from storage.locks import lock_for_transaction
 from storage.models import utcnow
 from storage.vault import KeyDestroyed, vault_of
 
@@ -52,8 +51,7 @@ log = logging.getLogger(__name__)
 
 TRASH = ".trash"
 TRASH_GRACE = 3600.0  # seconds a trashed file waits: longer than any ingest batch
-_SWEEP_LOCK = int.from_bytes(hashlib.sha256(b"ticketd retention sweep").digest()[:8], "big",
-                             signed=True)
+_SWEEP_LOCK = "ticketd retention sweep"  # one sweeper at a time among the daemons
 
 
 @dataclass(frozen=True)
@@ -297,7 +295,7 @@ class RetentionSweeper:
         done, seen = 0, set[int]()
         while True:
             with self._sessions.begin() as session:
-                self._lock(session)
+                lock_for_transaction(session, _SWEEP_LOCK)
                 ids = [i for i in candidates(session, self._rules.batch) if i not in seen]
                 if not ids:
                     return done
@@ -378,7 +376,7 @@ class RetentionSweeper:
             return
         latest = max(now.timestamp(), time.time())
         with self._sessions.begin() as session:
-            self._lock(session)
+            lock_for_transaction(session, _SWEEP_LOCK)
             keys = Keys(session)
             for entry in entries:
                 in_use = self._in_use(session, keys, entry)
@@ -402,10 +400,6 @@ class RetentionSweeper:
             return None if vault_of(session) is None else False  # destroyed: never named again
         assert isinstance(key, DataKey)
         return entry.name in keys.names_in_use(entry.kind, key)
-
-    def _lock(self, session: Session) -> None:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SWEEP_LOCK})
 
 
 @dataclass(frozen=True)

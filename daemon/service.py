@@ -4,7 +4,6 @@ sender and the SLA monitor; signals, reload, systemd notification and metrics.""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import signal
 import threading
@@ -30,6 +29,7 @@ from daemon.retention import RecordsKeeper
 from daemon.sla import SlaMonitor
 from daemon.systemd import notify, watchdog_interval
 from storage import outbox, queries
+from storage.locks import lock_key
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ def mailbox_lease(application: app_mod.App, mailbox: str,
     if application.engine.dialect.name != "postgresql":
         yield lambda: None  # SQLite: one daemon per database file
         return
-    key = int.from_bytes(hashlib.sha256(mailbox.encode()).digest()[:8], "big", signed=True)
+    key = lock_key(mailbox)
     with application.engine.connect() as conn:
         logged = False
         while not stop.is_set():

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from storage.locks import lock_for_transaction
 from storage.models import Event
 
 GENESIS = "0" * 64  # the prev_hash of the first row
@@ -55,9 +56,8 @@ SEAL_BATCH = 2000  # rows chained per transaction: the lock is held for millisec
 LATE = timedelta(minutes=10)
 REDACTED_ACTOR = "redacted"  # what `redact` leaves in actor and data
 REDACTED_DATA = {"redacted": True}
-# pg_advisory_xact_lock key of the sealer: the first 8 bytes of sha256("ticketd events seal").
-_SEAL_LOCK = int.from_bytes(hashlib.sha256(b"ticketd events seal").digest()[:8], "big",
-                            signed=True)
+# The sealer's advisory lock (storage/locks.py): one sealer at a time among the daemons.
+_SEAL_LOCK = "ticketd events seal"
 
 
 def _json(value: Any) -> bytes:
@@ -106,11 +106,6 @@ _SEAL = (update(Event.__table__)
          .values(chain_seq=bindparam("seq"), prev_hash=bindparam("prev"), hash=bindparam("h")))
 
 
-def _lock(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEAL_LOCK})
-
-
 def head(session: Session) -> tuple[int, str]:
     """(place, hash) of the newest sealed row; (0, GENESIS) for an empty chain."""
     row = session.execute(select(Event.chain_seq, Event.hash).where(Event.chain_seq.is_not(None))
@@ -121,7 +116,7 @@ def head(session: Session) -> tuple[int, str]:
 def seal_batch(session: Session, limit: int = SEAL_BATCH) -> int:
     """Chain up to `limit` unsealed rows in the caller's transaction; how many. The caller
     commits soon: the lock is held until then, and other sealers wait on it."""
-    _lock(session)
+    lock_for_transaction(session, _SEAL_LOCK)
     seq, prev = head(session)
     rows = session.execute(select(*_COLUMNS).where(Event.chain_seq.is_(None))
                            .order_by(Event.id).limit(limit)).all()
@@ -225,7 +220,7 @@ def redact(session: Session, event_ids: list[int]) -> int:
     refuse (erasure is owed even when the log was tampered with)."""
     if not event_ids:
         return 0
-    _lock(session)
+    lock_for_transaction(session, _SEAL_LOCK)
     rows = session.execute(select(*_COLUMNS, *_CHAIN).where(
         Event.id.in_(event_ids), Event.actor != REDACTED_ACTOR)).all()
     for row in rows:
