@@ -66,6 +66,11 @@ def _contexts(language: str) -> list[dict[str, Any]]:
         "received": "2026-11-20", "final_due": "2027-01-19", "dispute": "...", "letter": "...",
         "adr_name": "Aliya ADR", "adr_url": "https://adr.example", "adr_address": "Almaty",
         "point": "1/2",
+        # the summary of a ticket whose automatic mail was stopped (responders/loops.py)
+        "limit": "ticket", "withheld": "notification", "show_command": "ticketd show 1042",
+        "list_command": "ticketd tickets --loop-stopped",
+        "resume_commands": ("#status open", "#note"),
+        "window": localized_duration(timedelta(minutes=10), language, case="accusative"),
     }
     variants: list[dict[str, Any]] = [
         {}, {"subject": "", "requester_name": "", "attachments": (), "refused": (),
@@ -73,9 +78,12 @@ def _contexts(language: str) -> list[dict[str, Any]]:
              "text": "", "sla_due": None, "agent_name": "", "question": []},
         {"errors": ["#a", "#b"], "more_errors": 3, "stage": 2, "event": "follow_up",
          "attached": False, "sla_overdue": True, "assignee": "Aliya", "kind": "resolution",
-         "category": "other", "count": 3, "coalesced": True},
+         "category": "other", "count": 3, "coalesced": True, "limit": "ticket_day",
+         "withheld": "relay", "support_name": "",
+         "window": localized_duration(timedelta(days=1), language, case="accusative")},
         {"stage": 3, "kind": "next_response", "category": "self_exclusion", "sla_left": "",
-         "adr_name": None, "adr_url": None, "adr_address": None, "count": 4, "last": True},
+         "adr_name": None, "adr_url": None, "adr_address": None, "count": 4, "last": True,
+         "limit": "address", "withheld": "held_notice"},
     ]
     return [base | variant for variant in variants]
 
@@ -203,3 +211,4 @@ def test_composed_mails_carry_no_english_either(language: str) -> None:
     leaked = _leaks(_composed(language))
     assert not leaked, leaked
     assert _leaks(_composed("en"))  # the same check finds the English of an English mail
+
