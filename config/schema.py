@@ -651,6 +651,8 @@ class LoopSettings(Section):
 
     per_ticket: Positive = 10  # automatic mails about one ticket within per_ticket_window
     per_ticket_window: Duration = timedelta(minutes=10)
+    per_ticket_day: Positive = 20  # automatic mails about one ticket within per_ticket_day_window
+    per_ticket_day_window: Duration = timedelta(days=1)  # a slow loop, under per_ticket, stops too
     per_address: Positive = 40  # to one player's (or any outside) address within the window
     per_address_window: Duration = timedelta(days=1)
     per_team_address: Positive = 400  # to one agent, staff or group address in that window

@@ -433,7 +433,7 @@ class Ingestor:
         if named is None:
             return None
         mail = replace(mail, attachments=screening.forwardable(mail.attachments))
-        sign = self._responder(session, mail, refs.signed or refs.stored, visible)
+        sign = self._responder(session, mail, refs.signed or refs.stored, visible, staff=True)
         return self._agent_mail(session, mail, record, named, sign)
 
     def _staff(self, address: str) -> bool:
@@ -442,12 +442,13 @@ class Ingestor:
         return address in self.policy.agents or bool(loops and address in loops.team_addresses)
 
     def _responder(self, session: Session, mail: InboundMail, ticket: TicketFacts | None,
-                   visible: str) -> str:
+                   visible: str, *, staff: bool = False) -> str:
         """A reply on one of our tickets that a responder wrote without saying so: stored on
-        the ticket as an auto-reply, answered by nobody (invariant 3)."""
+        the ticket as an auto-reply, answered by nobody (invariant 3). `staff`: an agent's or
+        staff member's mail, whose repeated text is no sign."""
         if self.policy.loops is None or ticket is None:
             return ""
-        sign = responder_sign(session, self.policy.loops, mail, ticket.id, visible)
+        sign = responder_sign(session, self.policy.loops, mail, ticket.id, visible, staff=staff)
         return f"{RESPONDER_SIGN}{sign}" if sign else ""
 
     def _agent_mail(self, session: Session, mail: InboundMail, record: dict,

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,7 +40,9 @@ from config import Settings
 from daemon.failpoints import failpoint
 from daemon.pacing import pause
 from parsers import Limits, RejectedMail, parse
+from responders.loops import LoopPolicy
 from storage import audit, queries
+from storage import loops as loop_ledger
 from storage import retention as rules_db
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, KeyProblem, blob_name
@@ -402,29 +405,55 @@ class RetentionSweeper:
         return entry.name in keys.names_in_use(entry.kind, key)
 
 
+LEDGER_PRUNE_EVERY = 600.0  # seconds between two prunes of the loop ledger by one daemon
+_PRUNE_LOCK = int.from_bytes(hashlib.sha256(b"ticketd loop ledger prune").digest()[:8], "big",
+                             signed=True)
+
+
+def prune_loop_ledger(sessions: sessionmaker[Session], kept: timedelta,
+                      now: datetime | None = None) -> int:
+    """Remove the loop ledger's rows older than `kept` (storage/loops.py), in one short
+    transaction of its own; the rows removed. On PostgreSQL one daemon at a time prunes
+    (a daemon that finds another at it skips this pass): the check of each mail only
+    reads the ledger, so pruning never makes a mail wait."""
+    with sessions.begin() as session:
+        if session.get_bind().dialect.name == "postgresql" and not session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PRUNE_LOCK}):
+            return 0
+        return loop_ledger.prune(session, (now or utcnow()) - kept)
+
+
 @dataclass(frozen=True)
 class KeeperPlan:
     """What one pass of the records task does: which sweeper (None: no rule set), how long it
-    pauses between passes, and how long between two sweeps."""
+    pauses between passes, how long between two sweeps, and how long the loop ledger keeps
+    its rows (None: it is not pruned here) and how often it is pruned."""
 
     sweeper: RetentionSweeper | None
     seal_every: float
     sweep_every: float
+    ledger_kept: timedelta | None = None
+    prune_every: float = LEDGER_PRUNE_EVERY
 
     @classmethod
     def of(cls, settings: Settings, sessions: sessionmaker[Session],
            blobs: BlobStore) -> KeeperPlan:
         rules = RetentionRules.from_settings(settings)
         sweeper = RetentionSweeper(sessions, blobs, rules) if rules.any else None
+        loops = settings.loops
+        kept = LoopPolicy(per_ticket_window=loops.per_ticket_window,
+                          per_ticket_day_window=loops.per_ticket_day_window,
+                          per_address_window=loops.per_address_window,
+                          repeat_window=loops.repeat_window).kept
         return cls(sweeper, settings.audit.seal_interval.total_seconds(),
-                   settings.retention.interval.total_seconds())
+                   settings.retention.interval.total_seconds(), kept)
 
 
 class RecordsKeeper:
-    """The daemon task: chain new events every `seal_every`, sweep every `sweep_every`. The
-    plan is asked for at each pass, so a reload applies its rules and intervals from the next
-    pass on; `wake` (set by a reload) ends the pause at once, so that a shorter interval does
-    not wait out the old one."""
+    """The daemon task: chain new events every `seal_every`, sweep every `sweep_every`, prune
+    the loop ledger every `prune_every`. The plan is asked for at each pass, so a reload
+    applies its rules and intervals from the next pass on; `wake` (set by a reload) ends the
+    pause at once, so that a shorter interval does not wait out the old one."""
 
     def __init__(self, sessions: sessionmaker[Session], plan: Callable[[], KeeperPlan]) -> None:
         self._sessions = sessions
@@ -438,7 +467,7 @@ class RecordsKeeper:
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         wake = wake or asyncio.Event()
-        last_sweep = float("-inf")
+        last_sweep = last_prune = float("-inf")
         while not stop.is_set():
             wake.clear()
             plan = self._plan()
@@ -446,6 +475,11 @@ class RecordsKeeper:
             if plan.sweeper is not None and time.monotonic() - last_sweep >= plan.sweep_every:
                 last_sweep = time.monotonic()
                 await self._guarded("retention sweep", plan.sweeper.run_once)
+            kept = plan.ledger_kept
+            if kept is not None and time.monotonic() - last_prune >= plan.prune_every:
+                last_prune = time.monotonic()
+                await self._guarded("loop ledger prune",
+                                    partial(prune_loop_ledger, self._sessions, kept))
             await pause(stop, wake, plan.seal_every)
 
     async def _guarded(self, what: str, work: Callable[[], object]) -> None:

@@ -165,8 +165,10 @@ def loop_policy(settings: Settings, identity: Identity) -> LoopPolicy:
                   if a)
     ops = settings.outbox.ops_address
     summary_to = (ops,) if ops else leads or agents
+    recipients = tuple(dict.fromkeys(a.lower() for a in summary_to))
     return LoopPolicy(
         per_ticket=loops.per_ticket, per_ticket_window=loops.per_ticket_window,
+        per_ticket_day=loops.per_ticket_day, per_ticket_day_window=loops.per_ticket_day_window,
         per_address=loops.per_address, per_address_window=loops.per_address_window,
         per_team_address=loops.per_team_address,
         team_addresses=frozenset((*agents, *members, *(a.lower() for a in leads),
@@ -174,9 +176,21 @@ def loop_policy(settings: Settings, identity: Identity) -> LoopPolicy:
                                   *((ops.lower(),) if ops else ()))),
         responder_seconds=loops.responder_seconds, repeat_window=loops.repeat_window,
         notify_every=loops.notify_every, held_notices_per_hour=loops.held_notices_per_hour,
-        summary_to=tuple(dict.fromkeys(a.lower() for a in summary_to)),
-        summary_from=identity.address,
+        summary_to=recipients, summary_from=identity.address,
+        summary_languages=tuple((a, language) for a in recipients
+                                if (language := agent_language(settings, a))),
+        desk=identity,
     )
+
+
+def agent_language(settings: Settings, address: str) -> str | None:
+    """The language an agent reads staff mail of their own in: the first of the languages
+    they were configured with; None for anyone else, and for an agent configured with none
+    (who reads the desk's language, like every staff mail)."""
+    agent = settings.team.agent(address)
+    if agent is None or "languages" not in agent.model_fields_set or not agent.languages:
+        return None
+    return agent.languages[0]
 
 
 def staff(settings: Settings) -> dict[str, Agent]:

@@ -124,15 +124,21 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
     recipients = team.recipients(ticket.group, ticket.assignee, ticket.language)
     if not recipients:
         return
-    when = notify_when(session, team.loops, ticket_id) if team.loops else "now"
-    if when == "pending":  # a notification not yet sent will tell of this one too
+    # Each recipient's own pace: after a reassignment the new assignee hears at once, not
+    # when the one before them may next be notified.
+    due = {r.addr: notify_when(session, team.loops, ticket_id, r.addr) if team.loops else "now"
+           for r in recipients}
+    if any(when == "pending" for when in due.values()):  # one not yet sent will tell of this
         queries.insert_event(session, "notification_coalesced", ticket_id)
+    waiting = [r for r in recipients if due[r.addr] != "pending"]
+    if not waiting:
         return
     earlier = queries.count_tickets_of(session, ticket.requester_id) - 1
     session.flush()
     owed = [c.due_at for c in sla_clocks.open_clocks(session, ticket_id)
             if c.kind in ("first_response", "next_response") and c.due_at]
-    for index, recipient in enumerate(recipients):  # one each: its id is its credential
+    for index, recipient in enumerate(waiting):  # one each: its id is its credential
+        when = due[recipient.addr]
         ctx = NotificationContext(
             ticket_number=ticket.number, player=mail.sender, subject=ticket.subject,
             visible_text=visible, category=ticket.category, priority=ticket.priority,

@@ -20,16 +20,18 @@ from responders import mime
 from responders.compose import AckContext, acknowledgement
 from responders.headers import UnsafeRecipient
 from responders.identity import Identity
-from responders.loops import LoopPolicy, counted, guard
+from responders.loops import ACK_WINDOW, LoopPolicy, counted, guard
 from responders.references import strip_reply_prefixes
 from responders.rendering import Templates
 from responders.sla import DEFAULT_POLICIES, DEFAULT_RULES, Policy, select_policy
+from storage import loops as loop_counts
 from storage import outbox, queries
+from storage.models import utcnow
 from storage.queries import TicketSummary
 
 log = logging.getLogger(__name__)
 
-AUTO_REPLY_EVENT = "auto_reply_sent"
+ACK_KIND = "ack"  # the acknowledgements' rows in the loop ledger (storage/loops.py)
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,15 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
     outbox_id = outbox.enqueue(session, raw=raw, message_id=message_id,
                                envelope_from=identity.address, recipients=[mail.sender.addr],
                                kind="ack", ticket_id=ticket.id)
-    if policy.loops is not None:
-        counted(session, ticket.id, [mail.sender.addr], "ack", outbox_id)
+    # In the loop ledger whether or not [loops] applies: the acknowledgements' own limit
+    # below counts them there (no event is written only to be counted).
+    counted(session, ticket.id, [mail.sender.addr], ACK_KIND, outbox_id)
     queries.insert_message(
         session, ticket_id=ticket.id, direction="out", kind="ack", sender=identity.address,
         sender_name=identity.name, subject=subject, header_message_id=message_id,
         in_reply_to=mail.message_id, references=None, raw_sha256=None, raw_size=len(raw),
         visible_text="", full_text="",
     )
-    queries.insert_event(session, AUTO_REPLY_EVENT, ticket.id, actor=mail.sender.addr, mail="ack")
     return ""
 
 
@@ -91,8 +93,9 @@ def _withheld(session: Session, policy: AckPolicy, address: str) -> str:
         return "no signing key configured ([security] secret_file)"
     if queries.contact_bouncing(session, address):
         return "the address is bouncing"
-    recent, daily = queries.count_events(
-        session, AUTO_REPLY_EVENT, address, timedelta(minutes=10), timedelta(days=1))
+    now = utcnow()
+    recent = loop_counts.count_kind(session, address, ACK_KIND, now - timedelta(minutes=10))
+    daily = loop_counts.count_kind(session, address, ACK_KIND, now - ACK_WINDOW)
     if recent >= policy.per_address_10min:
         return f"rate limit: {recent} automatic mails to this address in 10 minutes"
     if daily >= policy.per_address_day:

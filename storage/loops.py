@@ -2,7 +2,12 @@
 
 What counts is kept in `auto_mails`, one row per recipient of an automatic mail; a count
 stops growing at the limit (a blocked mail adds no row), so a runaway ticket never makes
-its own check slower. The decisions are in responders/loops.py.
+its own check slower. The same ledger keeps the one sign of a responder that must be
+counted per sender, an answer dated within seconds of our mail (kind `quick_answer`, no
+outbox row): so no event is written only to be counted. Every count takes only the rows
+within its window; `prune`, run by the daemon's records task now and then (never on the
+path of a mail), removes the rows no window reaches. The decisions are in
+responders/loops.py.
 """
 
 from __future__ import annotations
@@ -11,28 +16,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ScalarSelect, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import AutoMail, Message, OutboxMessage, Ticket, utcnow
 
 _AUTO = AutoMail.__table__
 _INSERT = insert(_AUTO)
+QUICK_ANSWER = "quick_answer"  # a mark of a sender's answer, not a mail of ours
+
+
+@dataclass(frozen=True)
+class Counts:
+    ticket: int  # automatic mails about the ticket within the short window
+    ticket_day: int  # ... within the long one
+    address: int  # to the address within its window
 
 
 def counts(session: Session, ticket_id: int | None, address: str, ticket_since: datetime,
-           address_since: datetime) -> tuple[int, int]:
-    """(automatic mails about this ticket since `ticket_since`, to this address since
-    `address_since`): two index range scans in one statement."""
-    # A mail to two agents is one mail about the ticket: distinct outbox rows.
-    per_ticket = (select(func.count(func.distinct(_AUTO.c.outbox_id))).select_from(_AUTO)
-                  .where(_AUTO.c.ticket_id == ticket_id, _AUTO.c.created_at >= ticket_since)
-                  .scalar_subquery())
+           ticket_day_since: datetime, address_since: datetime) -> Counts:
+    """The automatic mails about this ticket since `ticket_since` and `ticket_day_since`,
+    and to this address since `address_since`: index range scans in one statement."""
     per_address = (select(func.count()).select_from(_AUTO)
-                   .where(_AUTO.c.address == address, _AUTO.c.created_at >= address_since)
+                   .where(_AUTO.c.address == address, _AUTO.c.created_at >= address_since,
+                          _AUTO.c.outbox_id.is_not(None))
                    .scalar_subquery())
-    row = session.execute(select(per_ticket if ticket_id is not None else 0, per_address)).one()
-    return int(row[0] or 0), int(row[1] or 0)
+    if ticket_id is None:
+        return Counts(0, 0, int(session.scalar(select(per_address)) or 0))
+    row = session.execute(select(_about(ticket_id, ticket_since),
+                                 _about(ticket_id, ticket_day_since), per_address)).one()
+    return Counts(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
+def _about(ticket_id: int, since: datetime) -> ScalarSelect[int]:
+    # A mail to two agents is one mail about the ticket: distinct outbox rows (a mark has
+    # none, and COUNT DISTINCT skips it).
+    return (select(func.count(func.distinct(_AUTO.c.outbox_id))).select_from(_AUTO)
+            .where(_AUTO.c.ticket_id == ticket_id, _AUTO.c.created_at >= since)
+            .scalar_subquery())
+
+
+def count_kind(session: Session, address: str, kind: str, since: datetime) -> int:
+    """Rows of one kind for this address since `since` (acknowledgements, quick answers)."""
+    return int(session.scalar(select(func.count()).select_from(_AUTO).where(
+        _AUTO.c.address == address.lower(), _AUTO.c.created_at >= since,
+        _AUTO.c.kind == kind)) or 0)
 
 
 def record(session: Session, ticket_id: int | None, addresses: Sequence[str], kind: str,
@@ -42,9 +70,11 @@ def record(session: Session, ticket_id: int | None, addresses: Sequence[str], ki
                                "outbox_id": outbox_id, "created_at": now} for a in addresses])
 
 
-def prune(session: Session, before: datetime) -> None:
-    """Rows no window reaches any more: the addresses in them are personal data."""
-    session.execute(delete(_AUTO).where(_AUTO.c.created_at < before))
+def prune(session: Session, before: datetime) -> int:
+    """Rows no window reaches any more (the addresses in them are personal data): for the
+    records task, not for the check of each mail, where a DELETE would make every daemon
+    of a PostgreSQL desk wait on the others' row locks. The rows removed."""
+    return int(session.execute(delete(_AUTO).where(_AUTO.c.created_at < before)).rowcount or 0)
 
 
 def stopped_at(session: Session, ticket_id: int) -> datetime | None:
@@ -78,21 +108,26 @@ class LastNotification:
     due_at: datetime  # when it was (or will be) sent: next_attempt_at, or sent_at once sent
 
 
-def last_notification(session: Session, ticket_id: int) -> LastNotification | None:
-    """The newest notification queued for the ticket within the count's reach, unless an
-    agent's answer was relayed after it (then the player's next mail is news again)."""
-    newest = (select(_AUTO.c.kind, func.max(_AUTO.c.outbox_id))
-              .where(_AUTO.c.ticket_id == ticket_id, _AUTO.c.kind.in_(("notification", "relay")))
-              .group_by(_AUTO.c.kind))
-    latest = dict(session.execute(newest).all())
-    notified = latest.get("notification")
-    if notified is None or (latest.get("relay") or 0) > notified:
-        return None
-    row = session.execute(
+_RECENT_NOTIFICATIONS = 200  # of one ticket: far more than its limits let out in a window
+
+
+def last_notification(session: Session, ticket_id: int, address: str) -> LastNotification | None:
+    """The newest notification of the ticket to `address`, unless an agent's answer was
+    relayed after it (then the player's next mail is news again). Per recipient: after a
+    reassignment the new assignee's first notification waits on nobody else's. Read from
+    the outbox (indexed by ticket), which each notification row names one recipient in."""
+    wanted = address.lower()
+    rows = session.execute(
         select(OutboxMessage.id, OutboxMessage.state, OutboxMessage.attempts,
-               OutboxMessage.next_attempt_at, OutboxMessage.sent_at)
-        .where(OutboxMessage.id == notified)).first()
+               OutboxMessage.next_attempt_at, OutboxMessage.sent_at, OutboxMessage.recipients)
+        .where(OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "notification")
+        .order_by(OutboxMessage.id.desc()).limit(_RECENT_NOTIFICATIONS)).all()
+    row = next((r for r in rows if wanted in {a.lower() for a in r[5] or ()}), None)
     if row is None:
+        return None
+    relayed = session.scalar(select(func.max(OutboxMessage.id)).where(
+        OutboxMessage.ticket_id == ticket_id, OutboxMessage.kind == "relay"))
+    if relayed is not None and relayed > row[0]:
         return None
     return LastNotification(row[0], row[1], row[2], row[4] or row[3])
 
@@ -114,6 +149,15 @@ def sent_to(session: Session, message_ids: Sequence[str], address: str) -> datet
     times = [sent for sent, recipients, accepted in rows if sent is not None
              and address.lower() in {a.lower() for a in (*recipients, *accepted)}]
     return max(times) if times else None
+
+
+def last_sent_to(session: Session, address: str, since: datetime) -> datetime | None:
+    """When our newest automatic mail to `address` queued since `since` was sent, or None:
+    the ledger's address index, then each row's outbox entry."""
+    return session.scalar(
+        select(func.max(OutboxMessage.sent_at))
+        .join(_AUTO, _AUTO.c.outbox_id == OutboxMessage.id)
+        .where(_AUTO.c.address == address.lower(), _AUTO.c.created_at >= since))
 
 
 def recent_texts(session: Session, ticket_id: int, sender: str, since: datetime,

@@ -442,7 +442,9 @@ __all__ += ["ContactKey", "Erasure"]
 class AutoMail(Base):
     """One recipient of one automatic mail sent because a mail came in (acknowledgement,
     notification, relay, held notice, refusal): what the loop limits count (DESIGN
-    invariant 3). Rows older than the longest window are useless and pruned as they pass."""
+    invariant 3). A row with no outbox_id marks a sender's answer dated within seconds of
+    our mail (kind quick_answer), counted per sender. Rows older than the longest window
+    are useless; the daemon's records task prunes them."""
 
     __tablename__ = "auto_mails"
 

@@ -4,24 +4,29 @@ an agent's own mail, coalesced notifications, held notices that quote no attacke
 
 from __future__ import annotations
 
+import asyncio
 import email
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.policy import default
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
+from config import Settings
 from daemon.ingest import Ingestor, IngestPolicy
+from daemon.retention import KeeperPlan, RecordsKeeper, prune_loop_ledger
+from daemon.runtime import loop_policy
 from daemon.team import Agent, TeamPolicy
 from responders.acks import AckPolicy
 from responders.identity import Identity
 from responders.loops import LoopPolicy
 from responders.rendering import Templates
 from storage import db, queries
+from storage import loops as loop_ledger
 from storage.blobs import BlobStore
-from storage.models import Event, Message, OutboxMessage, Ticket, utcnow
+from storage.models import AutoMail, Event, Message, OutboxMessage, Ticket, utcnow
 from tests.support.agents import AUTHSERV, reply_to_notification
 from tests.support.mails import mail
 
@@ -173,17 +178,65 @@ def test_an_answer_within_seconds_of_our_mail_is_a_responders(ingestor: Ingestor
         kinds = session.scalars(select(Message.kind).where(Message.direction == "in")
                                 .order_by(Message.id)).all()
     assert kinds == ["complaint", "follow_up", "follow_up", "auto_reply"]
+    # Counted in the loop ledger, not written as events that nothing would ever remove.
+    assert events(ingestor, "quick_answer") == [] == events(ingestor, "auto_reply_sent")
+    with ingestor.sessions() as session:
+        marks = session.scalars(select(AutoMail.address).where(
+            AutoMail.kind == "quick_answer")).all()
+    assert marks == ["player@mail.test", "player@mail.test"]
 
 
-def test_a_sender_repeating_their_text_is_a_responder(ingestor: Ingestor) -> None:
+def test_a_player_asking_the_same_twice_is_a_person(ingestor: Ingestor) -> None:
+    """A text said again is no sign alone: "any news?" twice is a person waiting."""
     complaint(ingestor)
-    assert follow_up(ingestor, 1, body="Thank you. I am away.") == "follow_up"
-    assert follow_up(ingestor, 2, body="thank you.  I am AWAY.") == "follow_up"
-    reasons = [e.data.get("reason", "") for e in events(ingestor, "auto_reply")]
+    assert follow_up(ingestor, 1, body="Any news?") == "follow_up"
+    second = ingestor.ingest(mail(subject="Re: Refund of my deposit", body="any  NEWS?",
+                                  message_id="<f2@mail.test>",
+                                  in_reply_to="<player-q@mail.test>"), "t")
+    assert second.reason == ""
     with ingestor.sessions() as session:
         kinds = session.scalars(select(Message.kind).where(Message.direction == "in")
                                 .order_by(Message.id)).all()
-    assert kinds == ["complaint", "follow_up", "auto_reply"], reasons
+    assert kinds == ["complaint", "follow_up", "follow_up"]
+    assert events(ingestor, "auto_reply") == []
+
+
+def test_an_agents_canned_answer_sent_twice_is_relayed_twice(ingestor: Ingestor) -> None:
+    complaint(ingestor)
+    [first] = outbox(ingestor, "notification")
+    canned = "Thank you for your patience. Your request is with the payments team."
+    assert ingestor.ingest(reply_to_notification(first.raw, canned), "t").reason == "agent reply"
+    follow_up(ingestor, 1, body="And when will it arrive?")
+    second = outbox(ingestor, "notification")[-1]
+    assert second.id != first.id
+    assert ingestor.ingest(reply_to_notification(second.raw, canned), "t").reason == "agent reply"
+    assert len(outbox(ingestor, "relay")) == 2
+
+
+def test_a_responder_repeating_its_text_within_seconds_of_our_mail_is_caught(
+        ingestor: Ingestor) -> None:
+    """The repeated text with a second sign: dated within seconds of our last mail to the
+    address (here it answers the player's own earlier mail, not ours: the newest automatic
+    mail to the address is what it is measured against)."""
+    complaint(ingestor)
+    away = "Thank you for your mail. I am away until Monday."
+    assert follow_up(ingestor, 1, body=away) == "follow_up"  # a person may write that once
+    note = outbox(ingestor, "notification")[0]
+    ingestor.ingest(reply_to_notification(note.raw, "Your refund went out today."), "t")
+    sent_now(ingestor, "relay")
+    [relayed] = outbox(ingestor, "relay")
+    msg = email.message_from_bytes(mail(subject="Re: Refund of my deposit", body=away,
+                                        message_id="<away2@mail.test>",
+                                        in_reply_to="<player-q@mail.test>"), policy=default)
+    msg.replace_header("Date", format_datetime(relayed.sent_at.replace(tzinfo=UTC)
+                                               + timedelta(seconds=1)))
+    result = ingestor.ingest(msg.as_bytes(), "t")
+    assert result.reason.startswith("automated: responder: repeats the sender's earlier text")
+    assert "s after our mail" in result.reason
+    with ingestor.sessions() as session:
+        kinds = session.scalars(select(Message.kind).where(Message.direction == "in")
+                                .order_by(Message.id)).all()
+    assert kinds == ["complaint", "follow_up", "auto_reply"]
 
 
 def test_a_runaway_ticket_stops_with_one_summary_until_an_agent_acts(
@@ -246,3 +299,128 @@ def test_after_an_agents_answer_the_players_next_mail_is_notified_at_once(
     follow_up(ingestor, 1, body="It has not arrived.")
     first, second = outbox(ingestor, "notification")
     assert second.next_attempt_at <= utcnow()  # a live conversation is not held back
+
+
+def ledger_earlier(ingestor: Ingestor, by: timedelta) -> None:
+    """Everything the loop ledger counted happened `by` earlier (time passing, without sleep)."""
+    with ingestor.sessions.begin() as session:
+        for row in session.scalars(select(AutoMail)):
+            row.created_at -= by
+
+
+def test_a_slow_loop_under_the_ten_minute_limit_stops_at_the_daily_cap(
+        db_url: str, tmp_path: Path) -> None:
+    """One answer every quarter of an hour never reaches 3 in 10 minutes, but the ticket's
+    day count does: stopped, flagged, one summary, like the fast limit."""
+    loops = LoopPolicy(**{**LOOPS.__dict__, "per_ticket": 3, "per_ticket_day": 6,
+                          "notify_every": timedelta(0), "responder_seconds": 0})
+    ingestor = make(db_url, tmp_path, loops)
+    number = complaint(ingestor)  # ack + notification: 2 of the day's 6
+    for n in range(10):
+        ledger_earlier(ingestor, timedelta(minutes=15))
+        follow_up(ingestor, n)
+    assert len(outbox(ingestor, "ack")) + len(outbox(ingestor, "notification")) == 6
+    [stopped] = events(ingestor, "loop_stopped")
+    assert stopped.data["reason"] == "loop limit: 6 automatic mails about this ticket within 1 d"
+    assert len(events(ingestor, "auto_mail_withheld")) == 6
+    [summary] = outbox(ingestor, "loop_summary")
+    text = email.message_from_bytes(summary.raw, policy=default).get_body(("plain",)).get_content()
+    assert f"#{number}" in text and "the daily limit" in text
+    with ingestor.sessions() as session:
+        assert session.scalar(select(Ticket.loop_stopped_at)) is not None
+
+
+def test_after_a_reassignment_the_new_assignee_is_notified_at_once(ingestor: Ingestor) -> None:
+    """Coalescing is per recipient: Anna's notification just went, but the lead it was
+    reassigned to has had none, so the next follow-up reaches the lead now."""
+    complaint(ingestor)
+    sent_now(ingestor, "notification")
+    [note] = outbox(ingestor, "notification")
+    assert note.recipients == ["anna@casino.test"]
+    ingestor.ingest(reply_to_notification(note.raw, "#assign lead@casino.test"), "t")
+    follow_up(ingestor, 1, body="Is anybody there?")
+    lead = outbox(ingestor, "notification")[-1]
+    assert lead.recipients == ["lead@casino.test"]
+    assert lead.next_attempt_at <= utcnow()
+    text = email.message_from_bytes(lead.raw, policy=default).get_body(("plain",)).get_content()
+    assert "Follow-ups came in a burst" not in text
+    assert events(ingestor, "notification_coalesced") == []
+    # The lead's own pace from now on: the next follow-up waits for the lead's pause.
+    follow_up(ingestor, 2, body="Hello?")
+    deferred = outbox(ingestor, "notification")[-1]
+    assert deferred.recipients == ["lead@casino.test"] and deferred.id != lead.id
+    assert deferred.next_attempt_at > utcnow()
+
+
+def test_the_check_of_a_mail_deletes_nothing_and_counts_only_its_window(
+        ingestor: Ingestor) -> None:
+    """Rows older than every window stay until the records task prunes them (no DELETE on
+    the path of a mail), and no count takes them: 50 acknowledgements two days ago are
+    over every limit of the address, yet the new ticket is acknowledged."""
+    old = utcnow() - timedelta(days=2)
+    with ingestor.sessions.begin() as session:
+        loop_ledger.record(session, None, ["player@mail.test"] * 50, "ack", 1, old)
+    complaint(ingestor)
+    assert len(outbox(ingestor, "ack")) == 1
+    with ingestor.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AutoMail)
+                              .where(AutoMail.created_at < utcnow() - LOOPS.kept)) == 50
+    assert prune_loop_ledger(ingestor.sessions, LOOPS.kept) == 50
+    with ingestor.sessions() as session:
+        kinds = session.scalars(select(AutoMail.kind).order_by(AutoMail.id)).all()
+    assert sorted(kinds) == ["ack", "notification"]  # this ticket's, within the windows
+
+
+def test_the_records_task_prunes_the_ledger_once_an_interval(ingestor: Ingestor) -> None:
+    with ingestor.sessions.begin() as session:
+        loop_ledger.record(session, None, ["player@mail.test"] * 3, "ack", 1,
+                           utcnow() - timedelta(days=3))
+    keeper = RecordsKeeper(ingestor.sessions, lambda: KeeperPlan(
+        None, seal_every=0.05, sweep_every=3600, ledger_kept=LOOPS.kept, prune_every=3600))
+
+    def left() -> int:
+        with ingestor.sessions() as session:
+            return session.scalar(select(func.count()).select_from(AutoMail)) or 0
+
+    async def run_until_pruned() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        for _ in range(300):  # at most half a minute on a slow machine
+            await asyncio.sleep(0.1)
+            if left() == 0:
+                break
+        stop.set()
+        await task
+
+    asyncio.run(run_until_pruned())
+    assert left() == 0
+
+
+def test_the_summary_is_in_each_readers_language(db_url: str, tmp_path: Path) -> None:
+    """Operations read the desk's language; an agent configured with Russian reads Russian."""
+    loops = LoopPolicy(**{**LOOPS.__dict__, "per_ticket": 2, "notify_every": timedelta(0),
+                          "summary_to": (OPS, "anna@casino.test"),
+                          "summary_languages": (("anna@casino.test", "ru"),), "desk": DESK})
+    ingestor = make(db_url, tmp_path, loops)
+    number = complaint(ingestor)
+    follow_up(ingestor, 1)
+    english, russian = outbox(ingestor, "loop_summary")
+    assert (english.recipients, russian.recipients) == ([OPS], ["anna@casino.test"])
+    for row, words in ((english, "Automatic mail stopped"), (russian, "остановлены")):
+        parsed = email.message_from_bytes(row.raw, policy=default)
+        assert words in str(parsed["Subject"]) and f"#{number}" in str(parsed["Subject"])
+        assert parsed["Auto-Submitted"] == "auto-generated"
+    assert len(events(ingestor, "loop_stopped")) == 1
+
+
+def test_an_agents_language_is_the_first_they_were_configured_with() -> None:
+    settings = Settings.model_validate({
+        "database": {"url": "sqlite://"}, "support": {"default_language": "de"},
+        "team": {"agents": [
+            {"address": "anna@casino.test", "name": "Anna", "languages": ["ru", "en"]},
+            {"address": "boris@casino.test", "name": "Boris"}]}})
+    identity = Identity(SUPPORT, "Casino Support", KEYS, Templates(), language="de")
+    policy = loop_policy(settings, identity)
+    assert policy.summary_to == ("anna@casino.test", "boris@casino.test")  # no ops, no leads
+    assert policy.summary_languages == (("anna@casino.test", "ru"),)  # Boris: the desk's
+    assert policy.desk == identity and policy.per_ticket_day == 20

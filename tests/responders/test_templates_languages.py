@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import email
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.policy import default
 from importlib import resources
 from itertools import product
@@ -19,6 +19,7 @@ from parsers.reply import REPLY_MARKER_BY_LANGUAGE, reply_marker
 from responders.agents import RelayContext, relay
 from responders.compose import AckContext, acknowledgement
 from responders.identity import Identity
+from responders.loops import Over, loop_summary
 from responders.rendering import Templates
 from responders.wording import human_size, localized_duration
 
@@ -212,3 +213,25 @@ def test_composed_mails_carry_no_english_either(language: str) -> None:
     assert not leaked, leaked
     assert _leaks(_composed("en"))  # the same check finds the English of an English mail
 
+
+def _summary(language: str, limit: str = "ticket_day") -> str:
+    """The loop-stopped summary as composed for a reader of `language`: headers and body."""
+    desk = Identity("support@casino.test", "Casino", KEYS, Templates(), language="en")
+    over = Over(limit, 20, timedelta(days=1))  # type: ignore[arg-type]
+    _, raw = loop_summary(1042, over, "notification", to=("ops@casino.test",), desk=desk,
+                          sender="support@casino.test", language=language,
+                          now=datetime(2026, 12, 6, 9, 0, tzinfo=UTC))
+    parsed = email.message_from_bytes(raw, policy=default)
+    return "\n".join([str(parsed["Subject"]), parsed.get_body(("plain",)).get_content()])
+
+
+@pytest.mark.parametrize("language", [code for code in LANGUAGES if code != "en"])
+def test_the_loop_summary_is_written_in_its_readers_language(language: str) -> None:
+    """Subject, reason, the mail withheld and the window are the reader's; only the commands
+    to type stay as they are."""
+    for limit in ("ticket", "ticket_day", "address"):
+        text = _summary(language, limit)
+        assert not _leaks(text), _leaks(text)
+        assert "#1042" in text and "20" in text and "ticketd tickets --loop-stopped" in text
+    english = _summary("en")
+    assert "daily limit" in english and _leaks(english)
