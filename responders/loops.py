@@ -225,7 +225,8 @@ def responder_sign(session: Session, policy: LoopPolicy, mail: InboundMail, tick
     if phrase:
         return f"responder subject ({phrase!r})"
     now = utcnow()
-    quick = _written_within(session, policy, mail)
+    sent = loops.sent_to(session, [*mail.in_reply_to, *mail.references[-3:]], mail.sender.addr)
+    quick = _written_within(policy, mail, sent)
     if quick is not None:
         # Once may be a person answering fast (or a test); a second time is a program.
         earlier = loops.count_kind(session, mail.sender.addr, QUICK_ANSWER,
@@ -233,29 +234,29 @@ def responder_sign(session: Session, policy: LoopPolicy, mail: InboundMail, tick
         loops.record(session, ticket_id, [mail.sender.addr], QUICK_ANSWER, None, now)
         if earlier:
             return f"written {quick} s after our mail to the sender, again"
-    if staff or quick is None:
-        # A text said twice is a sign only with another: "any news?" twice is a person.
+    if staff:
         return ""
     mark = text_fingerprint(visible)
-    if mark and any(text_fingerprint(t) == mark for t in loops.recent_texts(
+    if not mark or not any(text_fingerprint(t) == mark for t in loops.recent_texts(
             session, ticket_id, mail.sender.addr, now - policy.repeat_window)):
-        return f"repeats the sender's earlier text on this ticket, written {quick} s after our mail"
-    return ""
+        return ""
+    # A text said twice is a sign only with another: "any news?" twice is a person. A
+    # responder that names none of our mails is measured against our latest one to it.
+    if quick is None and sent is None:
+        quick = _written_within(policy, mail, loops.last_sent_to(
+            session, mail.sender.addr, now - policy.repeat_window))
+    if quick is None:
+        return ""
+    return f"repeats the sender's earlier text on this ticket, written {quick} s after our mail"
 
 
-def _written_within(session: Session, policy: LoopPolicy, mail: InboundMail) -> int | None:
-    """Seconds between our mail to the sender that this one answers (else our latest
-    automatic mail to that address) and its Date, when that is within `responder_seconds`
-    (a responder stamps its answer at once; a person's client when they press send). By the
-    Date, not by our arrival time: fetch delays then never make a person's mail look fast;
-    a mail without a Date shows no such sign."""
-    assert mail.sender is not None
-    if mail.date is None:
-        return None
-    sent = loops.sent_to(session, [*mail.in_reply_to, *mail.references[-3:]], mail.sender.addr)
-    if sent is None:
-        sent = loops.last_sent_to(session, mail.sender.addr, utcnow() - policy.repeat_window)
-    if sent is None:
+def _written_within(policy: LoopPolicy, mail: InboundMail, sent: datetime | None) -> int | None:
+    """Seconds between `sent` (when our mail to the sender went) and this mail's Date,
+    when that is within `responder_seconds` (a responder stamps its answer at once; a
+    person's client when they press send). By the Date, not by our arrival time: fetch
+    delays then never make a person's mail look fast; a mail without a Date shows no such
+    sign."""
+    if mail.date is None or sent is None:
         return None
     written = mail.date.replace(tzinfo=None) if sent.tzinfo is None else mail.date
     gap = (written - sent).total_seconds()
