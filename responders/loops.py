@@ -36,7 +36,12 @@ from sqlalchemy.orm import Session
 
 from parsers.automated import responder_subject, text_fingerprint
 from parsers.model import InboundMail
-from responders.headers import put_header, set_address_header, set_text_header
+from responders.headers import (
+    format_address,
+    put_header,
+    set_address_header,
+    set_text_header,
+)
 from responders.identity import Identity
 from responders.mime import set_body
 from responders.rendering import Templates
@@ -165,9 +170,14 @@ def _stop(session: Session, policy: LoopPolicy, ticket_id: int, over: Over, kind
         language = desk.templates.language(chosen.get(address.lower()) or desk.language)
         by_language.setdefault(language, []).append(address)
     for language, to in by_language.items():
-        message_id, raw = loop_summary(number, over, kind, to=tuple(to), desk=desk,
-                                       sender=policy.summary_from, language=language,
-                                       now=utcnow())
+        try:
+            message_id, raw = loop_summary(number, over, kind, to=tuple(to), desk=desk,
+                                           sender=policy.summary_from, language=language,
+                                           now=utcnow())
+        except ValueError as err:  # an address no header can carry: the flag stays all the same
+            log.warning("loop summary not sent", extra={"fields": {"ticket": ticket_id,
+                                                                   "reason": str(err)}})
+            continue
         outbox.enqueue(session, raw=raw, message_id=message_id, envelope_from=policy.summary_from,
                        recipients=to, kind=SUMMARY_KIND, ticket_id=ticket_id)
 
@@ -202,7 +212,7 @@ def loop_summary(number: int | None, over: Over, kind: str, *, to: tuple[str, ..
     message_id = make_msgid(idstring="loop", domain=domain)
     msg = EmailMessage(policy=SMTP)
     set_address_header(msg, "From", desk.name, sender)
-    put_header(msg, "To", ", ".join(to))
+    put_header(msg, "To", ", ".join(format_address("", address) for address in to))
     set_text_header(msg, "Subject",
                     templates.render("loop_stopped.subject.txt.j2", language, **variables))
     put_header(msg, "Date", format_datetime(now if now.tzinfo else now.replace(tzinfo=UTC)))
