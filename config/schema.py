@@ -797,6 +797,18 @@ class Settings(Section):
                         "keys, one per line, newest first (or set TICKETD_SECURITY__SECRET)")
         return security
 
+    @field_validator("complaints")
+    @classmethod
+    def _hand_over_needs_a_head(cls, complaints: ComplaintsSettings,
+                                info: ValidationInfo) -> ComplaintsSettings:
+        sla = info.data.get("sla")
+        if complaints.deadline_action == "head_of_support" and sla is not None \
+                and sla.head_of_support_address is None:
+            raise AtKey("deadline_action", '"head_of_support" needs [sla] '
+                        "head_of_support_address: the final-response letter is handed there "
+                        '(or deadline_action = "send")')
+        return complaints
+
     @field_validator("reports")
     @classmethod
     def _digest_needs_a_reader(cls, reports: ReportsSettings,

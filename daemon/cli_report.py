@@ -28,9 +28,10 @@ def register(main: click.Group) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write to this file instead of standard output.")
-@click.option("--profile", type=click.Choice(("ukgc", "mga", "cga")),
+@click.option("--profile", type=click.Choice(("ukgc", "mga", "cga", "none")),
               help="Add the regulator's layout: UKGC return figures, MGA monthly ADR list, "
-                   "CGA periodic summary (with csv: the layout alone).")
+                   "CGA periodic summary (with csv: the layout alone). Default: [complaints] "
+                   "profile; none: no layout.")
 @click.pass_context
 @temp_failures_exit_75
 def report_command(ctx: click.Context, first: str, last: str, fmt: str, out: Path | None,
@@ -41,11 +42,13 @@ def report_command(ctx: click.Context, first: str, last: str, fmt: str, out: Pat
     from responders import report_render
 
     period = _period(first, last)
-    with app_or_exit(ctx).sessions() as session:
+    application = app_or_exit(ctx)
+    chosen = profile or application.settings.complaints.profile
+    with application.sessions() as session:
         report = build_report(session, period)
     render = {"csv": report_render.as_csv, "json": report_render.as_json,
               "html": report_render.as_html}[fmt]
-    text = render(report, profile)
+    text = render(report, None if chosen == "none" else chosen)
     if out is None:
         click.echo(text, nl=False)
         return

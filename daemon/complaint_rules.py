@@ -2,17 +2,20 @@
 place): the deadlines a complaint gets, what each agent command may do in which state, the
 one extension, the dispute after a final decision, and what the deadline guard does next.
 
-States: ``complaint`` (open, the final-decision deadline runs) → ``final`` (a final decision
-was given, by an agent's ``#final`` or the guard's deadline letter) → ``dispute`` (the player
-disagreed) → ``adr`` (referred to the ADR entity; its outcome is recorded there).
+States: ``complaint`` (open, the final-decision deadline runs; under a pausing profile it
+stands still while the desk waits on the player, and the deadline moves by the pause) →
+``final`` (a final decision was given, by an agent's ``#final`` or the guard's deadline
+letter) → ``dispute`` (the player disagreed) → ``adr`` (referred to the ADR entity; its
+outcome is recorded there).
 The caller (daemon/complaints.py) reads the row, asks here, and writes the answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from parsers.commands import ADR_OUTCOMES
 from parsers.rg import RG_CATEGORY
@@ -20,8 +23,12 @@ from responders.complaint_profiles import ComplaintProfile
 
 __all__ = ["ADR_OUTCOMES", "DEADLINE", "Change", "ComplaintFacts", "GuardStep",
            "add_business_days", "adr_outcome", "earliest", "adr_referral", "dispute", "enquiry_due",
-           "extend", "final", "guard_points", "iso", "opened", "plan", "refusal"]
+           "extend", "fast_lane", "final", "guard_points", "iso", "merged_away", "opened", "pause",
+           "plan", "received_moment", "refusal", "resume"]
 DEADLINE = "deadline"  # the guard's last point: the final-response letter
+# A Date header older than this before we process the mail is not taken as its receipt: mail
+# queued by MTAs gives up within about 5 days, so an older one is a wrong clock or a forgery.
+PLAUSIBLE_DELAY = timedelta(days=5)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,9 @@ class ComplaintFacts:
     adr_referred_at: datetime | None = None
     stage: int = 0
     category: str = "other"
+    paused_at: datetime | None = None  # the clock stands still since then
+    paused_seconds: int = 0  # it stood still so long before (final_due_at moved by it)
+    enquiry_due_at: datetime | None = None  # an ADR body's enquiry not yet reminded of
 
 
 @dataclass(frozen=True)
@@ -50,15 +60,29 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def add_business_days(start: datetime, days: int) -> datetime:
-    """`days` working days (Monday to Friday) after `start`, at the same time of day.
-    Public holidays are not known here: a regulator's "working day" may be one day longer."""
-    moment, left = start, days
+def add_business_days(start: datetime, days: int, timezone: str = "UTC") -> datetime:
+    """`days` working days (Monday to Friday where the desk is, in `timezone`) after `start`,
+    at the same time of day there. Public holidays are not known here: a regulator's
+    "working day" may be one day longer."""
+    zone = ZoneInfo(timezone)
+    local = start.astimezone(zone)
+    day, left = local.date(), days
     while left > 0:
-        moment += timedelta(days=1)
-        if moment.weekday() < 5:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
             left -= 1
-    return moment
+    return datetime.combine(day, local.time(), zone).astimezone(start.tzinfo or UTC)
+
+
+def received_moment(delivered_at: datetime | None, dated: datetime | None,
+                    now: datetime) -> datetime:
+    """When a complaint was received: when our mailbox got it (IMAP INTERNALDATE), else the
+    mail's Date when plausible (not after now, not older than PLAUSIBLE_DELAY), else now."""
+    if delivered_at is not None:
+        return min(delivered_at, now)
+    if dated is not None and now - PLAUSIBLE_DELAY <= dated:
+        return min(dated, now)
+    return now
 
 
 # --- deadlines --------------------------------------------------------------------------
@@ -70,7 +94,8 @@ def opened(profile: ComplaintProfile, category: str, received_at: datetime) -> d
     if profile.final_within is not None:
         final_due = received_at + profile.final_within
         if category == RG_CATEGORY and profile.rg_business_days:
-            final_due = add_business_days(received_at, profile.rg_business_days)
+            final_due = add_business_days(received_at, profile.rg_business_days,
+                                          profile.timezone)
     ack_due = received_at + profile.ack_within if profile.ack_within else None
     points = guard_points(profile, final_due)
     return {"profile": profile.name, "category": category, "state": "complaint",
@@ -111,7 +136,7 @@ def plan(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> Gua
     """Every point reached by `now` is taken at once, but reminders are dropped when the
     deadline itself is reached (they would remind of the past), as the SLA ladder does."""
     points = guard_points(profile, facts.final_due_at, facts.received_at)
-    if facts.state != "complaint":
+    if facts.state != "complaint" or facts.paused_at is not None:  # nothing while it waits
         return GuardStep(facts.stage, None, ())
     reached = [(i + 1, name) for i, (name, at) in enumerate(points)
                if i + 1 > facts.stage and at <= now]
@@ -150,7 +175,8 @@ def _extend_refusal(facts: ComplaintFacts, profile: ComplaintProfile, now: datet
     if facts.extended_at is not None:
         return (f"#extend: the deadline was already extended once ({_day(facts.extended_at)}); "
                 "it may be extended only once")
-    if facts.final_due_at is None or facts.final_due_at <= now:
+    due = _unpaused(facts, now).get("final_due_at", facts.final_due_at)
+    if due is None or due <= now:
         return "#extend: the deadline has passed; the final response is due now"
     return ""
 
@@ -160,12 +186,79 @@ def _day(moment: datetime | None) -> str:
 
 
 def final(facts: ComplaintFacts, by: str, now: datetime) -> Change:
-    """A final decision: the guard stops; in time when given by the deadline (or none). The
+    """A final decision: the deadline guard stops (an ADR body's enquiry still waits for its
+    reminder); in time when given by the deadline (or none), which a pause has moved. The
     guard's letter is never in time: it is sent because the deadline came without one."""
-    in_time = by != "guard" and (facts.final_due_at is None or now <= facts.final_due_at)
-    return Change({"state": "final", "final_at": now, "final_by": by, "next_action_at": None},
-                  {"by": by, "in_time": in_time, "final_due_at": iso(facts.final_due_at),
+    unpaused = _unpaused(facts, now)
+    due = unpaused.get("final_due_at", facts.final_due_at)
+    in_time = by != "guard" and (due is None or now <= due)
+    return Change({**unpaused, "state": "final", "final_at": now, "final_by": by,
+                   "next_action_at": facts.enquiry_due_at},
+                  {"by": by, "in_time": in_time, "final_due_at": iso(due),
                    "category": facts.category})
+
+
+def _unpaused(facts: ComplaintFacts, now: datetime) -> dict[str, Any]:
+    """The columns of a pause ended at `now` ({} when the clock runs): the deadline moves by
+    the time it stood still."""
+    if facts.paused_at is None:
+        return {}
+    held = max(now - facts.paused_at, timedelta(0))
+    due = facts.final_due_at + held if facts.final_due_at is not None else None
+    return {"paused_at": None, "final_due_at": due,
+            "paused_seconds": facts.paused_seconds + int(held.total_seconds())}
+
+
+def pause(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> Change | None:
+    """The desk asks the player for information (#status pending): under a profile that allows
+    it the final deadline stands still, and the guard with it (an ADR body's enquiry does not
+    wait). None when nothing pauses: the profile does not allow it, the clock already stands,
+    the deadline has passed, or it is the responsible-gambling fast lane, which never waits."""
+    if (not profile.pause_while_waiting or facts.state != "complaint"
+            or facts.paused_at is not None or facts.final_due_at is None
+            or facts.final_due_at <= now or facts.category == RG_CATEGORY):
+        return None
+    return Change({"paused_at": now, "next_action_at": facts.enquiry_due_at},
+                  {"final_due_at": iso(facts.final_due_at)})
+
+
+def resume(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> Change | None:
+    """The player wrote again, or the ticket no longer waits on them: the clock runs on, the
+    deadline and the reminders before it later by the pause. None when it was not paused."""
+    unpaused = _unpaused(facts, now)
+    if not unpaused:
+        return None
+    held = unpaused["paused_seconds"] - facts.paused_seconds
+    values = {**unpaused, **_schedule(facts, profile, unpaused["final_due_at"], now)}
+    return Change(values, {"paused_seconds": held, "final_due_at": iso(values["final_due_at"])})
+
+
+def _schedule(facts: ComplaintFacts, profile: ComplaintProfile, due: datetime | None,
+              now: datetime) -> dict[str, Any]:
+    """A complaint's guard on a new deadline: its points already past count as done (sent or
+    not, they would remind of the past), the next one is the guard's next moment."""
+    if facts.state != "complaint" or due is None:
+        return {"final_due_at": due, "next_action_at": facts.enquiry_due_at}
+    points = guard_points(profile, due, facts.received_at)
+    stage = sum(1 for _, at in points if at <= now)
+    later = points[stage][1] if stage < len(points) else None
+    return {"final_due_at": due, "stage": stage,
+            "next_action_at": earliest(later, facts.enquiry_due_at)}
+
+
+def fast_lane(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> Change | None:
+    """A complaint that becomes a responsible-gambling one (a self-exclusion asked for later
+    in the conversation) gets the profile's fast lane from now, unless its deadline is
+    sooner already. None when the profile has no fast lane or nothing changes."""
+    days = profile.rg_business_days
+    if (not days or facts.state != "complaint" or facts.final_due_at is None
+            or facts.category == RG_CATEGORY):
+        return None
+    unpaused = _unpaused(facts, now)  # the fast lane never waits
+    running = unpaused.get("final_due_at", facts.final_due_at)
+    due = min(running, add_business_days(now, days, profile.timezone))
+    values = {**unpaused, "category": RG_CATEGORY, **_schedule(facts, profile, due, now)}
+    return Change(values, {"final_due_at": iso(due), "before": iso(running)})
 
 
 def extend(facts: ComplaintFacts, profile: ComplaintProfile, reason: str,
@@ -174,10 +267,10 @@ def extend(facts: ComplaintFacts, profile: ComplaintProfile, reason: str,
     new schedule already past are counted as done rather than sent late."""
     assert profile.extension is not None and facts.final_due_at is not None
     due = facts.final_due_at + profile.extension
-    points = guard_points(profile, due, facts.received_at)
-    stage = sum(1 for _, at in points if at <= now)
-    return Change({"final_due_at": due, "extended_at": now, "extension_reason": reason,
-                   "stage": stage, "next_action_at": points[stage][1]},
+    values = _schedule(facts, profile, due, now)
+    if facts.paused_at is not None:  # still waiting on the player: the guard with it
+        values["next_action_at"] = facts.enquiry_due_at
+    return Change({**values, "extended_at": now, "extension_reason": reason},
                   {"reason": reason, "final_due_at": iso(due)})
 
 
@@ -189,10 +282,19 @@ def dispute(facts: ComplaintFacts, now: datetime) -> Change | None:
     return Change({"state": "dispute", "disputed_at": now})
 
 
-def adr_referral(entity: str, reference: str, now: datetime) -> Change:
-    return Change({"state": "adr", "adr_entity": entity, "adr_reference": reference,
-                   "adr_referred_at": now, "next_action_at": None},
+def adr_referral(facts: ComplaintFacts, entity: str, reference: str, now: datetime) -> Change:
+    """Referred to the ADR entity: the final-decision guard has nothing more to do, an ADR
+    body's enquiry already waiting still gets its reminder."""
+    return Change({**_unpaused(facts, now), "state": "adr", "adr_entity": entity,
+                   "adr_reference": reference, "adr_referred_at": now,
+                   "next_action_at": facts.enquiry_due_at},
                   {"entity": entity, "reference": reference})
+
+
+def merged_away(facts: ComplaintFacts) -> Change:
+    """The ticket was merged into another, whose complaint runs on: this one's guard stops,
+    but an ADR body's enquiry about it is still owed its answer, and its reminder."""
+    return Change({"next_action_at": facts.enquiry_due_at})
 
 
 def adr_outcome(outcome: str, now: datetime) -> Change:
@@ -208,4 +310,4 @@ def earliest(*moments: datetime | None) -> datetime | None:
 def enquiry_due(profile: ComplaintProfile, now: datetime) -> datetime | None:
     """When an ADR body's enquiry must be answered (UKGC: 10 working days)."""
     days = profile.adr_enquiry_business_days
-    return add_business_days(now, days) if days else None
+    return add_business_days(now, days, profile.timezone) if days else None

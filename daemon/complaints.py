@@ -8,13 +8,14 @@ or, for the guard, in one transaction per complaint, advanced by a conditional u
 
 Events (read by the reports; their names and keys are a contract): complaint_opened,
 final_decision, deadline_letter, deadline_extended, complaint_reminder, dispute_opened,
-adr_referral, adr_outcome, adr_enquiry. Times in their data are ISO-8601 UTC strings.
+adr_referral, adr_outcome, adr_enquiry, complaint_paused, complaint_resumed,
+complaint_fast_lane, complaint_moved. Times in their data are ISO-8601 UTC strings.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,20 +43,59 @@ def facts(row: Complaint) -> rules.ComplaintFacts:
     return rules.ComplaintFacts(
         state=row.state, received_at=row.received_at, final_due_at=row.final_due_at,
         extended_at=row.extended_at, final_at=row.final_at,
-        adr_referred_at=row.adr_referred_at, stage=row.stage, category=row.category)
+        adr_referred_at=row.adr_referred_at, stage=row.stage, category=row.category,
+        paused_at=row.paused_at, paused_seconds=row.paused_seconds or 0,
+        enquiry_due_at=row.enquiry_due_at if row.enquiry_reminded_at is None else None)
 
 
 # --- in ingest's transaction ------------------------------------------------------------
 
 def open_complaint(session: Session, profile: ComplaintProfile, ticket_id: int,
-                   category: str, now: datetime) -> None:
-    """Every new player ticket is a complaint on the record (under "none" without deadlines)."""
-    values = rules.opened(profile, category, now)
+                   category: str, received_at: datetime) -> None:
+    """Every new player ticket is a complaint on the record (under "none" without deadlines),
+    its deadlines counted from `received_at` (rules.received_moment)."""
+    values = rules.opened(profile, category, received_at)
     if records.insert_complaint(session, ticket_id, values) is None:
         return
     queries.insert_event(session, "complaint_opened", ticket_id, profile=profile.name,
-                         category=category, ack_due_at=rules.iso(values["ack_due_at"]),
+                         category=category, received_at=rules.iso(received_at),
+                         ack_due_at=rules.iso(values["ack_due_at"]),
                          final_due_at=rules.iso(values["final_due_at"]))
+
+
+def pause_clock(session: Session, profile: ComplaintProfile, ticket_id: int,
+                      actor: str, now: datetime) -> bool:
+    """The desk asked the player for information (#status pending): under a pausing profile
+    the complaint's clock stands still until they answer (True when it paused)."""
+    return _apply(session, ticket_id, "complaint_paused", actor,
+                  lambda row: rules.pause(facts(row), profile, now))
+
+
+def resume_clock(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
+                now: datetime) -> bool:
+    """The player wrote again, or the ticket no longer waits on them: a paused clock runs on,
+    its deadline later by the pause (True when it was paused)."""
+    return _apply(session, ticket_id, "complaint_resumed", actor,
+                  lambda row: rules.resume(facts(row), profile, now))
+
+
+def safeguarded(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
+                now: datetime) -> bool:
+    """The ticket became a responsible-gambling one after it opened: the profile's fast lane
+    (CGA: one business day) from now, as a ticket opened so gets (True when it changed)."""
+    return _apply(session, ticket_id, "complaint_fast_lane", actor,
+                  lambda row: rules.fast_lane(facts(row), profile, now))
+
+
+def _apply(session: Session, ticket_id: int, kind: str, actor: str,
+           decide: Callable[[Complaint], rules.Change | None]) -> bool:
+    row = records.for_ticket(session, ticket_id)
+    change = decide(row) if row is not None else None
+    if row is None or change is None:
+        return False
+    records.write(row, change.values)
+    queries.insert_event(session, kind, ticket_id, actor=actor, **change.event)
+    return True
 
 
 def player_disagrees(session: Session, ticket_id: int, now: datetime, actor: str) -> bool:
@@ -137,11 +177,19 @@ def final_answer(session: Session, ticket_id: int, actor: str, now: datetime) ->
     queries.insert_event(session, "final_decision", ticket_id, actor=actor, **change.event)
 
 
-def merged(session: Session, ticket_id: int) -> None:
-    """A ticket merged into another: the other's complaint runs on, this one's guard stops."""
+def merged(session: Session, ticket_id: int, into: int) -> None:
+    """A ticket merged into another: the other's complaint runs on and this one's guard stops
+    (an ADR body's enquiry about it is still reminded of). When the other has no complaint
+    record (opened before they were kept), this one's becomes its: the deadline runs on."""
     row = records.for_ticket(session, ticket_id)
-    if row is not None:
-        row.next_action_at = None
+    if row is None:
+        return
+    if records.move(session, ticket_id, into):
+        queries.insert_event(session, "complaint_moved", into, moved_from=ticket_id,
+                             final_due_at=rules.iso(row.final_due_at))
+        session.expire(row)
+        return
+    records.write(row, rules.merged_away(facts(row)).values)
 
 
 def _change(row: Complaint, profile: ComplaintProfile, command: Command, actor: str,
@@ -153,7 +201,8 @@ def _change(row: Complaint, profile: ComplaintProfile, command: Command, actor: 
         return rules.extend(facts(row), profile, argument, now)
     if command.name == "adr":
         entity, _, reference = argument.rpartition(" ")
-        return rules.adr_referral(entity or reference, reference if entity else "", now)
+        return rules.adr_referral(facts(row), entity or reference, reference if entity else "",
+                                  now)
     if command.name == "adr-outcome":
         return rules.adr_outcome(argument, now)
     return None
@@ -298,9 +347,13 @@ class _Guard:
         ctx = self._context(row, ticket, point, stage)
         if point != rules.DEADLINE:
             self._remind(row, ctx, point)
-        elif self.identity.deadline_action == "head_of_support":
-            self._hand_over(row, ctx)
-        else:
+        elif self.identity.deadline_action != "head_of_support":
+            self._letter(row, ctx, ticket)
+        elif self.sla.head_of_support_address:
+            self._hand_over(row, ctx, self.sla.head_of_support_address)
+        else:  # the settings check refuses this; a desk built otherwise still owes the letter
+            log.warning("no head of support to hand the deadline letter to: sent to the "
+                        "player", extra={"fields": {"ticket": ticket.number}})
             self._letter(row, ctx, ticket)
 
     def _staff(self, assignee: str | None) -> list[str]:
@@ -320,11 +373,10 @@ class _Guard:
         queries.insert_event(self.session, "complaint_reminder", row.ticket_id, point=point,
                              due_at=rules.iso(due), recipients=sent)
 
-    def _hand_over(self, row: Complaint, ctx: LetterContext) -> None:
+    def _hand_over(self, row: Complaint, ctx: LetterContext, head: str) -> None:
         """deadline_action = "head_of_support": the head sends the letter (with #final)."""
-        head = self.sla.head_of_support_address
         sent = []
-        if head and not _queue(self.session, lambda: staff_letter(
+        if not _queue(self.session, lambda: staff_letter(
                 "handoff", ctx, self.identity, head), "complaint_reminder", row.ticket_id,
                 [head], self.identity):
             sent.append(head)

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from imapclient import IMAPClient
@@ -66,6 +67,7 @@ class Fetched:
     uid: int
     raw: bytes | None  # None when size > max_bytes: not downloaded
     size: int
+    delivered_at: datetime | None = None  # INTERNALDATE: when the server got it (UTC)
 
 
 class ImapSource:
@@ -199,7 +201,7 @@ class ImapSource:
         sizes = {uid: data[b"RFC822.SIZE"]
                  for uid, data in self._conn.fetch(uids, ["RFC822.SIZE"]).items()}
         wanted = [uid for uid, size in sizes.items() if size <= self.max_bytes]
-        bodies = self._conn.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        bodies = self._conn.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"]) if wanted else {}
         fetched = []
         for uid in sorted(sizes):
             if sizes[uid] > self.max_bytes:
@@ -207,7 +209,8 @@ class ImapSource:
                     "uid": uid, "bytes": sizes[uid], "limit": self.max_bytes}})
                 fetched.append(Fetched(uid, None, sizes[uid]))
             elif uid in bodies:  # else expunged by someone else between the two FETCHes
-                fetched.append(Fetched(uid, bodies[uid][b"BODY[]"], sizes[uid]))
+                fetched.append(Fetched(uid, bodies[uid][b"BODY[]"], sizes[uid],
+                                       _utc(bodies[uid].get(b"INTERNALDATE"))))
         return fetched
 
     def mark_processed(self, uids: Iterable[int]) -> None:
@@ -412,6 +415,13 @@ class ImapSource:
         untagged = self._conn._imap.untagged_responses
         untagged.pop("RECENT", None)
         return bool(untagged.pop("EXISTS", None))
+
+
+def _utc(moment: Any) -> datetime | None:
+    """INTERNALDATE as an aware UTC time; IMAPClient gives it naive in local time."""
+    if not isinstance(moment, datetime):
+        return None
+    return moment.astimezone(UTC)
 
 
 def _starttls(client: IMAPClient, context: ssl.SSLContext | None) -> None:

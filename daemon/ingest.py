@@ -16,13 +16,13 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from daemon import complaints
+from daemon import complaint_rules, complaints
 from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
 from daemon.logs import failure_fields
@@ -142,6 +142,7 @@ class _Arrival:
     held: str = ""  # why it is not stored now (the scanner is away); tried again later
     key_id: int | None = None  # the data key its files are sealed with; None: in clear
     content: str | None = None  # content_digest(raw): None for a mail never fetched
+    delivered_at: datetime | None = None  # when our mailbox got it (IMAP INTERNALDATE)
 
     @property
     def record(self) -> dict:
@@ -160,24 +161,27 @@ class Ingestor:
         self.screener = screener  # None: no clamd; programs are still never forwarded
         self.vault = vault_of_factory(sessions)  # None: files are stored in clear
 
-    def ingest(self, raw: bytes, source: str = "") -> IngestResult:
+    def ingest(self, raw: bytes, source: str = "",
+               delivered_at: datetime | None = None) -> IngestResult:
         """One mail; a mail held for the scanner is a TemporaryFailure (an MTA retries it)."""
-        result = self.ingest_many([(raw, source)])[0]
+        result = self.ingest_many([(raw, source, delivered_at)])[0]
         if result.outcome == "held":
             raise TemporaryFailure(result.reason)
         return result
 
-    def ingest_many(self, mails: Sequence[tuple[bytes, str]], *,
-                    released: bool = False) -> list[IngestResult]:
+    def ingest_many(self, mails: Sequence[tuple[bytes, str] | tuple[bytes, str, datetime | None]],
+                    *, released: bool = False) -> list[IngestResult]:
         """Several mails, one transaction, a savepoint each: one commit and one flush of the
         files for the batch. A mail whose storing fails on a bug is quarantined and the rest
-        go on; a temporary failure (database or disk) records none of them."""
+        go on; a temporary failure (database or disk) records none of them. Each mail is
+        (raw, source) or (raw, source, when the mailbox got it: a complaint's receipt)."""
         try:
             with self.blobs.batch() as files:
                 # In clear, files are written while the next mails are parsed; sealed, once
                 # the batch's transaction has found (or made) each sender's data key.
                 early = files if self.vault is None else None
-                arrivals = [self._arrive(raw, source, early, released) for raw, source in mails]
+                arrivals = [self._arrive(raw, source, early, released, *delivered)
+                            for raw, source, *delivered in mails]
                 with self.sessions.begin() as session:
                     if self.vault is not None:
                         self._seal(session, arrivals, files)
@@ -217,10 +221,10 @@ class Ingestor:
         return result
 
     def _arrive(self, raw: bytes, source: str, files: BlobBatch | None,
-                released: bool = False) -> _Arrival:
+                released: bool = False, delivered_at: datetime | None = None) -> _Arrival:
         key, message_id, digest = ingest_key(raw)
         arrival = _Arrival(raw, source, key, message_id, digest, released=released,
-                           content=content_digest(raw))
+                           content=content_digest(raw), delivered_at=delivered_at)
         try:
             mail = parse(raw, self.policy.limits)
         except RejectedMail as rejected:  # parse() turns any error of its own into this
@@ -338,10 +342,12 @@ class Ingestor:
             return _spam(session, record, arrival.screening.spam.reason)
         if arrival.automated and is_bounce(mail):
             return self._bounce(session, mail, record, arrival.automated)
-        return self._store(session, mail, record, arrival.automated, arrival.screening)
+        return self._store(session, mail, record, arrival.automated, arrival.screening,
+                           arrival.delivered_at)
 
     def _store(self, session: Session, mail: InboundMail, record: dict, automated: str,
-               screening: Screening | None = None) -> IngestResult:
+               screening: Screening | None = None,
+               delivered_at: datetime | None = None) -> IngestResult:
         assert mail.sender is not None
         key = record["ingest_key"]
         screening = screening or check_only(mail.attachments)
@@ -355,8 +361,9 @@ class Ingestor:
         decision, adr, automated = self._thread(session, mail, refs, forwarder, automated, visible)
         if not forwarder and decision.action != "join" and self._staff(mail.sender.addr):
             return _staff_without_ticket(session, record, mail.sender.addr)
-        if automated and decision.action != "join":
-            # A machine's mail that names no conversation of ours: kept, never a ticket.
+        if automated and decision.action != "join" and not adr:
+            # A machine's mail that names no conversation of ours: kept, never a ticket (an
+            # ADR body's case system is the exception: its enquiry has a deadline).
             reason = f"automated: {automated}"
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
@@ -367,12 +374,15 @@ class Ingestor:
             if not automated and not adr:  # an out-of-office neither reopens nor appeals
                 self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
         else:
-            ticket_id, number = self._open_ticket(session, mail, decision, complaint=not adr)
+            received = complaint_rules.received_moment(delivered_at, mail.date, utcnow())
+            ticket_id, number = self._open_ticket(session, mail, decision, received,
+                                                  complaint=not adr)
         if adr:
             complaints.adr_enquiry(session, self.policy.complaints, ticket_id, mail.sender.addr,
                                    utcnow())
         outcome: Outcome = "follow_up" if decision.action == "join" else "ticket"
-        kind = "auto_reply" if automated else "complaint" if outcome == "ticket" else "follow_up"
+        kind = "auto_reply" if automated and not adr else \
+            "complaint" if outcome == "ticket" else "follow_up"
         message_id = queries.insert_message(
             session,
             ticket_id=ticket_id,
@@ -396,7 +406,8 @@ class Ingestor:
         # for a responder's (no Auto-Submitted) may be a person's: it is checked too.
         if not automated or automated.startswith(RESPONDER_SIGN):
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
-                      self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks)
+                      self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks,
+                      profile=self.policy.complaints)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
@@ -406,11 +417,11 @@ class Ingestor:
             queries.insert_event(session, "forwarded_by_agent", ticket_id, actor=forwarder)
         if not automated and not forwarder:
             self._recover_bouncing(session, mail)  # before the acknowledgement below
-        if self.policy.team is not None and not automated:
+        if self.policy.team is not None and (not automated or adr):
             forwarded = replace(mail, attachments=screening.forwardable(mail.attachments))
             route_and_notify(session, self.policy.team, ticket_id, forwarded, visible,
                              "new" if outcome == "ticket" else "follow_up")
-        if outcome == "ticket" and self.policy.ack is not None:
+        if outcome == "ticket" and self.policy.ack is not None and not automated:
             ticket = queries.ticket_summary(session, ticket_id)
             acknowledge(session, self.policy.ack, ticket, screening.received(mail),
                         refused=tuple(r.filename for r in screening.refused))
@@ -556,6 +567,8 @@ class Ingestor:
         return verified, forged
 
     def _follow_up(self, session: Session, ticket_id: int, reopen: bool, text: str, sender: str) -> None:
+        # The player answered: a complaint clock that waited on them runs on.
+        complaints.resume_clock(session, self.policy.complaints, ticket_id, sender, utcnow())
         if reopen:
             queries.reopen_ticket(session, ticket_id)
             queries.insert_event(session, "reopened", ticket_id, actor=sender)
@@ -578,9 +591,10 @@ class Ingestor:
         assert mail.sender is not None
         if forwarder:
             return Decision("new"), False  # the original complaint opens its own ticket
-        if automated or mail.sender.addr not in self.policy.adr_addresses:
+        if mail.sender.addr not in self.policy.adr_addresses:
             return decide(refs, utcnow(), self.policy.reopen_window), False
-        # An ADR body names the case by our number or its reference, not by taking part.
+        # An ADR body names the case by our number or its reference, not by taking part; its
+        # case system's mail says Auto-Submitted and is an enquiry all the same.
         named = self._adr_case(session, mail)
         return (Decision("join", named) if named else Decision("new")), True
 
@@ -597,8 +611,8 @@ class Ingestor:
         found = queries.ticket_facts(session, mail.sender.addr, numbers=[number]) if number else []
         return found[0] if found else None
 
-    def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision, *,
-                     complaint: bool = True) -> tuple[int, int]:
+    def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision,
+                     received_at: datetime, *, complaint: bool = True) -> tuple[int, int]:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
         detected = detect_language(mail.subject, mail.text, self.policy.languages)
@@ -621,7 +635,7 @@ class Ingestor:
                                   self.policy.sla)
         if complaint:  # every player's ticket is a complaint on the record
             complaints.open_complaint(session, self.policy.complaints, ticket_id,
-                                      found.category, utcnow())
+                                      found.category, received_at)
         ours = self.policy.support_addresses
         queries.add_participants(session, ticket_id, [(mail.sender.addr, "requester")] + [
             (a.addr, "cc") for a in (*mail.to, *mail.cc) if a.addr not in ours and "+" not in a.addr

@@ -131,7 +131,8 @@ class MailboxRunner:
         ingestor = self._ingestor()
         whole = [f for f in group if f.raw is not None]
         if whole:
-            stored = ingestor.ingest_many([(f.raw, self._source(f)) for f in whole])
+            stored = ingestor.ingest_many([(f.raw, self._source(f), f.delivered_at)
+                                           for f in whole])
             results.update(zip((f.uid for f in whole), stored, strict=True))
         for fetched in group:
             if fetched.raw is None:

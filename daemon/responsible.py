@@ -15,9 +15,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from daemon import complaints
 from daemon.sla import SlaOptions, clocks_for_safeguard
 from daemon.webhooks import queue_event
 from parsers.rg import RG_CATEGORY, RG_PRIORITY, RgHit, responsible_gambling
+from responders.complaint_profiles import ComplaintProfile
 from responders.webhooks import SELF_EXCLUSION, WebhookEvents
 from storage import queries
 from storage.models import Ticket, utcnow
@@ -25,9 +27,11 @@ from storage.models import Ticket, utcnow
 
 def safeguard(session: Session, ticket_id: int, subject: str, visible: str, sender: str,
               group: str, sla: SlaOptions | None, now: datetime | None = None, *,
-              webhooks: WebhookEvents | None = None) -> RgHit | None:
+              webhooks: WebhookEvents | None = None,
+              profile: ComplaintProfile | None = None) -> RgHit | None:
     """Check one player message; escalate its ticket on a hit. The hit, or None. The
-    platform hears of each escalation (self_exclusion.requested) when [webhooks] asks."""
+    platform hears of each escalation (self_exclusion.requested) when [webhooks] asks. The
+    complaint (under `profile`) no longer waits on the player and takes the fast lane."""
     hit = responsible_gambling(subject, visible)
     if hit is None:
         return None
@@ -49,6 +53,9 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
     session.flush()
     if sla is not None and restart:
         clocks_for_safeguard(session, ticket_id, now, sla)
+    if profile is not None:
+        complaints.resume_clock(session, profile, ticket_id, sender, now)
+        complaints.safeguarded(session, profile, ticket_id, sender, now)
     queries.insert_event(session, "responsible_gambling", ticket_id, actor=sender,
                          intent=hit.intent, phrase=hit.phrase, before=before)
     queue_event(session, webhooks, SELF_EXCLUSION, ticket_id, now=now,

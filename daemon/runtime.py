@@ -119,7 +119,8 @@ def complaint_profile(settings: Settings) -> ComplaintProfile:
     return profile(c.profile, ack_within=c.ack_deadline, final_within=c.final_deadline,
                    reminders_before=c.reminders_before, extension=c.extension,
                    adr_enquiry_business_days=c.adr_enquiry_business_days,
-                   rg_business_days=c.rg_business_days, adr=MappingProxyType(adr))
+                   rg_business_days=c.rg_business_days, adr=MappingProxyType(adr),
+                   timezone=settings.sla.timezone)
 
 
 def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | None,

@@ -209,6 +209,7 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     _apply(session, ticket, block.commands, agent)
     complaints.apply_commands(session, team.identity, ticket.id, block.commands, agent.address,
                               utcnow())
+    _complaint_clock(session, team, ticket, block.commands, agent.address)
     if block.commands or note:  # a person acted (a responder writes no command)
         resume(session, ticket.id, agent.address)
     if not block.text:
@@ -241,6 +242,19 @@ def _held_notice(session: Session, team: TeamPolicy, agent: Agent, ticket_id: in
     notice = held_notice(agent.address, team.identity, agent_name=agent.name, count=held,
                          received_at=now, last=held == limit + 1, now=now)
     _queue(session, notice, "held_notice", ticket_id, [agent.address], team, count_ticket=False)
+
+
+def _complaint_clock(session: Session, team: TeamPolicy, ticket: Ticket,
+                     commands: tuple[Command, ...], actor: str) -> None:
+    """#status pending says the desk asked the player for information: under a pausing
+    profile the complaint's clock waits for the answer. Only the command does: the pending
+    an ordinary answer leaves behind would stop the deadline whenever the desk has replied.
+    A status other than pending lets a paused clock run on."""
+    profile, now = team.identity.complaints, utcnow()
+    if any(c.name == "status" and c.argument == "pending" for c in commands):
+        complaints.pause_clock(session, profile, ticket.id, actor, now)
+    elif ticket.status != "pending":
+        complaints.resume_clock(session, profile, ticket.id, actor, now)
 
 
 def _clocks_after(session: Session, ticket: Ticket, commands: tuple[Command, ...],
@@ -357,7 +371,7 @@ def _merge(session: Session, ticket: Ticket, value: str | None) -> dict[str, Any
                     .values(ticket_id=target.id))
     _write(ticket, merged_into(_state(ticket)))
     ticket.linked_ticket_id = target.id
-    complaints.merged(session, ticket.id)
+    complaints.merged(session, ticket.id, target.id)
     return {"merged": True, "into": target.number}
 
 

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "ADR_ENTITY_MAX",
     "ADR_OUTCOMES",
+    "ADR_REFERENCE_MAX",
     "COMMAND_SYNTAX",
     "MAX_COMMAND_LINES",
     "PRIORITIES",
@@ -54,6 +56,8 @@ COMMAND_SYNTAX: tuple[str, ...] = (
     "#adr ENTITY REFERENCE",
     "#adr-outcome upheld|partially_upheld|not_upheld|settled|withdrawn",
 )
+# What the complaint record keeps of an #adr referral (storage.models.Complaint).
+ADR_ENTITY_MAX, ADR_REFERENCE_MAX = 200, 100
 # What an ADR entity concluded, as #adr-outcome records it (and the reports count it).
 ADR_OUTCOMES: tuple[str, ...] = ("upheld", "partially_upheld", "not_upheld", "settled",
                                  "withdrawn")
@@ -184,12 +188,21 @@ def _extend(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
 
 
 def _adr(arguments: list[str], categories: frozenset[str] | None) -> _Parsed:
-    """ENTITY (one or more words) and the entity's REFERENCE (the last word), as typed."""
+    """ENTITY (one or more words) and the entity's REFERENCE (the last word), as typed, each
+    within what the complaint record keeps of it."""
     words = _CONTROL.sub(" ", " ".join(arguments)).split()
-    if len(words) >= 2 and len(words[-1]) <= 100:
-        return " ".join(words), ""
-    return None, ("#adr needs the entity and its case reference, e.g. #adr IBAS 12345 "
-                  f"({_got(arguments)})")
+    if len(words) < 2:
+        return None, ("#adr needs the entity and its case reference, e.g. #adr IBAS 12345 "
+                      f"({_got(arguments)})")
+    entity, reference = " ".join(words[:-1]), words[-1]
+    if len(entity) > ADR_ENTITY_MAX:
+        return None, (f"#adr: the entity's name is {len(entity)} characters, at most "
+                      f"{ADR_ENTITY_MAX} are kept; write its usual name "
+                      f"({_got(arguments)})")
+    if len(reference) > ADR_REFERENCE_MAX:
+        return None, (f"#adr: the case reference (the last word) is {len(reference)} "
+                      f"characters, at most {ADR_REFERENCE_MAX} are kept ({_got(arguments)})")
+    return " ".join(words), ""
 
 
 def _nothing(name: str, hint: str = "") -> _Parser:

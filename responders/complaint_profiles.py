@@ -70,6 +70,8 @@ class ComplaintProfile:
     adr_enquiry_business_days: int | None = None  # an ADR body's enquiry answered within
     rg_business_days: int | None = None  # responsible-gambling complaints decided within
     adr: Mapping[str, AdrEntity] = field(default_factory=dict, compare=False)  # by language
+    # The desk's time zone ([sla] timezone): business days are its Monday to Friday, not UTC's.
+    timezone: str = "UTC"
 
     @property
     def regulated(self) -> bool:

@@ -10,17 +10,19 @@ deadline or the state, so a guard that read the old ones writes nothing either.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Complaint, Contact, Ticket
 
 __all__ = ["GuardFacts", "advance", "by_reference", "due_complaints", "for_ticket",
-           "guard_facts", "insert_complaint", "lock", "mark_enquiry_reminded", "write"]
+           "guard_facts", "insert_complaint", "lock", "mark_enquiry_reminded", "move",
+           "reference_words", "write"]
 
 _T = Complaint.__table__
 _C = _T.c
@@ -35,7 +37,8 @@ _DUE = (
 _ADVANCE = (
     update(_T)
     .where(_C.id == bindparam("cid"), _C.stage == bindparam("from_stage"),
-           _C.final_due_at == bindparam("due"), _C.state == "complaint")
+           _C.final_due_at == bindparam("due"), _C.state == "complaint",
+           _C.paused_at.is_(None))
     .values(stage=bindparam("to_stage"), next_action_at=bindparam("next_at"))
 )
 
@@ -56,13 +59,40 @@ def for_ticket(session: Session, ticket_id: int) -> Complaint | None:
                           .with_for_update())
 
 
+# A case reference as an ADR body writes it: letters and digits, joined by - / . _ (FP-77,
+# ADR/2026/0031); the punctuation around it in a subject ("Case FP-77:") is not part of it.
+_REFERENCE_WORD = re.compile(r"\w+(?:[-/._]\w+)*")
+_AROUND = "\"'()[]<>{},.;:!?"
+
+
+def reference_words(subject: str) -> list[str]:
+    """What in a subject may be a case reference, lower-case (at most 100): each word between
+    spaces without the punctuation around it (IBAS:12345), and each run of letters and
+    digits joined by - / . _ in it (FP-77 of "Case#FP-77")."""
+    spaced = [w.strip(_AROUND) for w in subject.split()]
+    joined = _REFERENCE_WORD.findall(subject)
+    return list(dict.fromkeys(w.lower() for w in (*spaced, *joined) if w))[:100]
+
+
 def by_reference(session: Session, subject: str) -> Complaint | None:
-    """The complaint whose ADR reference the subject names (an ADR body's own case number)."""
-    for row in session.scalars(select(Complaint).where(Complaint.adr_reference.is_not(None))
-                               .order_by(Complaint.id.desc()).limit(500)):
-        if row.adr_reference and row.adr_reference.lower() in subject.lower():
-            return row
-    return None
+    """The complaint whose ADR reference the subject names as a whole word (an ADR body's
+    own case number): FP-77 is not found in "FP-770", nor FP-7 in "FP-77"."""
+    words = reference_words(subject)
+    if not words:
+        return None
+    return session.scalar(select(Complaint).where(func.lower(Complaint.adr_reference)
+                                                  .in_(words))
+                          .order_by(Complaint.id.desc()).limit(1))
+
+
+def move(session: Session, from_ticket: int, to_ticket: int) -> bool:
+    """The complaint of `from_ticket` becomes `to_ticket`'s, which has none (a ticket opened
+    before complaints were recorded); False when there is nothing to move or no room."""
+    if session.scalar(select(_C.id).where(_C.ticket_id == to_ticket)) is not None:
+        return False
+    done = session.execute(update(_T).where(_C.ticket_id == from_ticket)
+                           .values(ticket_id=to_ticket))
+    return done.rowcount == 1  # type: ignore[attr-defined]
 
 
 def write(row: Complaint, values: dict[str, Any]) -> None:

@@ -376,6 +376,11 @@ class Complaint(Base):
     adr_outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enquiry_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # an ADR body's
     enquiry_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # once, at due
+    # The clock stopped while the player is asked for information (a pausing profile, #status
+    # pending): since when, and the seconds it stood still before (final_due_at already
+    # moved by them). NULL: running.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     stage: Mapped[int] = mapped_column(Integer, default=0)
     next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -31,6 +31,9 @@ def test_the_profile_its_overrides_and_the_adr_entity_per_language_reach_the_ide
         adr_addresses = ["Cases@ADR.test"]
         final_deadline = "21d"
         deadline_action = "head_of_support"
+        [sla]
+        head_of_support_address = "head@casino.test"
+        timezone = "Europe/Malta"
     """)
     identity = build(load_settings(path, env)).identity
     profile = identity.complaints
@@ -41,6 +44,23 @@ def test_the_profile_its_overrides_and_the_adr_entity_per_language_reach_the_ide
     assert profile.adr_entity("de").name == "Fair Play Adjudication"
     assert identity.adr_addresses == frozenset({"cases@adr.test"})
     assert identity.deadline_action == "head_of_support"
+    assert profile.timezone == "Europe/Malta"  # business days are the desk's weekdays
+
+
+def test_handing_the_letter_to_a_head_of_support_who_is_not_configured_is_refused(
+        write, env) -> None:
+    """Else the guard would reach the deadline and hand the letter to nobody."""
+    path = write("ticketd.toml", """
+        [complaints]
+        profile = "ukgc"
+        adr_entity = "Fair Play Adjudication"
+        deadline_action = "head_of_support"
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env)
+    assert str(caught.value).startswith(
+        f'{path}: complaints.deadline_action: "head_of_support" needs [sla] '
+        "head_of_support_address")
 
 
 def test_an_old_dispute_text_loads_and_replaces_the_english_paragraph_only(write, env) -> None:

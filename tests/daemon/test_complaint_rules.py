@@ -101,3 +101,92 @@ def test_working_days_skip_weekends() -> None:
 def test_overrides_replace_only_what_is_given() -> None:
     mine = profile("ukgc", final_within=6 * WEEK, extension=None)
     assert mine.final_within == 6 * WEEK and mine.ack_within == UKGC.ack_within
+
+
+# --- waiting on the player (UKGC: the 8 weeks may stop while the player is asked) --------
+
+def test_a_pause_stops_the_guard_and_its_length_moves_the_deadline_and_the_reminders() -> None:
+    asked = T0 + 3 * WEEK
+    pause = rules.pause(facts(), UKGC, asked)
+    assert pause is not None and pause.values == {"paused_at": asked, "next_action_at": None}
+    paused = facts(paused_at=asked)
+    assert rules.plan(paused, UKGC, T0 + 9 * WEEK).sends == ()  # nothing while it waits
+    resume = rules.resume(paused, UKGC, asked + 2 * WEEK)
+    assert resume is not None
+    assert resume.values["final_due_at"] == T0 + 10 * WEEK
+    assert resume.values["paused_at"] is None and resume.values["paused_seconds"] == 1209600
+    assert resume.values["next_action_at"] == T0 + 8 * WEEK  # "2w before" moved too
+    assert resume.event["paused_seconds"] == 1209600
+    assert rules.resume(facts(), UKGC, asked) is None  # it was not paused
+
+
+def test_what_does_not_pause() -> None:
+    asked = T0 + WEEK
+    assert rules.pause(facts("cga"), CGA, asked) is None  # the profile does not allow it
+    assert rules.pause(facts(paused_at=T0), UKGC, asked) is None  # already waiting
+    assert rules.pause(facts(state="final"), UKGC, asked) is None
+    assert rules.pause(facts(), UKGC, T0 + 8 * WEEK) is None  # the deadline has passed
+    rg = replace(facts(category="self_exclusion"), final_due_at=T0 + WEEK)
+    assert rules.pause(rg, UKGC, asked - timedelta(days=1)) is None  # the fast lane never waits
+
+
+def test_a_final_decision_while_waiting_counts_the_pause_for_in_time() -> None:
+    paused = facts(paused_at=T0 + 7 * WEEK)
+    change = rules.final(paused, "anna@casino.test", T0 + 9 * WEEK)
+    assert change.event["in_time"] is True  # 8 weeks of running clock, 2 of waiting
+    assert change.values["final_due_at"] == T0 + 10 * WEEK and change.values["paused_at"] is None
+
+
+def test_an_adr_enquiry_keeps_its_reminder_through_final_referral_merge_and_pause() -> None:
+    enquiry = T0 + 2 * WEEK
+    waiting = facts(enquiry_due_at=enquiry)
+    assert rules.final(waiting, "anna@casino.test", T0 + WEEK).values["next_action_at"] == enquiry
+    referral = rules.adr_referral(waiting, "IBAS", "IB-1", T0 + WEEK)
+    assert referral.values["next_action_at"] == enquiry
+    assert rules.merged_away(waiting).values == {"next_action_at": enquiry}
+    assert rules.pause(waiting, UKGC, T0 + WEEK).values["next_action_at"] == enquiry  # type: ignore[union-attr]
+    assert rules.final(facts(), "anna@casino.test", T0 + WEEK).values["next_action_at"] is None
+
+
+# --- the responsible-gambling fast lane, later in the conversation ----------------------
+
+def test_a_complaint_that_becomes_a_self_exclusion_gets_the_fast_lane_from_then() -> None:
+    later = T0 + WEEK  # a Friday again
+    change = rules.fast_lane(facts("cga"), CGA, later)
+    assert change is not None
+    assert change.values["final_due_at"] == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # Monday
+    assert change.values["category"] == "self_exclusion"
+    assert change.values["next_action_at"] == change.values["final_due_at"]
+    assert rules.fast_lane(facts("ukgc"), UKGC, later) is None  # no fast lane in the profile
+    assert rules.fast_lane(facts("cga", category="self_exclusion"), CGA, later) is None
+    soon = facts("cga", final_due_at=later + timedelta(hours=2))
+    assert rules.fast_lane(soon, CGA, later).values["final_due_at"] == later + timedelta(hours=2)  # type: ignore[union-attr]
+
+
+# --- business days where the desk is ----------------------------------------------------
+
+def test_business_days_are_the_desks_weekdays_not_utcs() -> None:
+    friday_evening = datetime(2026, 11, 20, 20, 0, tzinfo=UTC)  # Saturday 09:00 in Auckland
+    assert rules.add_business_days(friday_evening, 1) == datetime(2026, 11, 23, 20, 0,
+                                                                  tzinfo=UTC)
+    # Monday 09:00 in Auckland is Sunday 20:00 UTC
+    assert rules.add_business_days(friday_evening, 1, "Pacific/Auckland") == datetime(
+        2026, 11, 22, 20, 0, tzinfo=UTC)
+    desk = profile("cga", timezone="Pacific/Auckland")
+    assert rules.opened(desk, "self_exclusion", friday_evening)["final_due_at"] == datetime(
+        2026, 11, 22, 20, 0, tzinfo=UTC)
+    assert rules.enquiry_due(profile("ukgc", timezone="Pacific/Auckland"), friday_evening) \
+        == datetime(2026, 12, 3, 20, 0, tzinfo=UTC)  # ten weekdays of Auckland's
+
+
+# --- when a complaint was received -------------------------------------------------------
+
+def test_receipt_is_the_mailboxs_time_else_a_plausible_date_else_now() -> None:
+    now = T0 + timedelta(hours=5)
+    delivered, dated = T0 - timedelta(days=3), T0 - timedelta(hours=1)
+    assert rules.received_moment(delivered, dated, now) == delivered
+    assert rules.received_moment(now + timedelta(hours=1), dated, now) == now  # clock skew
+    assert rules.received_moment(None, dated, now) == dated
+    assert rules.received_moment(None, now + timedelta(days=2), now) == now  # a future Date
+    assert rules.received_moment(None, now - timedelta(days=30), now) == now  # implausible
+    assert rules.received_moment(None, None, now) == now

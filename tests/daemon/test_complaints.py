@@ -5,6 +5,7 @@ SQLite and PostgreSQL: reminders and exactly one final-response letter at the de
 from __future__ import annotations
 
 import email
+import logging
 import threading
 from datetime import datetime, timedelta
 from email.policy import default
@@ -12,8 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from daemon import complaints as lifecycle
 from daemon.ingest import Ingestor, IngestPolicy
 from daemon.sla import MonitorDesk, SlaMonitor, SlaOptions
 from daemon.team import Agent, TeamPolicy
@@ -22,7 +24,7 @@ from responders.identity import Identity
 from responders.rendering import Templates
 from storage import db
 from storage.blobs import BlobStore
-from storage.models import Complaint, Event, OutboxMessage, utcnow
+from storage.models import Complaint, Event, OutboxMessage, Ticket, utcnow
 from tests.support.agents import AUTHSERV, reply_to_notification
 from tests.support.mails import mail
 
@@ -318,3 +320,248 @@ def test_a_resolving_answer_is_the_final_decision_and_a_merge_stops_the_guard(
     ingestor.ingest(reply_to_notification(other, f"#merge {first}"), "t")
     assert monitor_at(ingestor, identity, 9 * WEEK, start) == []
     assert outbox(ingestor, "complaint_letter") == []
+
+
+# --- waiting on the player ----------------------------------------------------------------
+
+def ticket_id_of(ingestor: Ingestor, number: int) -> int:
+    with ingestor.sessions() as session:
+        found = session.scalar(select(Ticket.id).where(Ticket.number == number))
+        assert found is not None
+        return found
+
+
+def test_a_ukgc_complaint_paused_two_weeks_gets_its_deadlock_letter_at_ten_weeks(
+        db_url: str, tmp_path: Path) -> None:
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(
+        note, "#status pending\nPlease send us the bank statement of the withdrawal."), "t")
+    [paused] = events(ingestor, "complaint_paused")
+    assert record(ingestor).paused_at is not None and record(ingestor).next_action_at is None
+    # The player answers two weeks later (the same step ingest takes on their mail).
+    with ingestor.sessions.begin() as session:
+        assert lifecycle.resume_clock(session, identity.complaints, ticket_id_of(
+            ingestor, number), "player@mail.test", start + 2 * WEEK)
+    [resumed] = events(ingestor, "complaint_resumed")
+    assert 2 * WEEK - timedelta(minutes=5) < timedelta(seconds=resumed["paused_seconds"]) \
+        <= 2 * WEEK
+    assert monitor_at(ingestor, identity, 6 * WEEK + timedelta(minutes=1), start) == []
+    assert monitor_at(ingestor, identity, 8 * WEEK + timedelta(minutes=1), start) == [
+        (number, "2w before")]  # not the letter: its 8 weeks stood still for two
+    assert outbox(ingestor, "complaint_letter") == []
+    assert monitor_at(ingestor, identity, 10 * WEEK + timedelta(minutes=1), start) == [
+        (number, "deadline")]
+    [letter] = outbox(ingestor, "complaint_letter")
+    assert letter.recipients == ["player@mail.test"]
+    row = record(ingestor)
+    assert row.state == "final" and row.paused_seconds == resumed["paused_seconds"]
+    assert paused["final_due_at"] == events(ingestor, "complaint_opened")[0]["final_due_at"]
+
+
+def test_while_waiting_on_the_player_the_guard_sends_nothing_and_their_mail_resumes_it(
+        db_url: str, tmp_path: Path) -> None:
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "#status pending\nWhich card did you use?"),
+                    "t")
+    [relay] = outbox(ingestor, "relay")
+    assert monitor_at(ingestor, identity, 12 * WEEK, start) == []
+    assert outbox(ingestor, "complaint_letter") == [] == outbox(ingestor, "complaint_reminder")
+    ingestor.ingest(mail(sender="player@mail.test", subject=f"Re: Missing withdrawal [#{number}]",
+                         body="The Visa ending 4242.", in_reply_to=f"<{relay.message_id}>"), "t")
+    assert len(events(ingestor, "complaint_resumed")) == 1
+    row = record(ingestor)
+    assert row.paused_at is None and row.next_action_at is not None
+    assert row.final_due_at is not None and row.final_due_at > start + 8 * WEEK
+
+
+def test_an_ordinary_answer_does_not_pause_and_a_status_other_than_pending_resumes(
+        db_url: str, tmp_path: Path) -> None:
+    """Every answer leaves the ticket pending; only #status pending says the desk asked
+    for something, so only it stops the deadline."""
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    _, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "We are looking into it."), "t")
+    assert events(ingestor, "complaint_paused") == [] and record(ingestor).paused_at is None
+    ingestor.ingest(reply_to_notification(note, "#status pending"), "t")
+    assert record(ingestor).paused_at is not None
+    ingestor.ingest(reply_to_notification(note, "#status open"), "t")
+    assert record(ingestor).paused_at is None and len(events(ingestor, "complaint_resumed")) == 1
+
+
+def test_cga_does_not_pause(db_url: str, tmp_path: Path) -> None:
+    identity = desk("cga")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "#status pending\nWhich card did you use?"),
+                    "t")
+    assert events(ingestor, "complaint_paused") == [] and record(ingestor).paused_at is None
+    assert monitor_at(ingestor, identity, 4 * WEEK + timedelta(minutes=1), start) == [
+        (number, "deadline")]
+
+
+# --- an ADR body's enquiry outlives what else happens to the complaint --------------------
+
+@pytest.mark.parametrize("then", ["final", "adr", "merge"])
+def test_a_pending_adr_enquiry_is_still_reminded_of_after_final_referral_or_merge(
+        db_url: str, tmp_path: Path, then: str) -> None:
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    number, note = complain(ingestor)
+    other, _ = complain(ingestor, sender="other@mail.test")
+    ingestor.ingest(mail(sender=ADR_MAIL, subject=f"Enquiry about your ticket [#{number}]",
+                         body="Has the player had your final response?"), "t")
+    [enquiry] = events(ingestor, "adr_enquiry")
+    due = datetime.fromisoformat(enquiry["due_at"])
+    command = {"final": "#final\nWe cannot pay this out.", "adr": "#adr Fair Play FP-9",
+               "merge": f"#merge {other}"}[then]
+    done = ingestor.ingest(reply_to_notification(note, command), "t")
+    assert not done.reason.startswith("agent refused"), done.reason
+    assert monitor_at(ingestor, identity, timedelta(0), due) == [(number, "adr_enquiry")]
+    [reminder] = outbox(ingestor, "complaint_reminder")
+    assert "ADR body's enquiry" in text_of(reminder.raw)
+
+
+# --- merging into a ticket from before complaints were recorded ---------------------------
+
+def test_a_merge_into_a_ticket_without_a_complaint_record_carries_the_deadline_over(
+        db_url: str, tmp_path: Path) -> None:
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    old, _ = complain(ingestor, sender="a@mail.test")
+    with ingestor.sessions.begin() as session:  # opened before migration 0012
+        session.execute(delete(Complaint).where(Complaint.ticket_id == ticket_id_of(
+            ingestor, old)))
+    new, note = complain(ingestor, sender="b@mail.test")
+    due = record(ingestor).final_due_at
+    ingestor.ingest(reply_to_notification(note, f"#merge {old}"), "t")
+    row = record(ingestor)
+    assert row.ticket_id == ticket_id_of(ingestor, old) and row.final_due_at == due
+    assert events(ingestor, "complaint_moved") == [{"moved_from": ticket_id_of(ingestor, new),
+                                                    "final_due_at": due.isoformat()}]
+    assert monitor_at(ingestor, identity, 8 * WEEK + timedelta(minutes=1), start) == [
+        (old, "deadline")]
+    [letter] = outbox(ingestor, "complaint_letter")
+    assert letter.recipients == ["a@mail.test"]  # the player of the ticket that carries on
+
+
+# --- the hand-over without a head of support ------------------------------------------------
+
+def test_a_hand_over_with_no_head_of_support_sends_the_player_letter_and_says_so(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The settings refuse this; a desk built without them must still not stay silent."""
+    identity = desk("ukgc", deadline_action="head_of_support")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    number, _ = complain(ingestor)
+    monitor = SlaMonitor(ingestor.sessions, MonitorDesk(SlaOptions(), identity))
+    with caplog.at_level(logging.WARNING, logger="daemon.complaints"):
+        assert monitor.run_once(start + 8 * WEEK + timedelta(minutes=1)).complaints.done == [
+            (number, "deadline")]
+    [letter] = outbox(ingestor, "complaint_letter")
+    assert letter.recipients == ["player@mail.test"]
+    assert any("no head of support" in r.getMessage() for r in caplog.records)
+    assert record(ingestor).state == "final"
+
+
+# --- the responsible-gambling fast lane, later in the conversation ------------------------
+
+def test_a_cga_complaint_that_turns_into_a_self_exclusion_takes_the_fast_lane(
+        db_url: str, tmp_path: Path) -> None:
+    identity = desk("cga")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "We are checking with the payments team."),
+                    "t")
+    [relay] = outbox(ingestor, "relay")
+    written = utcnow()
+    ingestor.ingest(mail(sender="player@mail.test", subject=f"Re: Missing withdrawal [#{number}]",
+                         body="Forget it. I have a gambling problem, please self-exclude me.",
+                         in_reply_to=f"<{relay.message_id}>"), "t")
+    [lane] = events(ingestor, "complaint_fast_lane")
+    row = record(ingestor)
+    assert row.category == "self_exclusion" and row.final_due_at is not None
+    assert lane["final_due_at"] == row.final_due_at.isoformat()
+    assert written + timedelta(days=1) <= row.final_due_at <= written + timedelta(days=3, hours=1)
+    assert monitor_at(ingestor, identity, timedelta(0), row.final_due_at) == [
+        (number, "deadline")]
+
+
+# --- receipt: when the mailbox got the mail -------------------------------------------------
+
+def test_the_complaint_is_received_when_the_mailbox_got_it(db_url: str,
+                                                           tmp_path: Path) -> None:
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    delivered = utcnow().replace(microsecond=0) - timedelta(days=3)
+    ingestor.ingest(mail(sender="p1@mail.test", body="My withdrawal is missing for a week."),
+                    "t", delivered_at=delivered)
+    row = record(ingestor)
+    assert row.received_at == delivered and row.final_due_at == delivered + 8 * WEEK
+    assert events(ingestor, "complaint_opened")[0]["received_at"] == delivered.isoformat()
+    dated = utcnow().replace(microsecond=0) - timedelta(hours=2)
+    ingestor.ingest(mail(sender="p2@mail.test", body="My withdrawal is missing for a week.",
+                         date=dated), "t")
+    assert record(ingestor).received_at == dated  # no INTERNALDATE: its Date, plausible
+
+
+# --- an ADR body's mail: automated, matched by its reference as a whole ------------------
+
+AUTOMATED = {"Auto-Submitted": "auto-generated", "Precedence": "bulk"}
+
+
+def test_an_adr_case_systems_automated_mail_is_an_enquiry_and_never_acknowledged(
+        db_url: str, tmp_path: Path) -> None:
+    ingestor = make_ingestor(db_url, tmp_path, desk("ukgc"))
+    number, note = complain(ingestor)
+    acks = len(outbox(ingestor, "ack"))
+    ingestor.ingest(reply_to_notification(note, "#adr Fair Play FP-77"), "t")
+    result = ingestor.ingest(mail(sender=ADR_MAIL, subject="Case FP-77: documents due",
+                                  body="Automated notice: documents are due.",
+                                  headers=AUTOMATED), "t")
+    assert result.outcome == "follow_up" and result.ticket_number == number
+    assert [e["entity"] for e in events(ingestor, "adr_enquiry")] == [ADR_MAIL]
+    # A case the desk has not heard of yet opens its own ticket, unacknowledged.
+    opened = ingestor.ingest(mail(sender=ADR_MAIL, subject="New case FP-90",
+                                  body="Automated notice: a new case was opened.",
+                                  headers=AUTOMATED), "t")
+    assert opened.outcome == "ticket" and opened.ticket_number != number
+    assert len(events(ingestor, "adr_enquiry")) == 2
+    assert len(outbox(ingestor, "ack")) == acks  # a machine is never answered
+    notified = [r for r in outbox(ingestor, "notification")
+                if f"[#{opened.ticket_number}]".encode() in r.raw]
+    assert notified  # the team hears of it
+
+
+def test_an_adr_reference_is_matched_as_a_whole_word(db_url: str, tmp_path: Path) -> None:
+    ingestor = make_ingestor(db_url, tmp_path, desk("ukgc"))
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "#adr Fair Play FP-7"), "t")
+    longer = ingestor.ingest(mail(sender=ADR_MAIL, subject="Case FP-77: a new case",
+                                  body="Please contact us about case FP-77."), "t")
+    assert longer.ticket_number != number  # FP-7 is not FP-77
+    named = ingestor.ingest(mail(sender=ADR_MAIL, subject="Re: case fp-7, documents",
+                                 body="Please send the documents."), "t")
+    assert named.ticket_number == number
+
+
+def test_an_adr_entity_longer_than_the_record_keeps_is_refused_with_a_reply(
+        db_url: str, tmp_path: Path) -> None:
+    ingestor = make_ingestor(db_url, tmp_path, desk("ukgc"))
+    _, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "#final\nWe cannot pay this out."), "t")
+    result = ingestor.ingest(reply_to_notification(note, "#adr " + "Adjudication " * 20
+                                                   + "FP-1"), "t")
+    assert result.reason.startswith("agent refused")
+    [refused] = outbox(ingestor, "command_refused")
+    assert refused.recipients == ["anna@casino.test"]
+    assert "at most 200" in text_of(refused.raw)
+    assert events(ingestor, "adr_referral") == [] and record(ingestor).state == "final"

@@ -8,12 +8,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from daemon.imap import (
     DONE_KEYWORD,
-    Fetched,
     ImapAuthError,
     ImapCertificateError,
     ImapConfigError,
@@ -198,8 +198,20 @@ def test_pending_and_fetch_return_the_appended_bytes_exactly_and_leave_them_unse
     uids = [dovecot.append(imap_account, raw) for raw in raws]
 
     assert source.pending(10) == uids
-    assert source.fetch(uids) == [Fetched(uid, raw, len(raw)) for uid, raw in zip(uids, raws)]
+    fetched = source.fetch(uids)
+    assert [(f.uid, f.raw, f.size) for f in fetched] == [
+        (uid, raw, len(raw)) for uid, raw in zip(uids, raws, strict=True)]
     assert all(SEEN not in flags for flags in dovecot.flags(imap_account).values())
+
+
+def test_fetch_brings_the_servers_internaldate_in_utc(
+        dovecot: DovecotServer, imap_account: Account, source: ImapSource) -> None:
+    """A complaint's receipt is when our mailbox got it, not when the daemon read it."""
+    delivered = datetime(2026, 11, 2, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    uid = dovecot.append(imap_account, message("sent on Monday"), delivered_at=delivered)
+    assert source.pending(10) == [uid]
+    [fetched] = source.fetch([uid])
+    assert fetched.delivered_at == delivered and fetched.delivered_at.utcoffset() == timedelta(0)
 
 
 def test_pending_is_ascending_and_limited(
@@ -214,8 +226,8 @@ def test_message_over_max_bytes_comes_back_sized_but_not_downloaded(
     uids = [dovecot.append(imap_account, raw) for raw in (big, small)]
     source = make_source(max_bytes=2000)
     source.connect()
-    assert source.fetch(uids) == [Fetched(uids[0], None, len(big)),
-                                  Fetched(uids[1], small, len(small))]
+    assert [(f.uid, f.raw, f.size) for f in source.fetch(uids)] == [
+        (uids[0], None, len(big)), (uids[1], small, len(small))]
     assert all(SEEN not in flags for flags in dovecot.flags(imap_account).values())
 
 

@@ -209,6 +209,15 @@ def test_complaint_commands_refuse_what_is_missing_or_unknown() -> None:
     assert parse_commands("#final now").errors[0].startswith("#final takes nothing")
 
 
+def test_adr_keeps_its_entity_and_reference_within_what_the_record_holds() -> None:
+    entity = "E" * 200
+    assert parse_commands(f"#adr {entity} REF-1").commands[0].argument == f"{entity} REF-1"
+    [error] = parse_commands(f"#adr {entity}x REF-1").errors
+    assert error.startswith("#adr: the entity's name is 201 characters, at most 200")
+    [error] = parse_commands(f"#adr IBAS {'9' * 101}").errors
+    assert error.startswith("#adr: the case reference (the last word) is 101 characters")
+
+
 @pytest.mark.parametrize(
     "hostile",
     [

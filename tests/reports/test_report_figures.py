@@ -194,3 +194,20 @@ def test_an_acknowledgement_after_the_period_end_is_not_in_time_for_that_period(
     assert figures("2026-11-15", "2026-11-15") == (1, 0)
     assert figures("2026-11-16", "2026-11-16") == (1, 0)  # k 9, never acknowledged
     assert figures("2026-11-15", "2026-11-16") == (2, 1)
+
+
+def test_without_profile_the_report_takes_the_configured_one(
+        desk: tuple[Path, dict[str, int]], db_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cga", db_url,
+                          complaints={"profile": "cga", "adr_entity": "Fair Play Adjudication"})
+
+    def run(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(main, ["--config", str(config), "report", *PERIOD,
+                                           "--format", "json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert run()["regulator"]["profile"] == "cga"  # [complaints] profile
+    assert run("--profile", "ukgc")["regulator"]["profile"] == "ukgc"  # the option wins
+    assert "regulator" not in run("--profile", "none")
+

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -236,9 +237,11 @@ class DovecotServer:
         finally:
             _logout(client)
 
-    def append(self, account: Account, raw: bytes, folder: str = "INBOX") -> int:
+    def append(self, account: Account, raw: bytes, folder: str = "INBOX",
+               delivered_at: datetime | None = None) -> int:
+        """Put a mail in the folder; `delivered_at` becomes its INTERNALDATE."""
         with self.client(account) as client:
-            response = client.append(folder, raw)
+            response = client.append(folder, raw, msg_time=delivered_at)
         match = _APPENDUID.search(response)
         if match is None:
             raise self._error(f"APPEND answered without APPENDUID: {response!r}")

@@ -24,12 +24,13 @@ def mail(
     references: str | None = None,
     attachments: tuple[tuple[str, str, bytes], ...] = (),
     headers: dict[str, str] | None = None,
+    date: datetime = datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
 ) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id or make_msgid(domain="mail.test")
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
