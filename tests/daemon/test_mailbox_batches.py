@@ -36,7 +36,7 @@ def test_a_batch_is_split_by_size_and_every_mail_is_filed(db_url: str, tmp_path:
     many = ingestor.ingest_many
 
     def counting(batch):  # noqa: ANN001, ANN202 - the real call, with the group sizes noted
-        groups.append([len(raw) for raw, _source in batch])
+        groups.append([len(raw) for raw, *_ in batch])
         return many(batch)
 
     ingestor.ingest_many = counting  # type: ignore[method-assign]

@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from storage import db
+from storage.models import Complaint
 from tests.support.configs import write_config
 from tests.support.mails import PNG, mail
 
@@ -139,3 +143,24 @@ def test_mail_whose_sender_cannot_be_read_reaches_the_quarantine_never_processed
     assert len(dv.uids(account, "Quarantine")) == 3
     assert len(dv.uids(account, "Processed")) == 1
     assert dv.uids(account, "INBOX") == []
+
+
+def test_a_complaint_is_received_when_the_mailbox_got_it_not_when_read(
+        dovecot, db_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+    """The 8 weeks run from the IMAP server's INTERNALDATE: a daemon that was down for three
+    days does not give the desk three more."""
+    account = dovecot.new_account()
+    config = write_config(tmp_path, db_url, account, complaints={
+        "profile": "ukgc", "adr_entity": "Fair Play Adjudication"})
+    delivered = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    dovecot.append(account, mail(subject="Missing withdrawal", body="Still not paid."),
+                   delivered_at=delivered)
+    done = ticketd(config, "run", "--once")
+    assert done.returncode == 0, done.stderr
+    engine = db.make_engine(db_url)
+    try:
+        with db.session_factory(engine)() as session:
+            row = session.scalars(select(Complaint)).one()
+    finally:
+        engine.dispose()
+    assert row.received_at == delivered and row.final_due_at == delivered + timedelta(weeks=8)
