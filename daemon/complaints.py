@@ -63,8 +63,8 @@ def open_complaint(session: Session, profile: ComplaintProfile, ticket_id: int,
                          final_due_at=rules.iso(values["final_due_at"]))
 
 
-def pause_clock(session: Session, profile: ComplaintProfile, ticket_id: int,
-                      actor: str, now: datetime) -> bool:
+def pause_clock(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
+                now: datetime) -> bool:
     """The desk asked the player for information (#status pending): under a pausing profile
     the complaint's clock stands still until they answer (True when it paused)."""
     return _apply(session, ticket_id, "complaint_paused", actor,
@@ -72,7 +72,7 @@ def pause_clock(session: Session, profile: ComplaintProfile, ticket_id: int,
 
 
 def resume_clock(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
-                now: datetime) -> bool:
+                 now: datetime) -> bool:
     """The player wrote again, or the ticket no longer waits on them: a paused clock runs on,
     its deadline later by the pause (True when it was paused)."""
     return _apply(session, ticket_id, "complaint_resumed", actor,
