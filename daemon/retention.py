@@ -46,7 +46,7 @@ from storage import loops as loop_ledger
 from storage import retention as rules_db
 from storage.blobs import BlobStore
 from storage.crypto import DataKey, KeyProblem, blob_name
-from storage.locks import lock_for_transaction
+from storage.locks import lock_for_transaction, try_lock_for_transaction
 from storage.models import utcnow
 from storage.vault import KeyDestroyed, vault_of
 
@@ -406,8 +406,7 @@ class RetentionSweeper:
 
 
 LEDGER_PRUNE_EVERY = 600.0  # seconds between two prunes of the loop ledger by one daemon
-_PRUNE_LOCK = int.from_bytes(hashlib.sha256(b"ticketd loop ledger prune").digest()[:8], "big",
-                             signed=True)
+_PRUNE_LOCK = "ticketd loop ledger prune"
 
 
 def prune_loop_ledger(sessions: sessionmaker[Session], kept: timedelta,
@@ -417,8 +416,7 @@ def prune_loop_ledger(sessions: sessionmaker[Session], kept: timedelta,
     (a daemon that finds another at it skips this pass): the check of each mail only
     reads the ledger, so pruning never makes a mail wait."""
     with sessions.begin() as session:
-        if session.get_bind().dialect.name == "postgresql" and not session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PRUNE_LOCK}):
+        if not try_lock_for_transaction(session, _PRUNE_LOCK):
             return 0
         return loop_ledger.prune(session, (now or utcnow()) - kept)
 

@@ -13,7 +13,7 @@ import hashlib
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["lock_key", "lock_for_transaction"]
+__all__ = ["lock_key", "lock_for_transaction", "try_lock_for_transaction"]
 
 
 def lock_key(name: str) -> int:
@@ -26,3 +26,12 @@ def lock_for_transaction(session: Session, name: str) -> None:
     (PostgreSQL); nothing on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
+
+
+def try_lock_for_transaction(session: Session, name: str) -> bool:
+    """Take the lock called `name` until the caller's transaction ends if nobody holds it
+    (True), or leave it to its holder (False); always True on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                               {"k": lock_key(name)}))
