@@ -121,11 +121,11 @@ class _Vocabulary:
 
 
 _UKRAINIAN = _Vocabulary("uk", frozenset("""
-    що це як але або чому ви мене можу вже ще чи й тут негайно ласка дякую
+    що це як але або чому ви мене можу вже ще чи й негайно ласка дякую
     дякуємо отримав отримала отримати отримую отримали рахунок рахунку рахунком виграш
     виграшу виплату виплата виплати виплату скасували скасуйте скасовано закрийте
     заблокуйте поверніть надішліть допоможіть досі тиждень тижні тижня днів гривень
-    добрий доброго чекаю зупинити зупинитися увійти вивести вивели додаю
+    добрий чекаю зупинити зупинитися увійти вивести вивели додаю
 """.split()),
     # виведення, скасування (Russian: -ние); анулювали, спрацював (Russian: -овали, -овал)
     re.compile(r"\wння\w?$|\wнням$|ювал[аи]?$|ював$|ювати$"), _NOT_UKRAINIAN)
@@ -199,7 +199,9 @@ def _by_letters(view: str, languages: tuple[str, ...]) -> str | None:
         uzbek = not letters & _KAZAKH_NOT_UZBEK and _UZBEK.hits(_WORD.findall(view))
         if (found := "uz" if uzbek else "kk") in languages:
             return found
-    if "uk" in languages and (_UKRAINIAN_APOSTROPHE.search(view) or _UKRAINIAN_I in letters):
+    # Russian typed without ъ (об'ясните) has the apostrophe, never і; ы э ъ ё rule both out.
+    if "uk" in languages and not letters & _NOT_UKRAINIAN and (
+            _UKRAINIAN_APOSTROPHE.search(view) or _UKRAINIAN_I in letters):
         return "kk" if "kk" in languages and _KAZAKH.hits(_WORD.findall(view)) else "uk"
     if "az" in languages and letters & _NOT_TURKISH and letters & _TURKIC_ONLY:
         return "az"

@@ -120,3 +120,14 @@ def test_letters_only_one_desk_language_writes_decide() -> None:
     assert detect("поверніть гроші, будь ласка, ї") == "uk"
     assert detect("pulimni qaytaring, iltimos, to'g'ri emas") == "uz"
     assert detect("I don't know why the dog's bet was voided") == "en"
+
+
+@pytest.mark.parametrize("text", [
+    "Тут ничего не работает",
+    "Доброго дня! Деньги не пришли, тут уже неделя",
+    "Верните деньги, тут обман",
+    "Об'ясните, почему мой выигрыш не выплачен",  # an apostrophe typed for ъ
+    "Мой выигрыш не пришёл, прошу об'яснить",
+])
+def test_russian_with_words_or_an_apostrophe_ukrainian_also_has_is_russian(text: str) -> None:
+    assert detect(text) == "ru"
