@@ -91,12 +91,14 @@ def stop(session: Session, ticket_id: int, now: datetime) -> bool:
 
 
 def resume(session: Session, ticket_id: int) -> bool:
-    """A person acted: the flag goes and the ticket's count starts again."""
+    """A person acted: the flag goes and the ticket's count starts again. The rows stay
+    for the counts per address (acknowledgements, quick answers): they leave the ticket."""
     done = session.execute(update(Ticket).where(Ticket.id == ticket_id,
                                                 Ticket.loop_stopped_at.is_not(None))
                            .values(loop_stopped_at=None))
     if done.rowcount:
-        session.execute(delete(_AUTO).where(_AUTO.c.ticket_id == ticket_id))
+        session.execute(update(_AUTO).where(_AUTO.c.ticket_id == ticket_id)
+                        .values(ticket_id=None))
     return bool(done.rowcount)
 
 

@@ -269,6 +269,11 @@ def test_a_runaway_ticket_stops_with_one_summary_until_an_agent_acts(
     assert len(events(ingestor, "loop_resumed")) == 1
     with ingestor.sessions() as session:
         assert session.scalar(select(Ticket.loop_stopped_at)) is None
+        # The ticket's count starts again; the player's acknowledgement still counts
+        # against their address (the acknowledgement limit is per address).
+        acks = session.execute(select(AutoMail.address, AutoMail.ticket_id)
+                               .where(AutoMail.kind == "ack")).all()
+    assert [(a, t) for a, t in acks] == [("player@mail.test", None)]
 
 
 def test_a_busy_team_mailbox_over_its_daily_count_stops_no_ticket(
