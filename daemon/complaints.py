@@ -312,6 +312,9 @@ class _Guard:
         if row is None or row.next_action_at is None or row.next_action_at > self.now:
             return None
         ticket = records.guard_facts(self.session, row.ticket_id)
+        if ticket.erased:  # a clock moved after the erasure (a resume, an extension) owes
+            row.next_action_at = None  # no letter to an address that is gone
+            return None
         later, done = None, []
         if row.state == "complaint" and row.final_due_at is not None:
             step = rules.plan(facts(row), self.identity.complaints, self.now)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Complaint, Contact, Ticket
+from storage.models import Complaint, Contact, Erasure, Ticket
 
 __all__ = ["GuardFacts", "advance", "by_reference", "due_complaints", "for_ticket",
            "guard_facts", "insert_complaint", "lock", "mark_enquiry_reminded", "move",
@@ -143,6 +143,7 @@ class GuardFacts:
     assignee: str | None
     player: str
     player_name: str
+    erased: bool = False  # the player's data was erased: nobody is left to write to
 
 
 def guard_facts(session: Session, ticket_id: int) -> GuardFacts:
@@ -150,5 +151,7 @@ def guard_facts(session: Session, ticket_id: int) -> GuardFacts:
     assert ticket is not None
     player = session.get(Contact, ticket.requester_id)
     assert player is not None
+    erased = session.scalar(select(Erasure.id).where(Erasure.contact_id == player.id)
+                            .limit(1)) is not None
     return GuardFacts(ticket.number, ticket.subject, ticket.language, ticket.assignee,
-                      player.address, player.name or "")
+                      player.address, player.name or "", erased)

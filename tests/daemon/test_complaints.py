@@ -565,3 +565,23 @@ def test_an_adr_entity_longer_than_the_record_keeps_is_refused_with_a_reply(
     assert refused.recipients == ["anna@casino.test"]
     assert "at most 200" in text_of(refused.raw)
     assert events(ingestor, "adr_referral") == [] and record(ingestor).state == "final"
+
+
+def test_a_complaint_clock_moved_after_the_erasure_sends_no_letter(db_url: str,
+                                                                     tmp_path: Path) -> None:
+    """Erasure stops the guard; a later command that moves the clock again (a resume, an
+    extension) must not make it write to the erased player's tombstone address."""
+    from storage.erasure import erase
+
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    complain(ingestor)
+    with ingestor.sessions.begin() as session:
+        erase(session, BlobStore(tmp_path), "player@mail.test", "dpo@casino.test")
+    assert record(ingestor).next_action_at is None  # the erasure stopped the guard
+    with ingestor.sessions.begin() as session:  # as a resume after the erasure would
+        session.get(Complaint, record(ingestor).id).next_action_at = start + 8 * WEEK
+    assert monitor_at(ingestor, identity, 9 * WEEK, start) == []
+    assert outbox(ingestor, "complaint_letter") == []
+    assert record(ingestor).next_action_at is None
