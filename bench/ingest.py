@@ -12,6 +12,7 @@ Usage: python bench/ingest.py [--count 5000] [--pg-url URL] [--from imap|files]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -29,7 +31,7 @@ PG_DEFAULT = os.environ.get("TICKETD_TEST_PG_URL", "postgresql+psycopg://postgre
 
 
 def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap",
-          encrypt: bool = False, sqlcipher: bool = False) -> dict:
+          encrypt: bool = False, sqlcipher: bool = False, profile: int = 0) -> dict:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -56,8 +58,9 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
     # database in clear (the cost of sealing files alone).
     engine = db.make_engine(url, masters=masters if sqlcipher else None)
     db.upgrade(engine)
+    statements = _count_statements(engine)
     keys = (b"bench-key-0123456789abcdef012345",)
-    identity = Identity("support@casino.test", "Casino Support", keys, Templates())
+    identity = Identity("support@casino.test", "Casino Support", keys, Templates(frozen=True))
     ack = AckPolicy(identity, per_address_10min=10**9, per_address_day=10**9)
     policy = IngestPolicy(support_addresses=frozenset({"support@casino.test"}), keys=keys,
                           ack=ack if acks else None)
@@ -99,8 +102,10 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
                               username=account.username, password=account.password)
             imap.connect()
             runner = MailboxRunner(imap, ingestor, sessions, name="bench", on_result=tally)
+            statements.clear()
             cpu0, t0 = time.process_time(), time.perf_counter()
-            runner.drain()
+            with _profiled(profile):
+                runner.drain()
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             imap.close()
         finally:
@@ -114,12 +119,15 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
             (spool / f"{i:07d}.eml").write_bytes(raw)
             size += len(raw)
         paths = sorted(spool.iterdir())
+        statements.clear()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        for start in range(0, len(paths), BATCH):
-            batch = [(path.read_bytes(), path.name) for path in paths[start:start + BATCH]]
-            for result in ingestor.ingest_many(batch):
-                tally(result, 0.0)
+        with _profiled(profile):
+            for start in range(0, len(paths), BATCH):
+                batch = [(path.read_bytes(), path.name) for path in paths[start:start + BATCH]]
+                for result in ingestor.ingest_many(batch):
+                    tally(result, 0.0)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    executed = len(statements)
     sql_ms = _searches_ms(sessions)
     engine.dispose()
     if admin is not None:
@@ -128,8 +136,37 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
     return {
         "backend": backend, "from": source, "acks": "yes" if acks else "no", "count": count, "mb": size / 2**20, "wall": wall, "cpu": cpu,
         "rate": count / wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "outcomes": outcomes, "search_ms": sql_ms,
+        "outcomes": outcomes, "search_ms": sql_ms, "statements_per_mail": executed / count,
     }
+
+
+def _count_statements(engine) -> list[None]:  # noqa: ANN001
+    """A list that grows by one per statement sent to the database (an executemany is one)."""
+    from sqlalchemy import event
+
+    sent: list[None] = []
+    event.listen(engine, "before_cursor_execute", lambda *_: sent.append(None))
+    return sent
+
+
+@contextlib.contextmanager
+def _profiled(top: int) -> Iterator[None]:
+    """With `top`, the timed part runs under cProfile and its `top` entries by cumulative
+    and by own time go to stderr (the figures then include the profiler's cost)."""
+    if not top:
+        yield
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        for order in ("cumulative", "tottime"):
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(top)
 
 
 def _masters():  # noqa: ANN202
@@ -156,12 +193,15 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--pg-url", default=PG_DEFAULT)
     ap.add_argument("--from", dest="source", choices=("imap", "files", "both"), default="both")
+    ap.add_argument("--profile", type=int, default=0, metavar="TOP",
+                    help="with --child: profile the timed part, print the TOP entries to stderr")
     ap.add_argument("--child", nargs=4, metavar=("BACKEND", "COUNT", "ACKS", "FROM"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         backend, count, acks, source = args.child
-        print(json.dumps(child(backend, int(count), args.pg_url, acks == "1", source)))
+        print(json.dumps(child(backend, int(count), args.pg_url, acks == "1", source,
+                               profile=args.profile)))
         return
     sources = ("imap", "files") if args.source == "both" else (args.source,)
     # Memory must stay flat as the backlog grows: compare the 1/5 backlog with the whole.
@@ -170,14 +210,15 @@ def main() -> None:
         ("sqlite", args.count, True), ("postgresql", args.count, False),
         ("postgresql", args.count, True))]
     print(f"{'from':<5} {'backend':<11} {'acks':>4} {'mails':>6} {'MB':>6} {'wall s':>7} "
-          f"{'cpu s':>7} {'mails/s':>8} {'peak RSS MB':>11}  outcomes")
+          f"{'cpu s':>7} {'mails/s':>8} {'SQL/mail':>8} {'peak RSS MB':>11}  outcomes")
     for source, backend, count, acks in runs:
         out = subprocess.run([sys.executable, __file__, "--child", backend, str(count),
                               "1" if acks else "0", source, "--pg-url", args.pg_url],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['from']:<5} {r['backend']:<11} {r['acks']:>4} {r['count']:>6} {r['mb']:>6.1f} "
-              f"{r['wall']:>7.2f} {r['cpu']:>7.2f} {r['rate']:>8.0f} {r['rss_mb']:>11.0f}  "
+              f"{r['wall']:>7.2f} {r['cpu']:>7.2f} {r['rate']:>8.0f} {r['statements_per_mail']:>8.1f} "
+              f"{r['rss_mb']:>11.0f}  "
               f"{r['outcomes']}")
 
 

@@ -7,9 +7,13 @@ leaves an unreferenced file, never a reference to a missing one.
 
 Ingest writes a whole batch of mails through one `BlobBatch`: each file is
 compressed, written and flushed to its temporary name by a small pool of
-threads while the ingest thread goes on parsing and storing (zlib and fsync
-release the GIL), and all are renamed (and their directories flushed) together
-just before the batch's transaction commits. Temporary files live in one
+threads while the ingest thread goes on parsing and storing (zlib releases the
+GIL), and all are renamed together just before the batch's transaction commits.
+Where the system has syncfs(2) (Linux), a batch costs two flushes of the store's
+filesystem whatever its size: one for every file's content before any is named,
+one for the names before the transaction commits (a name never reaches the disk
+ahead of its content). Elsewhere each file and each directory is flushed on its
+own, as fsync(2) allows. Temporary files live in one
 staging folder on the same filesystem (a rename from there is atomic), so that
 what a killed process left behind is found and swept without walking the store.
 
@@ -21,6 +25,8 @@ sha256, as before encryption at rest existed.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gzip
 import hashlib
 import os
@@ -36,6 +42,21 @@ from storage.crypto import DataKey, blob_name, open_sealed, seal
 WRITERS = 2  # threads that compress and flush files beside the ingest thread
 STAGING = ".staging"  # temporary files, under the store's root
 STALE_AFTER = 3600.0  # seconds: no batch is ever written for this long
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(fd), or None where there is none (not Linux, no libc to load)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    return syncfs
+
+
+_SYNCFS = _load_syncfs()
 
 
 class BlobStore:
@@ -133,6 +154,23 @@ class BlobStore:
                 self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="blob-writer")
         return self._pool.submit(work)
 
+    @property
+    def flushes_per_batch(self) -> bool:
+        """True: a batch is made durable by two flushes of the whole filesystem (syncfs)
+        instead of one fsync per file and per directory."""
+        return self.fsync and _SYNCFS is not None
+
+    def flush_filesystem(self) -> None:
+        """Everything written to the store's filesystem so far, on disk (syncfs(2))."""
+        assert _SYNCFS is not None
+        fd = os.open(self.staging, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
     def _directory(self, directory: Path) -> None:
         if directory not in self._made:
             directory.mkdir(parents=True, exist_ok=True)
@@ -194,12 +232,19 @@ class BlobBatch:
         if failed:
             self.discard()
             raise failed[0]  # type: ignore[misc]
+        if not self._pending:
+            return
+        per_batch = self.store.flushes_per_batch
+        if per_batch:  # content first: a name must never reach the disk before its bytes
+            self.store.flush_filesystem()
         directories = set()
         for path, written in self._pending.items():
             os.replace(written.result(), path)
             directories.add(path.parent)
         self._pending.clear()
-        if self.store.fsync:
+        if per_batch:
+            self.store.flush_filesystem()
+        elif self.store.fsync:
             for directory in directories:
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
                 try:
@@ -228,7 +273,7 @@ class BlobBatch:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content())
-                if self.store.fsync:
+                if self.store.fsync and not self.store.flushes_per_batch:
                     fh.flush()
                     os.fsync(fh.fileno())
         except BaseException:

@@ -94,6 +94,27 @@ def test_a_batch_names_its_files_only_when_published(tmp_path) -> None:
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
+@pytest.mark.parametrize("syncfs", [True, False], ids=["one flush per batch", "fsync per file"])
+def test_a_durable_batch_names_every_file_with_its_content(tmp_path, monkeypatch, syncfs) -> None:
+    """With syncfs(2) a batch is flushed twice whatever its size; without it (not Linux),
+    each file and directory on its own: either way every file is named, whole."""
+    from storage import blobs
+
+    if syncfs and blobs._SYNCFS is None:
+        pytest.skip("no syncfs(2) on this system")
+    if not syncfs:
+        monkeypatch.setattr(blobs, "_SYNCFS", None)
+    store = BlobStore(tmp_path)
+    assert store.flushes_per_batch is syncfs
+    payloads = [bytes([n]) * (n + 1) * 1000 for n in range(20)]
+    with store.batch() as batch:
+        digests = [batch.put_attachment(p) for p in payloads]
+        raw = batch.put_raw(b"From: a@b\r\n\r\nhi")
+    assert [store.get_attachment(d) for d in digests] == payloads
+    assert store.get_raw(raw) == b"From: a@b\r\n\r\nhi"
+    assert not list(store.staging.iterdir())
+
+
 def test_temporary_files_left_by_a_killed_process_are_swept_by_age(tmp_path) -> None:
     import os
     import time
