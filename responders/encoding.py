@@ -26,24 +26,25 @@ _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 
 
 def encoded_words(text: str) -> list[str]:
-    """``text`` as UTF-8 "B" encoded words, cut between characters, never inside one."""
+    """``text`` as UTF-8 "B" encoded words, cut between characters, never inside one.
+
+    Cut in the encoded bytes: a cut that would fall on a UTF-8 continuation byte
+    (10xxxxxx) moves back to the start of its character.
+    """
+    data = text.encode("utf-8")
     words: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    for char in text:
-        width = len(char.encode("utf-8"))
-        if size + width > _WORD_BYTES:
-            words.append(_b_word("".join(chunk)))
-            chunk, size = [], 0
-        chunk.append(char)
-        size += width
-    if chunk:
-        words.append(_b_word("".join(chunk)))
+    start, end = 0, len(data)
+    while start < end:
+        cut = min(start + _WORD_BYTES, end)
+        while cut < end and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+        words.append(_b_word(data[start:cut]))
+        start = cut
     return words
 
 
-def _b_word(text: str) -> str:
-    return "=?utf-8?b?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
+def _b_word(data: bytes) -> str:
+    return "=?utf-8?b?" + base64.b64encode(data).decode("ascii") + "?="
 
 
 def _is_plain(word: str) -> bool:
