@@ -72,7 +72,7 @@ from storage.blobs import BlobBatch, BlobStore
 from storage.crypto import DataKey, KeyProblem
 from storage.db import vault_of_factory
 from storage.models import Ticket, utcnow
-from storage.queries import TicketFacts
+from storage.queries import TicketFacts, TicketSummary
 
 log = logging.getLogger(__name__)
 RESPONDER_SIGN = "responder: "  # why a mail without Auto-Submitted is taken for a machine's
@@ -185,7 +185,8 @@ class Ingestor:
                 with self.sessions.begin() as session:
                     if self.vault is not None:
                         self._seal(session, arrivals, files)
-                    results = [self._settle(session, arrival) for arrival in arrivals]
+                    known = _Known.of(session, arrivals)
+                    results = [self._settle(session, arrival, known) for arrival in arrivals]
                     files.publish()  # named on disk before the rows that refer to them commit
         except TemporaryFailure:
             raise
@@ -295,9 +296,13 @@ class Ingestor:
         requester = session.get(Ticket, named.id).requester_id if named is not None else None
         return requester if requester is not None else sender
 
-    def _settle(self, session: Session, arrival: _Arrival) -> IngestResult:
+    def _settle(self, session: Session, arrival: _Arrival,
+                batch: _Known | None = None) -> IngestResult:
         """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
-        known = _stored_before(session, arrival.key) or _copy_stored_before(session, arrival)
+        if batch is not None:
+            known = batch.before(session, arrival)
+        else:
+            known = _stored_before(session, arrival.key) or _copy_stored_before(session, arrival)
         releasing = bool(known and arrival.released and known.outcome == "spam")
         if known and not releasing:
             return known
@@ -368,6 +373,7 @@ class Ingestor:
             queries.insert_ingest_record(session, outcome="ignored", reason=reason, **record)
             queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
             return IngestResult(key, "ignored", reason)
+        opened: TicketSummary | None = None  # a new ticket's, as the acknowledgement needs it
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
@@ -375,8 +381,8 @@ class Ingestor:
                 self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
         else:
             received = complaint_rules.received_moment(delivered_at, mail.date, utcnow())
-            ticket_id, number = self._open_ticket(session, mail, decision, received,
-                                                  complaint=not adr)
+            opened = self._open_ticket(session, mail, decision, received, complaint=not adr)
+            ticket_id, number = opened.id, opened.number
         if adr:
             complaints.adr_enquiry(session, self.policy.complaints, ticket_id, mail.sender.addr,
                                    utcnow())
@@ -421,9 +427,8 @@ class Ingestor:
             forwarded = replace(mail, attachments=screening.forwardable(mail.attachments))
             route_and_notify(session, self.policy.team, ticket_id, forwarded, visible,
                              "new" if outcome == "ticket" else "follow_up")
-        if outcome == "ticket" and self.policy.ack is not None and not automated:
-            ticket = queries.ticket_summary(session, ticket_id)
-            acknowledge(session, self.policy.ack, ticket, screening.received(mail),
+        if opened is not None and self.policy.ack is not None and not automated:
+            acknowledge(session, self.policy.ack, opened, screening.received(mail),
                         refused=tuple(r.filename for r in screening.refused))
         return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
 
@@ -612,14 +617,14 @@ class Ingestor:
         return found[0] if found else None
 
     def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision,
-                     received_at: datetime, *, complaint: bool = True) -> tuple[int, int]:
+                     received_at: datetime, *, complaint: bool = True) -> TicketSummary:
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
         detected = detect_language(mail.subject, mail.text, self.policy.languages)
-        requester = queries.contact_id(session, mail.sender.addr, mail.sender.name[:200], detected)
         # The player's language, else the one they wrote in before, else the brand's.
-        language = (queries.contact_language(session, requester, detected)
-                    or self.policy.default_language)
+        requester, remembered = queries.requester(session, mail.sender.addr,
+                                                  mail.sender.name[:200], detected)
+        language = remembered or self.policy.default_language
         linked = decision.ticket
         ticket_id, number = queries.insert_ticket(
             session,
@@ -645,7 +650,7 @@ class Ingestor:
                                  linked_ticket=linked.number, reason=decision.reason)
         queue_event(session, self.policy.webhooks, TICKET_CREATED, ticket_id,
                     data={"language": language})
-        return ticket_id, number
+        return TicketSummary(ticket_id, number, found.category, found.priority, language)
 
     def _screen(self, mail: InboundMail, released: bool) -> Screening:
         """Our MTA's spam verdict, then clamd's on each attachment (not for spam: it is
@@ -701,6 +706,48 @@ def _write_files(arrival: _Arrival, files: BlobBatch, key: DataKey | None) -> No
                 files.put_attachment(part.payload, part.sha256, key)
     if arrival.raw:
         files.put_raw(arrival.raw, key)
+
+
+@dataclass
+class _Known:
+    """What the mails of a batch were ingested as before, read in one statement when the
+    batch's transaction begins. A mail whose key or content an earlier mail of the same
+    batch had is looked up again (`_stored_before`, `_copy_stored_before`): what that mail
+    wrote is in the transaction, not in the first read."""
+
+    by_key: dict[str, tuple[str, str, int | None]]
+    by_content: dict[str, tuple[str, str, int | None]]  # the first mail stored with it
+    seen: set[str] = field(default_factory=set)  # keys and contents of the batch so far
+
+    @classmethod
+    def of(cls, session: Session, arrivals: Sequence[_Arrival]) -> _Known:
+        keys = [a.key for a in arrivals]
+        contents = [a.content for a in arrivals if a.content is not None]
+        by_key: dict[str, tuple[str, str, int | None]] = {}
+        by_content: dict[str, tuple[str, str, int | None]] = {}
+        for key, content, outcome, reason, number in queries.ingested_among(session, keys, contents):
+            by_key[key] = (outcome, reason, number)
+            if content is not None:
+                by_content.setdefault(content, (outcome, reason, number))
+        return cls(by_key, by_content)
+
+    def before(self, session: Session, arrival: _Arrival) -> IngestResult | None:
+        """As `_stored_before` or else `_copy_stored_before` would answer for `arrival`."""
+        again = arrival.key in self.seen or arrival.content in self.seen
+        self.seen.add(arrival.key)
+        if arrival.content is not None:
+            self.seen.add(arrival.content)
+        if again:
+            return _stored_before(session, arrival.key) or _copy_stored_before(session, arrival)
+        if arrival.key in self.by_key:
+            outcome, reason, number = self.by_key[arrival.key]
+            return IngestResult(arrival.key, outcome, reason, number,  # type: ignore[arg-type]
+                                duplicate=True)
+        if arrival.content is None or arrival.released or arrival.content not in self.by_content:
+            return None
+        outcome, reason, number = self.by_content[arrival.content]
+        return IngestResult(arrival.key, outcome, reason or "a copy of a stored mail",  # type: ignore[arg-type]
+                            number, duplicate=True)
 
 
 def _stored_before(session: Session, key: str) -> IngestResult | None:

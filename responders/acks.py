@@ -91,11 +91,11 @@ def _forwarded_report(mail: InboundMail) -> str:
 def _withheld(session: Session, policy: AckPolicy, address: str) -> str:
     if not policy.identity.keys:
         return "no signing key configured ([security] secret_file)"
-    if queries.contact_bouncing(session, address):
-        return "the address is bouncing"
     now = utcnow()
-    recent = loop_counts.count_kind(session, address, ACK_KIND, now - timedelta(minutes=10))
-    daily = loop_counts.count_kind(session, address, ACK_KIND, now - ACK_WINDOW)
+    bouncing, recent, daily = loop_counts.standing(
+        session, address, ACK_KIND, now - timedelta(minutes=10), now - ACK_WINDOW)
+    if bouncing:
+        return "the address is bouncing"
     if recent >= policy.per_address_10min:
         return f"rate limit: {recent} automatic mails to this address in 10 minutes"
     if daily >= policy.per_address_day:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Complaint, Contact, Erasure, Ticket
@@ -43,14 +44,19 @@ _ADVANCE = (
 )
 
 
+# One statement (ingest opens a complaint with every ticket): a ticket that already has
+# its complaint (ticket_id is unique) gets no row back, and nothing is written.
+_INSERT = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(_T)
+    .on_conflict_do_nothing(index_elements=["ticket_id"]).returning(_C.id)
+    for dialect in (postgresql, sqlite)
+}
+
+
 def insert_complaint(session: Session, ticket_id: int, values: dict[str, Any]) -> int | None:
     """The complaint of a ticket; None (nothing written) when it already has one."""
-    if session.scalar(select(_C.id).where(_C.ticket_id == ticket_id)) is not None:
-        return None
-    row = Complaint(ticket_id=ticket_id, **values)
-    session.add(row)
-    session.flush()
-    return row.id
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    return session.execute(_INSERT[dialect], {**values, "ticket_id": ticket_id}).scalar()
 
 
 def for_ticket(session: Session, ticket_id: int) -> Complaint | None:

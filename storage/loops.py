@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import ScalarSelect, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import AutoMail, Message, OutboxMessage, Ticket, utcnow
+from storage.models import AutoMail, Contact, Message, OutboxMessage, Ticket, utcnow
 
 _AUTO = AutoMail.__table__
 _INSERT = insert(_AUTO)
@@ -61,6 +61,20 @@ def count_kind(session: Session, address: str, kind: str, since: datetime) -> in
     return int(session.scalar(select(func.count()).select_from(_AUTO).where(
         _AUTO.c.address == address.lower(), _AUTO.c.created_at >= since,
         _AUTO.c.kind == kind)) or 0)
+
+
+def standing(session: Session, address: str, kind: str, short_since: datetime,
+             long_since: datetime) -> tuple[bool, int, int]:
+    """Whether the address is bouncing, and its rows of one kind since `short_since` and
+    since `long_since`, in one statement: what every acknowledgement asks."""
+    counts = (select(func.count().filter(_AUTO.c.created_at >= short_since), func.count())
+              .select_from(_AUTO)
+              .where(_AUTO.c.address == address.lower(), _AUTO.c.created_at >= long_since,
+                     _AUTO.c.kind == kind)
+              .subquery())
+    bouncing = select(Contact.bouncing).where(Contact.address == address).scalar_subquery()
+    row = session.execute(select(bouncing, *counts.c)).one()
+    return bool(row[0]), int(row[1] or 0), int(row[2] or 0)
 
 
 def record(session: Session, ticket_id: int | None, addresses: Sequence[str], kind: str,

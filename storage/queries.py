@@ -56,6 +56,25 @@ _NEW_CONTACT = {
 }
 
 
+_INGESTED_AMONG = (
+    select(IngestRecord.ingest_key, IngestRecord.content_sha256, IngestRecord.outcome,
+           IngestRecord.reason, Ticket.number)
+    .outerjoin(Ticket, Ticket.id == IngestRecord.ticket_id)
+    .where(IngestRecord.ingest_key.in_(bindparam("keys", expanding=True))
+           | IngestRecord.content_sha256.in_(bindparam("contents", expanding=True)))
+    .order_by(IngestRecord.id)
+)
+
+
+def ingested_among(session: Session, keys: Sequence[str], contents: Sequence[str],
+                   ) -> list[tuple[str, str | None, str, str, int | None]]:
+    """(ingest key, content digest, outcome, reason, ticket number) of every mail already
+    ingested under one of `keys` or with one of `contents`, oldest first: a batch's
+    `ingested_outcome` and `ingested_copy` in one statement."""
+    rows = session.execute(_INGESTED_AMONG, {"keys": list(keys), "contents": list(contents)})
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
 def ingested_outcome(session: Session, key: str) -> tuple[str, str, int | None] | None:
     """(outcome, reason, ticket number) of a mail already ingested under this key."""
     row = session.execute(_INGESTED, {"key": key}).first()
@@ -79,6 +98,27 @@ def contact_id(session: Session, address: str, name: str = "", language: str | N
         found = session.scalar(_CONTACT_ID, {"address": values["address"]})
     assert found is not None
     return found
+
+
+_REQUESTER = {
+    dialect.__name__.rpartition(".")[2]: (lambda stmt: stmt.on_conflict_do_update(
+        index_elements=["address"],
+        set_={"language": func.coalesce(stmt.excluded.language, Contact.__table__.c.language)},
+    ).returning(Contact.__table__.c.id, Contact.__table__.c.language))(
+        dialect.insert(Contact.__table__).values(
+            address=bindparam("address"), name=bindparam("name"), language=bindparam("language"),
+            bouncing=False, created_at=bindparam("now")))
+    for dialect in (postgresql, sqlite)
+}
+
+
+def requester(session: Session, address: str, name: str, detected: str | None) -> tuple[int, str | None]:
+    """The contact of a new ticket's sender, created when new, in one statement:
+    (its id, the language to write to it in) as `contact_id` then `contact_language` give."""
+    values = _no_nul({"address": address, "name": name, "language": detected, "now": utcnow()})
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    row = session.execute(_REQUESTER[dialect], values).one()
+    return row[0], row[1]
 
 
 def contact_language(session: Session, contact: int, detected: str | None) -> str | None:
