@@ -705,7 +705,7 @@ def _write_files(arrival: _Arrival, files: BlobBatch, key: DataKey | None) -> No
             else:
                 files.put_attachment(part.payload, part.sha256, key)
     if arrival.raw:
-        files.put_raw(arrival.raw, key)
+        files.put_raw(arrival.raw, key, arrival.digest)
 
 
 @dataclass

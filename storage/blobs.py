@@ -148,7 +148,7 @@ class BlobStore:
                 pass
         return removed
 
-    def _submit(self, work: Callable[[], str]) -> Future[str]:
+    def _submit(self, work: Callable[[], str | None]) -> Future[str | None]:
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="blob-writer")
@@ -188,7 +188,8 @@ class BlobBatch:
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self._pending: dict[Path, Future[str]] = {}  # final name -> its temporary name
+        # final name -> its temporary name; None: the name was there already
+        self._pending: dict[Path, Future[str | None]] = {}
 
     def __enter__(self) -> BlobBatch:
         return self
@@ -199,10 +200,11 @@ class BlobBatch:
         else:
             self.discard()
 
-    def put_raw(self, raw: bytes, key: DataKey | None = None) -> str:
-        digest = hashlib.sha256(raw).hexdigest()
+    def put_raw(self, raw: bytes, key: DataKey | None = None, digest: str | None = None) -> str:
+        """`digest`: the sha256 of `raw` when the caller has it already."""
+        digest = digest or hashlib.sha256(raw).hexdigest()
         path = self.store.raw_path(digest, key)
-        if path not in self._pending and not path.exists():
+        if path not in self._pending:
             self._write(path, lambda: _sealed(gzip.compress(raw, compresslevel=1, mtime=0),
                                               key, path))
         return digest
@@ -211,7 +213,7 @@ class BlobBatch:
                        key: DataKey | None = None) -> str:
         digest = digest or hashlib.sha256(payload).hexdigest()
         path = self.store.attachment_path(digest, key)
-        if path not in self._pending and not path.exists():
+        if path not in self._pending:
             self._write(path, lambda: _sealed(payload, key, path))
         return digest
 
@@ -219,7 +221,7 @@ class BlobBatch:
                         key: DataKey | None = None) -> str:
         digest = digest or hashlib.sha256(payload).hexdigest()
         path = self.store.quarantine_path(digest, key)
-        if path not in self._pending and not path.exists():
+        if path not in self._pending:
             self._write(path, lambda: _sealed(gzip.compress(payload, compresslevel=1, mtime=0),
                                               key, path))
         return digest
@@ -239,8 +241,10 @@ class BlobBatch:
             self.store.flush_filesystem()
         directories = set()
         for path, written in self._pending.items():
-            os.replace(written.result(), path)
-            directories.add(path.parent)
+            temporary = written.result()
+            if temporary is not None:
+                os.replace(temporary, path)
+                directories.add(path.parent)
         self._pending.clear()
         if per_batch:
             self.store.flush_filesystem()
@@ -255,7 +259,7 @@ class BlobBatch:
     def discard(self) -> None:
         wait(self._pending.values())
         for written in self._pending.values():
-            if written.exception() is None:
+            if written.exception() is None and written.result() is not None:
                 try:
                     os.unlink(written.result())
                 except FileNotFoundError:
@@ -263,12 +267,16 @@ class BlobBatch:
         self._pending.clear()
 
     def _write(self, path: Path, content: Callable[[], bytes]) -> None:
-        self.store._directory(path.parent)
         self.store._directory(self.store.staging)
-        self._pending[path] = self.store._submit(lambda: self._write_temp(content))
+        self._pending[path] = self.store._submit(lambda: self._write_temp(path, content))
 
-    def _write_temp(self, content: Callable[[], bytes]) -> str:
-        """In a writer thread: the content in a new temporary file, flushed; its name."""
+    def _write_temp(self, path: Path, content: Callable[[], bytes]) -> str | None:
+        """In a writer thread (its look-ups and directories too, off the ingest thread): the
+        content in a new temporary file, flushed unless the batch is flushed whole; its name.
+        None when `path` is there already: content-addressed, it holds the same bytes."""
+        if path.exists():
+            return None
+        self.store._directory(path.parent)
         fd, tmp = tempfile.mkstemp(dir=self.store.staging, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
