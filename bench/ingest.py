@@ -217,7 +217,8 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['from']:<5} {r['backend']:<11} {r['acks']:>4} {r['count']:>6} {r['mb']:>6.1f} "
-              f"{r['wall']:>7.2f} {r['cpu']:>7.2f} {r['rate']:>8.0f} {r['statements_per_mail']:>8.1f} "
+              f"{r['wall']:>7.2f} {r['cpu']:>7.2f} {r['rate']:>8.0f} "
+              f"{r['statements_per_mail']:>8.1f} "
               f"{r['rss_mb']:>11.0f}  "
               f"{r['outcomes']}")
 

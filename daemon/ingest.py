@@ -725,7 +725,8 @@ class _Known:
         contents = [a.content for a in arrivals if a.content is not None]
         by_key: dict[str, tuple[str, str, int | None]] = {}
         by_content: dict[str, tuple[str, str, int | None]] = {}
-        for key, content, outcome, reason, number in queries.ingested_among(session, keys, contents):
+        rows = queries.ingested_among(session, keys, contents)
+        for key, content, outcome, reason, number in rows:
             by_key[key] = (outcome, reason, number)
             if content is not None:
                 by_content.setdefault(content, (outcome, reason, number))
@@ -746,8 +747,9 @@ class _Known:
         if arrival.content is None or arrival.released or arrival.content not in self.by_content:
             return None
         outcome, reason, number = self.by_content[arrival.content]
-        return IngestResult(arrival.key, outcome, reason or "a copy of a stored mail",  # type: ignore[arg-type]
-                            number, duplicate=True)
+        reason = reason or "a copy of a stored mail"
+        return IngestResult(arrival.key, outcome, reason, number,  # type: ignore[arg-type]
+                            duplicate=True)
 
 
 def _stored_before(session: Session, key: str) -> IngestResult | None:

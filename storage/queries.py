@@ -112,7 +112,8 @@ _REQUESTER = {
 }
 
 
-def requester(session: Session, address: str, name: str, detected: str | None) -> tuple[int, str | None]:
+def requester(session: Session, address: str, name: str,
+              detected: str | None) -> tuple[int, str | None]:
     """The contact of a new ticket's sender, created when new, in one statement:
     (its id, the language to write to it in) as `contact_id` then `contact_language` give."""
     values = _no_nul({"address": address, "name": name, "language": detected, "now": utcnow()})
