@@ -96,6 +96,19 @@ def test_the_same_mail_delivered_again_with_other_trace_headers_stays_one(
     assert (_count(ingestor, Ticket), _count(ingestor, Message)) == (1, 1)
 
 
+def test_copies_in_one_batch_and_in_the_next_are_each_one_mail(ingestor: Ingestor) -> None:
+    """The ingest log is read once per batch: a copy later in the same batch is still seen
+    (the transaction's own write), and so is one of an earlier batch (the batch's read)."""
+    raw = mail(message_id="<batched@mail.test>")
+    hop = b"Received: from a by mx%d; Fri, 20 Nov 2026 12:00:0%d +0000\r\n"
+    first, copy = ingestor.ingest_many([(hop % (1, 1) + raw, "1"), (hop % (2, 2) + raw, "2")])
+    assert (first.duplicate, copy.duplicate) == (False, True)
+    later, again = ingestor.ingest_many([(hop % (3, 3) + raw, "3"), (hop % (1, 1) + raw, "4")])
+    assert later.duplicate and again.duplicate
+    assert {copy.ticket_number, later.ticket_number, again.ticket_number} == {first.ticket_number}
+    assert (_count(ingestor, Ticket), _count(ingestor, Message)) == (1, 1)
+
+
 def test_the_same_mail_forwarded_with_fields_a_hop_adds_stays_one(ingestor: Ingestor) -> None:
     raw = mail(message_id="<forwarded@mail.test>")
     first = ingestor.ingest(raw, "test")
