@@ -364,26 +364,51 @@ class SlaMonitor:
             await pause(stop, wake, seconds())
 
     def run_once(self, now: datetime | None = None) -> MonitorStats:
-        """Escalate every clock due at `now` (default: the clock's now), one transaction each,
-        then let the complaint deadline guard (daemon/complaints.py) do what is due."""
+        """Escalate every clock due at `now` (default: the clock's now), one transaction per
+        batch of due clocks, then let the complaint deadline guard (daemon/complaints.py) do
+        what is due.
+
+        The batch's clocks are locked by the due query itself (FOR UPDATE SKIP LOCKED on
+        PostgreSQL, the single writer on SQLite) until the batch commits, so another monitor
+        neither waits for them nor takes them; a batch in which one clock fails is rolled
+        back whole and done again one clock per transaction, so the bad clock alone fails."""
         now = now or self._now()
         desk = self._desk()  # one value for the whole pass
         report_digest.queue_weekly_digest(self._sessions, desk, now, wall_clock=self._now)
         stats, seen = MonitorStats(), set[int]()
         while True:
-            with self._sessions.begin() as session:
-                batch = clocks.due_clocks(session, now, desk.sla.batch)
             # A clock seen once in this pass is not tried again in it: one that fails waits
             # for the next pass instead of spinning here.
-            fresh = [clock.id for clock in batch if clock.id not in seen]
-            seen.update(fresh)
-            for clock_id in fresh:
-                self._handle(desk, clock_id, now, stats)
-            if not fresh or len(batch) < desk.sla.batch:
+            found, fresh = self._batch(desk, now, seen, stats)
+            if not fresh or found < desk.sla.batch:
                 break
         # The complaint deadline guard: the same pass, the same clock, the same desk value.
         stats.complaints = guard_pass(self._sessions, desk, now, desk.sla.batch)
         return stats
+
+    def _batch(self, desk: SlaDesk, now: datetime, seen: set[int],
+               stats: MonitorStats) -> tuple[int, list[int]]:
+        """One batch of due clocks in one transaction: (clocks the query found, new ones)."""
+        fresh: list[int] = []
+        try:
+            with self._sessions.begin() as session:
+                batch = clocks.due_clocks(session, now, desk.sla.batch)
+                due = [clock for clock in batch if clock.id not in seen]
+                fresh = [clock.id for clock in due]
+                seen.update(fresh)
+                done = _Pass(desk, session, now).steps(due)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError):
+            raise  # the database is away: end the pass, not 10,000 errors, one per clock
+        except Exception:  # noqa: BLE001 - some clock of the batch failed: find which
+            if not fresh:
+                raise
+            for clock_id in fresh:
+                self._handle(desk, clock_id, now, stats)
+            return len(fresh), fresh
+        for clock_id in fresh:
+            stats.due += 1
+            _record(done[clock_id], stats)
+        return len(batch), fresh
 
     def preview(self, now: datetime) -> MonitorStats:
         """What a pass at `now` would escalate, worked out in one transaction that is rolled
@@ -417,37 +442,72 @@ class SlaMonitor:
             log.error("sla escalation failed",
                       extra={"fields": {"clock": clock_id, "error": _describe(err)}})
             return
-        if done is None:
-            stats.lost += 1
-            return
-        for item in done:  # counted only now that it is committed
-            _count(item, stats)
-            log.info("sla escalation", extra={"fields": {
-                "ticket": item.ticket, "clock": item.clock_kind, "stage": item.stage_name,
-                "queued": "no" if item.withheld else "yes"}})
+        _record(done, stats)
+
+
+def _record(done: list[Escalation] | None, stats: MonitorStats) -> None:
+    """Count and log what one clock did, once it is committed."""
+    if done is None:
+        stats.lost += 1
+        return
+    for item in done:
+        _count(item, stats)
+        log.info("sla escalation", extra={"fields": {
+            "ticket": item.ticket, "clock": item.clock_kind, "stage": item.stage_name,
+            "queued": "no" if item.withheld else "yes"}})
 
 
 class _Pass:
-    """One clock's transaction within a pass: the desk in force, the session, the moment."""
+    """One transaction within a pass: the desk in force, the session, the moment. The mails
+    and events of its clocks are gathered and written together by `flush`."""
 
     def __init__(self, desk: SlaDesk, session: Session, now: datetime) -> None:
         self.options, self.identity = desk.sla, desk.identity
         self.session, self.now = session, now
+        self.mails: list[outbox.Outgoing] = []
+        self.events: list[tuple[str, int | None, dict[str, Any]]] = []
 
     def step(self, clock_id: int) -> list[Escalation] | None:
         """Move one clock on and record what it reached; None when it was not ours to move."""
-        session, now = self.session, self.now
-        clock = clocks.lock_clock(session, clock_id)  # as it is now, not as the query saw it
-        if clock is None or clock.next_action_at is None or clock.next_action_at > now:
+        clock = clocks.lock_clock(self.session, clock_id)  # as it is now, not as the query saw it
+        if clock is None:
             return None
-        policy = self.options.policy(clock.policy)
-        step = plan(clock, policy, self.options.calendar(now), now)
-        if not clocks.advance(session, clock.id, clock.stage, step.to_stage, step.next_action_at):
-            return None  # another monitor did it: write nothing
-        if not step.sends:
-            return []
-        facts = clocks.escalation_facts(session, clock.ticket_id)
-        return [self._escalate(clock, stage, policy, facts) for stage in step.sends]
+        return self.steps([clock])[clock.id]
+
+    def steps(self, due: list[Clock]) -> dict[int, list[Escalation] | None]:
+        """Move clocks locked in this transaction on, and record what each reached: their
+        stages in one executemany, the facts of their tickets in one query, their mails and
+        events in one executemany each. None for a clock that was not ours to move."""
+        session, now = self.session, self.now
+        done: dict[int, list[Escalation] | None] = {}
+        moves: list[tuple[Clock, Policy, Step]] = []
+        for clock in due:
+            if clock.paused_at is not None or clock.next_action_at is None \
+                    or clock.next_action_at > now:
+                done[clock.id] = None
+                continue
+            policy = self.options.policy(clock.policy)
+            moves.append((clock, policy, plan(clock, policy, self.options.calendar(now), now)))
+        if moves and not clocks.advance_many(session, [
+                (clock.id, clock.stage, step.to_stage, step.next_action_at)
+                for clock, _, step in moves]):
+            if len(moves) == 1:  # another monitor did it: write nothing
+                done[moves[0][0].id] = None
+                return done
+            raise _Moved("a clock of the batch moved under its lock")
+        sending = {clock.ticket_id for clock, _, step in moves if step.sends}
+        facts = clocks.escalation_facts_of(session, sorted(sending))
+        for clock, policy, step in moves:
+            done[clock.id] = [self._escalate(clock, stage, policy, facts[clock.ticket_id])
+                              for stage in step.sends]
+        self.flush()
+        return done
+
+    def flush(self) -> None:
+        """Write the gathered mails (each with what its ticket keeps of it) and events."""
+        outbox.enqueue_many(self.session, self.mails)
+        queries.insert_events(self.session, self.events)
+        self.mails, self.events = [], []
 
     def _escalate(self, clock: Clock, stage: int, policy: Policy,
                   facts: clocks.EscalationFacts) -> Escalation:
@@ -468,8 +528,7 @@ class _Pass:
             data["level"] = stage - 1
         if withheld:
             data["withheld"] = withheld
-        queries.insert_event(self.session, "sla_warning" if stage == 1 else "sla_breach",
-                             clock.ticket_id, **data)
+        self.events.append(("sla_warning" if stage == 1 else "sla_breach", clock.ticket_id, data))
         if stage == 2:  # the breach itself, once per clock; level 2 is the desk's own matter
             queue_event(self.session, self.options.webhooks, SLA_BREACHED, clock.ticket_id,
                         now=self.now, data={"clock": clock.kind, "policy": clock.policy,
@@ -492,10 +551,16 @@ class _Pass:
             msg = escalation(ctx, self.identity, to=to, timezone=self.options.timezone)
         except UnsafeRecipient as err:  # a configuration mistake: retrying would not help
             return str(err)
-        outbox.enqueue(self.session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
-                       envelope_from=self.identity.address, recipients=[to],
-                       kind="escalation", ticket_id=clock.ticket_id, now=self.now)
+        self.mails.append(outbox.Outgoing(
+            raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
+            envelope_from=self.identity.address, recipients=(to,), kind="escalation",
+            ticket_id=clock.ticket_id, now=self.now))
         return ""
+
+
+class _Moved(RuntimeError):
+    """A clock of a batch was not at the stage read under its lock: the batch is done again
+    one clock per transaction, where such a clock is simply another monitor's."""
 
 
 def _preview_one(step: _Pass, clock_id: int, stats: MonitorStats) -> None:

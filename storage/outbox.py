@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from storage.crypto import DataKey, KeyProblem, open_sealed, seal
 from storage.models import Event, OutboxMessage, Ticket, utcnow
-from storage.queries import insert_event, record_sent_mail
+from storage.queries import insert_event, record_sent_mail, sent_mail_event
 from storage.vault import vault_of
 
 DEFAULT_LIFETIME = timedelta(days=5)  # as Mailman's deliver_until: then the mail is dead
@@ -91,6 +91,8 @@ def next_attempt(attempts: int, now: datetime, rng: random.Random | None = None)
 _OUTBOX = OutboxMessage.__table__
 _C = _OUTBOX.c
 _INSERT = insert(_OUTBOX).returning(_C.id)
+# Many rows in one executemany; the ids come back in the order the rows were given.
+_INSERT_MANY = insert(_OUTBOX).returning(_C.id, sort_by_parameter_order=True)
 # A row made once whatever the number of daemons: a concurrent insert waits, then does nothing.
 _INSERT_ONCE = {dialect.__name__.rpartition(".")[2]: dialect.insert(_OUTBOX)
                 .on_conflict_do_nothing(index_elements=["message_id"])
@@ -160,6 +162,48 @@ def enqueue(
     return outbox_id
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One mail for `enqueue_many`: what `enqueue` takes."""
+
+    raw: bytes
+    message_id: str
+    envelope_from: str
+    recipients: tuple[str, ...]
+    kind: str
+    ticket_id: int | None = None
+    now: datetime | None = None
+
+
+def enqueue_many(session: Session, mails: Sequence[Outgoing],
+                 lifetime: timedelta = DEFAULT_LIFETIME) -> list[int]:
+    """`enqueue` for each mail, in the caller's transaction, as two executemany statements
+    (the rows, then what each ticket keeps of its mail) instead of two per mail: for a
+    monitor that queues thousands in one pass. The row ids, in the order of `mails`."""
+    if not mails:
+        return []
+    rows = []
+    for mail in mails:
+        if not isinstance(mail.raw, bytes) or not mail.raw:
+            raise ValueError("raw must be the non-empty bytes of the mail")
+        if not mail.recipients:
+            raise ValueError("an outgoing mail needs at least one recipient")
+        for address in (mail.message_id, mail.envelope_from, *mail.recipients):
+            _no_line_breaks(address)
+        rows.append(_values(session, raw=mail.raw, message_id=mail.message_id,
+                            envelope_from=mail.envelope_from, recipients=mail.recipients,
+                            kind=mail.kind, ticket_id=mail.ticket_id,
+                            now=mail.now or utcnow(), lifetime=lifetime, event=None))
+    ids = list(session.execute(_INSERT_MANY, rows).scalars())
+    events = [sent_mail_event(mail.ticket_id, outbox_id=oid, kind=mail.kind,
+                              message_id=mail.message_id, recipients=mail.recipients,
+                              raw=mail.raw)
+              for oid, mail in zip(ids, mails, strict=True) if mail.ticket_id is not None]
+    if events:
+        session.execute(_INSERT_EVENT, events)
+    return ids
+
+
 def enqueue_webhook(session: Session, *, body: bytes, delivery_id: str, event: str, url: str,
                     ticket_id: int | None = None, now: datetime | None = None,
                     lifetime: timedelta = DEFAULT_LIFETIME) -> int:
@@ -215,8 +259,18 @@ def rewrite_untried(session: Session, outbox_id: int, raw: bytes) -> None:
 def _insert(session: Session, *, raw: bytes, message_id: str, envelope_from: str,
             recipients: Sequence[str], kind: str, ticket_id: int | None, now: datetime,
             lifetime: timedelta, event: str | None) -> int:
+    return session.execute(_INSERT, _values(
+        session, raw=raw, message_id=message_id, envelope_from=envelope_from,
+        recipients=recipients, kind=kind, ticket_id=ticket_id, now=now, lifetime=lifetime,
+        event=event)).scalar_one()
+
+
+def _values(session: Session, *, raw: bytes, message_id: str, envelope_from: str,
+            recipients: Sequence[str], kind: str, ticket_id: int | None, now: datetime,
+            lifetime: timedelta, event: str | None) -> dict[str, Any]:
+    """A new pending row, its bytes sealed when encryption at rest is on."""
     key = _key_for(session, ticket_id)
-    return session.execute(_INSERT, {
+    return {
         "ticket_id": ticket_id, "kind": kind, "message_id": message_id,
         "envelope_from": envelope_from, "recipients": list(recipients),
         "raw": raw if key is None else seal(key.secret, raw, _associated(message_id)),
@@ -224,7 +278,7 @@ def _insert(session: Session, *, raw: bytes, message_id: str, envelope_from: str
         "state": "pending", "attempts": 0, "next_attempt_at": now,
         "expires_at": now + lifetime, "claimed_until": None, "last_error": None,
         "accepted": [], "refused": {}, "created_at": now, "sent_at": None, "event": event,
-    }).scalar_one()
+    }
 
 
 def _key_for(session: Session, ticket_id: int | None) -> DataKey | None:

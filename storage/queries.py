@@ -503,12 +503,27 @@ def record_sent_mail(session: Session, ticket_id: int, *, outbox_id: int, kind: 
     """Keep on the ticket what a mail queued for it says, read from the bytes to be sent, in
     the transaction that queues it: `ticketd show` then shows what the player (or the agent)
     was told, acknowledgements and escalations included."""
+    session.execute(_INSERT_EVENT, sent_mail_event(ticket_id, outbox_id=outbox_id, kind=kind,
+                                                   message_id=message_id,
+                                                   recipients=recipients, raw=raw))
+
+
+def sent_mail_event(ticket_id: int, *, outbox_id: int, kind: str, message_id: str,
+                    recipients: Sequence[str], raw: bytes) -> dict[str, Any]:
+    """The parameters of the event `record_sent_mail` writes (for a caller that writes many
+    at once)."""
     subject, body = sent_text(raw)
-    session.execute(_INSERT_EVENT, {
-        "ticket_id": ticket_id, "kind": SENT_MAIL_EVENT, "actor": "system",
-        "data": _no_nul({"outbox_id": outbox_id, "kind": kind, "message_id": message_id,
-                         "subject": subject, "text": body}) | {"to": list(recipients)},
-    })
+    return {"ticket_id": ticket_id, "kind": SENT_MAIL_EVENT, "actor": "system",
+            "data": _no_nul({"outbox_id": outbox_id, "kind": kind, "message_id": message_id,
+                             "subject": subject, "text": body}) | {"to": list(recipients)}}
+
+
+def insert_events(session: Session, events: Sequence[tuple[str, int | None, dict[str, Any]]],
+                  actor: str = "system") -> None:
+    """Several events, (kind, ticket id, data) each, in this order: one executemany."""
+    if events:
+        session.execute(_INSERT_EVENT, [{"ticket_id": ticket_id, "kind": kind, "actor": actor,
+                                         "data": data} for kind, ticket_id, data in events])
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from storage.models import SLA_KINDS, Message, SlaClock, Ticket
 
 __all__ = [
-    "Clock", "DueClock", "EscalationFacts", "active_clocks", "advance", "due_clocks",
-    "escalation_facts", "explain_due", "insert_clock", "lock_clock", "mark_paused", "mark_resumed",
+    "Clock", "DueClock", "EscalationFacts", "active_clocks", "advance", "advance_many",
+    "due_clocks", "escalation_facts", "escalation_facts_of", "explain_due", "insert_clock", "lock_clock", "mark_paused", "mark_resumed",
     "open_clocks", "stop_clock", "stop_clocks", "ticket_policy_facts",
 ]
 
@@ -191,6 +191,19 @@ def advance(session: Session, clock_id: int, from_stage: int, to_stage: int,
     }).rowcount == 1
 
 
+def advance_many(session: Session,
+                 moves: list[tuple[int, int, int, datetime | None]]) -> bool:
+    """`advance` for many clocks (clock id, from stage, to stage, next action) in one
+    executemany; False, with some of them moved, when any one was not at its stage: the
+    caller rolls back."""
+    if not moves:
+        return True
+    done = session.execute(_ADVANCE, [
+        {"cid": cid, "from_stage": from_stage, "to_stage": to_stage, "next_at": next_at}
+        for cid, from_stage, to_stage, next_at in moves])
+    return done.rowcount == len(moves)
+
+
 @dataclass(frozen=True)
 class EscalationFacts:
     """What an escalation mail says about its ticket, and what decides where it goes."""
@@ -218,6 +231,21 @@ def escalation_facts(session: Session, ticket_id: int) -> EscalationFacts:
     number, subject, category, group, assignee, question = session.execute(
         _FACTS, {"tid": ticket_id}).one()
     return EscalationFacts(number, subject or "", category, group, assignee, question or "")
+
+
+_FACTS_OF = select(Ticket.id, Ticket.number, Ticket.subject, Ticket.category, Ticket.group,
+                   Ticket.assignee, _FIRST_TEXT).where(
+    Ticket.id.in_(bindparam("tids", expanding=True)))
+
+
+def escalation_facts_of(session: Session, ticket_ids: list[int]) -> dict[int, EscalationFacts]:
+    """`escalation_facts` of many tickets in one query, by ticket id."""
+    if not ticket_ids:
+        return {}
+    return {tid: EscalationFacts(number, subject or "", category, group, assignee,
+                                 question or "")
+            for tid, number, subject, category, group, assignee, question
+            in session.execute(_FACTS_OF, {"tids": ticket_ids})}
 
 
 def ticket_policy_facts(session: Session, ticket_id: int) -> tuple[str, str, bool]:
