@@ -1,8 +1,10 @@
 """The outbox loop: claim due rows, send the mail over one SMTP connection and post the
-webhooks over one HTTP client, settle each row at once.
+webhooks over one HTTP client, settle the batch's rows together.
 
-Each outcome is committed in its own short transaction right after the server's answer,
-so a crash repeats at most the one row whose "250" (or "200") was not yet recorded, and with
+The outcomes of a claimed batch are committed in one short transaction when the batch is
+done (or cut short: the lease running out, the server down, no token), not one per row:
+a commit per mail cost more than the mail itself. So a crash repeats at most the rows of
+one batch (`[outbox] batch_size`) whose "250" (or "200") was not yet recorded, each with
 the same Message-ID (or delivery id), which lets the receiver drop it. Invariant 2 of
 DESIGN.md; webhooks keep it the same way (DESIGN: every side effect goes through the outbox).
 """
@@ -160,6 +162,8 @@ class OutboxSender:
                             lease, webhooks)
         self._sessions = sessions
         self._setup: Callable[[], SenderSetup] = lambda: setup
+        # Outcomes of the batch in hand, written by _flush (one pass at a time per sender).
+        self._unsettled: list[tuple[ClaimedMail, Outcome, datetime, datetime | None]] = []
         self._now = now
         self._rng = rng or random.Random()
 
@@ -227,14 +231,17 @@ class OutboxSender:
                         stats: DeliveryStats) -> None:
         mails = [row for row in rows if not row.is_webhook]
         hooks = [row for row in rows if row.is_webhook]
-        if mails and setup.transport is not None:  # the claim took mail only with [smtp]
-            async with setup.transport.session() as smtp:
-                await self._each(setup, mails, stop_at, stats, ServerUnavailable,
-                                 lambda mail: self._deliver(setup, smtp, mail, stats))
-        if hooks and setup.webhooks is not None:
-            async with setup.webhooks.session() as client:
-                await self._each(setup, hooks, stop_at, stats, WebhookUnreachable,
-                                 lambda hook: self._post(setup, client, hook, stats))
+        try:
+            if mails and setup.transport is not None:  # the claim took mail only with [smtp]
+                async with setup.transport.session() as smtp:
+                    await self._each(setup, mails, stop_at, stats, ServerUnavailable,
+                                     lambda mail: self._deliver(setup, smtp, mail, stats))
+            if hooks and setup.webhooks is not None:
+                async with setup.webhooks.session() as client:
+                    await self._each(setup, hooks, stop_at, stats, WebhookUnreachable,
+                                     lambda hook: self._post(setup, client, hook, stats))
+        finally:  # whatever stopped the batch, what was sent is recorded
+            await self._flush(setup, stats)
 
     async def _each(self, setup: SenderSetup, rows: Sequence[ClaimedMail], stop_at: datetime,
                     stats: DeliveryStats, down: type[Exception],
@@ -310,32 +317,21 @@ class OutboxSender:
 
     async def _settle(self, setup: SenderSetup, mail: ClaimedMail, outcome: Outcome,
                       stats: DeliveryStats) -> None:
+        """Note the outcome of one row; `_flush` writes the batch's together."""
         now = self._now()
-        match outcome:
-            case Sent(accepted, refused):
-                await self._db(lambda s: outbox.mark_sent(s, mail.id, accepted, refused, now))
-                stats.sent += 1
-                log.debug(_said(mail, "sent"), extra={"fields": {"id": mail.id, "kind": mail.kind,
-                                                         "attempts": mail.attempts}})
-            case Retry(error, remaining, accepted, refused):
-                # Never later than the expiry, so that a mail is given up on time.
-                next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
-                await self._db(lambda s: outbox.mark_retry(
-                    s, mail.id, error, next_at, remaining=remaining, accepted=accepted,
-                    refused=refused))
-                stats.retried += 1
-                log.info(_said(mail, "deferred"), extra={"fields": {
-                    "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
-                    "next": next_at.isoformat(), "error": _redact(error)}})
-            case Dead(error, refused):
-                await self._db(lambda s: _bury(s, setup, mail, error, refused, now))
-                stats.dead += 1
-                log.warning(_said(mail, "given up"), extra={"fields": {
-                    "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
-                    "error": _redact(error)}})
-        metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
-        if mail.is_webhook:
-            metrics.WEBHOOK_DELIVERIES.labels(type(outcome).__name__.lower()).inc()
+        next_at = None
+        if isinstance(outcome, Retry):  # never later than the expiry: given up on time
+            next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
+        self._unsettled.append((mail, outcome, now, next_at))
+
+    async def _flush(self, setup: SenderSetup, stats: DeliveryStats) -> None:
+        """Write the noted outcomes in one transaction; count and log them once committed."""
+        pending, self._unsettled = self._unsettled, []
+        if not pending:
+            return
+        await self._db(lambda s: _write_outcomes(s, setup, pending))
+        for mail, outcome, _, next_at in pending:
+            _tell(mail, outcome, next_at, stats)
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         """One short transaction, off the event loop (SQLite may wait for its write lock)."""
@@ -344,6 +340,45 @@ class OutboxSender:
                 return work(session)
 
         return await asyncio.to_thread(run)
+
+
+def _write_outcomes(session: Session, setup: SenderSetup,
+                    pending: list[tuple[ClaimedMail, Outcome, datetime, datetime | None]]) -> None:
+    """The rows sent in one executemany; the rarer retries and dead rows one by one."""
+    sent = [(mail.id, outcome.accepted, outcome.refused, now)
+            for mail, outcome, now, _ in pending if isinstance(outcome, Sent)]
+    outbox.mark_sent_many(session, sent)
+    for mail, outcome, now, next_at in pending:
+        match outcome:
+            case Retry(error, remaining, accepted, refused):
+                assert next_at is not None
+                outbox.mark_retry(session, mail.id, error, next_at, remaining=remaining,
+                                  accepted=accepted, refused=refused)
+            case Dead(error, refused):
+                _bury(session, setup, mail, error, refused, now)
+
+
+def _tell(mail: ClaimedMail, outcome: Outcome, next_at: datetime | None,
+          stats: DeliveryStats) -> None:
+    """Count and log one committed outcome."""
+    match outcome:
+        case Sent():
+            stats.sent += 1
+            log.debug(_said(mail, "sent"), extra={"fields": {
+                "id": mail.id, "kind": mail.kind, "attempts": mail.attempts}})
+        case Retry(error):
+            stats.retried += 1
+            log.info(_said(mail, "deferred"), extra={"fields": {
+                "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
+                "next": next_at.isoformat() if next_at else "", "error": _redact(error)}})
+        case Dead(error):
+            stats.dead += 1
+            log.warning(_said(mail, "given up"), extra={"fields": {
+                "id": mail.id, "kind": mail.kind, "attempts": mail.attempts,
+                "error": _redact(error)}})
+    metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
+    if mail.is_webhook:
+        metrics.WEBHOOK_DELIVERIES.labels(type(outcome).__name__.lower()).inc()
 
 
 def _bury(session: Session, setup: SenderSetup, mail: ClaimedMail, error: str,

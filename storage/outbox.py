@@ -125,6 +125,8 @@ _CLAIMS = {(True, True): _claim(), (True, False): _claim(_C.kind != WEBHOOK),
            (False, True): _claim(_C.kind == WEBHOOK)}
 _OUTCOME = select(_C.ticket_id, _C.kind, _C.message_id, _C.accepted, _C.refused).where(
     _C.id == bindparam("oid"))
+_OUTCOMES = select(_C.id, _C.ticket_id, _C.kind, _C.message_id, _C.accepted, _C.refused).where(
+    _C.id.in_(bindparam("ids", expanding=True)))
 _SETTLE = update(_OUTBOX).where(_C.id == bindparam("oid"))
 _RELEASE = (update(_OUTBOX).where(_C.id.in_(bindparam("ids", expanding=True)))
             .values(claimed_until=None, attempts=_C.attempts - 1))
@@ -376,6 +378,26 @@ def mark_sent(session: Session, outbox_id: int, accepted: Sequence[str],
                   state="sent", sent_at=now, last_error=None)
     if refused:
         _failed(session, outbox_id, row, "some recipients refused", refused, now)
+
+
+def mark_sent_many(session: Session,
+                   sent: Sequence[tuple[int, Sequence[str], Mapping[str, str], datetime]]) -> None:
+    """`mark_sent` for many rows, (id, accepted, refused, when) each: one query reads what the
+    rows hold, one executemany settles them (the refused are recorded on the tickets as
+    there)."""
+    if not sent:
+        return
+    rows = {row.id: row for row in session.execute(_OUTCOMES, {"ids": [s[0] for s in sent]})}
+    session.execute(_SETTLE, [{
+        "oid": outbox_id, "claimed_until": None, "state": "sent", "sent_at": now,
+        "last_error": None,
+        "accepted": [*rows[outbox_id].accepted,
+                     *(a for a in accepted if a not in rows[outbox_id].accepted)],
+        "refused": {**rows[outbox_id].refused, **refused},
+    } for outbox_id, accepted, refused, now in sent])
+    for outbox_id, _, refused, now in sent:
+        if refused:
+            _failed(session, outbox_id, rows[outbox_id], "some recipients refused", refused, now)
 
 
 def mark_retry(session: Session, outbox_id: int, error: str, next_at: datetime, *,
