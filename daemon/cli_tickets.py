@@ -99,8 +99,10 @@ def tickets(ctx: click.Context, status: str | None, requester: str | None,
                        f"due={_when(t.next_due, now)}{_loop_flag(t.loop_stopped_at)}  "
                        f"{t.subject[:60]}")
     if total > len(rows):  # on stderr, so that the JSON on stdout stays one document
-        click.echo(f"... {total - len(rows)} more (of {total}); narrow the filters or raise "
-                   "--limit", err=as_json)
+        more = (f"{total - len(rows)} more (of {total})"
+                if total - len(rows) <= queries.COUNT_CAP
+                else f"more than {queries.COUNT_CAP:,} more")
+        click.echo(f"... {more}; narrow the filters or raise --limit", err=as_json)
 
 
 def _loop_flag(stopped: datetime | None) -> str:

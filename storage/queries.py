@@ -405,9 +405,16 @@ _NEXT_DUE = (select(func.min(SlaClock.due_at))
              .correlate(Ticket).scalar_subquery())
 
 
+# `ticketd tickets` counts the matches beyond those it shows up to this many: counting them
+# all would make the listing grow with the desk (a million tickets: a million index entries).
+COUNT_CAP = 10_000
+
+
 def find_tickets(session: Session, wanted: TicketFilter,
                  limit: int = 50) -> tuple[list[TicketLine], int]:
-    """Tickets matching ``wanted``, newest first, at most ``limit``, and how many match in all."""
+    """Tickets matching ``wanted``, newest first, at most ``limit``, and how many match in all,
+    counted up to ``limit`` + COUNT_CAP + 1: more than COUNT_CAP beyond the shown means "many
+    more"."""
     conditions = _conditions(wanted)
     rows = session.execute(
         select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticket.category,
@@ -418,7 +425,8 @@ def find_tickets(session: Session, wanted: TicketFilter,
     lines = [TicketLine(*row) for row in rows]
     total = len(lines)
     if total == limit:  # only then can there be more: count them
-        total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions)) or 0
+        matching = select(Ticket.id).where(*conditions).limit(limit + COUNT_CAP + 1)
+        total = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
     return lines, total
 
 
