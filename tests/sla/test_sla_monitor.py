@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import update
+
 from daemon.sla import MonitorDesk, SlaMonitor, SlaOptions, pause_clocks, resume_clocks
 from responders.identity import Identity
 from responders.sla import Calendar
 from storage import db, sla
+from storage.models import SlaClock
 from tests.sla.conftest import DESK, HEAD, KEYS, LEAD, T0, at
 
 
@@ -151,3 +154,17 @@ def test_cli_status_lists_running_and_paused_clocks(new_ticket, sessions, ticket
 def test_cli_now_without_once_is_a_usage_error(ticketd) -> None:
     result = ticketd("sla", "--now", T0.isoformat())
     assert result.returncode == 2 and "--now goes with --once" in result.stderr
+
+
+def test_a_clock_that_fails_fails_alone_and_the_rest_of_its_batch_escalates(
+        new_ticket, sessions, monitor, look) -> None:
+    tickets = [new_ticket() for _ in range(3)]
+    with sessions.begin() as session:  # a damaged row: due, but with no due time to plan by
+        session.execute(update(SlaClock).where(
+            SlaClock.ticket_id == tickets[1], SlaClock.kind == "first_response")
+            .values(due_at=None))
+    stats = monitor.run_once(at(hours=19, minutes=13))
+    assert (stats.warnings, stats.failed) == (2, 1)
+    assert [look.recipients(t) for t in tickets] == [[DESK], [], [DESK]]
+    assert look.clock(tickets[1], "first_response").stage == 0  # nothing of it was written
+    assert monitor.run_once(at(hours=19, minutes=14)).warnings == 0  # the others stay done
