@@ -218,17 +218,21 @@ class OutboxSender:
             s, started, setup.batch, setup.lease, mail=setup.transport is not None,
             webhooks=setup.webhooks is not None))
         stats = DeliveryStats(claimed=len(mails))
+        counts = None
         if mails:
             # Half the lease: a mail still in flight when it ends would be taken by another
             # sender, and sent twice.
-            await self._send_all(setup, mails, started + setup.lease / 2, stats)
-        counts = await self._db(outbox.count_by_state)
+            counts = await self._send_all(setup, mails, started + setup.lease / 2, stats)
+        if counts is None:  # nothing was settled, so the counts were not taken with it
+            counts = await self._db(outbox.count_by_state)
         for state, count in counts.items():
             metrics.OUTBOX_ROWS.labels(state).set(count)
         return stats
 
     async def _send_all(self, setup: SenderSetup, rows: list[ClaimedMail], stop_at: datetime,
-                        stats: DeliveryStats) -> None:
+                        stats: DeliveryStats) -> dict[str, int] | None:
+        """Send the batch, then settle it; the rows by state, counted in the settling
+        transaction (None when there was nothing to settle)."""
         mails = [row for row in rows if not row.is_webhook]
         hooks = [row for row in rows if row.is_webhook]
         try:
@@ -241,7 +245,8 @@ class OutboxSender:
                     await self._each(setup, hooks, stop_at, stats, WebhookUnreachable,
                                      lambda hook: self._post(setup, client, hook, stats))
         finally:  # whatever stopped the batch, what was sent is recorded
-            await self._flush(setup, stats)
+            counts = await self._flush(setup, stats)
+        return counts
 
     async def _each(self, setup: SenderSetup, rows: Sequence[ClaimedMail], stop_at: datetime,
                     stats: DeliveryStats, down: type[Exception],
@@ -324,14 +329,21 @@ class OutboxSender:
             next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
         self._unsettled.append((mail, outcome, now, next_at))
 
-    async def _flush(self, setup: SenderSetup, stats: DeliveryStats) -> None:
-        """Write the noted outcomes in one transaction; count and log them once committed."""
+    async def _flush(self, setup: SenderSetup, stats: DeliveryStats) -> dict[str, int] | None:
+        """Write the noted outcomes in one transaction; count and log them once committed.
+        The rows by state, counted in the same transaction (None: nothing to write)."""
         pending, self._unsettled = self._unsettled, []
         if not pending:
-            return
-        await self._db(lambda s: _write_outcomes(s, setup, pending))
+            return None
+
+        def write(session: Session) -> dict[str, int]:
+            _write_outcomes(session, setup, pending)
+            return outbox.count_by_state(session)
+
+        counts = await self._db(write)
         for mail, outcome, _, next_at in pending:
             _tell(mail, outcome, next_at, stats)
+        return counts
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         """One short transaction, off the event loop (SQLite may wait for its write lock)."""
