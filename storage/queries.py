@@ -407,7 +407,7 @@ _NEXT_DUE = (select(func.min(SlaClock.due_at))
 
 # `ticketd tickets` counts the matches beyond those it shows up to this many: counting them
 # all would make the listing grow with the desk (a million tickets: a million index entries).
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
 
 
 def find_tickets(session: Session, wanted: TicketFilter,
