@@ -1,7 +1,7 @@
 """Outbox throughput: a backlog of queued mails sent to a local aiosmtpd sink.
 
 Compares one SMTP connection per mail with one connection reused for each claimed batch,
-through the whole outbox (claim, send, one commit per mail) on SQLite and PostgreSQL, and
+through the whole outbox (claim, send, one commit per batch) on SQLite and PostgreSQL, and
 the transport alone for reference. The sink runs in its own process; nothing leaves the
 machine. Prints a table; asserts nothing about timings.
 Usage: python bench/deliver.py [--count 2000] [--batch 50] [--pg-url URL]
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def main() -> None:
                         elapsed = through_outbox(url, transport, mails, args.batch)
                 print(f"{path:<22} {mode:<17} {len(mails):>6} {elapsed:>8.2f} "
                       f"{len(mails) / elapsed:>8.0f}")
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

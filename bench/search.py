@@ -5,7 +5,9 @@ Tickets with one message each are generated inside the database (recursive CTE o
 generate_series on PostgreSQL), through the triggers and indexes migration 0008 made, so
 the fill time is also what indexing costs (and, on PostgreSQL, a VACUUM ANALYZE). Words
 are spread so that a search finds 1 ticket in 1,000 ("common") or 1 in 100,000 ("rare",
-and "two words" that occur together).
+and "two words" that occur together). Then `ticketd tickets`, unfiltered and by status,
+category, assignee and group (1 ticket in 20 pending, 1 in 20 of a category), and the
+process's peak RSS.
 Usage: python bench/search.py [--tickets 1000000] [--backends sqlite postgresql] [--pg-url URL]
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -38,6 +41,17 @@ _ROWS = {
               "SELECT i FROM n",
     "postgresql": "SELECT i FROM generate_series(1, :count) AS i",
 }
+# 1 ticket in 20 is pending, 1 in 20 resolved, the rest open; categories c0 .. c19.
+_STATUS = ("CASE WHEN i % 20 = 3 THEN 'pending' WHEN i % 20 = 4 THEN 'resolved' "
+           "ELSE 'open' END")
+LISTINGS = {
+    "none": queries.TicketFilter(),
+    "--status pending": queries.TicketFilter(status="pending"),
+    "--category c7": queries.TicketFilter(category="c7"),
+    "--assignee agent7@bench.test": queries.TicketFilter(assignee="agent7@bench.test"),
+    "--group g3 --assignee agent8@bench.test":
+        queries.TicketFilter(group="g3", assignee="agent8@bench.test"),
+}
 QUERIES = {"common (1 in 1,000)": "w17", "rare (1 in 100,000)": "r4242",
            "two words (both in the same 1 in 100,000)": "w242 r4242"}
 
@@ -60,7 +74,7 @@ def fill(engine, backend: str, count: int) -> float:  # noqa: ANN001
         conn.execute(text(
             "INSERT INTO tickets (id, number, subject, status, category, priority, language, "
             'requester_id, assignee, "group", created_at, updated_at) SELECT i, i + 10000, '
-            "'Bet ' || i, 'open', 'other', 'normal', 'en', 1, 'agent' || (i % 50) || "
+            f"'Bet ' || i, {_STATUS}, 'c' || (i % 20), 'normal', 'en', 1, 'agent' || (i % 50) || "
             "'@bench.test', 'g' || (i % 5), '2026-01-01', '2026-01-01' "
             f"FROM ({rows}) AS s"),
             {"count": count})
@@ -117,15 +131,13 @@ def run(backend: str, count: int, pg_url: str, work: Path, repeat: int) -> None:
         for name, query in QUERIES.items():
             median, p99, found = measure(sessions, query, repeat)
             print(f"| {name}: `{query}` | {median:.1f} | {p99:.1f} | {found} |")
-        print("\n`ticketd tickets` (50 shown, and the count of all that match):")
+        print("\n`ticketd tickets` (50 shown, and the matches counted up to 1,000 more):")
         print("| filter | median ms | tickets matching |\n|---|---|---|")
-        for name, wanted in (("none", queries.TicketFilter()),
-                             ("--assignee agent7@bench.test",
-                              queries.TicketFilter(assignee="agent7@bench.test")),
-                             ("--group g3 --assignee agent8@bench.test",
-                              queries.TicketFilter(group="g3", assignee="agent8@bench.test"))):
-            median, total = measure_list(sessions, wanted, max(3, repeat // 5))
+        for name, wanted in LISTINGS.items():
+            median, total = measure_list(sessions, wanted, repeat)
             print(f"| {name} | {median:.1f} | {total:,} |")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS {rss:.0f} MB")
         print("plan of the message search:")
         for line in plan(engine, backend, "w17"):
             print("   ", line)
