@@ -328,3 +328,21 @@ def test_version_prints_the_installed_version() -> None:
     done = ticketd("--version")
     assert done.returncode == 0
     assert done.stdout.decode().strip() == f"ticketd, version {version('ticketd')}"
+
+
+def test_tickets_counts_only_up_to_a_thousand_more(db_url: str, tmp_path: Path) -> None:
+    engine = db.make_engine(db_url)
+    with db.session_factory(engine).begin() as session:
+        who = queries.contact_id(session, "player@mail.test")
+        session.execute(Ticket.__table__.insert(), [
+            {"number": 50_000 + i, "subject": f"Bet {i}", "requester_id": who}
+            for i in range(queries.COUNT_CAP + 10)])
+    engine.dispose()
+    config = _config(tmp_path, db_url)
+    listed = ticketd("--config", config, "tickets", "--limit", "5")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.decode().splitlines()
+    assert len(lines) == 6 and lines[0].startswith("#51009")
+    assert lines[5] == "... more than 1,000 more; narrow the filters or raise --limit"
+    exact = ticketd("--config", config, "tickets", "--limit", "15")
+    assert b"... 995 more (of 1010);" in exact.stdout  # within the count: told exactly
