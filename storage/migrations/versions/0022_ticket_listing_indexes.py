@@ -8,7 +8,7 @@ Create Date: 2026-12-06
 from alembic import op
 
 revision = "0022"
-down_revision = "0014"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
