@@ -1,10 +1,10 @@
 """The outbox loop: claim due rows, send the mail over one SMTP connection and post the
 webhooks over one HTTP client, settle the batch's rows together.
 
-The outcomes of a claimed batch are committed in one short transaction when the batch is
-done (or cut short: the lease running out, the server down, no token), not one per row:
-a commit per mail cost more than the mail itself. So a crash repeats at most the rows of
-one batch (`[outbox] batch_size`) whose "250" (or "200") was not yet recorded, each with
+The outcomes of a claimed batch are committed together, every SETTLE_EVERY rows and when
+the batch is done (or cut short: the lease running out, the server down, no token), not
+one per row: a commit per mail cost more than the mail itself. So a crash repeats at most
+SETTLE_EVERY rows whose "250" (or "200") was not yet recorded, each with
 the same Message-ID (or delivery id), which lets the receiver drop it. Invariant 2 of
 DESIGN.md; webhooks keep it the same way (DESIGN: every side effect goes through the outbox).
 """
@@ -136,6 +136,9 @@ class SenderSetup:
         return cls(smtp, settings.outbox.ops_address, settings.support.address,
                    settings.outbox.batch_size, settings.outbox.lease, hooks)
 
+
+
+SETTLE_EVERY = 10  # outcomes committed together: at most this many sent twice on a crash
 
 class OutboxSender:
     """Sends the outbox. `now` is injectable so that tests move time instead of waiting.
@@ -328,17 +331,21 @@ class OutboxSender:
         if isinstance(outcome, Retry):  # never later than the expiry: given up on time
             next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
         self._unsettled.append((mail, outcome, now, next_at))
+        if len(self._unsettled) >= SETTLE_EVERY:  # bounds what a crash can send twice
+            await self._flush(setup, stats, count=False)
 
-    async def _flush(self, setup: SenderSetup, stats: DeliveryStats) -> dict[str, int] | None:
+    async def _flush(self, setup: SenderSetup, stats: DeliveryStats,
+                     count: bool = True) -> dict[str, int] | None:
         """Write the noted outcomes in one transaction; count and log them once committed.
-        The rows by state, counted in the same transaction (None: nothing to write)."""
+        The rows by state, counted in the same transaction (None: nothing to write, or not
+        asked to count)."""
         pending, self._unsettled = self._unsettled, []
         if not pending:
             return None
 
-        def write(session: Session) -> dict[str, int]:
+        def write(session: Session) -> dict[str, int] | None:
             _write_outcomes(session, setup, pending)
-            return outbox.count_by_state(session)
+            return outbox.count_by_state(session) if count else None
 
         counts = await self._db(write)
         for mail, outcome, _, next_at in pending:
