@@ -17,7 +17,15 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError, Problem
-from .schema import SECRET_FILES, SENSITIVE_KEYS, AtKey, Settings, ShowsValue, section_models
+from .schema import (
+    SECRET_FILES,
+    SENSITIVE_KEYS,
+    TABLE_ARRAYS,
+    AtKey,
+    Settings,
+    ShowsValue,
+    section_models,
+)
 
 ENV_PREFIX = "TICKETD_"
 ENV_CONFIG = "TICKETD_CONFIG"  # the file to load
@@ -63,10 +71,23 @@ def _read_toml(path: Path) -> Data:
 
 def _refuse_secrets_in_file(data: Data, source: str) -> list[Problem]:
     return [Problem(source, f"{name}.{key}",
-                    f"secrets are not read from the configuration file: use {file_key} "
-                    f"or the environment variable TICKETD_{name.upper()}__{key.upper()}")
-            for name, section in data.items() if isinstance(section, dict)
+                    f"secrets are not read from the configuration file: use {file_key}" + (
+                        f" or the environment variable TICKETD_{name.upper()}__{key.upper()}"
+                        if "[" not in name else ""))
+            for name, section in _tables(data)
             for file_key, key in SECRET_FILES.items() if key in section]
+
+
+def _tables(data: Data) -> list[tuple[str, Data]]:
+    """Each section, and each entry of an array of tables as "mailboxes[1]"."""
+    found = []
+    for name, section in data.items():
+        if isinstance(section, dict):
+            found.append((name, section))
+        elif name in TABLE_ARRAYS and isinstance(section, list):
+            found += [(f"{name}[{i}]", entry) for i, entry in enumerate(section)
+                      if isinstance(entry, dict)]
+    return found
 
 
 def _apply_environment(data: Data, environ: Mapping[str, str], origins: Origins) -> list[Problem]:
@@ -112,9 +133,7 @@ def _read_secret_files(data: Data, source: str, origins: Origins,
                        environ: Mapping[str, str]) -> list[Problem]:
     """Put each secret file's content under its key; a secret set in the environment wins."""
     problems = []
-    for name, section in data.items():
-        if not isinstance(section, dict):
-            continue
+    for name, section in _tables(data):
         for file_key, key in SECRET_FILES.items():
             if section.get(file_key) is None or key in section:
                 continue
@@ -191,8 +210,9 @@ def _problem(error: ErrorDetails, source: str, origins: Origins) -> Problem:
     complaint = error.get("ctx", {}).get("error")
     if isinstance(complaint, AtKey):
         loc.append(complaint.key)
-    key = ".".join(loc[:2]) + "".join(f"[{part}]" if part.isdigit() else f".{part}"
-                                      for part in loc[2:])
+    parts = [piece for part in loc for piece in part.split(".")]
+    key = parts[0] + "".join(f"[{part}]" if part.isdigit() else f".{part}"
+                             for part in parts[1:])
     reason = _reason(error)
     origin = origins.get(".".join(loc[:2]), source)
     if _may_echo(error, loc, origin, complaint):

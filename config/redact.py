@@ -61,16 +61,23 @@ def secrets_of(settings: BaseModel) -> list[str]:
     """Every secret the settings hold (each line of a multi-line key file on its own too)."""
     found: list[str] = []
     for name in type(settings).model_fields:
-        section = getattr(settings, name)
-        if not isinstance(section, BaseModel):
-            continue
-        for key in type(section).model_fields:
-            value = getattr(section, key)
-            if isinstance(value, SecretStr):
-                text = value.get_secret_value()
-                found += [text, *(line.strip() for line in text.splitlines())]
-            elif key == "url" and isinstance(value, str):
-                found += url_secrets(value)
+        value = getattr(settings, name)
+        tables = value if isinstance(value, tuple) else (value,)  # [[mailboxes]] too
+        for section in tables:
+            if isinstance(section, BaseModel):
+                found += _secrets_of_section(section)
+    return found
+
+
+def _secrets_of_section(section: BaseModel) -> list[str]:
+    found: list[str] = []
+    for key in type(section).model_fields:
+        value = getattr(section, key)
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+            found += [text, *(line.strip() for line in text.splitlines())]
+        elif key == "url" and isinstance(value, str):
+            found += url_secrets(value)
     return found
 
 

@@ -14,6 +14,7 @@ import ipaddress
 import re
 import urllib.parse
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -761,6 +762,49 @@ class ReportsSettings(Section):
     digest_hour: Annotated[int, BeforeValidator(_not_bool), _in_range(0, 23)] = 8
 
 
+DEFAULT_BRAND = "default"  # the brand of [support]: the desk's own name and address
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+def _brand_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError('must be 1-40 lower-case letters, digits, "-" or "_", e.g. "lucky"')
+    return value
+
+
+Name = Annotated[str, AfterValidator(_brand_name)]
+
+
+class MailboxSettings(ImapSettings):
+    """One of several mailboxes ([[mailboxes]]): the keys of [imap], a name, and the brand
+    whose player mail arrives there."""
+
+    name: Name
+    brand: Name = DEFAULT_BRAND
+
+    @property
+    def lease_name(self) -> str:
+        """What its lease and cursor are kept under: the folder itself, whatever its name."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+class BrandSettings(Section):
+    """One brand ([[brands]]): who the desk is to the players of one of the operator's sites.
+    Unset keys take the desk's ([support], [responders], [complaints], [team])."""
+
+    name: Name
+    address: Annotated[str, AfterValidator(_address)]
+    # other addresses that reach this brand (mail from them is ours, never a ticket)
+    aliases: tuple[Annotated[str, AfterValidator(_address)], ...] = ()
+    display_name: NonEmptyStr
+    templates_dir: ReadableDir | None = None  # overrides; unset: [responders] templates_dir
+    default_language: Annotated[str, AfterValidator(_language_code)] | None = None
+    signature: str = ""  # appended to every mail a player gets under this brand
+    complaints: ComplaintsSettings | None = None  # this brand's licence; unset: [complaints]
+    routing: dict[str, NonEmptyStr] = Field(default_factory=dict)  # category -> group
+    default_group: NonEmptyStr | None = None  # unset: [team] default_group
+
+
 class Settings(Section):
     support: SupportSettings = Field(default_factory=SupportSettings)
     database: DatabaseSettings
@@ -786,6 +830,8 @@ class Settings(Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    brands: tuple[BrandSettings, ...] = ()
+    mailboxes: tuple[MailboxSettings, ...] = ()
 
     @field_validator("security")
     @classmethod
@@ -818,6 +864,60 @@ class Settings(Section):
             raise AtKey("digest", "needs [sla] head_of_support_address: the digest goes there")
         return reports
 
+    @field_validator("brands")
+    @classmethod
+    def _brands_named_once(cls, brands: tuple[BrandSettings, ...]) -> tuple[BrandSettings, ...]:
+        seen: dict[str, int] = {}
+        for index, brand in enumerate(brands):
+            if brand.name == DEFAULT_BRAND:
+                raise AtKey(f"{index}.name", f'"{DEFAULT_BRAND}" is the brand of [support]; '
+                            "give this brand a name of its own")
+            if brand.name in seen:
+                raise AtKey(f"{index}.name", f'"{brand.name}" is already the name of '
+                            f"brands[{seen[brand.name]}]")
+            seen[brand.name] = index
+        return brands
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _mailboxes_of_known_brands(cls, mailboxes: tuple[MailboxSettings, ...],
+                                   info: ValidationInfo) -> tuple[MailboxSettings, ...]:
+        brands = {DEFAULT_BRAND, *(b.name for b in info.data.get("brands") or ())}
+        names: dict[str, int] = {"imap": -1} if info.data.get("imap") is not None else {}
+        folders: dict[str, int] = {}
+        if info.data.get("imap") is not None:
+            folders[_lease_name(info.data["imap"])] = -1
+        for index, box in enumerate(mailboxes):
+            if box.name == "smtp":
+                raise AtKey(f"{index}.name", '"smtp" names the login of [smtp]: give the '
+                            "mailbox another name")
+            if box.name in names:
+                first = "[imap]" if names[box.name] < 0 else f"mailboxes[{names[box.name]}]"
+                raise AtKey(f"{index}.name", f'"{box.name}" is already the name of {first}')
+            if box.brand not in brands:
+                raise AtKey(f"{index}.brand", f'no brand "{box.brand}": name one of '
+                            f"{', '.join(sorted(brands))}, or add [[brands]] with "
+                            f'name = "{box.brand}"')
+            if box.lease_name in folders:
+                other = folders[box.lease_name]
+                first = "[imap]" if other < 0 else f"mailboxes[{other}]"
+                raise AtKey(f"{index}.folder", f"{box.lease_name} is watched by {first} "
+                            "already: one folder is one mailbox")
+            names[box.name] = folders[box.lease_name] = index
+        return mailboxes
+
+    @cached_property
+    def all_mailboxes(self) -> tuple[MailboxSettings, ...]:
+        """Every mailbox to watch: [imap] (named "imap", of the default brand) first."""
+        old = (MailboxSettings(**self.imap.model_dump(), name="imap"),) if self.imap else ()
+        return (*old, *self.mailboxes)
+
+    def mailbox(self, name: str) -> MailboxSettings | None:
+        return next((box for box in self.all_mailboxes if box.name == name), None)
+
+    def brand(self, name: str) -> BrandSettings | None:
+        return next((brand for brand in self.brands if brand.name == name), None)
+
     @model_validator(mode="before")
     @classmethod
     def _database_url_follows_storage(cls, data: Any) -> Any:
@@ -832,8 +932,16 @@ class Settings(Section):
         return data
 
 
+def _lease_name(imap: ImapSettings) -> str:
+    return f"{imap.username}@{imap.host}:{imap.port}/{imap.folder}"
+
+
+# Arrays of tables ([[brands]], [[mailboxes]]): each entry is a table of its own.
+TABLE_ARRAYS = ("brands", "mailboxes")
+
+
 def section_models() -> dict[str, type[Section]]:
     """Each section name with its model, for the environment overrides and the renderer."""
     return {name: next(t for t in (field.annotation, *getattr(field.annotation, "__args__", ()))
                        if isinstance(t, type) and issubclass(t, Section))
-            for name, field in Settings.model_fields.items()}
+            for name, field in Settings.model_fields.items() if name not in TABLE_ARRAYS}

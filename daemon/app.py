@@ -45,8 +45,12 @@ class App:
     @property
     def ingestor(self) -> Ingestor:
         """An ingestor bound to the runtime in force: take one per batch of mail."""
+        return self.ingestor_for(None)
+
+    def ingestor_for(self, brand: str | None) -> Ingestor:
+        """An ingestor for mail of `brand` (its mailbox's), bound to the runtime in force."""
         value = self.current.value
-        return Ingestor(self.sessions, self.blobs, value.ingest, value.screener)
+        return Ingestor(self.sessions, self.blobs, value.ingest_for(brand), value.screener)
 
     def outbox_sender(self, **options: Any) -> OutboxSender:
         """The outbox sender, reading the transport in force at each pass."""
@@ -64,9 +68,10 @@ class App:
             raise ValueError("no [smtp] section nor [webhooks] in the configuration")
         return with_oauth(setup, self.current.value.settings, self.oauth)
 
-    def imap_source(self) -> ImapSource:
-        """The mailbox of the settings in force, its OAuth tokens from this process's keeper."""
-        return imap_source(self.settings, self.oauth)
+    def imap_source(self, mailbox: str = "imap") -> ImapSource:
+        """A mailbox of the settings in force ("imap": [imap]; else a [[mailboxes]] name),
+        its OAuth tokens from this process's keeper."""
+        return imap_source(self.settings, self.oauth, mailbox)
 
     @property
     def vault(self) -> Vault | None:
@@ -102,12 +107,14 @@ def with_oauth(setup: SenderSetup, settings: Settings, keepers: Keepers) -> Send
     return replace(setup, transport=transport)
 
 
-def imap_source(settings: Settings, keepers: Keepers | None = None) -> ImapSource:
-    imap = settings.imap
+def imap_source(settings: Settings, keepers: Keepers | None = None,
+                mailbox: str = "imap") -> ImapSource:
+    imap = settings.mailbox(mailbox)
     if imap is None:
-        raise ValueError("no [imap] section in the configuration")
+        raise ValueError("no [imap] section in the configuration" if mailbox == "imap" else
+                         f"no mailbox {mailbox!r} in the configuration")
     refreshing = imap.auth == "oauth2"
-    tokens = (keepers or Keepers()).keeper(settings, "imap") if refreshing else None
+    tokens = (keepers or Keepers()).keeper(settings, mailbox) if refreshing else None
     return ImapSource(
         host=imap.host,
         port=imap.port,

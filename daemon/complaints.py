@@ -28,7 +28,7 @@ from responders import mime
 from responders.complaint_profiles import ComplaintProfile
 from responders.complaints import LetterContext, player_letter, staff_letter
 from responders.headers import UnsafeRecipient
-from responders.identity import Identity
+from responders.identity import Identity, of_brand
 from storage import complaints as records
 from storage import outbox, queries
 from storage.models import Complaint
@@ -303,7 +303,8 @@ def _guard_one(sessions: sessionmaker[Session], desk: GuardDesk, complaint_id: i
 class _Guard:
     def __init__(self, desk: GuardDesk, session: Session, now: datetime) -> None:
         self.identity, self.sla = desk.identity, desk.sla
-        self.session, self.now = session, now
+        self.desk, self.session, self.now = desk, session, now
+        self.staff_language = desk.identity.language
 
     def step(self, complaint_id: int) -> list[tuple[int, str]] | None:
         """The final deadline's points reached, then an ADR enquiry fallen due; None when
@@ -315,6 +316,7 @@ class _Guard:
         if ticket.erased:  # a clock moved after the erasure (a resume, an extension) owes
             row.next_action_at = None  # no letter to an address that is gone
             return None
+        self.identity = of_brand(self.desk, ticket.brand)  # its profile, its letters' From
         later, done = None, []
         if row.state == "complaint" and row.final_due_at is not None:
             step = rules.plan(facts(row), self.identity.complaints, self.now)
@@ -359,6 +361,10 @@ class _Guard:
                         "player", extra={"fields": {"ticket": ticket.number}})
             self._letter(row, ctx, ticket)
 
+    def _to_staff(self) -> Identity:
+        """The ticket's brand, in the staff's language (the desk's)."""
+        return replace(self.identity, language=self.staff_language)
+
     def _staff(self, assignee: str | None) -> list[str]:
         head = self.sla.head_of_support_address
         found = [a for a in (assignee, head or self.sla.team_lead_address) if a]
@@ -369,7 +375,7 @@ class _Guard:
         for i, to in enumerate(self._staff(ctx.assignee)):
             one = replace(ctx, nonce=f"{ctx.nonce}r{i}")
             if not _queue(self.session, lambda one=one, to=to: staff_letter(
-                    "reminder", one, self.identity, to), "complaint_reminder",
+                    "reminder", one, self._to_staff(), to), "complaint_reminder",
                     row.ticket_id, [to], self.identity):
                 sent.append(to)
         due = row.enquiry_due_at if point == ENQUIRY else row.final_due_at
@@ -380,7 +386,7 @@ class _Guard:
         """deadline_action = "head_of_support": the head sends the letter (with #final)."""
         sent = []
         if not _queue(self.session, lambda: staff_letter(
-                "handoff", ctx, self.identity, head), "complaint_reminder", row.ticket_id,
+                "handoff", ctx, self._to_staff(), head), "complaint_reminder", row.ticket_id,
                 [head], self.identity):
             sent.append(head)
         queries.insert_event(self.session, "complaint_reminder", row.ticket_id,

@@ -26,7 +26,7 @@ from daemon import complaint_rules, complaints
 from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
 from daemon.logs import failure_fields
-from daemon.responsible import safeguard
+from daemon.responsible import known_safeguarded, safeguard
 from daemon.safety import Screener, Screening, check_only
 from daemon.scan import ScannerUnavailable
 from daemon.sla import (
@@ -57,6 +57,7 @@ from parsers.reply import visible_text
 from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
 from responders.complaint_profiles import ComplaintProfile
+from responders.identity import DEFAULT_BRAND
 from responders.loops import LoopPolicy, responder_sign
 from responders.references import (
     numbers_in_subject,
@@ -108,6 +109,7 @@ class IngestPolicy:
     complaints: ComplaintProfile = field(default_factory=ComplaintProfile)  # [complaints]
     adr_addresses: frozenset[str] = frozenset()  # an ADR body's mail is an enquiry
     loops: LoopPolicy | None = None  # responder signs in replies to our mail; None: not looked at
+    brand: str = DEFAULT_BRAND  # the brand of the mailbox: what a ticket opened here is under
 
     @property
     def support_address(self) -> str:
@@ -410,6 +412,8 @@ class Ingestor:
         _record_screening(session, ticket_id, screening)
         # Every player message, whatever its kind (DESIGN: safety first). A mail only taken
         # for a responder's (no Auto-Submitted) may be a person's: it is checked too.
+        if outcome == "ticket":  # asked under another brand, or on an earlier ticket
+            known_safeguarded(session, ticket_id, self.policy.rg_group)
         if not automated or automated.startswith(RESPONDER_SIGN):
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
                       self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks,
@@ -555,18 +559,21 @@ class Ingestor:
 
     def _signed_numbers(self, mail: InboundMail, ids: list[str]) -> tuple[list[int], list[int]]:
         """Ticket numbers from our signed Message-IDs and reply addresses: (verified, forged)."""
-        domain = self.policy.support_address.rpartition("@")[2].lower()
+        # Every brand's domain: a player may answer one brand's mail at another's address.
+        domains = {a.rpartition("@")[2].lower() for a in self.policy.support_addresses}
         verified: list[int] = []
         forged: list[int] = []
         for msgid in ids:
-            claimed = _our_shape(msgid, domain)
+            claimed = _our_shape(msgid, domains)
             if claimed is None:
                 continue
             number = verify_message_id(msgid, self.policy.keys) if self.policy.keys else None
             (verified if number else forged).append(number or claimed)
         for rcpt in (*mail.to, *mail.cc):
             if "+" in rcpt.addr.partition("@")[0] and self.policy.keys:
-                number = token_from_address(rcpt.addr, self.policy.support_address, self.policy.keys)
+                number = next(filter(None, (token_from_address(rcpt.addr, ours, self.policy.keys)
+                                            for ours in sorted(self.policy.support_addresses))),
+                              None)
                 if number:
                     verified.append(number)
         return verified, forged
@@ -634,6 +641,7 @@ class Ingestor:
             language=language,
             requester_id=requester,
             linked_ticket_id=linked.id if linked else None,
+            brand=self.policy.brand,
         )
         if self.policy.sla is not None:
             clocks_for_new_ticket(session, ticket_id, found.category, found.priority, utcnow(),
@@ -782,10 +790,10 @@ def _first_line(err: BaseException) -> str:
 _OUR_ID = re.compile(r"t(\d{1,12})\.[^@\s]+@(.+)", re.IGNORECASE)
 
 
-def _our_shape(msgid: str, domain: str) -> int | None:
+def _our_shape(msgid: str, domains: set[str]) -> int | None:
     """The ticket number a Message-ID of our own shape claims (signed or not), else None."""
     found = _OUR_ID.fullmatch(msgid)
-    if found and found.group(2).lower() == domain:
+    if found and found.group(2).lower() in domains:
         return int(found.group(1))
     return None
 

@@ -428,7 +428,8 @@ class Keepers:
         self._lock = threading.Lock()
 
     def keeper(self, settings: Any, mailbox: str) -> TokenKeeper:  # config.Settings
-        section = getattr(settings, mailbox)
+        # "smtp", or a mailbox watched: "imap" ([imap]) or a [[mailboxes]] name
+        section = settings.smtp if mailbox == "smtp" else settings.mailbox(mailbox)
         client = OAuthClient.from_section(mailbox, section)
         store = store_for(Path(settings.storage.path), mailbox, settings.privacy.master_keys)
         key = (client, store)

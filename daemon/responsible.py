@@ -22,7 +22,7 @@ from parsers.rg import RG_CATEGORY, RG_PRIORITY, RgHit, responsible_gambling
 from responders.complaint_profiles import ComplaintProfile
 from responders.webhooks import SELF_EXCLUSION, WebhookEvents
 from storage import queries
-from storage.models import Ticket, utcnow
+from storage.models import Contact, Ticket, utcnow
 
 
 def safeguard(session: Session, ticket_id: int, subject: str, visible: str, sender: str,
@@ -37,6 +37,7 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
         return None
     ticket = session.get(Ticket, ticket_id)
     assert ticket is not None
+    _flag_contact(session, ticket, hit, now or utcnow())
     if (ticket.category, ticket.priority, ticket.group) == (RG_CATEGORY, RG_PRIORITY, group) \
             and ticket.safeguarded_at is not None:
         return hit  # already where it belongs: one event per escalation, not per mail
@@ -63,7 +64,36 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
     return hit
 
 
+def _flag_contact(session: Session, ticket: Ticket, hit: RgHit, now: datetime) -> None:
+    """The person is flagged, not only the ticket: every brand's ticket of theirs shows it.
+    The first request is kept (when and under which brand it was made)."""
+    contact = session.get(Contact, ticket.requester_id)
+    if contact is None or contact.safeguarded_at is not None:
+        return
+    contact.safeguarded_at, contact.safeguard_intent = now, hit.intent
+    contact.safeguard_brand = ticket.brand
+
+
+def known_safeguarded(session: Session, ticket_id: int, group: str) -> Contact | None:
+    """A new ticket of a person who asked before (under this brand or another): it goes to
+    the responsible-gambling group, with an event saying where they asked; the contact."""
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None
+    contact = session.get(Contact, ticket.requester_id)
+    if contact is None or contact.safeguarded_at is None:
+        return None
+    if ticket.group != group and ticket.assignee is None:
+        ticket.group = group
+    queries.insert_event(session, "contact_safeguarded", ticket_id,
+                         intent=contact.safeguard_intent, brand=contact.safeguard_brand,
+                         since=contact.safeguarded_at.isoformat())
+    return contact
+
+
 def may_automate(ticket: Ticket) -> bool:
     """Whether an automatic close, reminder or satisfaction survey may touch the ticket:
-    never once a player has asked for exclusion or closure or spoken of harm."""
-    return ticket.safeguarded_at is None and ticket.category != RG_CATEGORY
+    never once a player has asked for exclusion or closure or spoken of harm, on this
+    ticket or on any other of theirs, under any brand."""
+    person = ticket.requester
+    return ticket.safeguarded_at is None and ticket.category != RG_CATEGORY and (
+        person is None or person.safeguarded_at is None)

@@ -7,21 +7,23 @@ daemon keeps the value in force in a `Current`; each loop reads it once at the s
 unit of work (a batch of mail, an outbox pass, an SLA pass), and SIGHUP builds a new one and
 swaps it whole. A build that fails leaves the old value in force.
 
-Brands: today the one brand is [support]; `Runtime.brands` maps a brand's name to its
-identity, and `Runtime.brand(name)` falls back on the default, so a second brand is one
-more entry here, and the loops that look up a ticket's brand need nothing else.
+Brands: [support] is the brand "default", each [[brands]] entry one more; `Runtime.brands`
+maps a brand's name to its identity, and `Runtime.brand(name)` falls back on the default.
+Mail coming in is ingested under its mailbox's brand (`Runtime.ingest_for`); mail going out
+about a ticket speaks as the ticket's brand.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from config import ConfigError, Settings
+from config.schema import BrandSettings, ComplaintsSettings
 from daemon.ingest import IngestPolicy
 from daemon.outbox import SenderSetup
 from daemon.safety import Screener, screener, spam_policy
@@ -50,6 +52,7 @@ class Runtime:
     ack: AckPolicy | None  # None: no acknowledgements
     sender: SenderSetup | None  # SMTP and webhook transports; None: neither, nothing is sent
     screener: Screener  # the malware scan ([scan]: clamd's address, hold or store)
+    ingests: Mapping[str, IngestPolicy] = field(default_factory=dict)  # brand -> its policy
 
     @property
     def identity(self) -> Identity:
@@ -60,14 +63,20 @@ class Runtime:
         """A brand's identity; an unknown or missing name is the default brand."""
         return self.brands.get(name or self.default_brand) or self.identity
 
+    def ingest_for(self, brand: str | None) -> IngestPolicy:
+        """What mail coming in under `brand` (its mailbox's) meets; the default's else."""
+        return self.ingests.get(brand or self.default_brand) or self.ingest
+
 
 def build(settings: Settings, source: str = "configuration") -> Runtime:
     """The runtime value of `settings`; ConfigError (naming `source`, the key and the
     reason) when something the settings name cannot be used, e.g. a broken template."""
     identity = _identity(settings, source)
-    brands = MappingProxyType({identity.brand: identity})
+    brands = MappingProxyType({identity.brand: identity, **{
+        b.name: _brand_identity(settings, b, index, identity, source)
+        for index, b in enumerate(settings.brands)}})
     sla = SlaOptions.from_settings(settings)
-    team = team_policy(settings, identity)
+    team = team_policy(settings, identity, brands)
     ack = ack_policy(settings, identity)
     try:
         sender = SenderSetup.from_settings(settings) \
@@ -79,38 +88,65 @@ def build(settings: Settings, source: str = "configuration") -> Runtime:
     loops = loop_policy(settings, identity)
     team = replace(team, loops=loops) if team is not None else None
     ack = replace(ack, loops=loops) if ack is not None else None
-    ingest = replace(ingest_policy(settings, identity, team, ack, sla), loops=loops)
-    return Runtime(settings, brands, identity.brand, ingest, sla, team, ack, sender,
-                   screener(settings))
+    ours = frozenset().union(*(b.addresses for b in brands.values()))
+    ingests = MappingProxyType({
+        name: replace(ingest_policy(settings, brand, team and team.as_brand(name),
+                                    ack and replace(ack, identity=brand), sla),
+                      loops=loops, brand=name, support_addresses=ours)
+        for name, brand in brands.items()})
+    return Runtime(settings, brands, identity.brand, ingests[identity.brand], sla, team, ack,
+                   sender, screener(settings), ingests)
 
 
-def _identity(settings: Settings, source: str) -> Identity:
-    folder = settings.responders.templates_dir
+def _templates(folder: object, language: str, source: str, key: str) -> Templates:
     try:
         templates = Templates(str(folder) if folder else None, frozen=True,
-                              default_language=settings.support.default_language)
+                              default_language=language)
         templates.check()
     except TemplateSyntaxError as err:
         where = f"{err.name or '?'} line {err.lineno}"
-        raise ConfigError(source, "responders.templates_dir",
-                          f"template {where}: {err.message}") from None
+        raise ConfigError(source, key, f"template {where}: {err.message}") from None
     except (TemplateError, OSError, UnicodeDecodeError) as err:
-        raise ConfigError(source, "responders.templates_dir",
+        raise ConfigError(source, key,
                           f"templates unusable: {type(err).__name__}: {err}") from None
+    return templates
+
+
+def _brand_identity(settings: Settings, brand: BrandSettings, index: int, desk: Identity,
+                    source: str) -> Identity:
+    """A [[brands]] entry as an identity: what it leaves unset is the desk's."""
+    language = brand.default_language or desk.language
+    folder = brand.templates_dir or settings.responders.templates_dir
+    key = f"brands[{index}].templates_dir" if brand.templates_dir else "responders.templates_dir"
+    c = brand.complaints
+    return replace(
+        desk, address=brand.address, name=brand.display_name, brand=brand.name,
+        templates=_templates(folder, language, source, key), language=language,
+        aliases=frozenset(a.lower() for a in brand.aliases), signature=brand.signature,
+        complaints=complaint_profile(c) if c else desk.complaints,
+        adr_addresses=frozenset(a.lower() for a in c.adr_addresses) if c else
+        desk.adr_addresses,
+        deadline_action=c.deadline_action if c else desk.deadline_action,
+        routing=MappingProxyType(dict(brand.routing)), default_group=brand.default_group,
+    )
+
+
+def _identity(settings: Settings, source: str) -> Identity:
+    templates = _templates(settings.responders.templates_dir, settings.support.default_language,
+                           source, "responders.templates_dir")
     support = settings.support
     return Identity(
         address=support.address, name=support.name, keys=settings.security.keys,
         templates=templates, subject_format=settings.threading.subject_tag,
         language=support.default_language, dispute_text=settings.responders.dispute_text,
-        brand=DEFAULT_BRAND, complaints=complaint_profile(settings),
+        brand=DEFAULT_BRAND, complaints=complaint_profile(settings.complaints),
         adr_addresses=frozenset(a.lower() for a in settings.complaints.adr_addresses),
         deadline_action=settings.complaints.deadline_action,
     )
 
 
-def complaint_profile(settings: Settings) -> ComplaintProfile:
-    """The [complaints] profile with its overrides and the ADR entity in each language."""
-    c = settings.complaints
+def complaint_profile(c: ComplaintsSettings) -> ComplaintProfile:
+    """A [complaints] profile with its overrides and the ADR entity in each language."""
     english = AdrEntity(c.adr_entity or "", c.adr_url or "", c.adr_address or "")
     adr = {"en": english} if english else {}
     for language, local in c.adr_translations.items():
@@ -150,7 +186,8 @@ def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | Non
         team=team,
         sla=sla,
         spam=spam_policy(settings),
-        rg_group=settings.team.routing.get("self_exclusion", settings.team.default_group),
+        rg_group=identity.routing.get("self_exclusion") or settings.team.routing.get(
+            "self_exclusion") or identity.default_group or settings.team.default_group,
         webhooks=events_of(settings.webhooks),
         complaints=identity.complaints, adr_addresses=identity.adr_addresses,
     )
@@ -205,7 +242,8 @@ def staff(settings: Settings) -> dict[str, Agent]:
     return found
 
 
-def team_policy(settings: Settings, identity: Identity) -> TeamPolicy | None:
+def team_policy(settings: Settings, identity: Identity,
+                brands: Mapping[str, Identity] | None = None) -> TeamPolicy | None:
     """Notifications and agents' mail need agents or staff, outgoing mail and signing keys."""
     team = settings.team
     members = staff(settings)
@@ -222,6 +260,8 @@ def team_policy(settings: Settings, identity: Identity) -> TeamPolicy | None:
         comment_address=team.comment_address.lower() if team.comment_address else None,
         agent_auth=team.agent_auth,
         authserv_id=settings.security.authserv_id,
+        brands=MappingProxyType(dict(brands or {identity.brand: identity})),
+        language=identity.language,
     )
 
 

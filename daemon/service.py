@@ -1,5 +1,5 @@
-"""The long-running service: one asyncio process supervising the mailbox watcher, the outbox
-sender and the SLA monitor; signals, reload, systemd notification and metrics."""
+"""The long-running service: one asyncio process supervising a watcher per mailbox, the
+outbox sender and the SLA monitor; signals, reload, systemd notification and metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -22,7 +23,7 @@ from daemon import logs, metrics
 from daemon import runtime as runtime_mod
 from daemon.imap import ImapConfigError, ImapSource, retry_delay
 from daemon.ingest import IngestResult
-from daemon.mailbox import MailboxRunner
+from daemon.mailbox import DrainStats, MailboxRunner
 from daemon.oauth import OAuthProblem, RefreshWatch
 from daemon.outbox import OutboxSender
 from daemon.retention import RecordsKeeper
@@ -45,9 +46,9 @@ def _sends_breaches(settings) -> bool:  # noqa: ANN001 - config.Settings
     return settings.webhooks is not None and "sla.breached" in settings.webhooks.events
 
 
-def mailbox_name(settings) -> str:  # noqa: ANN001 - config.Settings
-    imap = settings.imap
-    return f"{imap.username}@{imap.host}:{imap.port}/{imap.folder}"
+def mailbox_name(settings, mailbox: str = "imap") -> str:  # noqa: ANN001 - config.Settings
+    """The folder a mailbox watches, as its lease and cursor are kept: "user@host:port/INBOX"."""
+    return settings.mailbox(mailbox).lease_name
 
 
 class Service:
@@ -55,9 +56,12 @@ class Service:
         self.app = application
         self.config_path = config_path
         self.stop = asyncio.Event()
-        self.stop_thread = threading.Event()  # the IMAP watcher runs in a worker thread
-        self.wake_watcher = threading.Event()  # ends the watcher's pause: stop, or SIGHUP
-        self.mailbox_problem: str | None = None  # why the watcher pauses, for STATUS=
+        self.stop_thread = threading.Event()  # the IMAP watchers run in worker threads
+        # Per mailbox (by name): what ends its watcher's pause (stop, or SIGHUP), and why it
+        # pauses, for STATUS=.
+        self.wake_watchers: dict[str, threading.Event] = {}
+        self.mailbox_problems: dict[str, str] = {}
+        self.watchers: ThreadPoolExecutor | None = None  # a thread for each mailbox
         self.reload_problem: str | None = None  # why the last reload was refused, for STATUS=
         self.wake_outbox = asyncio.Event()
         self.wake_sla = asyncio.Event()  # set by a reload: new intervals apply at once
@@ -79,7 +83,8 @@ class Service:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         tasks = self._tasks()
         if not tasks:
-            log.error("nothing to do: neither [imap], [smtp] nor [webhooks] is configured")
+            log.error("nothing to do: neither [imap], [[mailboxes]], [smtp] nor [webhooks] "
+                      "is configured")
             return 78
         _start_metrics(settings)
         swept = await asyncio.to_thread(self.app.blobs.sweep)
@@ -88,8 +93,12 @@ class Service:
                      extra={"fields": {"count": swept}})
         notify("READY=1", "STATUS=running")
         log.info("ticketd running", extra={"fields": {"tasks": ",".join(tasks)}})
-        await asyncio.gather(*(self._supervised(name, run) for name, run in tasks.items()),
-                             self._housekeeping())
+        try:
+            await asyncio.gather(*(self._supervised(name, run) for name, run in tasks.items()),
+                                 self._housekeeping())
+        finally:
+            if self.watchers is not None:
+                self.watchers.shutdown(wait=False)
         notify("STOPPING=1")
         log.info("ticketd stopped")
         return 0
@@ -97,8 +106,15 @@ class Service:
     def _tasks(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         settings = self.app.settings
         tasks: dict[str, Callable[[], Awaitable[Any]]] = {}
-        if settings.imap is not None:
-            tasks["mailbox"] = lambda: asyncio.to_thread(watch_mailbox, self)
+        mailboxes = [box.name for box in settings.all_mailboxes]
+        if mailboxes:
+            # Threads of their own: a watcher holds one for as long as it runs, and the
+            # default pool is small and shared with the other loops' short jobs.
+            self.watchers = ThreadPoolExecutor(len(mailboxes), thread_name_prefix="mailbox")
+        for name in mailboxes:
+            self.wake_watchers[name] = threading.Event()
+            tasks[f"mailbox {name}"] = lambda name=name: self.loop.run_in_executor(  # type: ignore[union-attr]
+                self.watchers, watch_mailbox, self, name)
         # Each loop asks for its interval (and the records task for its rules) at each pass,
         # and a reload wakes it: what a reload changes applies from the next pass.
         if settings.smtp is not None or settings.webhooks is not None:
@@ -121,8 +137,12 @@ class Service:
         log.info("stopping: finishing the mail in hand")
         notify("STOPPING=1", "STATUS=stopping")
         self.stop_thread.set()
-        self.wake_watcher.set()
+        self._wake_watchers()
         self.stop.set()
+
+    def _wake_watchers(self) -> None:
+        for wake in self.wake_watchers.values():
+            wake.set()
 
     def reload(self) -> None:
         """SIGHUP: build a new runtime value from the configuration and put it in force whole
@@ -146,11 +166,11 @@ class Service:
             self.reload_problem = None
             # A mailbox that failed is tried again now, with these settings: until that try
             # says otherwise, its old problem is not news.
-            self.mailbox_problem = None
+            self.mailbox_problems.clear()
             self.app.oauth.retry_now()  # e.g. after `ticketd oauth login`
             self.oauth.ops_address = value.settings.outbox.ops_address
             self.oauth.from_address = value.settings.support.address
-            self.wake_watcher.set()
+            self._wake_watchers()
             self.wake_outbox.set()  # mail waiting on the old credentials goes now
             self.wake_sla.set()
             self.wake_records.set()
@@ -166,6 +186,10 @@ class Service:
         for section in ("imap", "smtp", "webhooks"):  # which loops run is decided at start
             if (getattr(running, section) is None) != (getattr(value.settings, section) is None):
                 raise ConfigError(source, section, "added or removed: restart to apply")
+        names = [box.name for box in running.all_mailboxes]
+        if names != [box.name for box in value.settings.all_mailboxes]:
+            raise ConfigError(source, "mailboxes", "a mailbox added, removed or renamed: "
+                              "restart to apply (each has a watcher of its own)")
         # The vault that wraps new data keys lives in the session factory, built at start: a
         # reload that seemed to take new master keys would go on wrapping with the old ones.
         if running.privacy.master_keys != value.settings.privacy.master_keys:
@@ -174,7 +198,8 @@ class Service:
 
     def status(self) -> str:
         """The STATUS= line: what `systemctl status` shows beside the unit's state."""
-        problem = f"; mailbox: {self.mailbox_problem}" if self.mailbox_problem else ""
+        problem = "".join(f"; mailbox{'' if name == 'imap' else ' ' + name}: {why}"
+                          for name, why in sorted(self.mailbox_problems.items()))
         refused = f"; {self.reload_problem}" if self.reload_problem else ""
         oauth = f"; {self.oauth.status()}" if self.oauth.problems else ""
         return f"running; {self.ingested} mails ingested since start{problem}{refused}{oauth}"
@@ -249,8 +274,9 @@ def _start_metrics(settings) -> None:  # noqa: ANN001
         log.info("metrics listening", extra={"fields": {"address": f"{address[0]}:{address[1]}"}})
 
 
-def watch_mailbox(service: Service) -> None:
-    """Hold the mailbox lease, connect, drain, IDLE, repeat, until stopped.
+def watch_mailbox(service: Service, mailbox: str = "imap") -> None:
+    """Hold the lease of `mailbox` ("imap", or a [[mailboxes]] name), connect, drain, IDLE,
+    repeat, until stopped. Each mailbox has its own watcher thread, lease and problems.
 
     A failure is retried, in one of two ways. Network and database trouble passes by itself:
     backoff from 1 s to 60 s, starting over after a round that lasted or stored mail (the
@@ -260,40 +286,44 @@ def watch_mailbox(service: Service) -> None:
     on SIGHUP. The daemon itself keeps running: the outbox and the SLA monitor need no mailbox.
     """
     stop = service.stop_thread
+    wake = service.wake_watchers.setdefault(mailbox, threading.Event())
     attempt = 0
     # Present from the start, so that "never connected" alerts as well as "disconnected".
-    metrics.MAILBOX_CONNECTED.labels(mailbox_name(service.app.settings)).set(0)
+    metrics.MAILBOX_CONNECTED.labels(mailbox_name(service.app.settings, mailbox)).set(0)
     while not stop.is_set():
-        service.wake_watcher.clear()  # a SIGHUP from now on ends the pause below
-        service.mailbox_problem = None  # said only while pausing after a failure
+        wake.clear()  # a SIGHUP from now on ends the pause below
+        service.mailbox_problems.pop(mailbox, None)  # said only while pausing after a failure
         started, stored = time.monotonic(), service.ingested
         try:
-            with mailbox_lease(service.app, mailbox_name(service.app.settings), stop) as lease:
+            lease_name = mailbox_name(service.app.settings, mailbox)
+            with mailbox_lease(service.app, lease_name, stop) as lease:
                 if lease is not None:
-                    _watch_once(service, lease)
+                    _watch_once(service, mailbox, lease)
         except Exception as err:  # noqa: BLE001 - sorted by _failed; the watcher must go on
             metrics.IMAP_RECONNECTS.inc()
             recovered = time.monotonic() - started > 60 or service.ingested > stored
             attempt = 1 if recovered else attempt + 1
-            pause = _failed(service, err, attempt)
+            pause = _failed(service, mailbox, err, attempt)
             if not stop.is_set():  # else the wake of request_stop may have been cleared above
-                service.wake_watcher.wait(pause)
+                wake.wait(pause)
 
 
-def _failed(service: Service, err: Exception, attempt: int) -> float:
+def _failed(service: Service, mailbox: str, err: Exception, attempt: int) -> float:
     """Log a failed round, tell systemd when it needs a person; the seconds to pause."""
     if isinstance(err, ImapConfigError) or (isinstance(err, OAuthProblem) and err.permanent):
-        service.mailbox_problem = (f"{_describe(err)}; fix the settings and reload, "
-                                   f"tried again every {SETTINGS_RETRY_SECONDS / 60:.0f} min")
+        service.mailbox_problems[mailbox] = (
+            f"{_describe(err)}; fix the settings and reload, "
+            f"tried again every {SETTINGS_RETRY_SECONDS / 60:.0f} min")
         log.error("mailbox refused with these settings, retrying on reload or later",
-                  extra={"fields": {"in": f"{SETTINGS_RETRY_SECONDS:.0f}s",
+                  extra={"fields": {"mailbox": mailbox, "in": f"{SETTINGS_RETRY_SECONDS:.0f}s",
                                     "error": _describe(err)}})
         notify(f"STATUS={service.status()}")
         return SETTINGS_RETRY_SECONDS
     pause = retry_delay(attempt)
-    service.mailbox_problem = f"reconnecting after {_describe(err)}"
+    service.mailbox_problems[mailbox] = f"reconnecting after {_describe(err)}"
     log.warning("mailbox watcher failed, retrying", extra={"fields": {
-        "error": _describe(err), "attempt": attempt, "in": f"{pause:.1f}s"}})
+        "mailbox": mailbox, "error": _describe(err), "attempt": attempt,
+        "in": f"{pause:.1f}s"}})
     return pause
 
 
@@ -339,20 +369,28 @@ def _session_alive(conn: Connection) -> None:
     conn.commit()
 
 
-def _runner(application: app_mod.App, source: ImapSource, on_result) -> MailboxRunner:  # noqa: ANN001
+def _runner(application: app_mod.App, source: ImapSource, on_result,  # noqa: ANN001
+            mailbox: str = "imap") -> MailboxRunner:
     settings = application.settings
-    # The ingestor is asked for at each batch: a reload applies from the next batch on.
-    return MailboxRunner(source, lambda: application.ingestor, application.sessions,
-                         name=mailbox_name(settings), batch_size=settings.imap.batch_size,
-                         on_result=on_result)
+    box = settings.mailbox(mailbox)
+    assert box is not None
+
+    def ingestor():  # noqa: ANN202 - asked at each batch: a reload applies from the next on
+        found = application.settings.mailbox(mailbox)
+        return application.ingestor_for(found.brand if found else box.brand)
+
+    return MailboxRunner(source, ingestor, application.sessions, name=box.lease_name,
+                         batch_size=box.batch_size, on_result=on_result)
 
 
-def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
-    """One connection: drain, IDLE, repeat; returns when a reload changed [imap] (the caller
-    connects again with the new settings and, when they differ, the new password)."""
-    imap = service.app.settings.imap
-    source: ImapSource = service.app.imap_source()
-    runner = _runner(service.app, source, service.mail_done)
+def _watch_once(service: Service, mailbox: str, confirm_lease: Callable[[], None]) -> None:
+    """One connection: drain, IDLE, repeat; returns when a reload changed the mailbox's
+    settings (the caller connects again with the new ones and, when it changed, the new
+    password)."""
+    imap = service.app.settings.mailbox(mailbox)
+    assert imap is not None
+    source: ImapSource = service.app.imap_source(mailbox)
+    runner = _runner(service.app, source, service.mail_done, mailbox)
     runner.stop = service.stop_thread
     try:
         source.connect()
@@ -366,7 +404,7 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
             while not runner.stop.is_set() and waited < imap.idle_timeout:
                 confirm_lease()  # a lost lease fails this round: let go of the mailbox
                 _keep_token_fresh(service.app, imap)
-                if service.app.settings.imap != imap:
+                if service.app.settings.mailbox(mailbox) != imap:
                     log.info("mailbox settings changed by a reload, reconnecting",
                              extra={"fields": {"mailbox": runner.name}})
                     return
@@ -378,13 +416,13 @@ def _watch_once(service: Service, confirm_lease: Callable[[], None]) -> None:
         source.close()
 
 
-def _keep_token_fresh(application: app_mod.App, imap) -> None:  # noqa: ANN001 - ImapSettings
+def _keep_token_fresh(application: app_mod.App, imap) -> None:  # noqa: ANN001 - MailboxSettings
     """Refresh the OAuth token before it expires, so that the next login (after a drop, or
     when the provider ends the session) has one at hand. No HTTP unless it is due."""
     if imap.auth != "oauth2":
         return
     try:
-        application.oauth.keeper(application.settings, "imap").access_token()
+        application.oauth.keeper(application.settings, imap.name).access_token()
     except OAuthProblem:
         pass  # counted, logged and reported by the keeper; the session in hand goes on
 
@@ -403,9 +441,9 @@ def _describe(err: BaseException | None) -> str:
 
 
 def drain_once(application: app_mod.App, progress=None):  # noqa: ANN001, ANN201
-    """Connect, ingest everything the folder holds, disconnect (`ticketd run --once`);
-    `progress(count)` is called after each mail (a person waiting on a backlog sees it move)."""
-    source = application.imap_source()
+    """Connect to each mailbox in turn, ingest everything its folder holds, disconnect
+    (`ticketd run --once`); the counts of all of them. `progress(count)` is called after each
+    mail (a person waiting on a backlog sees it move)."""
     done = 0
 
     def tick(result: IngestResult, seconds: float) -> None:
@@ -414,10 +452,20 @@ def drain_once(application: app_mod.App, progress=None):  # noqa: ANN001, ANN201
         if progress:
             progress(done)
 
-    runner = _runner(application, source, tick)
-    source.connect()
-    try:
-        runner.sync_cursor()
-        return runner.drain()
-    finally:
-        source.close()
+    names = [box.name for box in application.settings.all_mailboxes]
+    if not names:
+        raise ValueError("no [imap] section nor [[mailboxes]] in the configuration")
+    total = DrainStats()
+    for name in names:
+        source = application.imap_source(name)
+        runner = _runner(application, source, tick, name)
+        source.connect()
+        try:
+            runner.sync_cursor()
+            stats = runner.drain()
+        finally:
+            source.close()
+        for key in ("stored", "duplicates", "ignored", "quarantined", "held"):
+            setattr(total, key, getattr(total, key) + getattr(stats, key))
+        total.outcomes += stats.outcomes
+    return total

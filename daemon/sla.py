@@ -31,7 +31,7 @@ from parsers.rg import RG_CATEGORY, RG_PRIORITY
 from responders import mime
 from responders.escalation import STAGE_NAMES, EscalationContext, escalation
 from responders.headers import UnsafeRecipient
-from responders.identity import Identity
+from responders.identity import Identity, of_brand
 from responders.sla import (
     DEFAULT_POLICIES,
     DEFAULT_RULES,
@@ -463,7 +463,7 @@ class _Pass:
 
     def __init__(self, desk: SlaDesk, session: Session, now: datetime) -> None:
         self.options, self.identity = desk.sla, desk.identity
-        self.session, self.now = session, now
+        self.desk, self.session, self.now = desk, session, now
         self.mails: list[outbox.Outgoing] = []
         self.events: list[tuple[str, int | None, dict[str, Any]]] = []
 
@@ -547,13 +547,15 @@ class _Pass:
             assignee=facts.assignee,
             nonce=f"sla{clock.id}s{stage}",  # one Message-ID per clock and stage
         )
+        # From the ticket's brand; written in the staff's language, the desk's.
+        identity = replace(of_brand(self.desk, facts.brand), language=self.identity.language)
         try:
-            msg = escalation(ctx, self.identity, to=to, timezone=self.options.timezone)
+            msg = escalation(ctx, identity, to=to, timezone=self.options.timezone)
         except UnsafeRecipient as err:  # a configuration mistake: retrying would not help
             return str(err)
         self.mails.append(outbox.Outgoing(
             raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
-            envelope_from=self.identity.address, recipients=(to,), kind="escalation",
+            envelope_from=identity.address, recipients=(to,), kind="escalation",
             ticket_id=clock.ticket_id, now=self.now))
         return ""
 

@@ -5,7 +5,8 @@ commits together or not at all."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from responders import mime
 from responders.agents import (
     NotificationContext,
     RelayContext,
+    Safeguard,
     command_refused,
     held_notice,
     notification,
@@ -79,6 +81,14 @@ class TeamPolicy:
     agent_auth: str = "token+authres"
     authserv_id: str = ""
     loops: LoopPolicy | None = None  # loop limits and coalescing; None: none (some tests)
+    brands: Mapping[str, Identity] = field(default_factory=dict)  # name -> who it speaks as
+    language: str = "en"  # the staff's: what notifications to agents are written in
+
+    def as_brand(self, name: str | None) -> TeamPolicy:
+        """The team speaking as brand `name` (a ticket's): its From, templates, signature,
+        regulator profile and routing; an unknown name leaves the team as it is."""
+        identity = self.brands.get(name or "")
+        return replace(self, identity=identity) if identity is not None else self
 
     def member(self, address: str | None) -> Agent | None:
         """The agent or staff member writing from `address` (lower-case), else None."""
@@ -87,7 +97,11 @@ class TeamPolicy:
         return self.agents.get(address) or self.staff.get(address)
 
     def group_for(self, category: str) -> str:
-        return self.routing.get(category, self.default_group)
+        """The brand's group for the category, else the team's, else the brand's default
+        group, else the team's."""
+        brand = self.identity
+        return brand.routing.get(category) or self.routing.get(category) or \
+            brand.default_group or self.default_group
 
     def recipients(self, group: str | None, assignee: str | None,
                    language: str | None = None) -> tuple[Address, ...]:
@@ -119,6 +133,7 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
     """Give a new ticket its group, and tell the holder(s) of the ticket about the player's mail."""
     ticket = session.get(Ticket, ticket_id)
     assert ticket is not None
+    team = team.as_brand(ticket.brand)
     if ticket.group is None:
         ticket.group = team.group_for(ticket.category)
     recipients = team.recipients(ticket.group, ticket.assignee, ticket.language)
@@ -145,8 +160,10 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
             status=ticket.status, sla_due=min(owed) if owed else None,
             earlier_tickets=max(earlier, 0), attachments=mail.attachments,
             player_message_id=mail.message_id, recipients=(recipient,), event=event,
-            language=team.identity.language,  # staff read the desk's language
+            language=team.language,  # staff read the desk's language
             coalesced=when != "now",
+            brand=team.identity.name if len(team.brands) > 1 else "",
+            safeguarded=_safeguarded(session, ticket, team),
         )
         msg = notification(ctx, team.identity)
         # One notification of one mail counts once against its ticket, however many get it.
@@ -155,6 +172,16 @@ def route_and_notify(session: Session, team: TeamPolicy, ticket_id: int, mail: I
                         defer_until=None if isinstance(when, str) else when)
         if index == 0 and not queued:
             return  # withheld by the loop limits: the others would be too
+
+
+def _safeguarded(session: Session, ticket: Ticket, team: TeamPolicy) -> Safeguard | None:
+    """The requester's responsible-gambling flag, under whichever brand it was raised."""
+    person = session.get(Contact, ticket.requester_id)
+    if person is None or person.safeguarded_at is None:
+        return None
+    brand = team.brands.get(person.safeguard_brand or "")
+    return Safeguard(since=person.safeguarded_at, intent=person.safeguard_intent or "",
+                     brand=brand.name if brand else person.safeguard_brand or "")
 
 
 @dataclass(frozen=True)
@@ -175,6 +202,7 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     assert mail.sender is not None
     agent = team.member(mail.sender.addr)
     assert agent is not None  # is_agent_mail() said so
+    team = team.as_brand(ticket.brand)
     why = _not_authenticated(session, team, mail, agent, ticket.number)
     if why:
         _store(session, ticket.id, mail, "held", visible, record)

@@ -52,6 +52,7 @@ from responders.wording import human_size, localized_duration
 __all__ = [
     "NotificationContext",
     "RelayContext",
+    "Safeguard",
     "command_refused",
     "held_notice",
     "notification",
@@ -90,6 +91,17 @@ class NotificationContext:
     # sent after a pause (a burst of follow-ups is one notification): later ones are on the
     # ticket, not in this mail
     coalesced: bool = False
+    brand: str = ""  # the display name of the ticket's brand, where the desk has several
+    safeguarded: Safeguard | None = None  # the player's responsible-gambling flag
+
+
+@dataclass(frozen=True)
+class Safeguard:
+    """A player who asked for exclusion or closure, or spoke of harm, under some brand."""
+
+    since: datetime
+    intent: str  # parsers.rg INTENTS
+    brand: str  # the display name of the brand they asked under
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +194,8 @@ def relay(
         "support_name": clean_header_text(support_name, 100),
         "reply_marker": _marker(language),
     }
-    _bodies(msg, templates, "relay", language, variables, _files(ctx.attachments, hide))
+    _bodies(msg, templates, "relay", language, variables, _files(ctx.attachments, hide),
+            signer=identity)
     return msg
 
 
@@ -215,6 +228,11 @@ def command_refused(
         "commands": COMMAND_SYNTAX,
         "reply_marker": _marker(language),
         "support_name": clean_header_text(support_name, 100),
+        "brand": clean_header_text(ctx.brand, 100),
+        "safeguarded": {"since": _timestamp(ctx.safeguarded.since)[:10],
+                        "intent": ctx.safeguarded.intent,
+                        "brand": clean_header_text(ctx.safeguarded.brand, 100)}
+        if ctx.safeguarded else None,
     }
     msg = EmailMessage(policy=SMTP)
     set_address_header(msg, "From", support_name, support)
@@ -411,18 +429,26 @@ def _notification_variables(
         "commands": COMMAND_SYNTAX,
         "reply_marker": _marker(language),
         "support_name": clean_header_text(support_name, 100),
+        "brand": clean_header_text(ctx.brand, 100),
+        "safeguarded": {"since": _timestamp(ctx.safeguarded.since)[:10],
+                        "intent": ctx.safeguarded.intent,
+                        "brand": clean_header_text(ctx.safeguarded.brand, 100)}
+        if ctx.safeguarded else None,
     }
 
 
 def _bodies(
     msg: EmailMessage, templates: Templates, name: str, language: str,
-    variables: dict[str, Any], files: Sequence[File] = (),
+    variables: dict[str, Any], files: Sequence[File] = (), *, signer: Identity | None = None,
 ) -> None:
-    """Plain text, the HTML alternative where the mail has one (notification, relay), files."""
+    """Plain text, the HTML alternative where the mail has one (notification, relay), files;
+    the brand's signature under mail to a player (`signer`)."""
     text = templates.render(f"{name}.txt.j2", language, **variables)
     html = None
     if name in ("notification", "relay"):
         html = templates.render(f"{name}.html.j2", language, **variables)
+    if signer is not None:
+        text, html = signer.signed(text), signer.signed_html(html) if html else html
     set_body(msg, text, html, files)
 
 

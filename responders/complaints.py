@@ -125,7 +125,8 @@ def _compose(ctx: LetterContext, identity: Identity, name: str, language: str, t
     put_header(msg, "Auto-Submitted", "auto-generated")  # RFC 3834 §5: no one answered this
     put_header(msg, "X-Auto-Response-Suppress", "All")
     put_header(msg, "X-Ticketd-Loop", support)
-    set_body(msg, templates.render(f"{name}.txt.j2", language, **variables))
+    text = templates.render(f"{name}.txt.j2", language, **variables)
+    set_body(msg, identity.signed(text) if to == ctx.player else text)
     return msg
 
 

@@ -92,7 +92,7 @@ def acknowledgement(
     put_header(msg, "Message-ID", f"<{message_id_for(ctx.ticket_number, keys, domain)}>")
     thread_headers(msg, ctx.in_reply_to, ctx.references)
     _automatic_reply_headers(msg, support)
-    _bodies(msg, templates, language, variables)
+    _bodies(msg, identity, language, variables)
     return msg
 
 
@@ -131,8 +131,8 @@ def _paragraphs(text: str | None) -> str | None:
 
 
 def _bodies(
-    msg: EmailMessage, templates: Templates, language: str, variables: dict[str, Any]
+    msg: EmailMessage, identity: Identity, language: str, variables: dict[str, Any]
 ) -> None:
-    text = templates.render("ack.txt.j2", language, **variables)
-    html = templates.render("ack.html.j2", language, **variables)
-    set_body(msg, text, html)
+    text = identity.templates.render("ack.txt.j2", language, **variables)
+    html = identity.templates.render("ack.html.j2", language, **variables)
+    set_body(msg, identity.signed(text), identity.signed_html(html))

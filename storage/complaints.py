@@ -149,6 +149,7 @@ class GuardFacts:
     assignee: str | None
     player: str
     player_name: str
+    brand: str = "default"  # whose name the letters go out in
     erased: bool = False  # the player's data was erased: nobody is left to write to
 
 
@@ -160,4 +161,4 @@ def guard_facts(session: Session, ticket_id: int) -> GuardFacts:
     erased = session.scalar(select(Erasure.id).where(Erasure.contact_id == player.id)
                             .limit(1)) is not None
     return GuardFacts(ticket.number, ticket.subject, ticket.language, ticket.assignee,
-                      player.address, player.name or "", erased)
+                      player.address, player.name or "", ticket.brand, erased)

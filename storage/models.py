@@ -73,6 +73,11 @@ class Contact(Base):
     bouncing: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
+    # When the person first asked for exclusion or closure or spoke of gambling harm, under
+    # any brand: one person is one contact, so every brand's ticket of theirs shows it.
+    safeguarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    safeguard_intent: Mapped[str | None] = mapped_column(String(24))  # parsers.rg INTENTS
+    safeguard_brand: Mapped[str | None] = mapped_column(String(40))  # where they asked
 
 
 class Ticket(Base):
@@ -98,6 +103,9 @@ class Ticket(Base):
     # When its automatic mail ran away (a loop with a responder): from then on no automatic
     # mail about it goes out until a person (an agent's reply, note or command) acts.
     loop_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The brand whose mailbox the ticket came in at ([[brands]] name; "default": [support]):
+    # every mail about it speaks as that brand.
+    brand: Mapped[str] = mapped_column(String(40), default="default", server_default="default")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention

@@ -214,6 +214,7 @@ class EscalationFacts:
     group: str | None  # the team it is routed to; None: by its category
     assignee: str | None  # an agent's address; None: nobody holds it
     question: str  # the visible text of the player's first message
+    brand: str = "default"  # whose name the escalation goes out in
 
 
 _FIRST_TEXT = (
@@ -224,17 +225,18 @@ _FIRST_TEXT = (
     .scalar_subquery()
 )
 _FACTS = select(Ticket.number, Ticket.subject, Ticket.category, Ticket.group, Ticket.assignee,
-                _FIRST_TEXT).where(Ticket.id == bindparam("tid"))
+                _FIRST_TEXT, Ticket.brand).where(Ticket.id == bindparam("tid"))
 
 
 def escalation_facts(session: Session, ticket_id: int) -> EscalationFacts:
-    number, subject, category, group, assignee, question = session.execute(
+    number, subject, category, group, assignee, question, brand = session.execute(
         _FACTS, {"tid": ticket_id}).one()
-    return EscalationFacts(number, subject or "", category, group, assignee, question or "")
+    return EscalationFacts(number, subject or "", category, group, assignee, question or "",
+                           brand)
 
 
 _FACTS_OF = select(Ticket.id, Ticket.number, Ticket.subject, Ticket.category, Ticket.group,
-                   Ticket.assignee, _FIRST_TEXT).where(
+                   Ticket.assignee, _FIRST_TEXT, Ticket.brand).where(
     Ticket.id.in_(bindparam("tids", expanding=True)))
 
 
@@ -243,8 +245,8 @@ def escalation_facts_of(session: Session, ticket_ids: list[int]) -> dict[int, Es
     if not ticket_ids:
         return {}
     return {tid: EscalationFacts(number, subject or "", category, group, assignee,
-                                 question or "")
-            for tid, number, subject, category, group, assignee, question
+                                 question or "", brand)
+            for tid, number, subject, category, group, assignee, question, brand
             in session.execute(_FACTS_OF, {"tids": ticket_ids})}
 
 
