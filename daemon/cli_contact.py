@@ -20,7 +20,36 @@ def register(main: click.Group) -> None:
 
 @click.group()
 def contact() -> None:
-    """A contact's record: clear-bounce."""
+    """A contact's record: show, clear-bounce."""
+
+
+@contact.command("show")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@click.pass_context
+@temp_failures_exit_75
+def show(ctx: click.Context, address: str, as_json: bool) -> None:
+    """One person across every brand: language, flags, and their tickets with each brand."""
+    import json
+
+    from storage import queries
+
+    with app_or_exit(ctx).sessions() as session:
+        record = queries.contact_record(session, address.strip())
+    if record is None:
+        click.echo(f"ticketd: no contact {address.strip().lower()}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{record['address']} {record['name'] or ''}".rstrip())
+    click.echo(f"language={record['language'] or '-'} bouncing={'yes' if record['bouncing'] else 'no'}")
+    flag = record["safeguarded"]
+    if flag:
+        click.echo(f"RESPONSIBLE GAMBLING: {flag['intent']} since {flag['since']} (asked under "
+                   f"brand {flag['brand']}); holds for every brand")
+    for t in record["tickets"]:
+        click.echo(f"#{t['number']} brand={t['brand']} {t['status']} {t['subject']}")
 
 
 @contact.command("clear-bounce")

@@ -135,7 +135,11 @@ def show(ctx: click.Context, ticket: str, as_json: bool) -> None:
     due = datetime.fromisoformat(doc["next_due"]) if doc["next_due"] else None
     click.echo(f"#{doc['number']} {doc['subject']}")
     click.echo(f"status={doc['status']} category={doc['category']} priority={doc['priority']} "
-               f"language={doc['language']} requester={doc['requester']}")
+               f"language={doc['language']} requester={doc['requester']} brand={doc['brand']}")
+    flag = doc["requester_safeguarded"]
+    if flag:
+        click.echo(f"RESPONSIBLE GAMBLING: the requester asked for {flag['intent']} since "
+                   f"{flag['since']} (under brand {flag['brand']}); holds for every brand")
     click.echo(f"held by {doc['assignee'] or 'nobody'}, group {doc['group'] or '-'}, "
                f"answer due {_when(due, now)}")
     if doc["loop_stopped_at"]:

@@ -587,6 +587,10 @@ def ticket_as_dict(ticket: Ticket, *, next_due: datetime | None = None,
         "priority": ticket.priority,
         "language": ticket.language,
         "requester": ticket.requester.address,
+        "brand": ticket.brand,
+        # The person's responsible-gambling flag, raised on this ticket or any other of
+        # theirs, under any brand; None when never raised.
+        "requester_safeguarded": safeguard_of(ticket.requester),
         "assignee": ticket.assignee,
         "group": ticket.group,
         "next_due": _iso(next_due),
@@ -599,6 +603,30 @@ def ticket_as_dict(ticket: Ticket, *, next_due: datetime | None = None,
         # Every mail queued for the ticket, those without a message of their own
         # (agent notifications, escalations, notices) included.
         "sent_mail": [mail.as_dict() for mail in sent],
+    }
+
+
+def safeguard_of(contact: Contact) -> dict[str, Any] | None:
+    """A contact's responsible-gambling flag as `ticketd show` and `contact show` print it."""
+    if contact.safeguarded_at is None:
+        return None
+    return {"since": _iso(contact.safeguarded_at), "intent": contact.safeguard_intent,
+            "brand": contact.safeguard_brand}
+
+
+def contact_record(session: Session, address: str) -> dict[str, Any] | None:
+    """One person's record across every brand: their flags and their tickets by brand."""
+    contact = session.scalar(select(Contact).where(Contact.address == address.lower()))
+    if contact is None:
+        return None
+    tickets = session.execute(select(Ticket.number, Ticket.brand, Ticket.status, Ticket.subject)
+                              .where(Ticket.requester_id == contact.id)
+                              .order_by(Ticket.id)).all()
+    return {
+        "address": contact.address, "name": contact.name, "language": contact.language,
+        "bouncing": contact.bouncing, "safeguarded": safeguard_of(contact),
+        "tickets": [{"number": n, "brand": b, "status": st, "subject": sub}
+                    for n, b, st, sub in tickets],
     }
 
 
