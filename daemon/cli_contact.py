@@ -43,7 +43,8 @@ def show(ctx: click.Context, address: str, as_json: bool) -> None:
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
     click.echo(f"{record['address']} {record['name'] or ''}".rstrip())
-    click.echo(f"language={record['language'] or '-'} bouncing={'yes' if record['bouncing'] else 'no'}")
+    bouncing = "yes" if record["bouncing"] else "no"
+    click.echo(f"language={record['language'] or '-'} bouncing={bouncing}")
     flag = record["safeguarded"]
     if flag:
         click.echo(f"RESPONSIBLE GAMBLING: {flag['intent']} since {flag['since']} (asked under "

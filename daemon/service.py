@@ -113,8 +113,7 @@ class Service:
             self.watchers = ThreadPoolExecutor(len(mailboxes), thread_name_prefix="mailbox")
         for name in mailboxes:
             self.wake_watchers[name] = threading.Event()
-            tasks[f"mailbox {name}"] = lambda name=name: self.loop.run_in_executor(  # type: ignore[union-attr]
-                self.watchers, watch_mailbox, self, name)
+            tasks[f"mailbox {name}"] = lambda name=name: self._watch(name)
         # Each loop asks for its interval (and the records task for its rules) at each pass,
         # and a reload wakes it: what a reload changes applies from the next pass.
         if settings.smtp is not None or settings.webhooks is not None:
@@ -132,6 +131,11 @@ class Service:
                                              self.app.blobs)
             tasks["records"] = lambda: keeper.run(self.stop, self.wake_records)
         return tasks
+
+    def _watch(self, mailbox: str) -> Awaitable[None]:
+        """The watcher of one mailbox, in a thread of the watchers' own."""
+        return asyncio.get_running_loop().run_in_executor(self.watchers, watch_mailbox, self,
+                                                          mailbox)
 
     def request_stop(self) -> None:
         log.info("stopping: finishing the mail in hand")

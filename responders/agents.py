@@ -228,11 +228,6 @@ def command_refused(
         "commands": COMMAND_SYNTAX,
         "reply_marker": _marker(language),
         "support_name": clean_header_text(support_name, 100),
-        "brand": clean_header_text(ctx.brand, 100),
-        "safeguarded": {"since": _timestamp(ctx.safeguarded.since)[:10],
-                        "intent": ctx.safeguarded.intent,
-                        "brand": clean_header_text(ctx.safeguarded.brand, 100)}
-        if ctx.safeguarded else None,
     }
     msg = EmailMessage(policy=SMTP)
     set_address_header(msg, "From", support_name, support)

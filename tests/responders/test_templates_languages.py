@@ -72,11 +72,16 @@ def _contexts(language: str) -> list[dict[str, Any]]:
         "list_command": "ticketd tickets --loop-stopped",
         "resume_commands": ("#status open", "#note"),
         "window": localized_duration(timedelta(minutes=10), language, case="accusative"),
+        # several brands: the ticket's, and a player who asked for exclusion under another
+        "brand": "Stars Poker", "safeguarded": {"since": "2026-12-01",
+                                                "intent": "self_exclusion",
+                                                "brand": "Lucky Casino"},
     }
     variants: list[dict[str, Any]] = [
         {}, {"subject": "", "requester_name": "", "attachments": (), "refused": (),
              "faq_answer": None, "tag": None, "player_name": "",
-             "text": "", "sla_due": None, "agent_name": "", "question": []},
+             "text": "", "sla_due": None, "agent_name": "", "question": [],
+             "brand": "", "safeguarded": None},
         {"errors": ["#a", "#b"], "more_errors": 3, "stage": 2, "event": "follow_up",
          "attached": False, "sla_overdue": True, "assignee": "Aliya", "kind": "resolution",
          "category": "other", "count": 3, "coalesced": True, "limit": "ticket_day",
@@ -84,7 +89,8 @@ def _contexts(language: str) -> list[dict[str, Any]]:
          "window": localized_duration(timedelta(days=1), language, case="accusative")},
         {"stage": 3, "kind": "next_response", "category": "self_exclusion", "sla_left": "",
          "adr_name": None, "adr_url": None, "adr_address": None, "count": 4, "last": True,
-         "limit": "address", "withheld": "held_notice"},
+         "limit": "address", "withheld": "held_notice",
+         "safeguarded": {"since": "2026-12-01", "intent": "gambling_harm", "brand": "Stars"}},
     ]
     return [base | variant for variant in variants]
 
