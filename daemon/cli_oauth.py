@@ -30,16 +30,24 @@ def oauth_command() -> None:
     """OAuth 2 logins of the mailboxes (Microsoft 365, Gmail)."""
 
 
+def _logins(settings: Settings) -> dict:  # noqa: ANN202 - name -> ImapSettings | SmtpSettings
+    """Every section that logs in with OAuth 2: each mailbox watched ("imap" for [imap], a
+    [[mailboxes]] name), and "smtp"."""
+    found = {box.name: box for box in settings.all_mailboxes}
+    if settings.smtp is not None:
+        found["smtp"] = settings.smtp
+    return {name: section for name, section in found.items() if section.auth == "oauth2"}
+
+
 def _section(settings: Settings, mailbox: str):  # noqa: ANN202 - ImapSettings | SmtpSettings
-    """The section MAILBOX names: "imap", "smtp", or the account one of them logs in as
-    (today there is one of each)."""
-    oauth = {m: getattr(settings, m) for m in MAILBOXES
-             if getattr(settings, m) is not None and getattr(settings, m).auth == "oauth2"}
-    named = [mailbox] if mailbox in MAILBOXES else [
+    """The section MAILBOX names: "imap", "smtp", a [[mailboxes]] name, or the account one
+    of them logs in as."""
+    oauth = _logins(settings)
+    named = [mailbox] if mailbox in oauth or mailbox in MAILBOXES else [
         m for m, section in oauth.items() if section.username == mailbox]
     if len(named) > 1:
-        click.echo(f"ticketd: both [imap] and [smtp] log in as {mailbox}: say which, "
-                   f"imap or smtp (each keeps its own login)", err=True)
+        click.echo(f"ticketd: {', '.join(named)} all log in as {mailbox}: say which "
+                   f"(each keeps its own login)", err=True)
         sys.exit(EX_CONFIG)
     if not named or named[0] not in oauth:
         click.echo(f"ticketd: no mailbox {mailbox!r} with auth = \"oauth2\" "
@@ -58,7 +66,8 @@ def _section(settings: Settings, mailbox: str):  # noqa: ANN202 - ImapSettings |
                    "it with ssh -L when the browser runs elsewhere.")
 @click.pass_context
 def login(ctx: click.Context, mailbox: str, browser: bool, port: int) -> None:
-    """Get and store the refresh token of MAILBOX ("imap", "smtp", or its account)."""
+    """Get and store the refresh token of MAILBOX ("imap", "smtp", a [[mailboxes]] name, or
+    its account)."""
     settings = settings_or_exit(ctx)
     name, section = _section(settings, mailbox)
     client = OAuthClient.from_section(name, section)
@@ -91,10 +100,7 @@ def _shower(username: str | None):  # noqa: ANN202
 def status(ctx: click.Context) -> None:
     """Whether each OAuth mailbox has a stored login and when its access token expires."""
     settings = settings_or_exit(ctx)
-    for name in MAILBOXES:
-        section = getattr(settings, name)
-        if section is None or section.auth != "oauth2":
-            continue
+    for name in _logins(settings):
         store = store_for(Path(settings.storage.path), name, settings.privacy.master_keys)
         try:
             record = store.load()

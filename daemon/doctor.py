@@ -40,10 +40,13 @@ STORAGE_MODE = 0o750
 
 
 def run_checks(settings: Settings, *, fix: bool = False) -> list[Check]:
+    # One line per mailbox: "imap" for [imap], "imap NAME" for each [[mailboxes]] entry.
+    boxes = [box.name for box in settings.all_mailboxes] or ["imap"]
     checks: list[tuple[str, Callable[[Settings], str]]] = [
         ("database", _database), ("storage", partial(_storage, fix=fix)),
-        ("imap", partial(_imap, fix=fix)), ("smtp", _smtp), ("signing key", _keys),
-        ("encryption", _encryption),
+        *((f"imap {box}" if box != "imap" else "imap", partial(_imap, fix=fix, mailbox=box))
+          for box in boxes),
+        ("smtp", _smtp), ("signing key", _keys), ("encryption", _encryption),
     ]
     secrets = secrets_of(settings)
     results = []
@@ -92,13 +95,13 @@ def _storage(settings: Settings, *, fix: bool = False) -> str:
     return f"{made}{path} writable, mode {mode}"
 
 
-def _imap(settings: Settings, *, fix: bool = False) -> str:
-    if settings.imap is None:
+def _imap(settings: Settings, *, fix: bool = False, mailbox: str = "imap") -> str:
+    imap = settings.mailbox(mailbox)
+    if imap is None:
         return "not configured ([imap]): mail arrives only through 'ticketd ingest'"
-    source = app_mod.imap_source(settings)
+    source = app_mod.imap_source(settings, mailbox=mailbox)
     source.connect(create_folders=fix)  # logs in and selects the folder
     try:
-        imap = settings.imap
         missing = source.missing_folders()
         folders = (f"folders {imap.folder}, {imap.processed_folder}, {imap.quarantine_folder}, "
                    f"{imap.junk_folder}")
@@ -106,7 +109,8 @@ def _imap(settings: Settings, *, fix: bool = False) -> str:
             folders += (f"; missing: {', '.join(missing)} (the daemon creates them at start, "
                         f"'ticketd doctor --fix' now)")
         capabilities = ' '.join(sorted(source.capabilities & {'IDLE', 'MOVE', 'UIDPLUS'}))
-        return (f"{imap.username} at {imap.host}:{imap.port} ({imap.tls}); {folders}; "
+        brand = f"brand {imap.brand}; " if mailbox != "imap" else ""
+        return (f"{brand}{imap.username} at {imap.host}:{imap.port} ({imap.tls}); {folders}; "
                 f"{capabilities or 'no IDLE/MOVE'}")
     finally:
         source.close()

@@ -138,9 +138,9 @@ def ticketd(config: Path, *args: str) -> str:
 
 
 def test_two_brands_in_one_daemon_each_answer_their_players_and_share_one_contact(
-        dovecot, sqlite_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
+        dovecot, db_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
     lucky, stars = dovecot.new_account(), dovecot.new_account()
-    config = two_brand_config(tmp_path, sqlite_url, lucky, stars, sink.port)
+    config = two_brand_config(tmp_path, db_url, lucky, stars, sink.port)
     with dovecot.client(lucky) as client:
         client.append("INBOX", mail(
             sender="Jonas Weber <jonas@player.test>", to="help@lucky.test",
@@ -208,7 +208,7 @@ def test_two_brands_in_one_daemon_each_answer_their_players_and_share_one_contac
         code = daemon.wait(30)
     assert code == 0, log.read_text()
 
-    sessions = db.session_factory(db.make_engine(sqlite_url))
+    sessions = db.session_factory(db.make_engine(db_url))
     with sessions() as session:
         brands = {t.subject: t.brand for t in session.scalars(select(Ticket))}
         contacts = session.scalars(select(Contact).where(
@@ -234,3 +234,49 @@ def test_two_brands_in_one_daemon_each_answer_their_players_and_share_one_contac
     record = ticketd(config, "contact", "show", "sam@player.test")
     assert "RESPONSIBLE GAMBLING: self_exclusion" in record and "brand lucky" in record
     assert "brand=lucky" in record and "brand=stars" in record
+
+
+def start(config: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TICKETD_SECURITY__SECRET": SECRET}
+    with log.open("a") as out:
+        return subprocess.Popen([sys.executable, "-m", "daemon", "--config", str(config),
+                                 "run"], stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def test_each_mailbox_is_watched_by_one_daemon_at_a_time_and_taken_over(
+        dovecot, pg_url: str, tmp_path: Path, sink: SmtpServer) -> None:  # noqa: ANN001
+    """Two daemons on one PostgreSQL: the first holds both mailboxes' leases, the second
+    stands by for each; killed, the first lets go of both and the second answers as each
+    brand."""
+    lucky, stars = dovecot.new_account(), dovecot.new_account()
+    config = two_brand_config(tmp_path, pg_url, lucky, stars, sink.port)
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start(config, first_log)
+    second = None
+    try:
+        wait_for(lambda: first_log.read_text().count("mailbox lease taken") == 2, 30,
+                 "the first daemon's two leases")
+        second = start(config, second_log)
+        wait_for(lambda: second_log.read_text().count("standing by") == 2, 30,
+                 "the second daemon standing by for both mailboxes")
+        first.kill()
+        first.wait(10)
+        wait_for(lambda: second_log.read_text().count("mailbox lease taken") == 2, 60,
+                 "the second daemon taking both mailboxes over")
+        with dovecot.client(lucky) as client:
+            client.append("INBOX", mail(sender="mia@player.test", to="help@lucky.test",
+                                        subject="Hello", body="Hello, a question."))
+        with dovecot.client(stars) as client:
+            client.append("INBOX", mail(sender="olga@player.test", to="support@stars.test",
+                                        subject="Hello", body="Hello, a question."))
+        wait_for(lambda: to(sink, "mia@player.test") and to(sink, "olga@player.test"), 60,
+                 "both acknowledgements")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+    (mia,) = to(sink, "mia@player.test")
+    (olga,) = to(sink, "olga@player.test")
+    assert mia["From"].addresses[0].addr_spec == "help@lucky.test"
+    assert olga["From"].addresses[0].addr_spec == "support@stars.test"

@@ -173,3 +173,23 @@ def test_a_mailbox_named_after_imap_beside_imap_is_refused(write, env, tmp_path)
         + str(tmp_path / "imap-password") + '"\n')
     path = write("ticketd.toml", text)
     assert f'{path}: mailboxes[0].name: "imap" is already the name of [imap]' in _error(path, env)
+
+
+def test_the_readme_example_of_several_brands_loads(tmp_path, env):
+    readme = (Path(config.__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Several brands", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    templates = tmp_path / "lucky-templates"
+    templates.mkdir()
+    example = example.replace("/etc/ticketd/templates/lucky", str(templates))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "lucky-imap-password").write_text("pw\n")
+    path = tmp_path / "ticketd.toml"
+    path.write_text(example + f'\n[database]\nurl = "sqlite:///{tmp_path / "t.db"}"\n')
+    settings = load_settings(path, env | {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert [(b.name, b.brand) for b in settings.all_mailboxes] == [
+        ("lucky-inbox", "lucky"), ("stars-inbox", "stars")]
+    value = runtime.build(settings)
+    assert value.brand("lucky").complaints.name == "ukgc"
+    assert value.brand("stars").language == "ru"
