@@ -10,7 +10,7 @@ from pydantic import BaseModel, SecretStr
 
 from .durations import format_duration
 from .redact import safe_url
-from .schema import SECRET_FILES, Settings, section_models
+from .schema import SECRET_FILES, TABLE_ARRAYS, Settings, section_models
 
 
 def render_effective(settings: Settings) -> str:
@@ -24,6 +24,11 @@ def render_effective(settings: Settings) -> str:
             lines = [f"{key} = {_value(key, value)}" if value is not None else f"# {key} is unset"
                      for key, value in _items(section)]
             blocks.append("\n".join([f"[{name}]", *lines]))
+    for name in TABLE_ARRAYS:  # [[brands]], [[mailboxes]]: one block per entry
+        for entry in getattr(settings, name):
+            lines = [f"{key} = {_value(key, value)}" if value is not None else f"# {key} is unset"
+                     for key, value in _items(entry)]
+            blocks.append("\n".join([f"[[{name}]]", *lines]))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -49,7 +54,8 @@ def _value(key: str, value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
     if isinstance(value, BaseModel):
-        return "{ " + ", ".join(f"{k} = {_value(k, v)}" for k, v in _items(value)) + " }"
+        return "{ " + ", ".join(f"{k} = {_value(k, v)}" for k, v in _items(value)
+                                if v is not None) + " }"  # TOML has no null: unset is left out
     if isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
         return "[\n" + "".join(f"    {_value(key, item)},\n" for item in value) + "]"
     if isinstance(value, tuple):

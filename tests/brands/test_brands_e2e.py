@@ -190,6 +190,19 @@ def test_two_brands_in_one_daemon_each_answer_their_players_and_share_one_contac
         (default,) = to(sink, "lena@player.test")
         assert "Мы получили Ваше обращение" in body(default)  # stars' default language
 
+        # A reload renames a brand; its mailbox's next player hears the new name.
+        config.write_text(config.read_text().replace(
+            'display_name = "Lucky Casino Help"', 'display_name = "Lucky Casino Desk"'))
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in log.read_text(), 30, "the reload")
+        with dovecot.client(lucky) as client:
+            client.append("INBOX", mail(sender="nina@player.test", to="help@lucky.test",
+                                        subject="Bonus", body="Hello, where is my bonus?"))
+        wait_for(lambda: to(sink, "nina@player.test"), 60, "the ack after the reload")
+        (renamed,) = to(sink, "nina@player.test")
+        assert renamed["From"].addresses[0].display_name == "Lucky Casino Desk"
+        assert renamed["From"].addresses[0].addr_spec == "help@lucky.test"
+
         # The self-excluded player now writes under the other brand.
         with dovecot.client(stars) as client:
             client.append("INBOX", mail(
@@ -215,7 +228,7 @@ def test_two_brands_in_one_daemon_each_answer_their_players_and_share_one_contac
             Contact.address == "sam@player.test")).all()
         deposit = session.scalar(select(Ticket).where(Ticket.subject == "Deposit question"))
     assert brands == {"Auszahlung fehlt": "lucky", "Please exclude me": "lucky",
-                      "Не пришёл вывод": "stars", "ID 48213": "stars",
+                      "Не пришёл вывод": "stars", "ID 48213": "stars", "Bonus": "lucky",
                       "Deposit question": "stars"}
     (sam,) = contacts  # one person, one contact, under both brands
     assert sam.safeguarded_at is not None and sam.safeguard_brand == "lucky"
@@ -225,7 +238,7 @@ def test_two_brands_in_one_daemon_each_answer_their_players_and_share_one_contac
     assert notice["From"].addresses[0].addr_spec == "support@stars.test"
     text = body(notice)
     assert "Responsible gambling: this player is flagged since" in text
-    assert "Lucky Casino Help: self-exclusion" in text
+    assert "Lucky Casino Desk: self-exclusion" in text  # the brand as it is named now
     assert "Brand: Stars Poker Support" in text
 
     shown = json.loads(ticketd(config, "show", str(deposit.number), "--json"))

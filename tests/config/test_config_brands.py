@@ -193,3 +193,21 @@ def test_the_readme_example_of_several_brands_loads(tmp_path, env):
     value = runtime.build(settings)
     assert value.brand("lucky").complaints.name == "ukgc"
     assert value.brand("stars").language == "ru"
+
+
+def test_check_config_shows_each_brand_and_mailbox_without_their_secrets(write, env,
+                                                                         tmp_path):
+    import tomllib
+
+    from config import render_effective
+
+    text = BRANDS.format(db=tmp_path / "t.db", pw=write("imap-password", "pw-SECRET-9\n"))
+    settings = load_settings(write("ticketd.toml", text), env)
+    shown = render_effective(settings)
+    assert "pw-SECRET-9" not in shown
+    parsed = tomllib.loads(shown)
+    assert [b["name"] for b in parsed["brands"]] == ["lucky", "stars"]
+    assert parsed["brands"][0]["complaints"]["profile"] == "ukgc"
+    assert [(m["name"], m["brand"]) for m in parsed["mailboxes"]] == [
+        ("lucky-inbox", "lucky"), ("stars-inbox", "stars")]
+    assert parsed["mailboxes"][0]["password"] == "***"
