@@ -52,10 +52,11 @@ def queue_event(session: Session, policy: WebhookEvents | None, event: str, tick
 def _facts(session: Session, ticket_id: int) -> TicketFacts:
     row = session.execute(
         select(Ticket.number, Ticket.category, Ticket.priority, Ticket.requester_id,
-               Contact.address)
+               Contact.address, Ticket.brand)
         .outerjoin(Contact, Contact.id == Ticket.requester_id)
         .where(Ticket.id == ticket_id)).one()
-    return TicketFacts(row.number, row.category, row.priority, row.requester_id, row.address)
+    return TicketFacts(row.number, row.category, row.priority, row.requester_id, row.address,
+                       row.brand)
 
 
 class UnusableCaFile(ValueError):

@@ -51,6 +51,7 @@ class TicketFacts:
     priority: str
     contact_id: int | None
     address: str | None  # sent only with self_exclusion.requested
+    brand: str = "default"  # the brand whose mailbox the ticket came in at
 
 
 def event_body(event: str, delivery_id: str, created_at: datetime, ticket: TicketFacts,
@@ -71,7 +72,7 @@ def event_body(event: str, delivery_id: str, created_at: datetime, ticket: Ticke
         "type": event,
         "created_at": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "ticket": {"number": ticket.number, "category": ticket.category,
-                   "priority": ticket.priority},
+                   "priority": ticket.priority, "brand": ticket.brand},
         "contact": contact,
         "data": dict(extra or {}),
     }

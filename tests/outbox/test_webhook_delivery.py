@@ -111,7 +111,8 @@ def test_503_twice_then_200_arrives_once_signed_on_the_stored_schedule(
     assert not verify(b"another-key-0123456789abcdef", taken.body, taken.signature, now)
     event = taken.json()
     assert (event["id"], event["type"]) == (delivery, SELF_EXCLUSION)
-    assert event["ticket"] == {"number": 10001, "category": "other", "priority": "normal"}
+    assert event["ticket"] == {"number": 10001, "category": "other", "priority": "normal",
+                               "brand": "default"}
     assert event["contact"]["address"] == "player@mail.test"
     clock.advance(timedelta(days=1))
     assert deliver(outbox_sender).claimed == 0

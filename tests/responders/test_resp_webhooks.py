@@ -34,7 +34,8 @@ def test_the_body_names_the_event_the_ticket_and_the_contact() -> None:
     body = event_body(SELF_EXCLUSION, "evt_1", AT, FACTS, {"intent": "self_exclusion"})
     assert json.loads(body) == {
         "id": "evt_1", "type": SELF_EXCLUSION, "created_at": "2026-12-06T10:00:00Z",
-        "ticket": {"number": 10042, "category": "self_exclusion", "priority": "urgent"},
+        "ticket": {"number": 10042, "category": "self_exclusion", "priority": "urgent",
+                   "brand": "default"},
         "contact": {"id": 7, "address": "player@mail.test"},
         "data": {"intent": "self_exclusion"},
     }

@@ -71,7 +71,7 @@ def test_a_follow_up_asking_for_exclusion_reaches_the_platform_once(
     assert [event for event, _ in queued] == [TICKET_CREATED, SELF_EXCLUSION]
     told = queued[1][1]
     assert told["ticket"] == {"number": first.ticket_number, "category": "self_exclusion",
-                              "priority": "urgent"}
+                              "priority": "urgent", "brand": "default"}
     assert told["contact"]["address"] == "player@mail.test"
     assert told["data"]["intent"] in ("self_exclusion", "account_closure", "gambling_harm")
     assert sentence not in json.dumps(told, ensure_ascii=False)  # never what the player wrote
