@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from config import render_effective
+from config import EX_CONFIG, render_effective
 from daemon import app as app_mod
 from daemon import logs
 from daemon.cli_common import EX_TEMPFAIL, temp_failures_exit_75
@@ -80,17 +80,24 @@ def db_upgrade(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.File("rb"))
+@click.option("--brand", default=None, metavar="NAME",
+              help="Ticket the mail under this [[brands]] name (default: [support]'s).")
 @click.pass_context
 @temp_failures_exit_75
-def ingest(ctx: click.Context, files: tuple[Any, ...]) -> None:
+def ingest(ctx: click.Context, files: tuple[Any, ...], brand: str | None) -> None:
     """Ingest mails from FILES (or one from standard input), as an MTA pipe would."""
     from daemon.ingest import TemporaryFailure
 
     application = _app(ctx)
+    if brand is not None and brand not in application.runtime.brands:
+        click.echo(f"ticketd: no brand {brand!r} (configured: "
+                   f"{', '.join(application.runtime.brands)})", err=True)
+        sys.exit(EX_CONFIG)
+    ingestor = application.ingestor_for(brand)
     sources = files or (click.get_binary_stream("stdin"),)
     for fh in sources:
         try:
-            result = application.ingestor.ingest(fh.read(), source=f"file:{fh.name}")
+            result = ingestor.ingest(fh.read(), source=f"file:{fh.name}")
         except TemporaryFailure as err:
             click.echo(f"ticketd: temporary failure: {err}", err=True)
             sys.exit(EX_TEMPFAIL)
@@ -101,11 +108,11 @@ def ingest(ctx: click.Context, files: tuple[Any, ...]) -> None:
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Drain the mailbox once and exit.")
+@click.option("--once", is_flag=True, help="Drain each mailbox once and exit.")
 @click.pass_context
 @temp_failures_exit_75
 def run(ctx: click.Context, once: bool) -> None:
-    """Run the daemon: watch the mailbox (IMAP IDLE) until SIGTERM."""
+    """Run the daemon: watch the mailboxes (IMAP IDLE) until SIGTERM."""
     from daemon import service
 
     application = _app(ctx) if once else _app_when_database_answers(ctx)

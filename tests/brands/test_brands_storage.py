@@ -165,3 +165,26 @@ def test_the_migration_puts_old_tickets_under_the_default_brand(empty_url: str) 
         session.execute(text("UPDATE tickets SET subject = 'withdrawal' WHERE id = 3"))
         session.commit()
     engine.dispose()
+
+
+def test_ticketd_ingest_takes_a_brand_for_an_mta_pipe(app: App, db_url: str,
+                                                      tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "ticketd.toml"
+    raw = tmp_path / "mail.eml"
+    raw.write_bytes(mail(sender="pipe@player.test", to="help@lucky.test", subject="Piped"))
+    env = {**os.environ, "TICKETD_SECURITY__SECRET": "brand-storage-key-0123456789"}
+
+    def ingest(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon", "--config", str(config),
+                               "ingest", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    refused = ingest("--brand", "lukcy", str(raw))
+    assert refused.returncode == 78 and "no brand 'lukcy'" in refused.stderr
+    done = ingest("--brand", "lucky", str(raw))
+    assert done.returncode == 0, done.stderr
+    assert _ticket(app, "Piped").brand == "lucky"
