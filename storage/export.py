@@ -57,7 +57,11 @@ def export(session: Session, blobs: BlobStore, address: str, out: IO[bytes]) -> 
         raise NoSuchContact(f"no contact with the address {address}")
     report = ExportReport(contact.id)
     person = {"address": contact.address, "name": contact.name, "language": contact.language,
-              "created_at": _iso(contact.created_at)}
+              "created_at": _iso(contact.created_at),
+              # what the desk holds on them for responsible gambling, under every brand
+              "safeguarded": _iso(contact.safeguarded_at),
+              "safeguard_intent": contact.safeguard_intent,
+              "safeguard_brand": contact.safeguard_brand}
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         numbers = []
         for ticket_id in _their_ticket_ids(session, contact):

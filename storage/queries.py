@@ -616,7 +616,8 @@ def safeguard_of(contact: Contact) -> dict[str, Any] | None:
 
 def contact_record(session: Session, address: str) -> dict[str, Any] | None:
     """One person's record across every brand: their flags and their tickets by brand."""
-    contact = session.scalar(select(Contact).where(Contact.address == address.lower()))
+    contact = session.scalar(select(Contact).where(
+        func.lower(Contact.address) == address.strip().lower()))
     if contact is None:
         return None
     tickets = session.execute(select(Ticket.number, Ticket.brand, Ticket.status, Ticket.subject)
