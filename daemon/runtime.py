@@ -123,7 +123,7 @@ def _brand_identity(settings: Settings, brand: BrandSettings, index: int, desk: 
         desk, address=brand.address, name=brand.display_name, brand=brand.name,
         templates=_templates(folder, language, source, key), language=language,
         aliases=frozenset(a.lower() for a in brand.aliases), signature=brand.signature,
-        complaints=complaint_profile(c) if c else desk.complaints,
+        complaints=complaint_profile(c, settings.sla.timezone) if c else desk.complaints,
         adr_addresses=frozenset(a.lower() for a in c.adr_addresses) if c else
         desk.adr_addresses,
         deadline_action=c.deadline_action if c else desk.deadline_action,
@@ -139,14 +139,16 @@ def _identity(settings: Settings, source: str) -> Identity:
         address=support.address, name=support.name, keys=settings.security.keys,
         templates=templates, subject_format=settings.threading.subject_tag,
         language=support.default_language, dispute_text=settings.responders.dispute_text,
-        brand=DEFAULT_BRAND, complaints=complaint_profile(settings.complaints),
+        brand=DEFAULT_BRAND,
+        complaints=complaint_profile(settings.complaints, settings.sla.timezone),
         adr_addresses=frozenset(a.lower() for a in settings.complaints.adr_addresses),
         deadline_action=settings.complaints.deadline_action,
     )
 
 
-def complaint_profile(c: ComplaintsSettings) -> ComplaintProfile:
-    """A [complaints] profile with its overrides and the ADR entity in each language."""
+def complaint_profile(c: ComplaintsSettings, timezone: str = "UTC") -> ComplaintProfile:
+    """A [complaints] profile with its overrides and the ADR entity in each language;
+    business days counted in the desk's `timezone` ([sla] timezone)."""
     english = AdrEntity(c.adr_entity or "", c.adr_url or "", c.adr_address or "")
     adr = {"en": english} if english else {}
     for language, local in c.adr_translations.items():
@@ -156,7 +158,7 @@ def complaint_profile(c: ComplaintsSettings) -> ComplaintProfile:
                    reminders_before=c.reminders_before, extension=c.extension,
                    adr_enquiry_business_days=c.adr_enquiry_business_days,
                    rg_business_days=c.rg_business_days, adr=MappingProxyType(adr),
-                   timezone=settings.sla.timezone)
+                   timezone=timezone)
 
 
 def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | None,
