@@ -74,8 +74,9 @@ def run(url: str, db_url: str, count: int, batch: int) -> float:
     with sessions.begin() as session:
         who = queries.contact_id(session, "player@mail.test", "Player")
         ticket = queries.insert_ticket(session, subject="Bench", requester_id=who)[0]
-        for _ in range(count):
-            queue_event(session, WebhookEvents(url), TICKET_CREATED, ticket)
+        for index in range(count):
+            queue_event(session, WebhookEvents(url), TICKET_CREATED, ticket,
+                        cause=f"bench {index}")
     sender = OutboxSender(sessions, None, ops_address=None, batch=batch,
                           webhooks=WebhookTransport(url, (b"bench-key-0123456789abcdef",)))
     started = time.perf_counter()

@@ -54,6 +54,7 @@ from parsers.forward import forwarded_original, is_forward_subject
 from parsers.ingest_key import content_digest, ingest_key
 from parsers.language import DESK_LANGUAGES
 from parsers.reply import visible_text
+from parsers.rg import RG_CATEGORY, RgHit
 from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
 from responders.complaint_profiles import ComplaintProfile
@@ -376,6 +377,7 @@ class Ingestor:
             queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
             return IngestResult(key, "ignored", reason)
         opened: TicketSummary | None = None  # a new ticket's, as the acknowledgement needs it
+        classified: RgHit | None = None  # a new ticket the classifier filed as self_exclusion
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
@@ -383,7 +385,8 @@ class Ingestor:
                 self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
         else:
             received = complaint_rules.received_moment(delivered_at, mail.date, utcnow())
-            opened = self._open_ticket(session, mail, decision, received, complaint=not adr)
+            opened, classified = self._open_ticket(session, mail, decision, received, key,
+                                                   complaint=not adr)
             ticket_id, number = opened.id, opened.number
         if adr:
             complaints.adr_enquiry(session, self.policy.complaints, ticket_id, mail.sender.addr,
@@ -417,7 +420,7 @@ class Ingestor:
         if not automated or automated.startswith(RESPONDER_SIGN):
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
                       self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks,
-                      profile=self.policy.complaints)
+                      profile=self.policy.complaints, cause=key, classified=classified)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
@@ -624,7 +627,10 @@ class Ingestor:
         return found[0] if found else None
 
     def _open_ticket(self, session: Session, mail: InboundMail, decision: Decision,
-                     received_at: datetime, *, complaint: bool = True) -> TicketSummary:
+                     received_at: datetime, cause: str, *,
+                     complaint: bool = True) -> tuple[TicketSummary, RgHit | None]:
+        """The new ticket, and the classifier's hit when it filed the mail as self_exclusion
+        (the safeguard then escalates and announces it, once)."""
         assert mail.sender is not None
         found = classify(mail.subject, mail.text, self.policy.rules)
         detected = detect_language(mail.subject, mail.text, self.policy.languages)
@@ -656,9 +662,11 @@ class Ingestor:
         if linked:
             queries.insert_event(session, "linked", ticket_id, actor=mail.sender.addr,
                                  linked_ticket=linked.number, reason=decision.reason)
-        queue_event(session, self.policy.webhooks, TICKET_CREATED, ticket_id,
+        queue_event(session, self.policy.webhooks, TICKET_CREATED, ticket_id, cause=cause,
                     data={"language": language})
-        return TicketSummary(ticket_id, number, found.category, found.priority, language)
+        filed = RgHit(RG_CATEGORY, found.keyword or RG_CATEGORY) \
+            if found.category == RG_CATEGORY else None
+        return TicketSummary(ticket_id, number, found.category, found.priority, language), filed
 
     def _screen(self, mail: InboundMail, released: bool) -> Screening:
         """Our MTA's spam verdict, then clamd's on each attachment (not for spam: it is

@@ -73,6 +73,7 @@ class Retry:
     remaining: list[str] | None = None  # None: all recipients again
     accepted: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
+    wait: timedelta | None = None  # the server's Retry-After; None: the stored schedule's
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,27 @@ def outcome_of(result: SendResult) -> Sent | Retry:
 
 
 def outcome_of_answer(answer: Answer, url: str) -> Outcome:
-    """2xx: delivered. 408, 429 and 5xx: the platform is busy or down for now. Any other
-    status (a 4xx, or a redirect, which is not followed) will not change by trying again."""
+    """2xx: delivered. 408, 429 and 5xx: the platform is busy or down for now; a 429 or 503
+    says when to come back (Retry-After). Any other status (a 4xx, or a redirect, which is
+    not followed) will not change by trying again."""
     if 200 <= answer.status < 300:
         return Sent([url], {})
-    if answer.status in (408, 429) or answer.status >= 500:
+    if answer.status in (429, 503):
+        return Retry(answer.error, wait=answer.retry_after)
+    if answer.status == 408 or answer.status >= 500:
         return Retry(answer.error)
     return Dead(answer.error)
+
+
+def retry_at(outcome: Retry, attempts: int, now: datetime, expires_at: datetime,
+             rng: random.Random) -> datetime:
+    """When to try a row again: when the server asked (Retry-After), but never later than
+    the schedule's longest wait; else the stored schedule. Never after the row's expiry, so
+    that it is given up on time."""
+    if outcome.wait is not None:
+        wait = min(max(outcome.wait, timedelta(0)), outbox.RETRY_CAP)
+        return min(now + wait, expires_at)
+    return min(outbox.next_attempt(attempts, now, rng), expires_at)
 
 
 def outcome_of_error(err: DeliveryError) -> Retry | Dead:
@@ -284,14 +299,26 @@ class OutboxSender:
                     stats: DeliveryStats) -> None:
         if await self._expired(setup, hook, stats):
             return
+        # The post must be over, and its outcome committed, while the row is still ours:
+        # past the lease another sender claims it and posts it a second time.
+        within = (hook.claimed_until - self._now()).total_seconds() - _margin(setup.lease)
+        if within <= 0:
+            await self._db(lambda s: outbox.release(s, [hook.id]))
+            stats.released += 1
+            return
         metrics.WEBHOOK_ATTEMPTS.inc()
         try:
-            answer = await client.post(hook.event or "", hook.message_id, hook.raw, self._now())
+            answer = await client.post(hook.event or "", hook.message_id, hook.raw, self._now(),
+                                       within)
         except WebhookUnreachable as err:
             await self._settle(setup, hook, Retry(str(err)), stats)
             raise
         except httpx.HTTPError as err:  # connected, then cut off, timed out, or garbled
             await self._settle(setup, hook, Retry(f"{type(err).__name__}: {err}"), stats)
+            return
+        except TimeoutError:  # no whole answer before the lease would run out
+            error = f"no answer within {within:.1f} s (the outbox lease would run out)"
+            await self._settle(setup, hook, Retry(error), stats)
             return
         failpoint("after-webhook-accept")  # as after "250": the one possible duplicate
         await self._settle(setup, hook, outcome_of_answer(answer, client.url), stats)
@@ -329,7 +356,7 @@ class OutboxSender:
         now = self._now()
         next_at = None
         if isinstance(outcome, Retry):  # never later than the expiry: given up on time
-            next_at = min(outbox.next_attempt(mail.attempts, now, self._rng), mail.expires_at)
+            next_at = retry_at(outcome, mail.attempts, now, mail.expires_at, self._rng)
         self._unsettled.append((mail, outcome, now, next_at))
         if len(self._unsettled) >= SETTLE_EVERY:  # bounds what a crash can send twice
             await self._flush(setup, stats, count=False)
@@ -398,6 +425,11 @@ def _tell(mail: ClaimedMail, outcome: Outcome, next_at: datetime | None,
     metrics.DELIVERIES.labels(type(outcome).__name__.lower()).inc()
     if mail.is_webhook:
         metrics.WEBHOOK_DELIVERIES.labels(type(outcome).__name__.lower()).inc()
+
+
+def _margin(lease: timedelta) -> float:
+    """Seconds kept back from a lease to commit a post's outcome: a tenth of it."""
+    return lease.total_seconds() / 10
 
 
 def _bury(session: Session, setup: SenderSetup, mail: ClaimedMail, error: str,

@@ -28,11 +28,17 @@ from storage.models import Contact, Ticket, utcnow
 def safeguard(session: Session, ticket_id: int, subject: str, visible: str, sender: str,
               group: str, sla: SlaOptions | None, now: datetime | None = None, *,
               webhooks: WebhookEvents | None = None,
-              profile: ComplaintProfile | None = None) -> RgHit | None:
+              profile: ComplaintProfile | None = None, cause: str,
+              classified: RgHit | None = None) -> RgHit | None:
     """Check one player message; escalate its ticket on a hit. The hit, or None. The
     platform hears of each escalation (self_exclusion.requested) when [webhooks] asks. The
-    complaint (under `profile`) no longer waits on the player and takes the fast lane."""
-    hit = responsible_gambling(subject, visible)
+    complaint (under `profile`) no longer waits on the player and takes the fast lane.
+
+    `classified` is the hit of the classifier that opened the ticket as self_exclusion (an
+    operator's own phrase, say), taken when the phrases here find none: a ticket opened that
+    way is escalated, and announced, the same way, once. `cause` (the mail's ingest key)
+    makes the event's delivery id."""
+    hit = responsible_gambling(subject, visible) or classified
     if hit is None:
         return None
     ticket = session.get(Ticket, ticket_id)
@@ -59,7 +65,7 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
         complaints.safeguarded(session, profile, ticket_id, sender, now)
     queries.insert_event(session, "responsible_gambling", ticket_id, actor=sender,
                          intent=hit.intent, phrase=hit.phrase, before=before)
-    queue_event(session, webhooks, SELF_EXCLUSION, ticket_id, now=now,
+    queue_event(session, webhooks, SELF_EXCLUSION, ticket_id, now=now, cause=cause,
                 data={"intent": hit.intent})
     return hit
 

@@ -190,7 +190,7 @@ def ingest_policy(settings: Settings, identity: Identity, team: TeamPolicy | Non
         spam=spam_policy(settings),
         rg_group=identity.routing.get("self_exclusion") or settings.team.routing.get(
             "self_exclusion") or identity.default_group or settings.team.default_group,
-        webhooks=events_of(settings.webhooks),
+        webhooks=events_of(settings.webhooks, settings.support.address),
         complaints=identity.complaints, adr_addresses=identity.adr_addresses,
     )
 

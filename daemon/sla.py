@@ -89,7 +89,7 @@ class SlaOptions:
             head_of_support_address=sla.head_of_support_address,
             routing=settings.team.routing, default_group=settings.team.default_group,
             group_addresses=settings.team.group_addresses, timezone=sla.timezone,
-            webhooks=events_of(settings.webhooks),
+            webhooks=events_of(settings.webhooks, settings.support.address),
         )
 
     def calendar(self, now: datetime) -> Calendar:
@@ -531,7 +531,7 @@ class _Pass:
         self.events.append(("sla_warning" if stage == 1 else "sla_breach", clock.ticket_id, data))
         if stage == 2:  # the breach itself, once per clock; level 2 is the desk's own matter
             queue_event(self.session, self.options.webhooks, SLA_BREACHED, clock.ticket_id,
-                        now=self.now, data={"clock": clock.kind, "policy": clock.policy,
+                        now=self.now, cause=f"clock {clock.id} stage {stage}", data={"clock": clock.kind, "policy": clock.policy,
                                             "due_at": data["due_at"]})
         return Escalation(facts.number, clock.kind, stage,
                           () if withheld else tuple(recipients), withheld)

@@ -8,12 +8,13 @@ so one pool of connections) per outbox pass, the signature made at each attempt.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -29,21 +30,30 @@ from storage.models import Contact, Ticket, utcnow
 __all__ = ["Answer", "UnusableCaFile", "WebhookTransport", "WebhookUnreachable", "queue_event"]
 
 
-def events_of(settings: WebhooksSettings | None) -> WebhookEvents | None:
-    """What [webhooks] asks to be queued; None without the section."""
+def events_of(settings: WebhooksSettings | None, desk: str = "") -> WebhookEvents | None:
+    """What [webhooks] asks to be queued for the desk of support address `desk`; None
+    without the section."""
     if settings is None:
         return None
-    return WebhookEvents(settings.url, frozenset(settings.events))
+    return WebhookEvents(settings.url, frozenset(settings.events), desk)
 
 
 def queue_event(session: Session, policy: WebhookEvents | None, event: str, ticket_id: int, *,
-                now: datetime | None = None, data: Mapping[str, Any] | None = None) -> int | None:
-    """Queue `event` about the ticket when [webhooks] asks for it; the outbox row id."""
+                cause: str, now: datetime | None = None,
+                data: Mapping[str, Any] | None = None) -> int | None:
+    """Queue `event` about the ticket when [webhooks] asks for it; the outbox row id.
+
+    `cause` names what made the event (the ingest key of a mail, a clock): its delivery id
+    is derived from it, so queuing the same cause again (a second path to the same event, a
+    re-run) finds the row already there and adds nothing."""
     if policy is None or not policy.wants(event):
         return None
+    delivery = hooks.delivery_id(policy.desk, event, ticket_id, cause)
+    known = outbox.webhook_row(session, delivery)
+    if known is not None:
+        return known
     facts = _facts(session, ticket_id)
     now = now or utcnow()
-    delivery = f"evt_{uuid.uuid4().hex}"  # random: two desks never share one (receivers dedupe)
     body = hooks.event_body(event, delivery, now, facts, data)
     return outbox.enqueue_webhook(session, body=body, delivery_id=delivery, event=event,
                                   url=policy.url, ticket_id=ticket_id, now=now)
@@ -73,6 +83,7 @@ class Answer:
 
     status: int
     text: str  # the reason phrase and the start of the body, for the row's last_error
+    retry_after: timedelta | None = None  # its Retry-After, from the time of the post
 
     @property
     def error(self) -> str:
@@ -120,14 +131,39 @@ class WebhookSession:
     def url(self) -> str:
         return self._transport.url
 
-    async def post(self, event: str, delivery_id: str, body: bytes, now: datetime) -> Answer:
-        """Post one event, signed at `now`. WebhookUnreachable when no connection is made;
-        httpx.TransportError when one broke (a read timeout, a closed connection)."""
+    async def post(self, event: str, delivery_id: str, body: bytes, now: datetime,
+                   within: float | None = None) -> Answer:
+        """Post one event, signed at `now`, the whole exchange over within `within` seconds
+        (the transport's timeout when None or longer). httpx's timeout bounds each read, not
+        the exchange: a platform that trickles its answer would hold the row past its lease,
+        and another sender would post it again; TimeoutError then. WebhookUnreachable when
+        no connection is made; httpx.TransportError when one broke."""
         signed = hooks.signature(self._transport.keys, body, int(now.timestamp()))
+        limit = self._transport.timeout if within is None else min(within,
+                                                                    self._transport.timeout)
         try:
-            reply = await self._client.post(self.url, content=body,
-                                            headers=hooks.headers(event, delivery_id, signed))
+            async with asyncio.timeout(limit):
+                reply = await self._client.post(
+                    self.url, content=body, headers=hooks.headers(event, delivery_id, signed))
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             raise WebhookUnreachable(f"{type(err).__name__}: {err}") from None
         text = " ".join(f"{reply.reason_phrase} {reply.text[:200]}".split())
-        return Answer(reply.status_code, text[:300])
+        return Answer(reply.status_code, text[:300],
+                      retry_after(reply.headers.get("retry-after"), now))
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """A Retry-After header (RFC 9110: delay-seconds or an HTTP date) as a wait from `now`;
+    None when absent or unreadable. A date in the past is no wait."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdecimal():
+        return timedelta(seconds=min(int(value), 10**9))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; one without a zone is read so too
+        when = when.replace(tzinfo=now.tzinfo)
+    return max(when - now, timedelta(0))

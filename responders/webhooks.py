@@ -1,7 +1,9 @@
 """Webhooks to the operator's platform: what an event says and how it is signed. Pure.
 
 An event is composed once, when its cause is stored, and its body is kept in the outbox
-as bytes, so every attempt posts the same body with the same delivery id. The signature is
+as bytes, so every attempt posts the same body with the same delivery id. The delivery id
+is derived from the cause (`delivery_id`): the same cause can only ever give the same id,
+so a receiver de-duplicates on it, and the outbox keeps one row per id. The signature is
 made at each attempt (its timestamp is the attempt's), as Stripe signs its events:
 
     Ticketd-Signature: t=1764000000,v1=<hex HMAC-SHA256(key, b"1764000000." + body)>
@@ -33,10 +35,12 @@ TOLERANCE_SECONDS = 300  # how old a signature a receiver should accept (replays
 
 @dataclass(frozen=True)
 class WebhookEvents:
-    """Which events are queued, and the URL each row records as its recipient."""
+    """Which events are queued, the URL each row records as its recipient, and the desk
+    (its support address) whose delivery ids these are."""
 
     url: str
     events: frozenset[str] = frozenset(EVENTS)
+    desk: str = ""
 
     def wants(self, event: str) -> bool:
         return event in self.events
@@ -52,6 +56,16 @@ class TicketFacts:
     contact_id: int | None
     address: str | None  # sent only with self_exclusion.requested
     brand: str = "default"  # the brand whose mailbox the ticket came in at
+
+
+def delivery_id(desk: str, event: str, ticket_id: int, cause: str) -> str:
+    """The delivery id of `event` about a ticket, caused by `cause` (the ingest key of the
+    mail, the clock that breached ...): a hash of the four, so that the same cause never
+    makes two ids, and two desks posting to one platform never share one."""
+    if not cause:
+        raise ValueError("a webhook event needs its cause")
+    text = "\n".join((desk.lower(), event, str(ticket_id), cause))
+    return f"evt_{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def event_body(event: str, delivery_id: str, created_at: datetime, ticket: TicketFacts,

@@ -224,6 +224,12 @@ def enqueue_webhook(session: Session, *, body: bytes, delivery_id: str, event: s
     return outbox_id
 
 
+def webhook_row(session: Session, delivery_id: str) -> int | None:
+    """The row of the webhook with this delivery id, if one was queued."""
+    return session.scalar(select(_C.id).where(_C.message_id == delivery_id,
+                                              _C.kind == WEBHOOK))
+
+
 def enqueue_once(session: Session, *, raw: bytes, message_id: str, envelope_from: str,
                  recipients: Sequence[str], kind: str, now: datetime, due: datetime,
                  lifetime: timedelta = DEFAULT_LIFETIME) -> int:

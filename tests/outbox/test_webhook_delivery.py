@@ -5,6 +5,7 @@ delivered once by delivery id, retried on the stored schedule, given up and repo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import threading
@@ -68,11 +69,15 @@ def deliver(outbox_sender: OutboxSender):  # noqa: ANN201
     return asyncio.run(outbox_sender.run_once())
 
 
+_causes = itertools.count(1)
+
+
 def hook(sessions: sessionmaker[Session], ticket_id: int, clock, url: str,  # noqa: ANN001
          event: str = TICKET_CREATED) -> tuple[int, str]:
-    """Queue one event about the ticket; (row id, delivery id)."""
+    """Queue one event about the ticket, of a cause of its own; (row id, delivery id)."""
     with sessions.begin() as session:
-        row_id = queue_event(session, WebhookEvents(url), event, ticket_id, now=clock())
+        row_id = queue_event(session, WebhookEvents(url), event, ticket_id, now=clock(),
+                             cause=f"test cause {next(_causes)}")
         assert row_id is not None
         return row_id, session.get(OutboxMessage, row_id).message_id
 
@@ -172,7 +177,7 @@ def test_an_event_past_its_lifetime_is_given_up(sessions, clock, ticket_id, plat
     server = platform((503,) * 100)
     with sessions.begin() as session:  # a short life, as [outbox] lifetime could give
         row_id = queue_event(session, WebhookEvents(server.url), TICKET_CREATED, ticket_id,
-                             now=clock())
+                             now=clock(), cause="mail 1")
         session.get(OutboxMessage, row_id).expires_at = clock() + timedelta(minutes=30)
     outbox_sender = sender(sessions, server.url, clock)
     deliver(outbox_sender)
@@ -223,10 +228,11 @@ def test_the_body_is_sealed_with_the_players_key_and_posted_in_clear(db_url, clo
 def test_an_event_the_settings_do_not_ask_for_is_not_queued(sessions, ticket_id, clock, look):
     only_breaches = WebhookEvents("https://p.test/h", frozenset({"sla.breached"}))
     with sessions.begin() as session:
-        assert queue_event(session, only_breaches, TICKET_CREATED, ticket_id) is None
-        assert queue_event(session, None, TICKET_CREATED, ticket_id) is None
+        assert queue_event(session, only_breaches, TICKET_CREATED, ticket_id,
+                           cause="m") is None
+        assert queue_event(session, None, TICKET_CREATED, ticket_id, cause="m") is None
         assert queue_event(session, WebhookEvents("https://p.test/h"), TICKET_CREATED,
-                           ticket_id) is not None
+                           ticket_id, cause="m") is not None
     assert [r.kind for r in look.rows()] == ["webhook"]
     [queued] = look.events("webhook_queued")
     assert queued.data["event"] == TICKET_CREATED and set(EVENTS) >= {queued.data["event"]}

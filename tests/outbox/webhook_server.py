@@ -40,16 +40,25 @@ class Request:
 
 
 class Platform:
-    """What the server answers, in order; 200 once the script is used up."""
+    """What the server answers, in order; 200 once the script is used up. An answer may be
+    (status, headers), such as (429, {"Retry-After": "120"}). While `stall` is set, each
+    request is read and then left unanswered until it is cleared (at most a minute)."""
 
-    def __init__(self, answers: Iterable[int] = ()) -> None:
+    def __init__(self, answers: Iterable[int | tuple[int, dict[str, str]]] = ()) -> None:
         self.answers = list(answers)
         self.requests: list[Request] = []
         self.lock = threading.Lock()
+        self.stall = threading.Event()
+        self.answering = threading.Event()  # set to let stalled requests go on
+        self.arrived = threading.Event()  # set at each request read
+
+    def next_answer(self) -> tuple[int, dict[str, str]]:
+        with self.lock:
+            answer = self.answers.pop(0) if self.answers else 200
+        return answer if isinstance(answer, tuple) else (answer, {})
 
     def next_status(self) -> int:
-        with self.lock:
-            return self.answers.pop(0) if self.answers else 200
+        return self.next_answer()[0]
 
     def delivered(self) -> list[Request]:
         """The requests answered with a 2xx: what the platform took."""
@@ -76,6 +85,7 @@ class WebhookServer:
         return self
 
     def stop(self) -> None:
+        self.platform.answering.set()  # a stalled request ends, so the server can stop
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
@@ -87,12 +97,17 @@ def _handler_for(platform: Platform) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            status = platform.next_status()
+            status, extra = platform.next_answer()
             named = {k.lower(): v for k, v in self.headers.items()}
             with platform.lock:
                 platform.requests.append(Request(self.path, named, body, status))
+            platform.arrived.set()
+            if platform.stall.is_set():
+                platform.answering.wait(60)
             reply = b'{"ok": true}' if status < 300 else b'{"error": "busy"}'
             self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()

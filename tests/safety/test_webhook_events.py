@@ -106,7 +106,8 @@ def test_the_event_exists_only_with_the_commit_of_its_cause(db_url: str) -> None
     def ask(commit: bool) -> None:
         with sessions() as session:
             hit = safeguard(session, ticket_id, "Re: Refund", "Please self-exclude me.",
-                            "player@mail.test", "responsible_gaming", None, webhooks=platform)
+                            "player@mail.test", "responsible_gaming", None, webhooks=platform,
+                            cause="mail 1")
             assert hit is not None
             session.commit() if commit else session.rollback()
 
@@ -129,3 +130,32 @@ def test_a_new_mail_tells_ticket_created_then_the_exclusion(db_url: str, tmp_pat
     assert [event for event, _ in events(ingestor)] == [TICKET_CREATED, SELF_EXCLUSION]
     created = events(ingestor)[0][1]
     assert "address" not in created["contact"] and created["data"]["language"] == "en"
+
+
+def test_a_ticket_the_classifier_opens_as_self_exclusion_is_announced_once(
+        db_url: str, tmp_path: Path) -> None:
+    """"заблокируйте мой" is a self-exclusion keyword of the classifier and no phrase of the
+    responsible-gambling list: the ticket opened that way is escalated and announced as one
+    found by the list is, and a later plea on it announces nothing more."""
+    ingestor = make(db_url, tmp_path, "https://platform.test/hooks")
+    body = "Пожалуйста, заблокируйте мой профиль навсегда."
+    first = ingestor.ingest(mail(subject="Профиль", message_id="<c1@mail.test>", body=body), "t")
+    queued = events(ingestor)
+    assert [event for event, _ in queued] == [TICKET_CREATED, SELF_EXCLUSION]
+    assert queued[1][1]["ticket"] == {"number": first.ticket_number,
+                                      "category": "self_exclusion", "priority": "urgent"}
+    with ingestor.sessions() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == first.ticket_number))
+        assert ticket.group == "responsible_gaming" and ticket.safeguarded_at is not None
+    ingestor.ingest(mail(subject="Re: Профиль", in_reply_to="<c1@mail.test>",
+                         body="I want to self-exclude, please."), "t")
+    assert [event for event, _ in events(ingestor)] == [TICKET_CREATED, SELF_EXCLUSION]
+
+
+def test_a_new_mail_both_lists_find_is_announced_once(db_url: str, tmp_path: Path) -> None:
+    ingestor = make(db_url, tmp_path, "https://platform.test/hooks")
+    ingestor.ingest(mail(subject="Self-exclusion", message_id="<c2@mail.test>",
+                         body="Self-exclude me please, I have a gambling problem."), "t")
+    ingestor.ingest(mail(subject="Self-exclusion", message_id="<c2@mail.test>",
+                         body="Self-exclude me please, I have a gambling problem."), "t")
+    assert [event for event, _ in events(ingestor)] == [TICKET_CREATED, SELF_EXCLUSION]
