@@ -79,7 +79,8 @@ def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.argument("record_id", metavar="ID", type=int)
 @click.pass_context
 def spam_release(ctx: click.Context, record_id: int) -> None:
-    """Ingest the spam ID (from `ticketd spam list`) as a normal mail."""
+    """Ingest the spam ID (from `ticketd spam list`) as a normal mail, and move it from the
+    Junk folder to Processed when it came from the [imap] mailbox."""
     from daemon.ingest import TemporaryFailure
     from storage.spam import spam_record
 
@@ -91,10 +92,14 @@ def spam_release(ctx: click.Context, record_id: int) -> None:
             if record is None:
                 click.echo(f"ticketd: no spam with id {record_id}", err=True)
                 sys.exit(1)
-            digest, source = record.raw_sha256, record.source
+            digest, source, size = record.raw_sha256, record.source, record.raw_size
             vault = application.vault  # a mail sealed at ingest opens with its sender's key
             key = vault.key(session, record.key_id) if vault and record.key_id else None
         raw = application.blobs.get_raw(digest, key)
+        # Out of Junk first: its bytes are ours already, so an ingest that fails after the
+        # move is simply released again (the record is still spam), and Junk no longer
+        # holds it. The other way round, a failed move after the commit could not be redone.
+        moved = _out_of_junk(application, source, digest, size)
         try:
             [result] = application.ingestor.ingest_many([(raw, source)], released=True)
         except TemporaryFailure as err:
@@ -104,6 +109,34 @@ def spam_release(ctx: click.Context, record_id: int) -> None:
             click.echo(f"ticketd: temporary failure: {result.reason}", err=True)
             sys.exit(75)
         number = f" ticket=#{result.ticket_number}" if result.ticket_number else ""
-        return f"released id={record_id} outcome={result.outcome}{number}"
+        return f"released id={record_id} outcome={result.outcome}{number}{moved}"
 
     click.echo(released())
+
+
+def _out_of_junk(application, source: str, digest: str, size: int) -> str:  # noqa: ANN001
+    """Move the released mail from Junk to Processed when it came from the [imap] mailbox;
+    what to add to the command's line. An IMAP server that cannot be reached is a temporary
+    failure (exit 75) before anything is ingested."""
+    from daemon.imap import ImapConfigError, is_temporary
+    from daemon.service import mailbox_name
+
+    settings = application.settings
+    if settings.imap is None or not source.startswith(f"{mailbox_name(settings)};uid="):
+        return ""  # delivered some other way (ticketd ingest): no folder to tidy
+    mailbox = application.imap_source()
+    try:
+        mailbox.connect()
+        found = mailbox.take_out_of_junk(digest, size)
+    except ImapConfigError as err:
+        click.echo(f"ticketd: imap: {err}", err=True)
+        sys.exit(1)
+    except Exception as err:
+        if not is_temporary(err):
+            raise
+        click.echo(f"ticketd: temporary failure: imap: {type(err).__name__}: {err}", err=True)
+        sys.exit(75)
+    finally:
+        mailbox.close()
+    folder = settings.imap.processed_folder
+    return f" moved={settings.imap.junk_folder}->{folder}" if found else " moved=none"

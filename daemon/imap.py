@@ -12,6 +12,7 @@ pending() lists it again and the caller's ingest key drops the duplicate.
 
 from __future__ import annotations
 
+import hashlib
 import imaplib
 import ipaddress
 import logging
@@ -221,6 +222,24 @@ class ImapSource:
 
     def mark_junk(self, uids: Iterable[int]) -> None:
         self._file_away(uids, self.junk_folder)
+
+    def take_out_of_junk(self, sha256: str, size: int) -> bool:
+        """Move the message of these bytes (a released spam) from the Junk folder to
+        Processed; False when Junk holds no such message (moved before, or by a person).
+        Found by its exact size, told apart by the hash of its bytes: a Message-ID may be
+        missing, reused or too odd to search for. The watched folder is selected again."""
+        self._conn.select_folder(self.junk_folder)
+        try:
+            found = self._conn.search(["LARGER", str(max(size - 1, 0)), "SMALLER",
+                                       str(size + 1), "NOT", "DELETED", "NOT", "KEYWORD",
+                                       DONE_KEYWORD])
+            bodies = self._conn.fetch(sorted(found), ["BODY.PEEK[]"]) if found else {}
+            same = [uid for uid, data in sorted(bodies.items())
+                    if hashlib.sha256(data[b"BODY[]"]).hexdigest() == sha256]
+            self._file_away(same[:1], self.processed_folder)  # one copy out, not every twin
+        finally:
+            self._select()
+        return bool(same)
 
     def wait(self, timeout: float) -> bool:
         """Block until the server reports new mail or `timeout` seconds pass.

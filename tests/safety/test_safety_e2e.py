@@ -77,13 +77,38 @@ def test_spam_goes_to_junk_and_a_release_makes_it_a_ticket(desk) -> None:  # noq
     [listed] = json.loads(ok(config, "spam", "list", "--json"))
     assert listed["verdict"].startswith("x-spam-flag: YES")
     out = ok(config, "spam", "release", str(listed["id"]))
-    assert "outcome=ticket" in out
+    assert "outcome=ticket" in out and "moved=Junk->Processed" in out
     assert json.loads(ok(config, "spam", "list", "--json")) == []
+    # Out of Junk, into Processed, once: the folder says what the desk decided.
+    assert dovecot.uids(account, "Junk") == [] and len(dovecot.uids(account, "Processed")) == 2
     subjects = sorted(t["subject"] for t in json.loads(ok(config, "tickets", "--json")))
     assert subjects == ["Bet settled wrongly", "Refund of my deposit"]
     ok(config, "deliver", "--once")
     assert any(r.rcpt_tos == ("player@mail.test",) for r in sink.handler.received)  # now acked
     assert ticketd(config, "spam", "release", str(listed["id"])).returncode == 1  # not twice
+    assert dovecot.uids(account, "Junk") == [] and len(dovecot.uids(account, "Processed")) == 2
+
+
+def test_a_release_moves_only_its_own_mail_out_of_junk(desk) -> None:  # noqa: ANN001
+    """Two spams of the same size, one released: that one leaves Junk, the other stays, and
+    what Processed receives is the released mail's bytes."""
+    dovecot, account, config, _ = desk
+    spams = [delivered_by_our_mta(mail(subject=f"Prize number {n}", body=f"Win {n} now!",
+                                       message_id=f"<prize{n}@mail.test>"),
+                                  ("X-Spam-Flag", "YES")) for n in (1, 2)]
+    assert len(spams[0]) == len(spams[1])
+    for raw in spams:
+        dovecot.append(account, raw)
+    ok(config, "run", "--once")
+    assert len(dovecot.uids(account, "Junk")) == 2
+    listed = json.loads(ok(config, "spam", "list", "--json"))
+    [second] = [r for r in listed if "prize2@mail.test" in r["message_id"]]
+    assert "moved=Junk->Processed" in ok(config, "spam", "release", str(second["id"]))
+    assert len(dovecot.uids(account, "Junk")) == 1
+    [moved] = dovecot.fetch_all(account, "Processed")
+    assert b"Prize number 2" in moved
+    [kept] = dovecot.fetch_all(account, "Junk")
+    assert b"Prize number 1" in kept
 
 
 def test_eicar_as_invoice_com_never_reaches_the_agent(desk) -> None:  # noqa: ANN001
