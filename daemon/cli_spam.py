@@ -53,7 +53,8 @@ def spam_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @click.pass_context
 def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """The spam kept, newest first: id, when, the verdict, the Message-ID."""
+    """The spam kept, newest first: id, when, the verdict, the Message-ID. A spam that asks
+    for self-exclusion or closure, or speaks of gambling harm, is marked "RG:<intent>"."""
     from storage.spam import list_spam
 
     @temp_failures_exit_75
@@ -62,14 +63,16 @@ def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
         with application.sessions() as session:
             return [{"id": r.id, "received": r.created_at.isoformat(timespec="seconds"),
                      "verdict": r.reason, "message_id": r.header_message_id or "",
-                     "size": r.raw_size} for r in list_spam(session, limit)]
+                     "size": r.raw_size, "responsible_gambling": r.rg_intent}
+                    for r in list_spam(session, limit)]
 
     rows = listed()
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return
     for row in rows:
-        click.echo(f"{row['id']:>7}  {row['received']}  {row['verdict'][:60]:<60}  "
+        flag = f"RG:{row['responsible_gambling']}" if row["responsible_gambling"] else ""
+        click.echo(f"{row['id']:>7}  {row['received']}  {flag:<18}  {row['verdict'][:60]:<60}  "
                    f"{row['message_id'][:60]}")
     if not rows:
         click.echo("no spam kept")

@@ -22,7 +22,7 @@ from typing import Literal
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from daemon import complaint_rules, complaints
+from daemon import complaint_rules, complaints, rg_spam
 from daemon.conversation import Decision, References, asks_for_appeal, decide
 from daemon.failpoints import failpoint
 from daemon.logs import failure_fields
@@ -54,7 +54,7 @@ from parsers.forward import forwarded_original, is_forward_subject
 from parsers.ingest_key import content_digest, ingest_key
 from parsers.language import DESK_LANGUAGES
 from parsers.reply import visible_text
-from parsers.rg import RG_CATEGORY, RgHit
+from parsers.rg import RG_CATEGORY, RgHit, responsible_gambling
 from parsers.spam import SpamPolicy, spam_verdict
 from responders.acks import AckPolicy, acknowledge
 from responders.complaint_profiles import ComplaintProfile
@@ -142,6 +142,8 @@ class _Arrival:
     automated: str = ""
     screening: Screening = field(default_factory=Screening)  # spam verdict, scan results
     released: bool = False  # `ticketd spam release`: ingest it whatever the spam verdict
+    rg_intent: str = ""  # spam kept as spam with a responsible-gambling sentence: flagged
+    rescued: str = ""  # why a spam verdict was set aside (daemon.rg_spam)
     held: str = ""  # why it is not stored now (the scanner is away); tried again later
     key_id: int | None = None  # the data key its files are sealed with; None: in clear
     content: str | None = None  # content_digest(raw): None for a mail never fetched
@@ -242,6 +244,8 @@ class Ingestor:
                 arrival.ignored = ours
             try:
                 arrival.screening = self._screen(mail, released)
+                if arrival.screening.spam and not arrival.automated:
+                    self._gambling_in_spam(arrival, mail)
             except ScannerUnavailable as err:  # [scan] on_unavailable = "hold"
                 arrival.held = f"attachments not scanned: {err}"
                 return arrival  # nothing written: the mail stays in the mailbox
@@ -255,6 +259,34 @@ class Ingestor:
         if files is not None:
             _write_files(arrival, files, None)
         return arrival
+
+    def _gambling_in_spam(self, arrival: _Arrival, mail: InboundMail) -> None:
+        """Spam that asks for exclusion or closure, or speaks of gambling harm (daemon.rg_spam):
+        from a vouched-for sender it is ingested as a normal mail (its attachments scanned
+        now), else it stays spam, flagged. ScannerUnavailable as `_screen`."""
+        verdict = arrival.screening.spam
+        hit = responsible_gambling(mail.subject, visible_text(mail.text, mail.html)) \
+            if mail.sender is not None and verdict is not None else None
+        if hit is None or verdict is None:
+            return
+        vouched = self._vouched(mail)
+        if not vouched:
+            arrival.rg_intent = hit.intent
+            return
+        arrival.screening = self._screen(mail, released=True)
+        arrival.rescued = (f"spam verdict set aside ({verdict.reason[:300]}): "
+                           f"responsible-gambling sentence ({hit.intent}) from {vouched}")
+
+    def _vouched(self, mail: InboundMail) -> str:
+        """Why the sender of a spam with a responsible-gambling sentence is believed: mail our
+        MTA authenticated for its From domain, or an address that has asked us before."""
+        assert mail.sender is not None
+        if self.policy.authserv_id and verify_sender(mail, self.policy.authserv_id).ok:
+            return "an authenticated sender"
+        with self.sessions() as session:  # a read, before the batch's transaction
+            if queries.has_tickets(session, mail.sender.addr):
+                return "a known contact"
+        return ""
 
     def _seal(self, session: Session, arrivals: list[_Arrival], files: BlobBatch) -> None:
         """Each mail's files sealed with the data key of the person it is about (contact and
@@ -347,11 +379,20 @@ class Ingestor:
             queries.insert_event(session, "ignored", reason=reason, ingest_key=key)
             return IngestResult(key, "ignored", reason)
         if arrival.screening.spam:
-            return _spam(session, record, arrival.screening.spam.reason)
+            result = _spam(session, record, arrival.screening.spam.reason, arrival.rg_intent)
+            if arrival.rg_intent and self.policy.loops is not None:
+                rg_spam.tell_operations(session, to=self.policy.loops.summary_to,
+                                        sender=self.policy.loops.summary_from, now=utcnow())
+            return result
         if arrival.automated and is_bounce(mail):
             return self._bounce(session, mail, record, arrival.automated)
-        return self._store(session, mail, record, arrival.automated, arrival.screening,
-                           arrival.delivered_at)
+        result = self._store(session, mail, record, arrival.automated, arrival.screening,
+                             arrival.delivered_at)
+        if arrival.rescued and result.ticket_number is not None:
+            ticket = queries.ticket_by_ref(session, result.ticket_number)
+            queries.insert_event(session, "spam_set_aside", ticket.id if ticket else None,
+                                 reason=arrival.rescued[:500], ingest_key=key)
+        return result
 
     def _store(self, session: Session, mail: InboundMail, record: dict, automated: str,
                screening: Screening | None = None,
@@ -680,10 +721,15 @@ class Ingestor:
         return self.screener.screen(mail.attachments)  # ScannerUnavailable: hold the mail
 
 
-def _spam(session: Session, record: dict, reason: str) -> IngestResult:
-    """Kept (raw bytes and the verdict), no ticket, no answer, no clock, no one notified."""
-    queries.insert_ingest_record(session, outcome="spam", reason=reason[:2000], **record)
+def _spam(session: Session, record: dict, reason: str, rg_intent: str = "") -> IngestResult:
+    """Kept (raw bytes and the verdict), no ticket, no answer, no clock, no one notified;
+    flagged with the intent of a responsible-gambling sentence it carries."""
+    queries.insert_ingest_record(session, outcome="spam", reason=reason[:2000],
+                                 rg_intent=rg_intent or None, **record)
     queries.insert_event(session, "spam", reason=reason[:500], ingest_key=record["ingest_key"])
+    if rg_intent:
+        queries.insert_event(session, rg_spam.EVENT, intent=rg_intent,
+                             ingest_key=record["ingest_key"])
     return IngestResult(record["ingest_key"], "spam", reason)
 
 

@@ -206,6 +206,9 @@ class IngestRecord(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     raw_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
+    # Spam kept as spam although it carries a responsible-gambling sentence (its intent):
+    # flagged in `ticketd spam list` and told to operations. NULL for everything else.
+    rg_intent: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_ingest_log_outcome", "outcome"),
                       Index("ix_ingest_log_content_sha256", "content_sha256"))

@@ -254,6 +254,13 @@ def contact_known(session: Session, address: str) -> bool:
     return session.scalar(_CONTACT_ID, {"address": address}) is not None
 
 
+def has_tickets(session: Session, address: str) -> bool:
+    """Whether the address has asked us something before (requested a ticket): a contact
+    row alone is not that, since sealing any mail at rest makes one for its sender."""
+    return session.scalar(select(Ticket.id).join(Contact, Contact.id == Ticket.requester_id)
+                          .where(Contact.address == address).limit(1)) is not None
+
+
 def clear_bouncing(session: Session, address: str, *, actor: str, how: str) -> bool:
     """Lift the bouncing flag (True when it was set) and record who and how, in one step:
     a conditional update, so two daemons clearing at once write one event."""

@@ -182,3 +182,16 @@ def test_clamd_down_hold_keeps_the_mail_and_store_forwards_nothing_unscanned(
         assert "no-clamd.sock" in unscanned
     finally:
         sink.stop()
+
+
+def test_spam_asking_for_exclusion_is_flagged_in_the_spam_list(desk) -> None:  # noqa: ANN001
+    dovecot, account, config, _ = desk
+    plea = delivered_by_our_mta(mail(sender="stranger@spam.test", subject="Help",
+                                     body="Please self-exclude me, I have a gambling problem."),
+                                ("X-Spam-Flag", "YES"))
+    dovecot.append(account, plea)
+    ok(config, "run", "--once")
+    assert len(dovecot.uids(account, "Junk")) == 1  # a stranger's: kept as spam ...
+    [listed] = json.loads(ok(config, "spam", "list", "--json"))
+    assert listed["responsible_gambling"]  # ... but flagged
+    assert "RG:" in ok(config, "spam", "list")
