@@ -35,7 +35,13 @@ from daemon.sla import (
     clocks_for_follow_up,
     clocks_for_new_ticket,
 )
-from daemon.team import TeamPolicy, handle_agent_mail, is_agent_mail, route_and_notify
+from daemon.team import (
+    TeamPolicy,
+    handle_agent_mail,
+    is_agent_mail,
+    refuse_forward,
+    route_and_notify,
+)
 from daemon.webhooks import queue_event
 from parsers import (
     DEFAULT_RULES,
@@ -401,6 +407,9 @@ class Ingestor:
         key = record["ingest_key"]
         screening = screening or check_only(mail.attachments)
         mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
+        distrust = self._forward_distrust(mail) if not automated and not forwarder else ""
+        if distrust:
+            return self._refuse_forward(session, mail, record, distrust)
         refs = self._references(session, mail)
         visible = visible_text(mail.text, mail.html)
         if not automated and not forwarder and is_agent_mail(self.policy.team, mail):
@@ -479,6 +488,26 @@ class Ingestor:
             acknowledge(session, self.policy.ack, opened, screening.received(mail),
                         refused=tuple(r.filename for r in screening.refused))
         return IngestResult(key, outcome, f"automated: {automated}" if automated else "", number)
+
+    def _refuse_forward(self, session: Session, mail: InboundMail, record: dict,
+                        why: str) -> IngestResult:
+        """An agent's forward our MTA did not authenticate: anyone can write an agent's From,
+        so it opens no ticket; it goes to the quarantine with its reason, where operations
+        see it, and the agent is told (a held notice, within its limits) that it was not
+        accepted. Without a team there is no one to tell: the quarantine still shows it."""
+        assert mail.sender is not None
+        key = record["ingest_key"]
+        reason = (f"forward from agent {mail.sender.addr} not authenticated ({why}): "
+                  "no ticket opened")[:2000]
+        log.warning("forward not trusted", extra={"fields": {"key": key, "reason": why}})
+        queries.insert_ingest_record(session, outcome="quarantined", reason=reason, **record)
+        queries.insert_event(session, "quarantined", reason=reason, ingest_key=key)
+        queries.insert_event(session, "agent_mail_held", actor=mail.sender.addr,
+                             reason=f"forward not authenticated: {why}"[:500], forward=True,
+                             ingest_key=key)
+        if self.policy.team is not None:
+            refuse_forward(session, self.policy.team, mail.sender.addr)
+        return IngestResult(key, "quarantined", reason)
 
     def _thread(self, session: Session, mail: InboundMail, refs: References, forwarder: str,
                 automated: str, visible: str) -> tuple[Decision, bool, str]:
@@ -562,19 +591,33 @@ class Ingestor:
         if verify_sender(mail, self.policy.authserv_id).ok:
             queries.clear_bouncing(session, address, actor=address, how="authenticated mail")
 
+    def _forwarded(self, mail: InboundMail) -> InboundMail | None:
+        """The player's mail an agent forwards (a `Fwd:` from an agent holding another's mail),
+        authenticated or not; None when the mail is no such forward."""
+        assert mail.sender is not None
+        if mail.sender.addr not in self.policy.agents or not is_forward_subject(mail.subject):
+            return None
+        original = forwarded_original(mail)
+        if original is None or original.sender.addr in self.policy.agents | self.policy.support_addresses:
+            return None
+        return original
+
+    def _forward_distrust(self, mail: InboundMail) -> str:
+        """Why an agent's forward is not taken as theirs ("" when it is, or is no forward):
+        our MTA did not authenticate it for the agent's domain."""
+        if self._forwarded(mail) is None:
+            return ""
+        verdict = verify_sender(mail, self.policy.authserv_id) if self.policy.authserv_id else None
+        if verdict is None:
+            return "no authserv_id configured"
+        return "" if verdict.ok else verdict.reason or "not authenticated"
+
     def _agent_forward(self, mail: InboundMail) -> tuple[InboundMail, str]:
         """An authenticated agent forwarding a player's mail: (the player's mail, the agent)."""
         assert mail.sender is not None
         agent = mail.sender.addr
-        if agent not in self.policy.agents or not is_forward_subject(mail.subject):
-            return mail, ""
-        original = forwarded_original(mail)
-        if original is None or original.sender.addr in self.policy.agents | self.policy.support_addresses:
-            return mail, ""
-        verdict = verify_sender(mail, self.policy.authserv_id) if self.policy.authserv_id else None
-        if verdict is None or not verdict.ok:
-            log.warning("forward not trusted", extra={"fields": {
-                "agent": agent, "reason": verdict.reason if verdict else "no authserv_id configured"}})
+        original = self._forwarded(mail)
+        if original is None or self._forward_distrust(mail):
             return mail, ""
         return replace(
             mail, sender=original.sender, subject=original.subject, text=original.text, html=None,

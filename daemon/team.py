@@ -257,7 +257,18 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     return AgentOutcome("reply")
 
 
-def _held_notice(session: Session, team: TeamPolicy, agent: Agent, ticket_id: int) -> None:
+def refuse_forward(session: Session, team: TeamPolicy, address: str) -> None:
+    """Tell an agent, without a word of it, that a forward in their name was not accepted
+    and is in the quarantine. The caller has recorded it as held mail in their name
+    (`agent_mail_held`), so it shares the held notices' hourly limit: a forger sending
+    forwards gets no more notices out of the desk than one sending replies."""
+    agent = team.member(address)
+    if agent is not None:
+        _held_notice(session, team, agent, None, forward=True)
+
+
+def _held_notice(session: Session, team: TeamPolicy, agent: Agent, ticket_id: int | None, *,
+                 forward: bool = False) -> None:
     """Tell the agent a mail in their name was held: a few times an hour, then once that
     more were, then nothing until the hour has passed. Only a count, a time and the
     claimed address: the held mail's words are a forger's and are never repeated."""
@@ -268,7 +279,7 @@ def _held_notice(session: Session, team: TeamPolicy, agent: Agent, ticket_id: in
         return
     now = utcnow()
     notice = held_notice(agent.address, team.identity, agent_name=agent.name, count=held,
-                         received_at=now, last=held == limit + 1, now=now)
+                         received_at=now, last=held == limit + 1, now=now, forward=forward)
     _queue(session, notice, "held_notice", ticket_id, [agent.address], team, count_ticket=False)
 
 
@@ -456,7 +467,7 @@ def _store(session: Session, ticket_id: int, mail: InboundMail, kind: str, text:
     return message_id
 
 
-def _queue(session: Session, msg: Any, kind: str, ticket_id: int, recipients: list[str],
+def _queue(session: Session, msg: Any, kind: str, ticket_id: int | None, recipients: list[str],
            team: TeamPolicy, *, count_ticket: bool = True,
            defer_until: datetime | None = None) -> bool:
     """Queue a mail caused by a mail that came in, within the loop limits (invariant 3);

@@ -253,8 +253,10 @@ def held_notice(
     received_at: datetime | None = None,
     last: bool = False,
     now: datetime | None = None,
+    forward: bool = False,
 ) -> EmailMessage:
-    """Tell a configured agent that a mail claiming to be from them was held.
+    """Tell a configured agent that a mail claiming to be from them was held (`forward`: a
+    forward of a player's mail, which was not accepted and is kept in the quarantine).
 
     Send it only to the agent's configured address (the caller's choice). The held
     mail is someone else's until proven otherwise: nothing of it is quoted (no subject,
@@ -274,6 +276,7 @@ def held_notice(
         "count": max(count, 1),
         "received_at": _timestamp(received_at or now),
         "last": last,
+        "forward": forward,
         "quiet_until": _timestamp((received_at or now) + timedelta(hours=1)),
         "support_name": clean_header_text(support_name, 100),
     }

@@ -122,6 +122,47 @@ def test_thirty_forged_agent_mails_give_a_handful_of_notices_quoting_nothing(
     assert "No further notice" in last.get_body(("plain",)).get_content()
 
 
+def forged_forward(n: int) -> bytes:
+    """A `Fwd:` in Anna's name that our MTA did not authenticate, full of a forger's words."""
+    body = ("Please handle this one.\n\n---------- Forwarded message ---------\n"
+            "From: Petr <petr@players.test>\nDate: Mon, 23 Nov 2026 10:00\n"
+            f"Subject: Withdrawal missing {ATTACKER_URL}\nTo: anna@casino.test\n\n"
+            f"My withdrawal is missing, log in at {ATTACKER_URL}?n={n} to check.\n")
+    return mail(sender=f'"Anna {ATTACKER_URL}" <anna@casino.test>',
+                subject=f"Fwd: Withdrawal missing {ATTACKER_URL}", body=body,
+                message_id=f"<fwd{n}@casino.test>",
+                headers={"Authentication-Results": f"{AUTHSERV}; dkim=pass header.d=evil.example"})
+
+
+def test_a_forward_not_authenticated_is_quarantined_and_the_agent_told_within_limits(
+        ingestor: Ingestor) -> None:
+    for n in range(30):
+        result = ingestor.ingest(forged_forward(n), "t")
+        assert (result.outcome, result.ticket_number) == ("quarantined", None)
+        assert "not authenticated" in result.reason
+    with ingestor.sessions() as session:
+        assert session.scalar(select(Ticket.id)) is None
+    assert events(ingestor, "staff_mail_without_ticket") == []
+    assert len(events(ingestor, "agent_mail_held")) == 30
+    notices = outbox(ingestor, "held_notice")
+    assert len(notices) == LOOPS.held_notices_per_hour + 1  # a handful, then one summary
+    for notice in notices:
+        assert notice.recipients == ["anna@casino.test"]
+        for attacker in (b"evil.example", b"Withdrawal", b"petr@players.test", b"Petr"):
+            assert attacker not in notice.raw
+    first = email.message_from_bytes(notices[0].raw, policy=default)
+    text = first.get_body(("plain",)).get_content()
+    assert "forward" in text and "was not accepted" in text and "quarantine" in text
+    assert "not authenticated as yours" in text
+
+
+def test_an_authenticated_forward_is_no_held_mail(ingestor: Ingestor) -> None:
+    raw = forged_forward(1).replace(b"header.d=evil.example", b"header.d=casino.test")
+    result = ingestor.ingest(raw, "t")
+    assert result.outcome == "ticket"
+    assert events(ingestor, "agent_mail_held") == [] and outbox(ingestor, "held_notice") == []
+
+
 @pytest.mark.parametrize("sender", ["Anna Smirnova <anna@casino.test>", "lead@casino.test"])
 def test_an_agents_or_staff_mail_naming_no_ticket_opens_none(ingestor: Ingestor,
                                                              sender: str) -> None:

@@ -198,11 +198,14 @@ def test_an_unauthenticated_forward_claiming_an_agent_is_not_taken_as_one(
         agent_ingestor: Ingestor) -> None:
     forged = _forward("mx.casino.test; dkim=pass header.d=evil.test")
     r = agent_ingestor.ingest(forged, "t")
-    # Nor as a player's complaint: mail from an agent's address naming no ticket opens none.
-    assert (r.outcome, r.ticket_number) == ("ignored", None)
-    assert "agent or staff address" in r.reason
+    # Nor as a player's complaint, nor filed away unseen: it waits in the quarantine with
+    # its reason (the held notice to the agent: tests/safety/test_forward_refused.py).
+    assert (r.outcome, r.ticket_number) == ("quarantined", None)
+    assert "forward from agent anna@casino.test not authenticated" in r.reason
     assert events(agent_ingestor, "forwarded_by_agent") == []
-    assert len(events(agent_ingestor, "staff_mail_without_ticket")) == 1
+    assert events(agent_ingestor, "staff_mail_without_ticket") == []
+    [held] = events(agent_ingestor, "agent_mail_held")  # counted against the agent's notices
+    assert held.actor == "anna@casino.test" and held.data["forward"] is True
 
 
 def test_a_players_forward_stays_the_players_ticket(agent_ingestor: Ingestor) -> None:

@@ -195,3 +195,24 @@ def test_spam_asking_for_exclusion_is_flagged_in_the_spam_list(desk) -> None:  #
     [listed] = json.loads(ok(config, "spam", "list", "--json"))
     assert listed["responsible_gambling"]  # ... but flagged
     assert "RG:" in ok(config, "spam", "list")
+
+
+def test_an_agents_forward_that_does_not_authenticate_waits_in_quarantine(desk) -> None:  # noqa: ANN001
+    """Not filed away as staff mail: it goes to the Quarantine folder, and Anna is told it
+    was not accepted, in words of the desk's own."""
+    dovecot, account, config, sink = desk
+    body = ("FYI\n\n---------- Forwarded message ---------\nFrom: Petr <petr@players.test>\n"
+            "Subject: Withdrawal missing\nTo: anna@casino.test\n\n"
+            "My withdrawal is missing, see https://evil.example/x\n")
+    dovecot.append(account, delivered_by_our_mta(mail(
+        sender="Anna <anna@casino.test>", subject="Fwd: Withdrawal missing", body=body)))
+    ok(config, "run", "--once")
+    assert dovecot.uids(account, "INBOX") == [] and dovecot.uids(account, "Processed") == []
+    assert len(dovecot.uids(account, "Quarantine")) == 1
+    assert json.loads(ok(config, "tickets", "--json")) == []
+    ok(config, "deliver", "--once")
+    [notice] = [r for r in sink.handler.received if r.rcpt_tos == ("anna@casino.test",)]
+    assert b"evil.example" not in notice.content and b"Withdrawal" not in notice.content
+    text = email.message_from_bytes(notice.content, policy=default).get_body(
+        ("plain",)).get_content()
+    assert "was not accepted" in text and "quarantine" in text
