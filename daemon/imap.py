@@ -223,12 +223,13 @@ class ImapSource:
     def mark_junk(self, uids: Iterable[int]) -> None:
         self._file_away(uids, self.junk_folder)
 
-    def take_out_of_junk(self, sha256: str, size: int) -> bool:
-        """Move the message of these bytes (a released spam) from the Junk folder to
-        Processed; False when Junk holds no such message (moved before, or by a person).
-        Found by its exact size, told apart by the hash of its bytes: a Message-ID may be
-        missing, reused or too odd to search for. The watched folder is selected again."""
-        self._conn.select_folder(self.junk_folder)
+    def take_out_of(self, folder: str, sha256: str, size: int) -> bool:
+        """Move the message of these bytes (a released spam or quarantined mail) from
+        `folder` to Processed; False when it holds no such message (moved before, or by a
+        person). Found by its exact size, told apart by the hash of its bytes: a Message-ID
+        may be missing, reused or too odd to search for. The watched folder is selected
+        again."""
+        self._conn.select_folder(folder)
         try:
             found = self._conn.search(["LARGER", str(max(size - 1, 0)), "SMALLER",
                                        str(size + 1), "NOT", "DELETED", "NOT", "KEYWORD",

@@ -298,7 +298,7 @@ class Ingestor:
         """Each mail's files sealed with the data key of the person it is about (contact and
         key made when new): see `_owner`. A mail with no readable sender takes the desk key."""
         assert self.vault is not None
-        owners = {id(a): self._owner(session, a.mail) for a in arrivals
+        owners = {id(a): self._owner(session, a.mail, a.released) for a in arrivals
                   if a.mail is not None and a.mail.sender is not None}
         senders = [o for o in owners.values() if isinstance(o, tuple)]
         keys, new = self.vault.keys_of_senders(session, senders)
@@ -319,14 +319,15 @@ class Ingestor:
             arrival.key_id = key.id
             _write_files(arrival, files, key)
 
-    def _owner(self, session: Session, mail: InboundMail) -> tuple[str, str] | int:
+    def _owner(self, session: Session, mail: InboundMail,
+               released: bool = False) -> tuple[str, str] | int:
         """Whose key seals a mail: its sender's (address, name); but an agent's mail on a
         ticket goes with the key of that ticket's requester (contact id), and an agent's
         forward of a player's mail with the player's, since both carry the player's words
         (a reply quotes them): erasing the player then shreds every copy, backups included."""
         assert mail.sender is not None
         sender = (mail.sender.addr, mail.sender.name)
-        forwarded, forwarder = self._agent_forward(mail)
+        forwarded, forwarder = self._agent_forward(mail, released)
         if forwarder and forwarded.sender is not None:
             return (forwarded.sender.addr, forwarded.sender.name)
         if not is_agent_mail(self.policy.team, mail):
@@ -344,14 +345,16 @@ class Ingestor:
             known = batch.before(session, arrival)
         else:
             known = _stored_before(session, arrival.key) or _copy_stored_before(session, arrival)
-        releasing = bool(known and arrival.released and known.outcome == "spam")
+        releasing = bool(known and arrival.released
+                         and known.outcome in spam_store.RELEASABLE)
         if known and not releasing:
             return known
         if arrival.held:  # before the spam record is touched: a held release stays spam
             return IngestResult(arrival.key, "held", arrival.held)
-        if releasing:
+        if known and releasing:
             spam_store.forget_spam(session, arrival.key)  # ingested afresh below, same commit
-            queries.insert_event(session, "spam_released", ingest_key=arrival.key)
+            kind = "spam_released" if known.outcome == "spam" else "quarantine_released"
+            queries.insert_event(session, kind, ingest_key=arrival.key)
         try:
             with session.begin_nested():
                 return self._store_arrival(session, arrival)
@@ -393,7 +396,7 @@ class Ingestor:
         if arrival.automated and is_bounce(mail):
             return self._bounce(session, mail, record, arrival.automated)
         result = self._store(session, mail, record, arrival.automated, arrival.screening,
-                             arrival.delivered_at)
+                             arrival.delivered_at, arrival.released)
         if arrival.rescued and result.ticket_number is not None:
             ticket = queries.ticket_by_ref(session, result.ticket_number)
             queries.insert_event(session, "spam_set_aside", ticket.id if ticket else None,
@@ -402,11 +405,11 @@ class Ingestor:
 
     def _store(self, session: Session, mail: InboundMail, record: dict, automated: str,
                screening: Screening | None = None,
-               delivered_at: datetime | None = None) -> IngestResult:
+               delivered_at: datetime | None = None, released: bool = False) -> IngestResult:
         assert mail.sender is not None
         key = record["ingest_key"]
         screening = screening or check_only(mail.attachments)
-        mail, forwarder = self._agent_forward(mail) if not automated else (mail, "")
+        mail, forwarder = self._agent_forward(mail, released) if not automated else (mail, "")
         distrust = self._forward_distrust(mail) if not automated and not forwarder else ""
         if distrust:
             return self._refuse_forward(session, mail, record, distrust)
@@ -602,22 +605,25 @@ class Ingestor:
             return None
         return original
 
-    def _forward_distrust(self, mail: InboundMail) -> str:
+    def _forward_distrust(self, mail: InboundMail, released: bool = False) -> str:
         """Why an agent's forward is not taken as theirs ("" when it is, or is no forward):
-        our MTA did not authenticate it for the agent's domain."""
-        if self._forwarded(mail) is None:
+        our MTA did not authenticate it for the agent's domain. A forward released from the
+        quarantine (`ticketd quarantine release`) is: a person checked it."""
+        if released or self._forwarded(mail) is None:
             return ""
         verdict = verify_sender(mail, self.policy.authserv_id) if self.policy.authserv_id else None
         if verdict is None:
             return "no authserv_id configured"
         return "" if verdict.ok else verdict.reason or "not authenticated"
 
-    def _agent_forward(self, mail: InboundMail) -> tuple[InboundMail, str]:
-        """An authenticated agent forwarding a player's mail: (the player's mail, the agent)."""
+    def _agent_forward(self, mail: InboundMail,
+                       released: bool = False) -> tuple[InboundMail, str]:
+        """An authenticated (or released) agent's forward of a player's mail: (the player's
+        mail, the agent)."""
         assert mail.sender is not None
         agent = mail.sender.addr
         original = self._forwarded(mail)
-        if original is None or self._forward_distrust(mail):
+        if original is None or self._forward_distrust(mail, released):
             return mail, ""
         return replace(
             mail, sender=original.sender, subject=original.subject, text=original.text, html=None,

@@ -216,3 +216,13 @@ def test_an_agents_forward_that_does_not_authenticate_waits_in_quarantine(desk) 
     text = email.message_from_bytes(notice.content, policy=default).get_body(
         ("plain",)).get_content()
     assert "was not accepted" in text and "quarantine" in text
+    # A person checks it and releases it: the player's ticket, out of the quarantine folder.
+    [held] = json.loads(ok(config, "quarantine", "list", "--json"))
+    assert "forward from agent anna@casino.test not authenticated" in held["reason"]
+    out = ok(config, "quarantine", "release", str(held["id"]))
+    assert "outcome=ticket" in out and "moved=Quarantine->Processed" in out
+    [ticket] = json.loads(ok(config, "tickets", "--json"))
+    assert ticket["subject"] == "Withdrawal missing"
+    assert dovecot.uids(account, "Quarantine") == [] and len(dovecot.uids(account, "Processed")) == 1
+    assert json.loads(ok(config, "quarantine", "list", "--json")) == []
+    assert ticketd(config, "quarantine", "release", str(held["id"])).returncode == 1
