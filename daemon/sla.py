@@ -530,9 +530,12 @@ class _Pass:
             data["withheld"] = withheld
         self.events.append(("sla_warning" if stage == 1 else "sla_breach", clock.ticket_id, data))
         if stage == 2:  # the breach itself, once per clock; level 2 is the desk's own matter
+            # The cause is the clock and the time it promised: a clock restarted (a new due
+            # time) that breaches again is a new breach, a second pass over this one is not.
             queue_event(self.session, self.options.webhooks, SLA_BREACHED, clock.ticket_id,
-                        now=self.now, cause=f"clock {clock.id} stage {stage}", data={"clock": clock.kind, "policy": clock.policy,
-                                            "due_at": data["due_at"]})
+                        now=self.now, cause=f"clock {clock.id} due {data['due_at']}",
+                        data={"clock": clock.kind, "policy": clock.policy,
+                              "due_at": data["due_at"]})
         return Escalation(facts.number, clock.kind, stage,
                           () if withheld else tuple(recipients), withheld)
 

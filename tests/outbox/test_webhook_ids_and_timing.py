@@ -39,8 +39,9 @@ def platform() -> Iterator[Callable[..., WebhookServer]]:
         server.stop()
 
 
-def queue(sessions, ticket_id: int, url: str, cause: str, event: str = TICKET_CREATED,  # noqa: ANN001
-          desk: str = DESK, now: datetime | None = None) -> int | None:
+def queue(sessions, ticket_id: int, url: str, cause: str,  # noqa: ANN001
+          event: str = TICKET_CREATED, desk: str = DESK,
+          now: datetime | None = None) -> int | None:
     with sessions.begin() as session:
         return queue_event(session, WebhookEvents(url, desk=desk), event, ticket_id,
                            cause=cause, now=now)

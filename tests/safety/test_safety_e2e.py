@@ -197,7 +197,8 @@ def test_spam_asking_for_exclusion_is_flagged_in_the_spam_list(desk) -> None:  #
     assert "RG:" in ok(config, "spam", "list")
 
 
-def test_an_agents_forward_that_does_not_authenticate_waits_in_quarantine(desk) -> None:  # noqa: ANN001
+def test_an_agents_forward_that_does_not_authenticate_waits_in_quarantine(  # noqa: ANN001
+        desk) -> None:
     """Not filed away as staff mail: it goes to the Quarantine folder, and Anna is told it
     was not accepted, in words of the desk's own."""
     dovecot, account, config, sink = desk
@@ -223,6 +224,7 @@ def test_an_agents_forward_that_does_not_authenticate_waits_in_quarantine(desk) 
     assert "outcome=ticket" in out and "moved=Quarantine->Processed" in out
     [ticket] = json.loads(ok(config, "tickets", "--json"))
     assert ticket["subject"] == "Withdrawal missing"
-    assert dovecot.uids(account, "Quarantine") == [] and len(dovecot.uids(account, "Processed")) == 1
+    assert dovecot.uids(account, "Quarantine") == []
+    assert len(dovecot.uids(account, "Processed")) == 1
     assert json.loads(ok(config, "quarantine", "list", "--json")) == []
     assert ticketd(config, "quarantine", "release", str(held["id"])).returncode == 1
