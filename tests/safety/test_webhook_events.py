@@ -142,7 +142,7 @@ def test_a_ticket_the_classifier_opens_as_self_exclusion_is_announced_once(
     first = ingestor.ingest(mail(subject="Профиль", message_id="<c1@mail.test>", body=body), "t")
     queued = events(ingestor)
     assert [event for event, _ in queued] == [TICKET_CREATED, SELF_EXCLUSION]
-    assert queued[1][1]["ticket"] == {"number": first.ticket_number,
+    assert queued[1][1]["ticket"] == {"number": first.ticket_number, "brand": "default",
                                       "category": "self_exclusion", "priority": "urgent"}
     with ingestor.sessions() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == first.ticket_number))
