@@ -6,7 +6,9 @@ States: ``complaint`` (open, the final-decision deadline runs; under a pausing p
 stands still while the desk waits on the player, and the deadline moves by the pause) →
 ``final`` (a final decision was given, by an agent's ``#final`` or the guard's deadline
 letter) → ``dispute`` (the player disagreed) → ``adr`` (referred to the ADR entity; its
-outcome is recorded there).
+outcome is recorded there). ``merged`` is terminal: the ticket was merged into another
+whose complaint runs on, so nothing here (guard, pause, resume, extension, fast lane) moves
+this one again; only an ADR body's enquiry about it is still reminded of.
 The caller (daemon/complaints.py) reads the row, asks here, and writes the answer.
 """
 
@@ -21,11 +23,12 @@ from parsers.commands import ADR_OUTCOMES
 from parsers.rg import RG_CATEGORY
 from responders.complaint_profiles import ComplaintProfile
 
-__all__ = ["ADR_OUTCOMES", "DEADLINE", "Change", "ComplaintFacts", "GuardStep",
+__all__ = ["ADR_OUTCOMES", "DEADLINE", "MERGED", "Change", "ComplaintFacts", "GuardStep",
            "add_business_days", "adr_outcome", "earliest", "adr_referral", "dispute", "enquiry_due",
            "extend", "fast_lane", "final", "guard_points", "iso", "merged_away", "opened", "pause",
            "plan", "received_moment", "refusal", "resume"]
 DEADLINE = "deadline"  # the guard's last point: the final-response letter
+MERGED = "merged"  # the terminal state of a complaint whose ticket was merged into another
 # A Date header older than this before we process the mail is not taken as its receipt: mail
 # queued by MTAs gives up within about 5 days, so an older one is a wrong clock or a forgery.
 PLAUSIBLE_DELAY = timedelta(days=5)
@@ -154,6 +157,9 @@ def refusal(facts: ComplaintFacts | None, profile: ComplaintProfile, name: str,
     """Why command `name` may not be applied to this complaint now; "" when it may."""
     if facts is None:
         return f"#{name}: this ticket has no complaint record (not a player's complaint)"
+    if facts.state == MERGED:
+        return (f"#{name}: this ticket was merged into another; its complaint is handled "
+                "there (write the command on that ticket)")
     if name == "final" and facts.state != "complaint":
         return (f"#final: the final decision was already given ({_day(facts.final_at)}); "
                 "a dispute goes to the ADR entity (#adr ENTITY REFERENCE)")
@@ -224,9 +230,10 @@ def pause(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> Ch
 
 def resume(facts: ComplaintFacts, profile: ComplaintProfile, now: datetime) -> Change | None:
     """The player wrote again, or the ticket no longer waits on them: the clock runs on, the
-    deadline and the reminders before it later by the pause. None when it was not paused."""
+    deadline and the reminders before it later by the pause. None when it was not paused, or
+    when its ticket was merged away (the complaint that runs on is the other ticket's)."""
     unpaused = _unpaused(facts, now)
-    if not unpaused:
+    if not unpaused or facts.state == MERGED:
         return None
     held = unpaused["paused_seconds"] - facts.paused_seconds
     values = {**unpaused, **_schedule(facts, profile, unpaused["final_due_at"], now)}
@@ -292,9 +299,14 @@ def adr_referral(facts: ComplaintFacts, entity: str, reference: str, now: dateti
 
 
 def merged_away(facts: ComplaintFacts) -> Change:
-    """The ticket was merged into another, whose complaint runs on: this one's guard stops,
-    but an ADR body's enquiry about it is still owed its answer, and its reminder."""
-    return Change({"next_action_at": facts.enquiry_due_at})
+    """The ticket was merged into another, whose complaint runs on: this one ends as
+    ``merged`` (its guard stops for good, a pause with it: the closed ticket's status must not
+    resume it), but an ADR body's enquiry about it is still owed its answer, and its reminder.
+    A complaint already decided keeps its state: its final decision stands on the record."""
+    values: dict[str, Any] = {"paused_at": None, "next_action_at": facts.enquiry_due_at}
+    if facts.state == "complaint":
+        values["state"] = MERGED
+    return Change(values)
 
 
 def adr_outcome(outcome: str, now: datetime) -> Change:

@@ -9,7 +9,7 @@ or, for the guard, in one transaction per complaint, advanced by a conditional u
 Events (read by the reports; their names and keys are a contract): complaint_opened,
 final_decision, deadline_letter, deadline_extended, complaint_reminder, dispute_opened,
 adr_referral, adr_outcome, adr_enquiry, complaint_paused, complaint_resumed,
-complaint_fast_lane, complaint_moved. Times in their data are ISO-8601 UTC strings.
+complaint_fast_lane, complaint_moved, complaint_merged. Times in their data are ISO-8601 UTC strings.
 """
 
 from __future__ import annotations
@@ -189,7 +189,10 @@ def merged(session: Session, ticket_id: int, into: int) -> None:
                              final_due_at=rules.iso(row.final_due_at))
         session.expire(row)
         return
-    records.write(row, rules.merged_away(facts(row)).values)
+    change = rules.merged_away(facts(row))
+    records.write(row, change.values)
+    if change.values.get("state") == rules.MERGED:
+        queries.insert_event(session, "complaint_merged", ticket_id, into=into)
 
 
 def _change(row: Complaint, profile: ComplaintProfile, command: Command, actor: str,

@@ -358,7 +358,7 @@ Index("uq_sla_clocks_ticket_id_kind_running", SlaClock.ticket_id, SlaClock.kind,
 __all__ += ["SLA_KINDS", "SLA_STAGES", "SlaClock"]
 
 
-COMPLAINT_STATES = ("complaint", "final", "dispute", "adr")
+COMPLAINT_STATES = ("complaint", "final", "dispute", "adr", "merged")
 
 
 class Complaint(Base):

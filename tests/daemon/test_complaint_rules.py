@@ -143,7 +143,7 @@ def test_an_adr_enquiry_keeps_its_reminder_through_final_referral_merge_and_paus
     assert rules.final(waiting, "anna@casino.test", T0 + WEEK).values["next_action_at"] == enquiry
     referral = rules.adr_referral(waiting, "IBAS", "IB-1", T0 + WEEK)
     assert referral.values["next_action_at"] == enquiry
-    assert rules.merged_away(waiting).values == {"next_action_at": enquiry}
+    assert rules.merged_away(waiting).values["next_action_at"] == enquiry
     assert rules.pause(waiting, UKGC, T0 + WEEK).values["next_action_at"] == enquiry  # type: ignore[union-attr]
     assert rules.final(facts(), "anna@casino.test", T0 + WEEK).values["next_action_at"] is None
 
@@ -190,3 +190,15 @@ def test_receipt_is_the_mailboxs_time_else_a_plausible_date_else_now() -> None:
     assert rules.received_moment(None, now + timedelta(days=2), now) == now  # a future Date
     assert rules.received_moment(None, now - timedelta(days=30), now) == now  # implausible
     assert rules.received_moment(None, None, now) == now
+
+
+def test_a_merged_away_complaint_is_terminal() -> None:
+    paused = facts("cga", paused_at=T0 + WEEK)
+    change = rules.merged_away(paused)
+    assert change.values == {"state": "merged", "paused_at": None, "next_action_at": None}
+    merged = replace(paused, state="merged", paused_at=None)
+    assert rules.resume(replace(merged, paused_at=T0 + WEEK), CGA, T0 + 2 * WEEK) is None
+    assert rules.plan(merged, CGA, T0 + 9 * WEEK).sends == ()
+    assert rules.fast_lane(merged, CGA, T0 + 2 * WEEK) is None
+    assert "merged into another" in rules.refusal(merged, CGA, "extend", T0 + WEEK)
+    assert rules.merged_away(facts(state="final")).values.get("state") is None

@@ -585,3 +585,35 @@ def test_a_complaint_clock_moved_after_the_erasure_sends_no_letter(db_url: str,
     assert monitor_at(ingestor, identity, 9 * WEEK, start) == []
     assert outbox(ingestor, "complaint_letter") == []
     assert record(ingestor).next_action_at is None
+
+
+# --- a merged-away complaint stays stopped ----------------------------------------------------
+
+def test_a_paused_complaint_merged_into_another_gets_no_letter_of_its_own(
+        db_url: str, tmp_path: Path) -> None:
+    """The merged-away ticket is closed: its status must not resume the paused clock, nor a
+    later #extend re-arm it; the complaint that runs on is the other ticket's, one letter."""
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    first, _ = complain(ingestor, sender="a@mail.test")
+    second, note = complain(ingestor, sender="b@mail.test")
+    ingestor.ingest(reply_to_notification(
+        note, "#status pending\nPlease send us the bank statement."), "t")
+    assert len(events(ingestor, "complaint_paused")) == 1
+    ingestor.ingest(reply_to_notification(note, f"#merge {first}"), "t")
+    assert events(ingestor, "complaint_resumed") == []
+    with ingestor.sessions() as session:
+        merged = session.scalar(select(Complaint).where(
+            Complaint.ticket_id == ticket_id_of(ingestor, second)))
+        assert merged is not None
+        assert (merged.state, merged.paused_at, merged.next_action_at) == ("merged", None, None)
+    assert [e["into"] for e in events(ingestor, "complaint_merged")] == [
+        ticket_id_of(ingestor, first)]
+    refused = ingestor.ingest(reply_to_notification(note, "#extend waiting for the bank"), "t")
+    assert refused.reason.startswith("agent refused")
+    assert "merged into another" in text_of(outbox(ingestor, "command_refused")[-1].raw)
+    assert monitor_at(ingestor, identity, 8 * WEEK + timedelta(minutes=1), start) == [
+        (first, "deadline")]
+    [letter] = outbox(ingestor, "complaint_letter")
+    assert letter.recipients == ["a@mail.test"]
