@@ -180,7 +180,9 @@ def final_answer(session: Session, ticket_id: int, actor: str, now: datetime) ->
 def merged(session: Session, ticket_id: int, into: int) -> None:
     """A ticket merged into another: the other's complaint runs on and this one's guard stops
     (an ADR body's enquiry about it is still reminded of). When the other has no complaint
-    record (opened before they were kept), this one's becomes its: the deadline runs on."""
+    record (opened before they were kept) and is the same player's, this one's becomes its:
+    the deadline runs on. Another player's ticket never takes it: both records stay, this
+    one ended as merged."""
     row = records.for_ticket(session, ticket_id)
     if row is None:
         return

@@ -93,7 +93,13 @@ def by_reference(session: Session, subject: str) -> Complaint | None:
 
 def move(session: Session, from_ticket: int, to_ticket: int) -> bool:
     """The complaint of `from_ticket` becomes `to_ticket`'s, which has none (a ticket opened
-    before complaints were recorded); False when there is nothing to move or no room."""
+    before complaints were recorded) and is the same player's; False when there is nothing
+    to move, no room, or the other ticket is another player's (a complaint is the record of
+    what one player asked: it never changes hands)."""
+    requesters = {row.id: row.requester_id for row in session.execute(
+        select(Ticket.id, Ticket.requester_id).where(Ticket.id.in_((from_ticket, to_ticket))))}
+    if len(requesters) != 2 or requesters[from_ticket] != requesters[to_ticket]:
+        return False
     if session.scalar(select(_C.id).where(_C.ticket_id == to_ticket)) is not None:
         return False
     done = session.execute(update(_T).where(_C.ticket_id == from_ticket)

@@ -436,11 +436,11 @@ def test_a_merge_into_a_ticket_without_a_complaint_record_carries_the_deadline_o
     identity = desk("ukgc")
     ingestor = make_ingestor(db_url, tmp_path, identity)
     start = utcnow()
-    old, _ = complain(ingestor, sender="a@mail.test")
+    old, _ = complain(ingestor, "ru", sender="a@mail.test")
     with ingestor.sessions.begin() as session:  # opened before migration 0012
         session.execute(delete(Complaint).where(Complaint.ticket_id == ticket_id_of(
             ingestor, old)))
-    new, note = complain(ingestor, sender="b@mail.test")
+    new, note = complain(ingestor, sender="a@mail.test")  # the same player writes again
     due = record(ingestor).final_due_at
     ingestor.ingest(reply_to_notification(note, f"#merge {old}"), "t")
     row = record(ingestor)
@@ -617,3 +617,24 @@ def test_a_paused_complaint_merged_into_another_gets_no_letter_of_its_own(
         (first, "deadline")]
     [letter] = outbox(ingestor, "complaint_letter")
     assert letter.recipients == ["a@mail.test"]
+
+
+def test_a_merge_into_another_players_ticket_moves_no_complaint(db_url: str,
+                                                                tmp_path: Path) -> None:
+    """A complaint is one player's record: merged into another player's ticket (one without a
+    record of its own), it stays on its ticket, stopped as merged, and no letter goes to the
+    other player in its name."""
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    old, _ = complain(ingestor, sender="a@mail.test")
+    with ingestor.sessions.begin() as session:  # opened before migration 0012
+        session.execute(delete(Complaint).where(Complaint.ticket_id == ticket_id_of(
+            ingestor, old)))
+    new, note = complain(ingestor, sender="b@mail.test")
+    ingestor.ingest(reply_to_notification(note, f"#merge {old}"), "t")
+    assert events(ingestor, "complaint_moved") == []
+    row = record(ingestor)
+    assert row.ticket_id == ticket_id_of(ingestor, new) and row.state == "merged"
+    assert monitor_at(ingestor, identity, 9 * WEEK, start) == []
+    assert outbox(ingestor, "complaint_letter") == []
