@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -95,15 +96,25 @@ def move(session: Session, from_ticket: int, to_ticket: int) -> bool:
     """The complaint of `from_ticket` becomes `to_ticket`'s, which has none (a ticket opened
     before complaints were recorded) and is the same player's; False when there is nothing
     to move, no room, or the other ticket is another player's (a complaint is the record of
-    what one player asked: it never changes hands)."""
+    what one player asked: it never changes hands).
+
+    Both tickets' rows are locked first (in id order), so two merges into one ticket at once
+    take turns on PostgreSQL: the second reads the first's complaint and moves nothing. The
+    update runs in a savepoint all the same, so a clash with the unique ticket_id is a False,
+    never an error that would quarantine the agent's mail."""
     requesters = {row.id: row.requester_id for row in session.execute(
-        select(Ticket.id, Ticket.requester_id).where(Ticket.id.in_((from_ticket, to_ticket))))}
+        select(Ticket.id, Ticket.requester_id).where(Ticket.id.in_((from_ticket, to_ticket)))
+        .order_by(Ticket.id).with_for_update())}
     if len(requesters) != 2 or requesters[from_ticket] != requesters[to_ticket]:
         return False
     if session.scalar(select(_C.id).where(_C.ticket_id == to_ticket)) is not None:
         return False
-    done = session.execute(update(_T).where(_C.ticket_id == from_ticket)
-                           .values(ticket_id=to_ticket))
+    try:
+        with session.begin_nested():
+            done = session.execute(update(_T).where(_C.ticket_id == from_ticket)
+                                   .values(ticket_id=to_ticket))
+    except IntegrityError:
+        return False
     return done.rowcount == 1  # type: ignore[attr-defined]
 
 

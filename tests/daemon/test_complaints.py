@@ -638,3 +638,48 @@ def test_a_merge_into_another_players_ticket_moves_no_complaint(db_url: str,
     assert row.ticket_id == ticket_id_of(ingestor, new) and row.state == "merged"
     assert monitor_at(ingestor, identity, 9 * WEEK, start) == []
     assert outbox(ingestor, "complaint_letter") == []
+
+
+def test_two_merges_into_one_ticket_at_once_move_one_complaint(pg_url: str,
+                                                               tmp_path: Path) -> None:
+    """The second merge waits for the first and then finds the complaint there: it moves
+    nothing, and raises nothing that would quarantine the agent's mail."""
+    from storage import complaints as records
+
+    ingestor = make_ingestor(pg_url, tmp_path, desk("ukgc"))
+    numbers = [ingestor.ingest(mail(sender="a@mail.test", subject=f"Withdrawal {n}",
+                                    body="My withdrawal is missing for a week.",
+                                    message_id=f"<race-{n}@mail.test>"), "t").ticket_number
+               for n in range(3)]
+    target, first, second = (ticket_id_of(ingestor, n) for n in numbers)
+    with ingestor.sessions.begin() as session:  # opened before migration 0012
+        session.execute(delete(Complaint).where(Complaint.ticket_id == target))
+    engine = db.make_engine(pg_url)
+    sessions = db.session_factory(engine)
+    outcome: dict[str, object] = {}
+
+    def merge_second() -> None:
+        try:
+            with sessions.begin() as session:
+                outcome["moved"] = records.move(session, second, target)
+        except Exception as err:  # noqa: BLE001 - what the agent's mail would have met
+            outcome["error"] = type(err).__name__
+
+    with sessions.begin() as session:
+        assert records.move(session, first, target)
+        thread = threading.Thread(target=merge_second)
+        thread.start()
+        with engine.connect() as watch:  # until the second merge waits on the first's lock
+            for _ in range(600):
+                waiting = watch.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()").scalar()
+                if waiting:
+                    break
+                threading.Event().wait(0.05)
+    thread.join(60)
+    engine.dispose()
+    assert outcome == {"moved": False}
+    with ingestor.sessions() as session:
+        owners = sorted(session.scalars(select(Complaint.ticket_id)))
+    assert owners == sorted([target, second])
