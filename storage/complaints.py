@@ -61,9 +61,10 @@ def insert_complaint(session: Session, ticket_id: int, values: dict[str, Any]) -
 
 
 def for_ticket(session: Session, ticket_id: int) -> Complaint | None:
-    """The ticket's complaint, locked for the rest of the transaction (the guard's too)."""
+    """The ticket's complaint, locked for the rest of the transaction (the guard's too), as
+    the lock found it: a copy read earlier in the session (by_reference) is overwritten."""
     return session.scalar(select(Complaint).where(Complaint.ticket_id == ticket_id)
-                          .with_for_update())
+                          .with_for_update().execution_options(populate_existing=True))
 
 
 # A case reference as an ADR body writes it: letters and digits, joined by - / . _ (FP-77,

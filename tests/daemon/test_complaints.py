@@ -683,3 +683,24 @@ def test_two_merges_into_one_ticket_at_once_move_one_complaint(pg_url: str,
     with ingestor.sessions() as session:
         owners = sorted(session.scalars(select(Complaint.ticket_id)))
     assert owners == sorted([target, second])
+
+
+def test_the_locked_read_of_a_complaint_is_not_an_earlier_reads_stale_copy(
+        pg_url: str, tmp_path: Path) -> None:
+    """Ingest finds an ADR body's case by its reference before it locks the record: the
+    locked read must carry what another transaction committed in between (PostgreSQL: on
+    SQLite a transaction that wrote holds the database to itself)."""
+    from storage import complaints as records
+
+    ingestor = make_ingestor(pg_url, tmp_path, desk("ukgc"))
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "#adr Fair Play FP-5"), "t")
+    with ingestor.sessions() as session:
+        seen = records.by_reference(session, "Case FP-5")
+        assert seen is not None and seen.adr_outcome is None
+        with ingestor.sessions.begin() as other:
+            row = other.get(Complaint, seen.id)
+            assert row is not None
+            row.adr_outcome = "settled"
+        locked = records.for_ticket(session, ticket_id_of(ingestor, number))
+        assert locked is not None and locked.adr_outcome == "settled"
