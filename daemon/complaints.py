@@ -64,11 +64,13 @@ def open_complaint(session: Session, profile: ComplaintProfile, ticket_id: int,
 
 
 def pause_clock(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
-                now: datetime) -> bool:
-    """The desk asked the player for information (#status pending): under a pausing profile
-    the complaint's clock stands still until they answer (True when it paused)."""
+                now: datetime, *, asked_in: str) -> bool:
+    """The desk asked the player for information (#status pending on a public reply): under
+    a pausing profile the complaint's clock stands still until they answer (True when it
+    paused). `asked_in`, the Message-ID of the relay that asked, is kept on the event as the
+    evidence of the question."""
     return _apply(session, ticket_id, "complaint_paused", actor,
-                  lambda row: rules.pause(facts(row), profile, now))
+                  lambda row: rules.pause(facts(row), profile, now), asked_in=asked_in)
 
 
 def resume_clock(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
@@ -88,13 +90,13 @@ def safeguarded(session: Session, profile: ComplaintProfile, ticket_id: int, act
 
 
 def _apply(session: Session, ticket_id: int, kind: str, actor: str,
-           decide: Callable[[Complaint], rules.Change | None]) -> bool:
+           decide: Callable[[Complaint], rules.Change | None], **evidence: Any) -> bool:
     row = records.for_ticket(session, ticket_id)
     change = decide(row) if row is not None else None
     if row is None or change is None:
         return False
     records.write(row, change.values)
-    queries.insert_event(session, kind, ticket_id, actor=actor, **change.event)
+    queries.insert_event(session, kind, ticket_id, actor=actor, **change.event, **evidence)
     return True
 
 

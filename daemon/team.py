@@ -237,7 +237,9 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
     _apply(session, ticket, block.commands, agent)
     complaints.apply_commands(session, team.identity, ticket.id, block.commands, agent.address,
                               utcnow())
-    _complaint_clock(session, team, ticket, block.commands, agent.address)
+    asks = _asks_player(block.commands)
+    if not asks:
+        _complaint_clock(session, team, ticket, agent.address)
     if block.commands or note:  # a person acted (a responder writes no command)
         resume(session, ticket.id, agent.address)
     if not block.text:
@@ -247,7 +249,10 @@ def handle_agent_mail(session: Session, team: TeamPolicy, mail: InboundMail, tic
         _store(session, ticket.id, mail, "note", block.text, record, direction="internal")
         queries.insert_event(session, "note", ticket.id, actor=agent.name)
         return AgentOutcome("note")
-    _public_reply(session, team, ticket, mail, agent, block, record)
+    relayed = _public_reply(session, team, ticket, mail, agent, block, record)
+    if asks:  # the question went to the player in this very mail: its relay is the evidence
+        complaints.pause_clock(session, team.identity.complaints, ticket.id, agent.address,
+                               utcnow(), asked_in=relayed)
     if not any(c.name == "final" for c in block.commands) and is_final_answer(
             tuple((c.name, c.argument) for c in block.commands)):
         complaints.final_answer(session, ticket.id, agent.address, utcnow())
@@ -283,17 +288,19 @@ def _held_notice(session: Session, team: TeamPolicy, agent: Agent, ticket_id: in
     _queue(session, notice, "held_notice", ticket_id, [agent.address], team, count_ticket=False)
 
 
-def _complaint_clock(session: Session, team: TeamPolicy, ticket: Ticket,
-                     commands: tuple[Command, ...], actor: str) -> None:
-    """#status pending says the desk asked the player for information: under a pausing
-    profile the complaint's clock waits for the answer. Only the command does: the pending
-    an ordinary answer leaves behind would stop the deadline whenever the desk has replied.
-    A status other than pending lets a paused clock run on."""
-    profile, now = team.identity.complaints, utcnow()
-    if any(c.name == "status" and c.argument == "pending" for c in commands):
-        complaints.pause_clock(session, profile, ticket.id, actor, now)
-    elif ticket.status != "pending":
-        complaints.resume_clock(session, profile, ticket.id, actor, now)
+def _asks_player(commands: tuple[Command, ...]) -> bool:
+    """#status pending: the desk says it asked the player for information. Under a pausing
+    profile the complaint's clock waits for the answer, but only when the same mail is a
+    public reply, relayed to the player (_public_reply): a #note, mail to the comment address
+    or commands alone ask the player nothing. Only the command pauses: the pending an
+    ordinary answer leaves behind would stop the deadline whenever the desk has replied."""
+    return any(c.name == "status" and c.argument == "pending" for c in commands)
+
+
+def _complaint_clock(session: Session, team: TeamPolicy, ticket: Ticket, actor: str) -> None:
+    """A status other than pending lets a paused clock run on."""
+    if ticket.status != "pending":
+        complaints.resume_clock(session, team.identity.complaints, ticket.id, actor, utcnow())
 
 
 def _clocks_after(session: Session, ticket: Ticket, commands: tuple[Command, ...],
@@ -420,7 +427,8 @@ def _to_comment_address(team: TeamPolicy, mail: InboundMail) -> bool:
 
 
 def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: InboundMail,
-                  agent: Agent, block: CommandBlock, record: dict[str, Any]) -> None:
+                  agent: Agent, block: CommandBlock, record: dict[str, Any]) -> str:
+    """Relay the agent's text to the player; the relay's Message-ID."""
     player = session.get(Contact, ticket.requester_id)
     assert player is not None
     latest = session.scalar(
@@ -447,6 +455,7 @@ def _public_reply(session: Session, team: TeamPolicy, ticket: Ticket, mail: Inbo
     # Waiting for the player; their reply opens it again.
     _write(ticket, after_public_reply(_state(ticket), tuple(c.name for c in block.commands)))
     queries.insert_event(session, "public_reply", ticket.id, actor=agent.name)
+    return mime.message_id(msg)
 
 
 def _store(session: Session, ticket_id: int, mail: InboundMail, kind: str, text: str,

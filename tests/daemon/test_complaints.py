@@ -389,10 +389,30 @@ def test_an_ordinary_answer_does_not_pause_and_a_status_other_than_pending_resum
     _, note = complain(ingestor)
     ingestor.ingest(reply_to_notification(note, "We are looking into it."), "t")
     assert events(ingestor, "complaint_paused") == [] and record(ingestor).paused_at is None
-    ingestor.ingest(reply_to_notification(note, "#status pending"), "t")
+    ingestor.ingest(reply_to_notification(note, "#status pending\nWhich card was it?"), "t")
     assert record(ingestor).paused_at is not None
     ingestor.ingest(reply_to_notification(note, "#status open"), "t")
     assert record(ingestor).paused_at is None and len(events(ingestor, "complaint_resumed")) == 1
+
+
+def test_only_a_question_relayed_to_the_player_pauses_and_its_relay_is_the_evidence(
+        db_url: str, tmp_path: Path) -> None:
+    """#status pending on a note, or with no text, asks the player nothing: the deadline runs
+    on. On a public reply it pauses, and the event names the relay that asked."""
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    _, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(
+        note, "#status pending\n#note\nShould we ask for the bank statement?"), "t")
+    ingestor.ingest(reply_to_notification(note, "#status pending"), "t")
+    assert events(ingestor, "complaint_paused") == [] and record(ingestor).paused_at is None
+    assert outbox(ingestor, "relay") == []
+    ingestor.ingest(reply_to_notification(
+        note, "#status pending\nPlease send us the bank statement."), "t")
+    [relay] = outbox(ingestor, "relay")
+    [paused] = events(ingestor, "complaint_paused")
+    assert paused["asked_in"] == relay.message_id
+    assert record(ingestor).paused_at is not None
 
 
 def test_cga_does_not_pause(db_url: str, tmp_path: Path) -> None:
