@@ -9,7 +9,8 @@ or, for the guard, in one transaction per complaint, advanced by a conditional u
 Events (read by the reports; their names and keys are a contract): complaint_opened,
 final_decision, deadline_letter, deadline_extended, complaint_reminder, dispute_opened,
 adr_referral, adr_outcome, adr_enquiry, complaint_paused, complaint_resumed,
-complaint_fast_lane, complaint_moved, complaint_merged. Times in their data are ISO-8601 UTC strings.
+complaint_fast_lane, complaint_moved, complaint_merged,
+complaint_letter_suppressed. Times in their data are ISO-8601 UTC strings.
 """
 
 from __future__ import annotations
@@ -217,8 +218,12 @@ def _change(row: Complaint, profile: ComplaintProfile, command: Command, actor: 
 
 def _extension_notice(session: Session, identity: Identity, row: Complaint,
                       now: datetime) -> None:
-    """The written notice with the reason and the new deadline, to the player."""
+    """The written notice with the reason and the new deadline, to the player (none to an
+    erased player's placeholder address: that is only recorded)."""
     ticket = records.guard_facts(session, row.ticket_id)
+    if ticket.erased:
+        suppressed(session, row.ticket_id, "extension")
+        return
     ctx = LetterContext(ticket_number=ticket.number, language=ticket.language,
                         player=ticket.player, player_name=ticket.player_name,
                         subject=ticket.subject, received_at=row.received_at,
@@ -226,6 +231,13 @@ def _extension_notice(session: Session, identity: Identity, row: Complaint,
                         nonce=f"cx{row.id}", now=now)
     _queue(session, lambda: player_letter("extension", ctx, identity), "complaint_letter",
            row.ticket_id, [ticket.player], identity)
+
+
+def suppressed(session: Session, ticket_id: int, letter: str) -> None:
+    """A letter the player was owed, not written: their data was erased, nobody is left to
+    write to. The record says so (`complaint_letter_suppressed`)."""
+    queries.insert_event(session, "complaint_letter_suppressed", ticket_id, letter=letter,
+                         reason="erased")
 
 
 def _queue(session: Session, compose: Any, kind: str, ticket_id: int, to: list[str],
@@ -320,9 +332,6 @@ class _Guard:
         if row is None or row.next_action_at is None or row.next_action_at > self.now:
             return None
         ticket = records.guard_facts(self.session, row.ticket_id)
-        if ticket.erased:  # a clock moved after the erasure (a resume, an extension) owes
-            row.next_action_at = None  # no letter to an address that is gone
-            return None
         self.identity = of_brand(self.desk, ticket.brand)  # its profile, its letters' From
         later, done = None, []
         if row.state == "complaint" and row.final_due_at is not None:
@@ -331,9 +340,8 @@ class _Guard:
                 if not records.advance(self.session, row.id, row.stage, step.to_stage,
                                        row.final_due_at, step.next_action_at):
                     return None
-                for point in step.sends:
-                    self._point(row, ticket, point, step.to_stage)
-                done = [(ticket.number, point) for point in step.sends]
+                done = [(ticket.number, point) for point in step.sends
+                        if self._point(row, ticket, point, step.to_stage)]
             later = step.next_action_at
         enquiry = row.enquiry_due_at if row.enquiry_reminded_at is None else None
         if enquiry is not None and enquiry <= self.now:
@@ -355,18 +363,25 @@ class _Guard:
             nonce=f"cg{row.id}{'e' if point == ENQUIRY else 's'}{stage}", now=self.now)
 
     def _point(self, row: Complaint, ticket: records.GuardFacts, point: str,
-               stage: int) -> None:
+               stage: int) -> bool:
+        """Do what the point calls for; False when it was a letter to an erased player,
+        which is only recorded (the staff's reminders still go: the desk still owes the
+        regulator its deadlines, and an ADR body its answer)."""
         ctx = self._context(row, ticket, point, stage)
         if point != rules.DEADLINE:
             self._remind(row, ctx, point)
-        elif self.identity.deadline_action != "head_of_support":
-            self._letter(row, ctx, ticket)
-        elif self.sla.head_of_support_address:
+        elif self.identity.deadline_action == "head_of_support" \
+                and self.sla.head_of_support_address:
             self._hand_over(row, ctx, self.sla.head_of_support_address)
-        else:  # the settings check refuses this; a desk built otherwise still owes the letter
-            log.warning("no head of support to hand the deadline letter to: sent to the "
-                        "player", extra={"fields": {"ticket": ticket.number}})
+        elif ticket.erased:  # a clock moved after the erasure (a resume, an extension)
+            suppressed(self.session, row.ticket_id, "deadlock")
+            return False
+        else:
+            if self.identity.deadline_action == "head_of_support":  # the settings refuse this
+                log.warning("no head of support to hand the deadline letter to: sent to the "
+                            "player", extra={"fields": {"ticket": ticket.number}})
             self._letter(row, ctx, ticket)
+        return True
 
     def _to_staff(self) -> Identity:
         """The ticket's brand, in the staff's language (the desk's)."""

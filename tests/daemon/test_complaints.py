@@ -724,3 +724,32 @@ def test_the_locked_read_of_a_complaint_is_not_an_earlier_reads_stale_copy(
             row.adr_outcome = "settled"
         locked = records.for_ticket(session, ticket_id_of(ingestor, number))
         assert locked is not None and locked.adr_outcome == "settled"
+
+
+def test_after_the_erasure_the_staff_are_still_reminded_and_no_letter_goes_to_the_player(
+        db_url: str, tmp_path: Path) -> None:
+    """An extension after the erasure re-arms the guard: the team's reminders still go, the
+    extension notice and the deadline letter to the placeholder address do not, and the
+    record says each was suppressed."""
+    from storage.erasure import erase
+
+    identity = desk("cga")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    start = utcnow()
+    number, note = complain(ingestor)
+    with ingestor.sessions.begin() as session:
+        erase(session, BlobStore(tmp_path), "player@mail.test", "dpo@casino.test")
+    done = ingestor.ingest(reply_to_notification(note, "#extend waiting for the bank"), "t")
+    assert done.reason == "agent commands", done.reason
+    assert outbox(ingestor, "complaint_letter") == []
+    assert [e["letter"] for e in events(ingestor, "complaint_letter_suppressed")] == [
+        "extension"]
+    assert monitor_at(ingestor, identity, 7 * WEEK + timedelta(minutes=1), start) == [
+        (number, "1w before")]  # cga: 4 weeks, extended by 4
+    [reminder] = outbox(ingestor, "complaint_reminder")
+    assert reminder.recipients == [HEAD]
+    assert monitor_at(ingestor, identity, 8 * WEEK + timedelta(minutes=1), start) == []
+    assert outbox(ingestor, "complaint_letter") == []
+    assert [e["letter"] for e in events(ingestor, "complaint_letter_suppressed")] == [
+        "extension", "deadlock"]
+    assert record(ingestor).next_action_at is None
