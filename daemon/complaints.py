@@ -114,9 +114,13 @@ def player_disagrees(session: Session, ticket_id: int, now: datetime, actor: str
 
 def adr_enquiry(session: Session, profile: ComplaintProfile, ticket_id: int, entity: str,
                 now: datetime) -> None:
-    """An ADR body wrote about this ticket: its enquiry clock starts (UKGC: 10 working days)."""
+    """An ADR body wrote about this ticket: its enquiry clock starts (UKGC: 10 working days).
+    Another enquiry while one waits, not yet reminded of, keeps the earlier due time: the
+    first question is still owed its answer by then."""
     due = rules.enquiry_due(profile, now)
     row = records.for_ticket(session, ticket_id)
+    if row is not None and row.enquiry_reminded_at is None:
+        due = rules.earliest(due, row.enquiry_due_at)
     if row is None:  # its own ticket: a record that is an ADR case from the start
         values = {**rules.opened(ComplaintProfile(name=profile.name), "other", now),
                   "state": "adr", "adr_entity": entity[:200]}

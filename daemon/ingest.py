@@ -54,7 +54,7 @@ from parsers import (
     parse,
 )
 from parsers.authres import verify_sender
-from parsers.automated import automated_reason, is_bounce, own_address
+from parsers.automated import automated_reason, is_bounce, own_address, responder_reason
 from parsers.bounce import bounce_info
 from parsers.forward import forwarded_original, is_forward_subject
 from parsers.ingest_key import content_digest, ingest_key
@@ -519,6 +519,9 @@ class Ingestor:
         decision, adr = self._decide(session, mail, refs, forwarder, automated)
         if not forwarder and decision.action == "join" and not automated:
             automated = self._responder(session, mail, decision.ticket, visible)
+        if adr and automated and (automated.startswith(RESPONDER_SIGN)
+                                  or responder_reason(mail)):
+            adr = False  # an ADR body's out-of-office asks nothing: no enquiry, no clock
         return decision, adr, automated
 
     def _agent_named(self, session: Session, mail: InboundMail, record: dict, refs: References,

@@ -37,6 +37,7 @@ __all__ = [
     "automated_reason",
     "is_bounce",
     "RESPONDER_PHRASES",
+    "responder_reason",
     "responder_subject",
     "text_fingerprint",
 ]
@@ -366,6 +367,20 @@ def failure_notice_from_mail_system(mail: InboundMail, own: frozenset[str]) -> s
     if _FAILURE_WORDS.search(_subject(mail)):
         return f"failure notice from a mail system {_subject(mail)[:60]!r}"
     return None
+
+
+def responder_reason(mail: InboundMail) -> str | None:
+    """Why an autoresponder (out of office, vacation) wrote this mail, or None: an
+    Auto-Submitted other than auto-generated (auto-replied, auto-notified), a responder's
+    header, Precedence auto_reply, an auto-reply subject. A case system's auto-generated
+    notice shows none of these: it says something new, a responder only that nobody read."""
+    token = _first_token(mail, "auto-submitted")
+    if token and token not in ("no", "auto-generated"):
+        return f"Auto-Submitted: {token}"
+    for name in ("precedence", "x-precedence"):
+        if _first_token(mail, name) in ("auto_reply", "auto-reply"):
+            return f"{name}: auto_reply"
+    return responder_header(mail, frozenset()) or auto_reply_subject(mail, frozenset())
 
 
 AUTOMATED_CHECKS: tuple[Check, ...] = (

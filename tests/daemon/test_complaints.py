@@ -753,3 +753,27 @@ def test_after_the_erasure_the_staff_are_still_reminded_and_no_letter_goes_to_th
     assert [e["letter"] for e in events(ingestor, "complaint_letter_suppressed")] == [
         "extension", "deadlock"]
     assert record(ingestor).next_action_at is None
+
+
+def test_an_adr_bodys_out_of_office_is_no_enquiry_and_a_second_keeps_the_first_due(
+        db_url: str, tmp_path: Path) -> None:
+    """A case system's auto-generated notice is an enquiry; an auto-reply from the same
+    address asks nothing and moves no clock; a second enquiry while the first waits keeps the
+    first one's due time."""
+    ingestor = make_ingestor(db_url, tmp_path, desk("ukgc"))
+    number, _ = complain(ingestor)
+    subject = f"Enquiry about your ticket [#{number}]"
+    ingestor.ingest(mail(sender=ADR_MAIL, subject=subject, body="Documents are due.",
+                         headers=AUTOMATED, message_id="<e1@adr.test>"), "t")
+    [first] = events(ingestor, "adr_enquiry")
+    due = record(ingestor).enquiry_due_at
+    assert due is not None and first["due_at"] == due.isoformat()
+    away = ingestor.ingest(mail(sender=ADR_MAIL, subject=f"Out of office: {subject}",
+                                body="I am away until Monday.", message_id="<oof@adr.test>",
+                                headers={"Auto-Submitted": "auto-replied"}), "t")
+    assert away.ticket_number in (number, None)
+    assert len(events(ingestor, "adr_enquiry")) == 1 and record(ingestor).enquiry_due_at == due
+    ingestor.ingest(mail(sender=ADR_MAIL, subject=f"Re: {subject}", body="A reminder.",
+                         message_id="<e2@adr.test>"), "t")
+    assert len(events(ingestor, "adr_enquiry")) == 2
+    assert record(ingestor).enquiry_due_at == due
