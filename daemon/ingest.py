@@ -431,19 +431,22 @@ class Ingestor:
             return IngestResult(key, "ignored", reason)
         opened: TicketSummary | None = None  # a new ticket's, as the acknowledgement needs it
         classified: RgHit | None = None  # a new ticket the classifier filed as self_exclusion
+        # When the mailbox got it, once for every complaint clock this mail moves: a new
+        # complaint's deadlines, a pause's end, an ADR enquiry's clock, the fast lane.
+        received = complaint_rules.received_moment(delivered_at, mail.date, utcnow())
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
             if not automated and not adr:  # an out-of-office neither reopens nor appeals
-                self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr)
+                self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr,
+                                received)
         else:
-            received = complaint_rules.received_moment(delivered_at, mail.date, utcnow())
             opened, classified = self._open_ticket(session, mail, decision, received, key,
                                                    complaint=not adr)
             ticket_id, number = opened.id, opened.number
         if adr:
             complaints.adr_enquiry(session, self.policy.complaints, ticket_id, mail.sender.addr,
-                                   utcnow())
+                                   received)
         outcome: Outcome = "follow_up" if decision.action == "join" else "ticket"
         kind = "auto_reply" if automated and not adr else \
             "complaint" if outcome == "ticket" else "follow_up"
@@ -473,7 +476,8 @@ class Ingestor:
         if not automated or automated.startswith(RESPONDER_SIGN):
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
                       self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks,
-                      profile=self.policy.complaints, cause=key, classified=classified)
+                      profile=self.policy.complaints, cause=key, classified=classified,
+                      received_at=received)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
         )
@@ -674,9 +678,11 @@ class Ingestor:
                     verified.append(number)
         return verified, forged
 
-    def _follow_up(self, session: Session, ticket_id: int, reopen: bool, text: str, sender: str) -> None:
-        # The player answered: a complaint clock that waited on them runs on.
-        complaints.resume_clock(session, self.policy.complaints, ticket_id, sender, utcnow())
+    def _follow_up(self, session: Session, ticket_id: int, reopen: bool, text: str, sender: str,
+                   received: datetime) -> None:
+        # The player answered: a complaint clock that waited on them runs on from when the
+        # mailbox got the answer.
+        complaints.resume_clock(session, self.policy.complaints, ticket_id, sender, received)
         if reopen:
             queries.reopen_ticket(session, ticket_id)
             queries.insert_event(session, "reopened", ticket_id, actor=sender)

@@ -29,10 +29,12 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
               group: str, sla: SlaOptions | None, now: datetime | None = None, *,
               webhooks: WebhookEvents | None = None,
               profile: ComplaintProfile | None = None, cause: str,
-              classified: RgHit | None = None) -> RgHit | None:
+              classified: RgHit | None = None,
+              received_at: datetime | None = None) -> RgHit | None:
     """Check one player message; escalate its ticket on a hit. The hit, or None. The
     platform hears of each escalation (self_exclusion.requested) when [webhooks] asks. The
-    complaint (under `profile`) no longer waits on the player and takes the fast lane.
+    complaint (under `profile`) no longer waits on the player and takes the fast lane from
+    `received_at`, when the mailbox got the message (default: now).
 
     `classified` is the hit of the classifier that opened the ticket as self_exclusion (an
     operator's own phrase, say), taken when the phrases here find none: a ticket opened that
@@ -61,8 +63,9 @@ def safeguard(session: Session, ticket_id: int, subject: str, visible: str, send
     if sla is not None and restart:
         clocks_for_safeguard(session, ticket_id, now, sla)
     if profile is not None:
-        complaints.resume_clock(session, profile, ticket_id, sender, now)
-        complaints.safeguarded(session, profile, ticket_id, sender, now)
+        received = received_at or now
+        complaints.resume_clock(session, profile, ticket_id, sender, received)
+        complaints.safeguarded(session, profile, ticket_id, sender, received)
     queries.insert_event(session, "responsible_gambling", ticket_id, actor=sender,
                          intent=hit.intent, phrase=hit.phrase, before=before)
     queue_event(session, webhooks, SELF_EXCLUSION, ticket_id, now=now, cause=cause,

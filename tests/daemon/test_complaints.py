@@ -777,3 +777,38 @@ def test_an_adr_bodys_out_of_office_is_no_enquiry_and_a_second_keeps_the_first_d
                          message_id="<e2@adr.test>"), "t")
     assert len(events(ingestor, "adr_enquiry")) == 2
     assert record(ingestor).enquiry_due_at == due
+
+
+def test_a_pause_ends_an_enquiry_starts_and_the_fast_lane_runs_from_receipt(
+        db_url: str, tmp_path: Path) -> None:
+    """Mail fetched late counts from when the mailbox got it (INTERNALDATE), for every clock
+    it moves, not from when it was stored."""
+    from daemon.complaint_rules import add_business_days
+
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    number, note = complain(ingestor)
+    ingestor.ingest(reply_to_notification(note, "#status pending\nWhich card was it?"), "t")
+    [relay] = outbox(ingestor, "relay")
+    asked = utcnow().replace(microsecond=0) - timedelta(days=5)
+    with ingestor.sessions.begin() as session:  # asked five days ago
+        row = session.scalar(select(Complaint))
+        assert row is not None
+        row.paused_at = asked
+    reply = mail(sender="player@mail.test", subject=f"Re: Missing withdrawal [#{number}]",
+                 body="The Visa ending 4242.", in_reply_to=f"<{relay.message_id}>")
+    ingestor.ingest(reply, "t", delivered_at=asked + 2 * timedelta(days=1))
+    [resumed] = events(ingestor, "complaint_resumed")
+    assert resumed["paused_seconds"] == 2 * 24 * 3600  # answered two days after, not five
+    enquired = asked + timedelta(days=3)
+    ingestor.ingest(mail(sender=ADR_MAIL, subject=f"Enquiry about your ticket [#{number}]",
+                         body="Has the player had your final response?"), "t",
+                    delivered_at=enquired)
+    assert record(ingestor).enquiry_due_at == add_business_days(enquired, 10)
+    cga = make_ingestor(db_url, tmp_path, desk("cga"))
+    other, _ = complain(cga, sender="rg@mail.test")
+    asked_out = utcnow().replace(microsecond=0) - timedelta(days=4)
+    cga.ingest(mail(sender="rg@mail.test", subject=f"Re: Missing withdrawal [#{other}]",
+                    body="Forget it. I have a gambling problem, please self-exclude me."),
+               "t", delivered_at=asked_out)
+    assert record(cga).final_due_at == add_business_days(asked_out, 1)
