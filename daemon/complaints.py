@@ -195,7 +195,8 @@ def merged(session: Session, ticket_id: int, into: int) -> None:
         return
     if records.move(session, ticket_id, into):
         queries.insert_event(session, "complaint_moved", into, moved_from=ticket_id,
-                             final_due_at=rules.iso(row.final_due_at))
+                             final_due_at=rules.iso(row.final_due_at),
+                             received_at=rules.iso(row.received_at))
         session.expire(row)
         return
     change = rules.merged_away(facts(row))

@@ -10,7 +10,13 @@ Periods are whole UTC days: `--from 2026-11-01 --to 2026-11-30` is every event w
 period count, so a report of a past period reads the same tomorrow.
 
 What each figure counts (README, "Reports"):
-- complaints: tickets received in the period (their `complaint_opened`, else `created`);
+- complaints: tickets received in the period (the `received_at` of their `complaint_opened`,
+  when the mailbox got the mail, else its time, else `created`). A complaint received in
+  the period but stored after it (fetched late) is found by its `complaint_opened` however
+  late. A complaint moved by a merge onto a ticket from before complaint records
+  (`complaint_moved` on that ticket) is counted once, by its original record: the other
+  ticket's own receipt no longer counts, and its decisions are timed from the moved
+  complaint's receipt;
 - acknowledged_in_time: of those, acknowledged (an "ack" mail queued) by their `ack_due_at`,
   or at all when the complaint has no acknowledgement deadline;
 - time to first answer: of those, from receipt to the first `public_reply` or
@@ -30,7 +36,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from storage.models import Event, Ticket
@@ -39,7 +45,8 @@ from storage.models import Event, Ticket
 RECEIVED_KINDS = ("complaint_opened", "created")
 ANSWER_KINDS = ("public_reply", "final_decision")
 REPORT_KINDS = (*RECEIVED_KINDS, "mail_queued", "public_reply", "final_decision",
-                "deadline_extended", "dispute_opened", "adr_referral", "adr_outcome")
+                "deadline_extended", "dispute_opened", "adr_referral", "adr_outcome",
+                "complaint_moved")
 # The events that put a ticket in a period's report: an answer or an acknowledgement in the
 # period counts only for a complaint received in it, which its receipt already brings in.
 COUNTED_KINDS = tuple(k for k in REPORT_KINDS if k not in ("mail_queued", "public_reply"))
@@ -115,6 +122,7 @@ class TicketFacts:
     subject: str = ""
     category: str = UNCATEGORISED
     received_at: datetime | None = None
+    receipt_elsewhere: bool = False  # a complaint moved here: received on its own ticket
     ack_due_at: datetime | None = None
     acked_at: datetime | None = None
     first_answer_at: datetime | None = None
@@ -155,6 +163,10 @@ def _apply(facts: TicketFacts, row: Row) -> None:
     kind, data, at = row.kind, row.data, row.at
     if kind in RECEIVED_KINDS:
         _received(facts, kind, data, at)
+    elif kind == "complaint_moved":
+        # Counted where it was received; decided here, timed from that receipt.
+        facts.receipt_elsewhere = True
+        facts.received_at = parse_instant(data.get("received_at")) or facts.received_at
     elif kind == "mail_queued" and data.get("kind") == "ack" and facts.acked_at is None:
         facts.acked_at = at
     elif kind == "deadline_extended":
@@ -173,13 +185,14 @@ def _apply(facts: TicketFacts, row: Row) -> None:
 
 
 def _received(facts: TicketFacts, kind: str, data: dict[str, Any], at: datetime) -> None:
-    # Received when the ticket was opened: `complaint_opened` is written in the same
-    # transaction as `created` and adds the deadlines; a ticket from before the complaint
-    # lifecycle has only `created`.
-    if facts.received_at is None:
-        facts.received_at = at
+    # Received when the mailbox got the mail: `complaint_opened` says when (received_at),
+    # written in the same transaction as `created`, with the deadlines; a ticket from
+    # before the complaint lifecycle has only `created`, at the time it was stored.
     if kind == "complaint_opened":
+        facts.received_at = parse_instant(data.get("received_at")) or at
         facts.ack_due_at = parse_instant(data.get("ack_due_at"))
+    elif facts.received_at is None:
+        facts.received_at = at
 
 
 # --- the tally -----------------------------------------------------------------------
@@ -200,7 +213,7 @@ class Figures:
     final_hours: list[float] = field(default_factory=list)
 
     def add(self, facts: TicketFacts, period: Period) -> None:
-        if period.holds(facts.received_at):
+        if received_in(facts, period):
             self._add_received(facts)
         for at, in_time in facts.finals:
             if period.holds(at):
@@ -234,6 +247,12 @@ class Figures:
             "time_to_first_answer": spread(self.first_answer_hours),
             "time_to_final": spread(self.final_hours),
         }
+
+
+def received_in(facts: TicketFacts, period: Period) -> bool:
+    """Whether the ticket's complaint counts as received in the period (a complaint moved
+    onto it is counted on the ticket it was received on)."""
+    return not facts.receipt_elsewhere and period.holds(facts.received_at)
 
 
 def _outcomes(figures: Figures) -> list[str]:
@@ -288,7 +307,7 @@ class Report:
     def add(self, facts: TicketFacts) -> None:
         self.total.add(facts, self.period)
         self.by_category.setdefault(facts.category, Figures()).add(facts, self.period)
-        if self.period.holds(facts.received_at):
+        if received_in(facts, self.period):
             assert facts.received_at is not None
             monday = facts.received_at.date() - timedelta(days=facts.received_at.weekday())
             self.weekly[(monday, facts.category)] += 1
@@ -325,16 +344,22 @@ def adr_cases(facts: TicketFacts, period: Period) -> list[AdrCase]:
 
 def stream_rows(session: Session, period: Period, batch: int = 1000) -> Iterator[Row]:
     """The report's events of every ticket that had one in the period, up to the period's
-    end, ticket by ticket and oldest first; `batch` rows in memory at a time."""
+    end, ticket by ticket and oldest first; `batch` rows in memory at a time.
+
+    A `complaint_opened` stored after the period may tell of a receipt in it (a mail fetched
+    late, received at its INTERNALDATE), and is never before its receipt: so every one since
+    the period's start is read, later ones included (fold decides by its received_at)."""
+    opened_since = (Event.kind == "complaint_opened") & (Event.created_at >= period.since)
     touched = (select(Event.ticket_id)
-               .where(Event.kind.in_(COUNTED_KINDS), Event.ticket_id.is_not(None),
-                      Event.created_at >= period.since, Event.created_at < period.until)
+               .where(Event.ticket_id.is_not(None),
+                      or_(Event.kind.in_(COUNTED_KINDS) & (Event.created_at >= period.since)
+                          & (Event.created_at < period.until), opened_since))
                .distinct())
     query = (select(Event.ticket_id, Ticket.number, Ticket.requester_id, Ticket.subject,
                     Ticket.category, Event.kind, Event.data, Event.created_at)
              .join(Ticket, Ticket.id == Event.ticket_id)
              .where(Event.ticket_id.in_(touched), Event.kind.in_(REPORT_KINDS),
-                    Event.created_at < period.until)
+                    or_(Event.created_at < period.until, opened_since))
              .order_by(Event.ticket_id, Event.created_at, Event.id)
              .execution_options(yield_per=batch))
     for r in session.execute(query):

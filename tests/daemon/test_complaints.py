@@ -465,8 +465,9 @@ def test_a_merge_into_a_ticket_without_a_complaint_record_carries_the_deadline_o
     ingestor.ingest(reply_to_notification(note, f"#merge {old}"), "t")
     row = record(ingestor)
     assert row.ticket_id == ticket_id_of(ingestor, old) and row.final_due_at == due
-    assert events(ingestor, "complaint_moved") == [{"moved_from": ticket_id_of(ingestor, new),
-                                                    "final_due_at": due.isoformat()}]
+    assert events(ingestor, "complaint_moved") == [{
+        "moved_from": ticket_id_of(ingestor, new), "final_due_at": due.isoformat(),
+        "received_at": row.received_at.isoformat()}]
     assert monitor_at(ingestor, identity, 8 * WEEK + timedelta(minutes=1), start) == [
         (old, "deadline")]
     [letter] = outbox(ingestor, "complaint_letter")
