@@ -25,7 +25,7 @@ from responders.complaint_profiles import ComplaintProfile
 
 __all__ = ["ADR_OUTCOMES", "DEADLINE", "MERGED", "Change", "ComplaintFacts", "GuardStep",
            "add_business_days", "adr_outcome", "earliest", "adr_referral", "dispute", "enquiry_due",
-           "extend", "fast_lane", "final", "guard_points", "iso", "merged_away", "opened", "pause",
+           "extend", "fast_lane", "final", "guard_points", "iso", "merged_away", "opened", "overdue_at_receipt", "pause",
            "plan", "received_moment", "refusal", "resume"]
 DEADLINE = "deadline"  # the guard's last point: the final-response letter
 MERGED = "merged"  # the terminal state of a complaint whose ticket was merged into another
@@ -86,6 +86,14 @@ def received_moment(delivered_at: datetime | None, dated: datetime | None,
     if dated is not None and now - PLAUSIBLE_DELAY <= dated:
         return min(dated, now)
     return now
+
+
+def overdue_at_receipt(final_due: datetime | None, stored_at: datetime) -> bool:
+    """A complaint whose final deadline had passed when we stored it (an INTERNALDATE older
+    than the profile's deadline: a mailbox imported, a daemon down for weeks). The guard
+    sends no automatic final-response letter to it before anyone has read it, let alone
+    acknowledged it: it hands the letter to a person instead (README, "Complaints")."""
+    return final_due is not None and final_due <= stored_at
 
 
 # --- deadlines --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Events (read by the reports; their names and keys are a contract): complaint_ope
 final_decision, deadline_letter, deadline_extended, complaint_reminder, dispute_opened,
 adr_referral, adr_outcome, adr_enquiry, complaint_paused, complaint_resumed,
 complaint_fast_lane, complaint_moved, complaint_merged,
-complaint_letter_suppressed. Times in their data are ISO-8601 UTC strings.
+complaint_letter_suppressed, complaint_late_at_receipt. Times in their data are ISO-8601 UTC strings.
 """
 
 from __future__ import annotations
@@ -52,9 +52,11 @@ def facts(row: Complaint) -> rules.ComplaintFacts:
 # --- in ingest's transaction ------------------------------------------------------------
 
 def open_complaint(session: Session, profile: ComplaintProfile, ticket_id: int,
-                   category: str, received_at: datetime) -> None:
+                   category: str, received_at: datetime, now: datetime) -> None:
     """Every new player ticket is a complaint on the record (under "none" without deadlines),
-    its deadlines counted from `received_at` (rules.received_moment)."""
+    its deadlines counted from `received_at` (rules.received_moment). One whose deadline had
+    passed already is recorded so (`complaint_late_at_receipt`): the guard hands its letter
+    to a person rather than write to the player at once."""
     values = rules.opened(profile, category, received_at)
     if records.insert_complaint(session, ticket_id, values) is None:
         return
@@ -62,6 +64,10 @@ def open_complaint(session: Session, profile: ComplaintProfile, ticket_id: int,
                          category=category, received_at=rules.iso(received_at),
                          ack_due_at=rules.iso(values["ack_due_at"]),
                          final_due_at=rules.iso(values["final_due_at"]))
+    if rules.overdue_at_receipt(values["final_due_at"], now):
+        queries.insert_event(session, "complaint_late_at_receipt", ticket_id,
+                             received_at=rules.iso(received_at),
+                             final_due_at=rules.iso(values["final_due_at"]))
 
 
 def pause_clock(session: Session, profile: ComplaintProfile, ticket_id: int, actor: str,
@@ -381,6 +387,8 @@ class _Guard:
         elif ticket.erased:  # a clock moved after the erasure (a resume, an extension)
             suppressed(self.session, row.ticket_id, "deadlock")
             return False
+        elif self._late(row, ticket):  # nobody has read it yet: a person sends the letter
+            self._hand_over(row, ctx, self._late(row, ticket))
         else:
             if self.identity.deadline_action == "head_of_support":  # the settings refuse this
                 log.warning("no head of support to hand the deadline letter to: sent to the "
@@ -391,6 +399,14 @@ class _Guard:
     def _to_staff(self) -> Identity:
         """The ticket's brand, in the staff's language (the desk's)."""
         return replace(self.identity, language=self.staff_language)
+
+    def _late(self, row: Complaint, ticket: records.GuardFacts) -> str:
+        """Who gets the letter of a complaint overdue when it was stored: the head of
+        support, else the team lead; "" when it was not overdue (or nobody is there)."""
+        if ticket.stored_at is None or not rules.overdue_at_receipt(row.final_due_at,
+                                                                    ticket.stored_at):
+            return ""
+        return self.sla.head_of_support_address or self.sla.team_lead_address or ""
 
     def _staff(self, assignee: str | None) -> list[str]:
         head = self.sla.head_of_support_address

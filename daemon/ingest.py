@@ -753,7 +753,7 @@ class Ingestor:
                                   self.policy.sla)
         if complaint:  # every player's ticket is a complaint on the record
             complaints.open_complaint(session, self.policy.complaints, ticket_id,
-                                      found.category, received_at)
+                                      found.category, received_at, utcnow())
         ours = self.policy.support_addresses
         queries.add_participants(session, ticket_id, [(mail.sender.addr, "requester")] + [
             (a.addr, "cc") for a in (*mail.to, *mail.cc) if a.addr not in ours and "+" not in a.addr

@@ -169,6 +169,7 @@ class GuardFacts:
     player_name: str
     brand: str = "default"  # whose name the letters go out in
     erased: bool = False  # the player's data was erased: nobody is left to write to
+    stored_at: datetime | None = None  # when the ticket was opened here (not its receipt)
 
 
 def guard_facts(session: Session, ticket_id: int) -> GuardFacts:
@@ -179,4 +180,5 @@ def guard_facts(session: Session, ticket_id: int) -> GuardFacts:
     erased = session.scalar(select(Erasure.id).where(Erasure.contact_id == player.id)
                             .limit(1)) is not None
     return GuardFacts(ticket.number, ticket.subject, ticket.language, ticket.assignee,
-                      player.address, player.name or "", ticket.brand, erased)
+                      player.address, player.name or "", ticket.brand, erased,
+                      ticket.created_at)

@@ -813,3 +813,24 @@ def test_a_pause_ends_an_enquiry_starts_and_the_fast_lane_runs_from_receipt(
                     body="Forget it. I have a gambling problem, please self-exclude me."),
                "t", delivered_at=asked_out)
     assert record(cga).final_due_at == add_business_days(asked_out, 1)
+
+
+def test_a_complaint_overdue_when_stored_is_handed_to_a_person_not_answered_at_once(
+        db_url: str, tmp_path: Path) -> None:
+    """An INTERNALDATE nine weeks back: its 8 weeks have passed before anyone read it. The
+    deadlock letter is not sent by the first pass but handed to the head of support, and the
+    record says why."""
+    identity = desk("ukgc")
+    ingestor = make_ingestor(db_url, tmp_path, identity)
+    delivered = utcnow().replace(microsecond=0) - 9 * WEEK
+    number = ingestor.ingest(mail(sender="old@mail.test", body="My withdrawal is missing."),
+                             "t", delivered_at=delivered).ticket_number
+    [late] = events(ingestor, "complaint_late_at_receipt")
+    assert late["received_at"] == delivered.isoformat()
+    assert late["final_due_at"] == (delivered + 8 * WEEK).isoformat()
+    assert monitor_at(ingestor, identity, timedelta(minutes=1)) == [(number, "deadline")]
+    assert outbox(ingestor, "complaint_letter") == []
+    [handoff] = outbox(ingestor, "complaint_reminder")
+    assert handoff.recipients == [HEAD] and "Fair Play Adjudication" in text_of(handoff.raw)
+    assert record(ingestor).state == "complaint"
+    assert monitor_at(ingestor, identity, WEEK) == []  # once
