@@ -87,6 +87,7 @@ def db_upgrade(ctx: click.Context) -> None:
 def ingest(ctx: click.Context, files: tuple[Any, ...], brand: str | None) -> None:
     """Ingest mails from FILES (or one from standard input), as an MTA pipe would."""
     from daemon.ingest import TemporaryFailure
+    from storage.models import utcnow
 
     application = _app(ctx)
     if brand is not None and brand not in application.runtime.brands:
@@ -97,7 +98,10 @@ def ingest(ctx: click.Context, files: tuple[Any, ...], brand: str | None) -> Non
     sources = files or (click.get_binary_stream("stdin"),)
     for fh in sources:
         try:
-            result = ingestor.ingest(fh.read(), source=f"file:{fh.name}")
+            # An MTA pipes a mail as it delivers it: received now, whatever the sender's
+            # Date says (a FILE keeps the Date rule: it may be a mail kept from before).
+            delivered = None if files else utcnow()
+            result = ingestor.ingest(fh.read(), source=f"file:{fh.name}", delivered_at=delivered)
         except TemporaryFailure as err:
             click.echo(f"ticketd: temporary failure: {err}", err=True)
             sys.exit(EX_TEMPFAIL)

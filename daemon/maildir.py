@@ -5,7 +5,9 @@ after its transaction has committed, as over IMAP."""
 from __future__ import annotations
 
 import mailbox
+import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.imap import Fetched
@@ -40,8 +42,19 @@ class MaildirSource:
         out = []
         for uid in uids:
             raw = self.root.get_bytes(self._keys[uid])
-            out.append(Fetched(uid, raw if len(raw) <= self.max_bytes else None, len(raw)))
+            out.append(Fetched(uid, raw if len(raw) <= self.max_bytes else None, len(raw),
+                               self._delivered(self._keys[uid])))
         return out
+
+    def _delivered(self, key: str) -> datetime | None:
+        """When the MTA delivered the file (a complaint's receipt, as INTERNALDATE over
+        IMAP): its modification time, which MaildirMessage.get_date() reads too, without
+        parsing the mail a second time. None when the file is gone."""
+        try:
+            name = os.path.join(self.root._path, self.root._lookup(key))  # noqa: SLF001
+            return datetime.fromtimestamp(os.path.getmtime(name), UTC)
+        except (OSError, KeyError):
+            return None
 
     def mark_processed(self, uids: list[int]) -> None:
         self._move(uids, self._processed)

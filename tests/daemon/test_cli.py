@@ -107,3 +107,25 @@ def test_demo_runs_and_reports_tickets(tmp_path: Path) -> None:
     assert any(name.endswith("lead@casino.example.eml") for name in sent)
     assert not (tmp_path / "demo" / "mailbox" / "new").exists() or \
         not any((tmp_path / "demo" / "mailbox" / "new").iterdir())
+
+
+def test_a_piped_mail_is_received_when_piped_not_at_its_date(sqlite_url: str,
+                                                              tmp_path: Path) -> None:
+    """An MTA pipes a mail as it delivers it: the complaint is received then, not at the
+    (plausible, two hours old) Date the sender wrote."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from storage import db
+    from storage.models import Complaint, utcnow
+
+    config = str(write_config(tmp_path, sqlite_url))
+    before = utcnow()
+    raw = mail(message_id="<cli-piped@mail.test>", date=before - timedelta(hours=2))
+    assert ticketd("--config", config, "ingest", stdin=raw).returncode == 0
+    engine = db.make_engine(sqlite_url)
+    with db.session_factory(engine)() as session:
+        received = session.scalar(select(Complaint.received_at))
+    engine.dispose()
+    assert received is not None and received >= before

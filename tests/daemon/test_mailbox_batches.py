@@ -54,3 +54,19 @@ def test_a_batch_is_split_by_size_and_every_mail_is_filed(db_url: str, tmp_path:
     assert len(reasons) == 1 and reasons[0].startswith("message too large")
     assert len(box.get_folder("Processed")) == 12 and len(box.get_folder("Quarantine")) == 1
     assert len(box) == 0
+
+
+def test_a_maildir_mail_is_delivered_when_its_file_was_written(tmp_path: Path) -> None:
+    """The Maildir's INTERNALDATE: the file's delivery time (MaildirMessage.get_date)."""
+    import os
+    from datetime import UTC, datetime
+
+    box = mailbox.Maildir(str(tmp_path / "Maildir"), create=True)
+    key = box.add(mail(message_id="<md-date@mail.test>"))
+    written = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    os.utime(os.path.join(box._path, box._lookup(key)),  # noqa: SLF001
+             (written.timestamp(), written.timestamp()))
+    source = MaildirSource(tmp_path / "Maildir")
+    [fetched] = source.fetch(source.pending(10))
+    assert fetched.delivered_at == written
+    assert box.get_message(key).get_date() == written.timestamp()
