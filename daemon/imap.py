@@ -275,6 +275,9 @@ class ImapSource:
             # IMAPClient routes imaplib's protocol trace to the "imapclient.imaplib" logger
             # at DEBUG; that trace contains whole messages. Invariant 8: no bodies in logs.
             client._imap.debug = 0
+            # INTERNALDATE with the zone the server gave: IMAPClient would otherwise turn it
+            # into naive local time at today's offset, an hour off across a DST change.
+            client.normalise_times = False
             if self.tls == "starttls":
                 _starttls(client, context)
         except ssl.SSLCertVerificationError as exc:
@@ -438,7 +441,7 @@ class ImapSource:
 
 
 def _utc(moment: Any) -> datetime | None:
-    """INTERNALDATE as an aware UTC time; IMAPClient gives it naive in local time."""
+    """INTERNALDATE as an aware UTC time (read with its zone: normalise_times is off)."""
     if not isinstance(moment, datetime):
         return None
     return moment.astimezone(UTC)

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -212,6 +212,25 @@ def test_fetch_brings_the_servers_internaldate_in_utc(
     assert source.pending(10) == [uid]
     [fetched] = source.fetch([uid])
     assert fetched.delivered_at == delivered and fetched.delivered_at.utcoffset() == timedelta(0)
+
+
+def test_internaldate_keeps_its_zone_whatever_the_daemons_local_time(
+        dovecot: DovecotServer, imap_account: Account, source: ImapSource,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon whose local zone has summer time: a winter and a summer INTERNALDATE are
+    both the instant the server gave, not an hour off at today's offset."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        moments = [datetime(2026, 1, 15, 12, 0, tzinfo=UTC), datetime(2026, 7, 15, 12, 0,
+                                                                       tzinfo=UTC)]
+        uids = [dovecot.append(imap_account, message(f"m{i}"), delivered_at=moment)
+                for i, moment in enumerate(moments)]
+        assert source.pending(10) == uids
+        assert [f.delivered_at for f in source.fetch(uids)] == moments
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_pending_is_ascending_and_limited(
