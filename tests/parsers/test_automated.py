@@ -7,7 +7,13 @@ import time
 import pytest
 
 from parsers import parse
-from parsers.automated import automated_reason, is_bounce, responder_subject, text_fingerprint
+from parsers.automated import (
+    automated_reason,
+    is_bounce,
+    responder_reason,
+    responder_subject,
+    text_fingerprint,
+)
 from parsers.model import InboundMail
 from tests.support.mails import mail
 
@@ -478,3 +484,19 @@ def test_the_same_text_with_other_case_and_spacing_has_the_same_fingerprint() ->
     assert text_fingerprint("I am away.\n\nBack Monday") == same
     assert text_fingerprint("I am away.") != text_fingerprint("I am back.")
     assert text_fingerprint("  \n ") == ""
+
+
+@pytest.mark.parametrize(("headers", "subject", "reason"), [
+    ({"Auto-Submitted": "auto-generated", "Precedence": "bulk"}, "Case FP-7: documents", None),
+    ({}, "Case FP-7: documents", None),
+    ({"Auto-Submitted": "auto-replied"}, "Case FP-7", "Auto-Submitted: auto-replied"),
+    ({"X-Autoreply": "yes"}, "Case FP-7", "x-autoreply: yes"),
+    ({"Precedence": "auto_reply"}, "Case FP-7", "precedence: auto_reply"),
+    ({"Auto-Submitted": "auto-generated"}, "Out of office: Case FP-7", "auto-reply subject"),
+])
+def test_a_responder_is_told_from_a_case_systems_notice(
+        headers: dict[str, str], subject: str, reason: str | None) -> None:
+    """An ADR body's case system sends auto-generated notices (enquiries); its staff's
+    out-of-office replies ask nothing."""
+    found = responder_reason(inbound(headers=headers, subject=subject))
+    assert (found or "").startswith(reason or "") and (found is None) == (reason is None)
