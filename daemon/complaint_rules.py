@@ -25,7 +25,8 @@ from responders.complaint_profiles import ComplaintProfile
 
 __all__ = ["ADR_OUTCOMES", "DEADLINE", "MERGED", "Change", "ComplaintFacts", "GuardStep",
            "add_business_days", "adr_outcome", "earliest", "adr_referral", "dispute", "enquiry_due",
-           "extend", "fast_lane", "final", "guard_points", "iso", "merged_away", "opened", "overdue_at_receipt", "pause",
+           "extend", "fast_lane", "final", "guard_points", "iso", "merged_away", "opened",
+           "overdue_at_receipt", "pause",
            "plan", "received_moment", "refusal", "resume"]
 DEADLINE = "deadline"  # the guard's last point: the final-response letter
 MERGED = "merged"  # the terminal state of a complaint whose ticket was merged into another

@@ -9,8 +9,8 @@ or, for the guard, in one transaction per complaint, advanced by a conditional u
 Events (read by the reports; their names and keys are a contract): complaint_opened,
 final_decision, deadline_letter, deadline_extended, complaint_reminder, dispute_opened,
 adr_referral, adr_outcome, adr_enquiry, complaint_paused, complaint_resumed,
-complaint_fast_lane, complaint_moved, complaint_merged,
-complaint_letter_suppressed, complaint_late_at_receipt. Times in their data are ISO-8601 UTC strings.
+complaint_fast_lane, complaint_moved, complaint_merged, complaint_letter_suppressed,
+complaint_late_at_receipt. Times in their data are ISO-8601 UTC strings.
 """
 
 from __future__ import annotations
