@@ -299,13 +299,16 @@ def test_reading_our_headers_back() -> None:
 
 # --- the acknowledgement, before and after -----------------------------------------------
 
-def _old_bodies(msg: EmailMessage, templates: Templates, language: str,
+def _old_bodies(msg: EmailMessage, identity: Identity, language: str,
                 variables: dict[str, Any]) -> None:
-    """How compose._bodies wrote the bodies before responders.mime: the content manager."""
-    text = templates.render("ack.txt.j2", language, **variables)
-    html = templates.render("ack.html.j2", language, **variables)
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    """How compose._bodies wrote the bodies before responders.mime: the content manager
+    (the same texts, the brand's signature included)."""
+    text = identity.templates.render("ack.txt.j2", language, **variables)
+    html = identity.templates.render("ack.html.j2", language, **variables)
+    msg.set_content(identity.signed(text), subtype="plain", charset="utf-8",
+                    cte="quoted-printable")
+    msg.add_alternative(identity.signed_html(html), subtype="html", charset="utf-8",
+                        cte="quoted-printable")
 
 
 RU = AckContext(
