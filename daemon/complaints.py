@@ -264,7 +264,7 @@ def _queue(session: Session, compose: Any, kind: str, ticket_id: int, to: list[s
     # (`sla --once --now ... --apply`) sends its letters now, not on that day.
     outbox.enqueue(session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
                    envelope_from=identity.address, recipients=to, kind=kind,
-                   ticket_id=ticket_id)
+                   ticket_id=ticket_id, shown=mime.shown(msg))
     return ""
 
 

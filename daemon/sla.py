@@ -559,7 +559,7 @@ class _Pass:
         self.mails.append(outbox.Outgoing(
             raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
             envelope_from=identity.address, recipients=(to,), kind="escalation",
-            ticket_id=clock.ticket_id, now=self.now))
+            ticket_id=clock.ticket_id, now=self.now, shown=mime.shown(msg)))
         return ""
 
 

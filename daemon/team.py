@@ -491,7 +491,7 @@ def _queue(session: Session, msg: Any, kind: str, ticket_id: int | None, recipie
         outbox_id = outbox.enqueue(
             session, raw=mime.wire_bytes(msg), message_id=mime.message_id(msg),
             envelope_from=team.identity.address, recipients=recipients, kind=kind,
-            ticket_id=ticket_id)
+            ticket_id=ticket_id, shown=mime.shown(msg))
     except UnsafeRecipient as err:
         log.warning("not sent", extra={"fields": {"kind": kind, "ticket": ticket_id,
                                                   "reason": str(err)}})

@@ -1,7 +1,9 @@
 """What a mail we composed says, read back from its bytes: the ticket keeps it (`ticketd show`).
 
 Read from the very bytes the outbox sends, not from the values they were made of, so the
-record is what the receiver got. Our mail is simple (responders.mime): a text/plain part,
+record is what the receiver got. The composers hand the same reading, taken from the parts
+they built (``responders.mime.shown``, tested equal to this one), so that queueing a mail
+does not parse it again; `subject_text` and `body_text` are the steps both share. Our mail is simple (responders.mime): a text/plain part,
 alone or first in an alternative or mixed container.
 """
 
@@ -21,7 +23,11 @@ def sent_text(raw: bytes) -> tuple[str, str]:
 
 
 def _subject(msg: Message) -> str:
-    value = msg.get("Subject")
+    return subject_text(msg.get("Subject"))
+
+
+def subject_text(value: str | None) -> str:
+    """A Subject header value as `sent_text` reads it (for a caller holding the value)."""
     if value is None:
         return ""
     try:
@@ -36,10 +42,14 @@ def _plain(msg: Message) -> str:
             payload = part.get_payload(decode=True)
             if not isinstance(payload, bytes):
                 return ""
-            charset = part.get_content_charset() or "utf-8"
-            try:
-                text = payload.decode(charset, errors="replace")
-            except LookupError:
-                text = payload.decode("utf-8", errors="replace")
-            return text.replace("\r\n", "\n").replace("\r", "\n")
+            return body_text(payload, part.get_content_charset() or "utf-8")
     return ""
+
+
+def body_text(payload: bytes, charset: str = "utf-8") -> str:
+    """A text part's decoded bytes as `sent_text` gives them: line ends as "\\n"."""
+    try:
+        text = payload.decode(charset, errors="replace")
+    except LookupError:
+        text = payload.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -65,7 +65,7 @@ def acknowledge(session: Session, policy: AckPolicy, ticket: TicketSummary,
     identity = policy.identity
     outbox_id = outbox.enqueue(session, raw=raw, message_id=message_id,
                                envelope_from=identity.address, recipients=[mail.sender.addr],
-                               kind="ack", ticket_id=ticket.id)
+                               kind="ack", ticket_id=ticket.id, shown=mime.shown(msg))
     # In the loop ledger whether or not [loops] applies: the acknowledgements' own limit
     # below counts them there (no event is written only to be counted).
     counted(session, ticket.id, [mail.sender.addr], ACK_KIND, outbox_id)

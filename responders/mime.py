@@ -27,6 +27,8 @@ from email.policy import SMTP
 from typing import NamedTuple
 from urllib.parse import quote
 
+from parsers.outgoing import body_text, sent_text, subject_text
+
 __all__ = [
     "File",
     "header_text",
@@ -34,6 +36,7 @@ __all__ = [
     "message_id",
     "quoted_printable",
     "set_body",
+    "shown",
     "wire_bytes",
 ]
 
@@ -79,9 +82,12 @@ def _part() -> EmailMessage:
     return EmailMessage(policy=SMTP)
 
 
+_TEXT_TYPE = 'text/{}; charset="utf-8"'
+
+
 def _text_part(subtype: str, text: str) -> EmailMessage:
     part = _part()
-    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part.set_raw("Content-Type", _TEXT_TYPE.format(subtype))
     part.set_raw("Content-Transfer-Encoding", "quoted-printable")
     part.set_payload(quoted_printable(text))
     return part
@@ -324,3 +330,33 @@ def header_text(msg: Message, name: str) -> str | None:
         words.append(text)
         previous_encoded = found is not None
     return "".join(words)
+
+
+# --- what the mail shows, for the ticket's record ---------------------------------------
+
+def shown(msg: Message) -> tuple[str, str]:
+    """(subject, text of the first text/plain part) of a mail composed here: exactly what
+    ``parsers.outgoing.sent_text`` reads from its wire bytes, taken from the parts we built
+    instead of parsing those bytes again (the outbox records it on the ticket).
+
+    A mail whose parts were not written by ``set_body`` is read from its bytes.
+    """
+    # As stored, folded: the very value the parser would read back from the bytes.
+    subject = subject_text(next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"),
+                                None))
+    for part in _leaves(msg):
+        kind = header_value(part, "Content-Type") or ""
+        if not kind.startswith("text/plain") or "Content-Disposition" in part:
+            continue
+        if kind != _TEXT_TYPE.format("plain") or header_value(
+                part, "Content-Transfer-Encoding") != "quoted-printable":
+            break  # not ours: leave it to the parser
+        return subject, body_text(binascii.a2b_qp(part._payload.encode("ascii")))
+    return sent_text(wire_bytes(msg))
+
+
+def _leaves(part: Message) -> list[Message]:
+    payload = part._payload
+    if not isinstance(payload, list):
+        return [part]
+    return [leaf for sub in payload for leaf in _leaves(sub)]

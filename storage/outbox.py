@@ -143,11 +143,14 @@ def enqueue(
     ticket_id: int | None = None,
     now: datetime | None = None,
     lifetime: timedelta = DEFAULT_LIFETIME,
+    shown: tuple[str, str] | None = None,
 ) -> int:
     """Add a mail to send, in the caller's transaction; returns the row id.
 
     `message_id` is the Message-ID header value of `raw` (unique). An empty `envelope_from`
     is the null sender. A second row with the same Message-ID raises IntegrityError.
+    `shown` is what the ticket keeps of the mail, (subject, text), when the composer hands
+    it (`responders.mime.shown`): else it is read back from `raw`.
     """
     if not isinstance(raw, bytes) or not raw:
         raise ValueError("raw must be the non-empty bytes of the mail")
@@ -160,7 +163,7 @@ def enqueue(
                         now=now or utcnow(), lifetime=lifetime, event=None)
     if ticket_id is not None:  # the ticket keeps what it was told (ticketd show)
         record_sent_mail(session, ticket_id, outbox_id=outbox_id, kind=kind,
-                         message_id=message_id, recipients=recipients, raw=raw)
+                         message_id=message_id, recipients=recipients, raw=raw, shown=shown)
     return outbox_id
 
 
@@ -175,6 +178,7 @@ class Outgoing:
     kind: str
     ticket_id: int | None = None
     now: datetime | None = None
+    shown: tuple[str, str] | None = None  # (subject, text) as composed; None: read from raw
 
 
 def enqueue_many(session: Session, mails: Sequence[Outgoing],
@@ -199,7 +203,7 @@ def enqueue_many(session: Session, mails: Sequence[Outgoing],
     ids = list(session.execute(_INSERT_MANY, rows).scalars())
     events = [sent_mail_event(mail.ticket_id, outbox_id=oid, kind=mail.kind,
                               message_id=mail.message_id, recipients=mail.recipients,
-                              raw=mail.raw)
+                              raw=mail.raw, shown=mail.shown)
               for oid, mail in zip(ids, mails, strict=True) if mail.ticket_id is not None]
     if events:
         session.execute(_INSERT_EVENT, events)

@@ -514,20 +514,25 @@ SENT_MAIL_EVENT = "mail_queued"
 
 
 def record_sent_mail(session: Session, ticket_id: int, *, outbox_id: int, kind: str,
-                     message_id: str, recipients: Sequence[str], raw: bytes) -> None:
-    """Keep on the ticket what a mail queued for it says, read from the bytes to be sent, in
-    the transaction that queues it: `ticketd show` then shows what the player (or the agent)
-    was told, acknowledgements and escalations included."""
+                     message_id: str, recipients: Sequence[str], raw: bytes,
+                     shown: tuple[str, str] | None = None) -> None:
+    """Keep on the ticket what a mail queued for it says, in the transaction that queues it:
+    `ticketd show` then shows what the player (or the agent) was told, acknowledgements and
+    escalations included. `shown` is (subject, text) as `parsers.outgoing.sent_text` reads
+    them from `raw`, handed by a composer that knows them (`responders.mime.shown`); None
+    reads them from `raw`."""
     session.execute(_INSERT_EVENT, sent_mail_event(ticket_id, outbox_id=outbox_id, kind=kind,
                                                    message_id=message_id,
-                                                   recipients=recipients, raw=raw))
+                                                   recipients=recipients, raw=raw,
+                                                   shown=shown))
 
 
 def sent_mail_event(ticket_id: int, *, outbox_id: int, kind: str, message_id: str,
-                    recipients: Sequence[str], raw: bytes) -> dict[str, Any]:
+                    recipients: Sequence[str], raw: bytes,
+                    shown: tuple[str, str] | None = None) -> dict[str, Any]:
     """The parameters of the event `record_sent_mail` writes (for a caller that writes many
     at once)."""
-    subject, body = sent_text(raw)
+    subject, body = shown if shown is not None else sent_text(raw)
     return {"ticket_id": ticket_id, "kind": SENT_MAIL_EVENT, "actor": "system",
             "data": _no_nul({"outbox_id": outbox_id, "kind": kind, "message_id": message_id,
                              "subject": subject, "text": body}) | {"to": list(recipients)}}

@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from parsers.model import Address
+from parsers.outgoing import sent_text
 from responders import compose
 from responders.compose import AckContext, acknowledgement
 from responders.escalation import EscalationContext, escalation
@@ -27,6 +28,7 @@ from responders.mime import (
     message_id,
     quoted_printable,
     set_body,
+    shown,
     wire_bytes,
 )
 from responders.references import verify_message_id
@@ -253,6 +255,40 @@ def test_header_text_reads_subjects_as_the_stdlib_does(subject: str) -> None:
     set_text_header(msg, "Subject", subject, max_len=1000)
     assert header_text(msg, "Subject") == str(msg["Subject"])
     assert header_text(msg, "Subject") == str(_parse(wire_bytes(msg))["Subject"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.text() | st.lists(TRICKY_PIECES, max_size=200).map("".join),
+       st.booleans(), st.booleans())
+def test_shown_is_what_sent_text_reads_from_the_bytes(subject: str, text: str, html: bool,
+                                                      files: bool) -> None:
+    """The ticket's record of a mail, handed by the composer, is the one its bytes give."""
+    msg = EmailMessage(policy=SMTP)
+    if clean_header_text(subject, 1000):
+        set_text_header(msg, "Subject", subject, max_len=1000)
+    attached = (File("note.txt", "text/plain", b"not the body"),) if files else ()
+    set_body(msg, text, "<p>html</p>" if html else None, attached)
+    assert shown(msg) == sent_text(wire_bytes(msg))
+
+
+def test_shown_of_the_composed_mails_is_what_their_bytes_say() -> None:
+    ctx = EscalationContext(
+        ticket_number=7, stage=2, clock_kind="first_response", policy="standard",
+        promised=timedelta(hours=4), started_at=NOW.replace(hour=8),
+        due_at=NOW.replace(hour=11), now=NOW, subject="Вывод " * 40, question=TRICKY,
+    )
+    for msg in (_ack(), escalation(ctx, Identity("support@casino.example", "S", KEYS,
+                                                  language="ru"), to="lead@casino.example")):
+        assert shown(msg) == sent_text(wire_bytes(msg))
+        assert shown(msg)[1]
+
+
+def test_shown_reads_a_mail_not_built_by_set_body_from_its_bytes() -> None:
+    msg = EmailMessage(policy=SMTP)
+    put_header(msg, "Subject", "ops")
+    msg.set_raw("Content-Type", "text/plain; charset=us-ascii")
+    msg.set_payload("plain\r\n")
+    assert shown(msg) == ("ops", "plain\n") == sent_text(wire_bytes(msg))
 
 
 # --- wire bytes and reading back ---------------------------------------------------------
