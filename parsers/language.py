@@ -239,7 +239,9 @@ def detect(text: str, languages: tuple[str, ...] = DESK_LANGUAGES) -> str | None
     view = _rules_view(line)
     if found := _by_letters(view, languages) or _by_words(view, languages):
         return found
-    labels, scores = _model().predict(line.lower(), k=-1, threshold=0.0)
+    # Only the labels that could pass: the best desk language scoring under the threshold
+    # means none does, so the answer is the one the full list of 176 would give.
+    labels, scores = _model().predict(line.lower(), k=-1, threshold=_MIN_CONFIDENCE)
     best, score = None, 0.0
     for label, value in zip(labels, scores, strict=True):
         code = label.removeprefix(_LABEL)
