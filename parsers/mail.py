@@ -138,6 +138,17 @@ def _refuse(reason: str | None) -> None:
         raise RejectedMail(reason)
 
 
+class _EnvelopeParser(MailParser):  # type: ignore[misc]
+    """mail-parser reading the address and date headers of a header-only message, and no
+    more: those readings (and their defects) are made when it resets its state; the rest of
+    its parse walks the parts, builds a header view of each and a dict of every header,
+    which for this one empty part only doubles the work and reads nothing we use."""
+
+    def parse(self) -> _EnvelopeParser:
+        self._reset()
+        return self
+
+
 def _envelope(message: Message, hints: tuple[str, ...]) -> MailParser:
     """mail-parser over the first address and date headers only, as Unicode text."""
     view = Message()
@@ -146,9 +157,9 @@ def _envelope(message: Message, hints: tuple[str, ...]) -> MailParser:
             view[name] = decode_raw_header(str(value), hints)
     view.set_payload("")
     try:
-        return MailParser(view)
+        return _EnvelopeParser(view)
     except Exception:  # noqa: BLE001 - mail-parser lets a broken encoded word escape
-        return MailParser(_without_encoded_structure(view, hints))
+        return _EnvelopeParser(_without_encoded_structure(view, hints))
 
 
 def _without_encoded_structure(view: Message, hints: tuple[str, ...]) -> Message:

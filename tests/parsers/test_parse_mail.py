@@ -4,9 +4,15 @@ import base64
 import random
 from datetime import UTC, datetime
 
+from email.message import Message
+from pathlib import Path
+
 import pytest
+from mailparser import MailParser
 
 from parsers import Address, InboundMail, RejectedMail, parse
+from parsers.mail import _EnvelopeParser, _parsed_message
+from parsers.model import Limits
 
 
 def mail(headers: str, body: str = "Hello.\n") -> bytes:
@@ -414,3 +420,32 @@ def test_an_encoded_display_name_never_becomes_the_sender_address() -> None:
     assert parse(raw).sender.addr == "player@mail.example"
     bare = b"From: =?us-ascii?q?victim@evil.example?=\r\nSubject: x\r\n\r\nbody\r\n"
     assert parse(bare).sender is None or parse(bare).sender.addr != "victim@evil.example"
+
+
+ENVELOPES = [
+    SIMPLE,
+    mail('From: =?utf-8?q?a:victim@evil.example;?= <x@y.example>\nTo: a@b.example,,\n'
+         'Cc: "unterminated <c@d.example>\nDate: 31 Feb 2025 25:61:00 +9999'),
+    mail("From: MAILER-DAEMON (Mail Delivery System)\nTo: undisclosed-recipients:;\n"
+         "Reply-To: =?bogus?x?zz?= <r@s.example>\nDate: yesterday"),
+    *(path.read_bytes() for path in sorted(
+        (Path(__file__).parents[1] / "fixtures" / "mail").glob("*.eml"))),
+]
+
+
+@pytest.mark.parametrize("raw", ENVELOPES)
+def test_the_envelope_reads_what_a_whole_mail_parser_parse_reads(raw: bytes) -> None:
+    """mail-parser is asked only for its readings of the address and date headers; they and
+    their defects are those its whole parse gives (if an upgrade moved them, this fails)."""
+    message, _ = _parsed_message(raw, Limits())
+    view = Message()
+    for name, value in message.raw_items():
+        if name.lower() in {"from", "to", "cc", "reply-to", "date"} and name not in view:
+            view[name] = str(value)
+    view.set_payload("")
+
+    def reading(parser: MailParser) -> tuple[object, ...]:
+        return (parser.from_, parser.to, parser.cc, parser.reply_to, parser.date,
+                {"AddressHeaderDefect", "DateHeaderDefect"} & set(parser.defects_categories))
+
+    assert reading(_EnvelopeParser(view)) == reading(MailParser(view))
