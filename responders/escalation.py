@@ -17,14 +17,15 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from responders.headers import (
     UnsafeRecipient,
     clean_header_text,
+    format_address,
     put_header,
-    set_address_header,
     set_text_header,
     single_recipient,
 )
@@ -77,40 +78,69 @@ def escalation(
     """
     if ctx.stage not in STAGE_NAMES:
         raise ValueError(f"no escalation mail for stage {ctx.stage!r}")
-    support = single_recipient(identity.address)
-    if support is None:
-        raise ValueError("the support address is not a valid mail address")
-    support_name, templates = identity.name, identity.templates
-    keys, subject_format = identity.keys, identity.subject_format
-    recipient = _recipient(to, support)
+    desk = _desk(identity.address, identity.name)
+    templates, keys, subject_format = identity.templates, identity.keys, identity.subject_format
+    recipient, to_value = _recipient(to, desk.support)
     language = templates.language(identity.language)
-    variables = _variables(ctx, language, timezone, support_name, subject_format)
+    variables = _variables(ctx, language, timezone, desk.name, subject_format)
     msg = EmailMessage(policy=SMTP)
-    set_address_header(msg, "From", support_name, support)
-    set_address_header(msg, "To", "", recipient)
+    put_header(msg, "From", desk.from_value)
+    put_header(msg, "To", to_value)
     line = clean_header_text(templates.render("escalation_subject.txt.j2", language, **variables))
     subject = tag_subject(line, ctx.ticket_number, subject_format)
     set_text_header(msg, "Subject", subject, max_len=len(subject))
-    put_header(msg, "Date", format_datetime(ctx.now))
-    domain = support.rpartition("@")[2]
+    put_header(msg, "Date", _date(ctx.now))
     # The recipient's credential for the ticket: staff answer with "#assign me".
-    msgid = agent_message_id_for(ctx.ticket_number, keys, domain, recipient, nonce=ctx.nonce)
+    msgid = agent_message_id_for(ctx.ticket_number, keys, desk.domain, recipient,
+                                 nonce=ctx.nonce)
     put_header(msg, "Message-ID", f"<{msgid}>")
     put_header(msg, "Auto-Submitted", "auto-generated")  # RFC 3834 §5
     put_header(msg, "X-Auto-Response-Suppress", "All")  # Exchange: no out-of-office back
-    put_header(msg, "X-Ticketd-Loop", support)  # how our own classify spots our mail
+    put_header(msg, "X-Ticketd-Loop", desk.support)  # how our own classify spots our mail
     text = templates.render("escalation.txt.j2", language, **variables)
     set_body(msg, text)
     return msg
 
 
-def _recipient(to: str, support: str) -> str:
+# A pass of the SLA monitor writes thousands of these mails from one desk to a few staff
+# addresses at one moment: what depends only on those is worked out once (the caches hold
+# configured addresses and names, never a player's).
+
+class _Desk(NamedTuple):
+    support: str  # the support address as an addr-spec
+    from_value: str  # the From header's value
+    domain: str  # of our Message-IDs
+    name: str  # the display name, cleaned, as the templates show it
+
+
+@lru_cache(maxsize=32)
+def _desk(address: str, name: str) -> _Desk:
+    support = single_recipient(address)
+    if support is None:
+        raise ValueError("the support address is not a valid mail address")
+    return _Desk(support, format_address(name, support), support.rpartition("@")[2],
+                 clean_header_text(name, 100))
+
+
+@lru_cache(maxsize=256)
+def _recipient(to: str, support: str) -> tuple[str, str]:
+    """(addr-spec, To header value) of an escalation address."""
     recipient = single_recipient(to)
     if recipient is None:
         raise UnsafeRecipient("the escalation address is not one valid mailbox")
     if recipient.lower() == support.lower():  # it would come back to the desk as a ticket
         raise UnsafeRecipient("the escalation address is the support address")
-    return recipient
+    return recipient, format_address("", recipient)
+
+
+def _date(now: datetime) -> str:
+    # The offset in the key: 12:00 UTC equals 14:00+02:00, and each is written as it is.
+    return _formatted_date(now, now.utcoffset())
+
+
+@lru_cache(maxsize=8)
+def _formatted_date(now: datetime, _offset: timedelta | None) -> str:
+    return format_datetime(now)
 
 
 def _variables(ctx: EscalationContext, language: str, timezone: str, support_name: str,
@@ -135,7 +165,7 @@ def _variables(ctx: EscalationContext, language: str, timezone: str, support_nam
         "assignee": clean_header_text(ctx.assignee, 100) if ctx.assignee else None,
         "command": ASSIGN_COMMAND,
         "question": _quoted_lines(ctx.question),
-        "support_name": clean_header_text(support_name, 100),
+        "support_name": support_name,  # cleaned by _desk
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from sqlalchemy import update
@@ -109,3 +109,21 @@ def test_the_same_clock_and_stage_give_the_same_message_id() -> None:
 def test_no_escalation_to_ourselves_or_to_anything_but_one_mailbox(to: str) -> None:
     with pytest.raises(UnsafeRecipient):
         _compose(to=to)
+
+
+def test_mails_of_one_pass_share_the_desk_headers_but_each_has_its_own_moment() -> None:
+    """What depends only on the desk, the staff address and the moment is worked out once a
+    pass; a desk of another name, an address that changes or the same moment written with
+    another offset still gets its own headers."""
+    first, again = _compose(), _compose()
+    assert (first["From"], first["To"], first["Date"]) == (again["From"], again["To"],
+                                                           again["Date"])
+    other = escalation(CTX, Identity("support@casino.test", "Другая служба", KEYS), to=HEAD)
+    assert "Другая служба" in str(other["From"]) and HEAD in str(other["To"])
+    moved = _compose(replace(CTX, now=CTX.now.astimezone(timezone(timedelta(hours=2)))))
+    assert moved["Date"].endswith("+0200") and first["Date"].endswith(("+0000", "-0000"))
+    assert moved["Date"].datetime == first["Date"].datetime
+    with pytest.raises(UnsafeRecipient):  # a refused address is refused every time
+        _compose(to="support@casino.test")
+    with pytest.raises(UnsafeRecipient):
+        _compose(to="support@casino.test")
