@@ -18,6 +18,7 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
 )
 
 __all__ = ["DEFAULT_LANGUAGE", "Templates"]
@@ -67,6 +68,9 @@ class Templates:
         )
         self.default_language = _primary(default_language) or DEFAULT_LANGUAGE
         self._languages = self._listed() if frozen else None  # frozen: the files never change
+        # Frozen: the template chosen for (name, language) never changes either, so it is
+        # looked up once (a pass of the SLA monitor renders thousands of the same two).
+        self._chosen: dict[tuple[str, str], Template] | None = {} if frozen else None
 
     def _listed(self) -> frozenset[str]:
         return frozenset(name.split("/", 1)[0] for name in self._env.list_templates()
@@ -93,8 +97,17 @@ class Templates:
             self._env.get_template(name)
 
     def render(self, name: str, language: str, **variables: Any) -> str:
-        chain = dict.fromkeys((self.language(language), self.default_language, DEFAULT_LANGUAGE))
-        return self._env.select_template([f"{code}/{name}" for code in chain]).render(**variables)
+        return self._template(name, self.language(language)).render(**variables)
+
+    def _template(self, name: str, language: str) -> Template:
+        key = (name, language)  # a language we have: bounded by the templates themselves
+        if self._chosen is not None and key in self._chosen:
+            return self._chosen[key]
+        chain = dict.fromkeys((language, self.default_language, DEFAULT_LANGUAGE))
+        template = self._env.select_template([f"{code}/{name}" for code in chain])
+        if self._chosen is not None:
+            self._chosen[key] = template
+        return template
 
 
 def _primary(code: str | None) -> str | None:
