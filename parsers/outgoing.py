@@ -3,8 +3,9 @@
 Read from the very bytes the outbox sends, not from the values they were made of, so the
 record is what the receiver got. The composers hand the same reading, taken from the parts
 they built (``responders.mime.shown``, tested equal to this one), so that queueing a mail
-does not parse it again; `subject_text` and `body_text` are the steps both share. Our mail is simple (responders.mime): a text/plain part,
-alone or first in an alternative or mixed container.
+does not parse it again; `subject_text` and `body_text` are the steps both share. Our mail
+is simple (responders.mime): a text/plain part, alone or first in an alternative or mixed
+container.
 """
 
 from __future__ import annotations
