@@ -3,7 +3,6 @@
 import base64
 import random
 from datetime import UTC, datetime
-
 from email.message import Message
 from pathlib import Path
 
