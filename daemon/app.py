@@ -50,7 +50,8 @@ class App:
     def ingestor_for(self, brand: str | None) -> Ingestor:
         """An ingestor for mail of `brand` (its mailbox's), bound to the runtime in force."""
         value = self.current.value
-        return Ingestor(self.sessions, self.blobs, value.ingest_for(brand), value.screener)
+        return Ingestor(self.sessions, self.blobs, value.ingest_for(brand), value.screener,
+                        brands=value.ingests)
 
     def outbox_sender(self, **options: Any) -> OutboxSender:
         """The outbox sender, reading the transport in force at each pass."""

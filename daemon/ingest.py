@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -165,10 +165,14 @@ class _Arrival:
 
 class Ingestor:
     def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, policy: IngestPolicy,
-                 screener: Screener | None = None):
+                 screener: Screener | None = None,
+                 brands: Mapping[str, IngestPolicy] | None = None):
         self.sessions = sessions
         self.blobs = blobs
-        self.policy = policy
+        self.policy = policy  # the mailbox's brand: what a new ticket opens under
+        # brand -> its policy: a mail joining a ticket meets the ticket's brand's rules
+        # (responsible-gambling group, complaint profile), whichever mailbox it came in at
+        self.brands = brands or {}
         self.screener = screener  # None: no clamd; programs are still never forwarded
         self.vault = vault_of_factory(sessions)  # None: files are stored in clear
 
@@ -434,18 +438,20 @@ class Ingestor:
         # When the mailbox got it, once for every complaint clock this mail moves: a new
         # complaint's deadlines, a pause's end, an ADR enquiry's clock, the fast lane.
         received = complaint_rules.received_moment(delivered_at, mail.date, utcnow())
+        rules = self.policy  # a new ticket's brand is the mailbox's
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
+            rules = self._ticket_policy(session, ticket_id)
             if not automated and not adr:  # an out-of-office neither reopens nor appeals
-                self._follow_up(session, ticket_id, decision.reopen, visible, mail.sender.addr,
-                                received)
+                self._follow_up(session, rules, ticket_id, decision.reopen, visible,
+                                mail.sender.addr, received)
         else:
             opened, classified = self._open_ticket(session, mail, decision, received, key,
                                                    complaint=not adr)
             ticket_id, number = opened.id, opened.number
         if adr:
-            complaints.adr_enquiry(session, self.policy.complaints, ticket_id, mail.sender.addr,
+            complaints.adr_enquiry(session, rules.complaints, ticket_id, mail.sender.addr,
                                    received)
         outcome: Outcome = "follow_up" if decision.action == "join" else "ticket"
         kind = "auto_reply" if automated and not adr else \
@@ -475,8 +481,8 @@ class Ingestor:
             known_safeguarded(session, ticket_id, self.policy.rg_group)
         if not automated or automated.startswith(RESPONDER_SIGN):
             safeguard(session, ticket_id, mail.subject, visible, mail.sender.addr,
-                      self.policy.rg_group, self.policy.sla, webhooks=self.policy.webhooks,
-                      profile=self.policy.complaints, cause=key, classified=classified,
+                      rules.rg_group, rules.sla, webhooks=rules.webhooks,
+                      profile=rules.complaints, cause=key, classified=classified,
                       received_at=received)
         queries.insert_ingest_record(
             session, outcome=outcome, ticket_id=ticket_id, message_id=message_id, **record
@@ -678,11 +684,16 @@ class Ingestor:
                     verified.append(number)
         return verified, forged
 
-    def _follow_up(self, session: Session, ticket_id: int, reopen: bool, text: str, sender: str,
-                   received: datetime) -> None:
-        # The player answered: a complaint clock that waited on them runs on from when the
-        # mailbox got the answer.
-        complaints.resume_clock(session, self.policy.complaints, ticket_id, sender, received)
+    def _ticket_policy(self, session: Session, ticket_id: int) -> IngestPolicy:
+        """The rules of a ticket's own brand; the mailbox's when that brand is not known."""
+        brand = queries.ticket_brand(session, ticket_id)
+        return self.brands.get(brand or "", self.policy)
+
+    def _follow_up(self, session: Session, rules: IngestPolicy, ticket_id: int, reopen: bool,
+                   text: str, sender: str, received: datetime) -> None:
+        # The player answered: a complaint clock that waited on them runs on, under the
+        # ticket's brand's profile, from when the mailbox got the answer.
+        complaints.resume_clock(session, rules.complaints, ticket_id, sender, received)
         if reopen:
             queries.reopen_ticket(session, ticket_id)
             queries.insert_event(session, "reopened", ticket_id, actor=sender)

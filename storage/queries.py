@@ -131,6 +131,11 @@ def contact_language(session: Session, contact: int, detected: str | None) -> st
     return session.scalar(select(Contact.language).where(Contact.id == contact))
 
 
+def ticket_brand(session: Session, ticket_id: int) -> str | None:
+    """The brand a ticket is under (None: no such ticket)."""
+    return session.scalar(select(Ticket.brand).where(Ticket.id == ticket_id))
+
+
 @dataclass(frozen=True)
 class TicketFacts:
     """What threading decides on: a ticket's state and whether the sender takes part in it."""

@@ -188,3 +188,39 @@ def test_ticketd_ingest_takes_a_brand_for_an_mta_pipe(app: App, db_url: str,
     done = ingest("--brand", "lucky", str(raw))
     assert done.returncode == 0, done.stderr
     assert _ticket(app, "Piped").brand == "lucky"
+
+
+LUCKY_CGA = CONFIG.replace('routing = {{ self_exclusion = "lucky_rg" }}\n', '''routing = {{ self_exclusion = "lucky_rg" }}
+
+[brands.complaints]
+profile = "cga"
+adr_entity = "Lucky ADR Service"
+adr_url = "https://adr.lucky.test"
+''')
+
+
+def test_a_reply_at_another_brands_mailbox_meets_the_tickets_brands_rules(
+        db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "ticketd.toml"
+    path.write_text(LUCKY_CGA.format(url=db_url))
+    settings = load_settings(path, {"TICKETD_SECURITY__SECRET": "brand-storage-key-0123456789"})
+    engine = db.make_engine(db_url)
+    desk = App(engine, db.session_factory(engine), BlobStore(tmp_path / "files"),
+               Current(runtime.build(settings)))
+    desk.ingestor_for("lucky").ingest(mail(
+        sender="Sam <sam@player.test>", to="help@lucky.test", subject="Bonus terms",
+        body="Why was my bonus cancelled?"))
+    ticket = _ticket(desk, "Bonus terms")
+    ack = _acks(desk)[ticket.id]
+    # Sam answers our acknowledgement, but to the other brand's address.
+    desk.ingestor_for("stars").ingest(mail(
+        sender="Sam <sam@player.test>", to="support@stars.test", subject="Re: Bonus terms",
+        body="Actually, please self-exclude me. I have a gambling problem.",
+        in_reply_to=ack.message_id))
+    after = _ticket(desk, "Bonus terms")
+    assert after.brand == "lucky"
+    assert after.group == "lucky_rg"  # lucky's responsible-gambling group, not stars'
+    with desk.sessions() as session:
+        kinds = list(session.scalars(select(Event.kind).where(Event.ticket_id == ticket.id)))
+    assert "follow_up" in kinds
+    assert "complaint_fast_lane" in kinds  # lucky's profile (cga: one business day)
