@@ -127,6 +127,9 @@ def _brand_identity(settings: Settings, brand: BrandSettings, index: int, desk: 
         adr_addresses=frozenset(a.lower() for a in c.adr_addresses) if c else
         desk.adr_addresses,
         deadline_action=c.deadline_action if c else desk.deadline_action,
+        # [responders] dispute_text speaks of the desk's ADR entity: a brand with its own
+        # [brands.complaints] names its own entity, from the templates.
+        dispute_text="" if c else desk.dispute_text,
         routing=MappingProxyType(dict(brand.routing)), default_group=brand.default_group,
     )
 

@@ -11,6 +11,7 @@ import pytest
 import config
 from config import ConfigError, load_settings
 from daemon import runtime
+from responders.complaints import final_text
 
 EXAMPLE = Path(config.__file__).with_name("ticketd.example.toml")
 MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -211,3 +212,19 @@ def test_check_config_shows_each_brand_and_mailbox_without_their_secrets(write, 
     assert [(m["name"], m["brand"]) for m in parsed["mailboxes"]] == [
         ("lucky-inbox", "lucky"), ("stars-inbox", "stars")]
     assert parsed["mailboxes"][0]["password"] == "***"
+
+
+def test_a_brands_own_adr_entity_is_named_in_its_final_answer_not_the_desk_text(
+        write, env, tmp_path):
+    text = BRANDS.format(db=tmp_path / "t.db", pw=write("imap-password", "pw\n"))
+    path = write("ticketd.toml", text + '''
+    [responders]
+    dispute_text = "You may refer this to the Desk Arbitration Board."
+''')
+    value = runtime.build(load_settings(path, env))
+    lucky = final_text(value.brand("lucky"), "en", "We cannot pay this out.")
+    assert "IBAS" in lucky and "Desk Arbitration Board" not in lucky
+    # a brand without complaints of its own, and the desk, keep the operator's text
+    stars = final_text(value.brand("stars"), "en", "We cannot pay this out.")
+    assert "Desk Arbitration Board" in stars
+    assert "Desk Arbitration Board" in final_text(value.identity, "en", "No.")
