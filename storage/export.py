@@ -90,6 +90,10 @@ def _ticket(session: Session, blobs: BlobStore, archive: zipfile.ZipFile, ticket
             address: str, report: ExportReport) -> None:
     base = f"tickets/{ticket.number}"
     doc = ticket_as_dict(ticket)
+    if ticket.requester.address.lower() != address:
+        # Only copied in: the requester's address and responsible-gambling flag are
+        # another person's data, not this person's to receive.
+        del doc["requester"], doc["requester_safeguarded"]
     vault = vault_of(session)
     keys: dict[int, Any] = {}
     for message, shown in zip(ticket.messages, doc["messages"], strict=True):

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from storage.export import export
 from storage.models import Event
 from tests.privacy.conftest import KEY_A, complaint
-from tests.support.mails import PNG
+from tests.support.mails import PNG, mail
 
 IVAN = "Ivan Petrov <ivan@mail.test>"
 RECEIPT = b"%PDF-1.4 bank statement of Ivan Petrov " * 30
@@ -153,3 +153,25 @@ def test_an_export_that_fails_leaves_no_partial_file(desk_factory, tmp_path: Pat
     with pytest.raises(Exception):  # noqa: B017 - any failure: the point is what is left
         desk.cli("privacy", "export", "ivan@mail.test", "--out", str(out))
     assert list(tmp_path.glob("ivan.zip*")) == []
+
+
+def test_an_export_of_someone_only_copied_in_gives_out_no_one_elses_flag(
+        desk_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    desk = desk_factory(None)
+    desk.ingest(complaint("olga@mail.test", "My own question", "When is the next tournament?",
+                          message_id="<o1@mail.test>"))
+    sams = desk.ingest(mail(sender="Sam <sam@mail.test>", subject="Exclude me",
+                            body="Please self-exclude me, I have a gambling problem.",
+                            message_id="<s1@mail.test>",
+                            headers={"Cc": "olga@mail.test"}))
+    out = tmp_path / "olga.zip"
+    result = desk.cli("privacy", "export", "olga@mail.test", "--out", str(out), "--by", "dpo")
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as archive:
+        copied = json.loads(archive.read(f"tickets/{sams}/ticket.json"))
+        own = json.loads(archive.read("contact.json"))["tickets"]
+        [own_number] = [n for n in own if n != sams]
+        hers = json.loads(archive.read(f"tickets/{own_number}/ticket.json"))
+    assert "requester_safeguarded" not in copied  # Sam's self-exclusion is not Olga's to read
+    assert "requester" not in copied
+    assert hers["requester"] == "olga@mail.test" and "requester_safeguarded" in hers
