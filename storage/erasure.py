@@ -46,7 +46,8 @@ from storage.vault import KeyDestroyed, Vault, vault_of
 
 ERASED = "erased"
 # Columns that say what a row is, not who or what was said: kept.
-_KEPT = {"tickets": {"status", "category", "priority", "language", "group", "assignee"},
+_KEPT = {"tickets": {"status", "category", "priority", "language", "group", "assignee",
+                     "brand"},
          "messages": {"direction", "kind", "raw_sha256"}}
 _UNKEYED_TOMBSTONE = b"ticketd tombstone without a key file"
 

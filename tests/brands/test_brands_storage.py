@@ -17,7 +17,7 @@ from daemon.app import App
 from daemon.responsible import may_automate
 from daemon.runtime import Current
 from responders.identity import DEFAULT_BRAND
-from storage import db
+from storage import db, erasure
 from storage.blobs import BlobStore
 from storage.models import Contact, Event, OutboxMessage, Ticket
 from tests.support.db import PG_ADMIN_URL, _pg_url
@@ -224,3 +224,16 @@ def test_a_reply_at_another_brands_mailbox_meets_the_tickets_brands_rules(
         kinds = list(session.scalars(select(Event.kind).where(Event.ticket_id == ticket.id)))
     assert "follow_up" in kinds
     assert "complaint_fast_lane" in kinds  # lucky's profile (cga: one business day)
+
+
+def test_an_erased_persons_ticket_keeps_its_brand(app: App) -> None:
+    app.ingestor_for("lucky").ingest(mail(sender="jonas@player.test", to="help@lucky.test",
+                                          subject="Auszahlung", body="Wo bleibt mein Geld?"))
+    ticket = _ticket(app, "Auszahlung")
+    with app.sessions() as session:
+        erasure.erase(session, app.blobs, "jonas@player.test", by="dpo")
+        session.commit()
+    with app.sessions() as session:
+        after = session.get(Ticket, ticket.id)
+        assert after is not None and after.subject == ""
+        assert after.brand == "lucky"  # reports per brand still count it

@@ -107,6 +107,7 @@ def test_erase_leaves_no_trace_of_the_person_and_leaves_the_other_untouched(
         assert desk.app.blobs.get_attachment(message.attachments[0].sha256, key) == OLGA_SCAN
         erased = [session.scalar(select(Ticket).where(Ticket.number == n)) for n in ivans]
         assert all(t.subject == "" and t.status == "closed" for t in erased)
+        assert all(t.brand == "default" for t in erased)  # which brand stays: no person in it
     assert _running_clocks(desk, ivans) == 0  # nothing escalates a blanked ticket
     with desk.app.sessions() as session:
         [event] = session.scalars(select(Event).where(Event.kind == "erased")).all()
