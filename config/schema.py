@@ -866,8 +866,13 @@ class Settings(Section):
 
     @field_validator("brands")
     @classmethod
-    def _brands_named_once(cls, brands: tuple[BrandSettings, ...]) -> tuple[BrandSettings, ...]:
+    def _brands_named_once(cls, brands: tuple[BrandSettings, ...],
+                           info: ValidationInfo) -> tuple[BrandSettings, ...]:
         seen: dict[str, int] = {}
+        support = info.data.get("support")
+        # An address is one brand's: mail to it is ingested and answered as that brand.
+        owners: dict[str, str] = {support.address.lower(): "[support]"} if support else {}
+        sla = info.data.get("sla")
         for index, brand in enumerate(brands):
             if brand.name == DEFAULT_BRAND:
                 raise AtKey(f"{index}.name", f'"{DEFAULT_BRAND}" is the brand of [support]; '
@@ -876,6 +881,18 @@ class Settings(Section):
                 raise AtKey(f"{index}.name", f'"{brand.name}" is already the name of '
                             f"brands[{seen[brand.name]}]")
             seen[brand.name] = index
+            for key, address in (("address", brand.address),
+                                 *(("aliases", alias) for alias in brand.aliases)):
+                if address.lower() in owners:
+                    raise AtKey(f"{index}.{key}", f'"{address}" is already an address of '
+                                f"{owners[address.lower()]}: one address is one brand's")
+                owners[address.lower()] = f"brands[{index}]"
+            c = brand.complaints
+            if c is not None and c.deadline_action == "head_of_support" and sla is not None \
+                    and sla.head_of_support_address is None:
+                raise AtKey(f"{index}.complaints.deadline_action", '"head_of_support" needs '
+                            "[sla] head_of_support_address: the final-response letter is "
+                            'handed there (or deadline_action = "send")')
         return brands
 
     @field_validator("mailboxes")

@@ -146,6 +146,16 @@ def test_the_shipped_example_loads_with_its_single_mailbox(write):
      "brands[0].default_language", 'must be a language code such as "ru"'),
     ({'adr_entity = "IBAS"': ""}, "brands[0].complaints.adr_entity",
      'required with profile = "ukgc"'),
+    ({'address = "support@stars.test"': 'address = "Help@Lucky.test"'}, "brands[1].address",
+     '"Help@Lucky.test" is already an address of brands[0]: one address is one brand\'s'),
+    ({'aliases = ["help@stars.test"]': 'aliases = ["help@lucky.test"]'}, "brands[1].aliases",
+     '"help@lucky.test" is already an address of brands[0]'),
+    ({'address = "support@stars.test"': 'address = "support@localhost"'}, "brands[1].address",
+     '"support@localhost" is already an address of [support]'),
+    ({'adr_url = "https://www.ibas-uk.com"':
+      'adr_url = "https://www.ibas-uk.com"\n    deadline_action = "head_of_support"'},
+     "brands[0].complaints.deadline_action",
+     '"head_of_support" needs [sla] head_of_support_address'),
 ])
 def test_a_bad_brand_or_mailbox_names_file_key_and_reason(write, env, tmp_path, change, key,
                                                          reason):
