@@ -126,6 +126,9 @@ def erase(session: Session, blobs: BlobStore, address: str, by: str) -> ErasureR
                    erased_by=by)
     session.add(tomb)
     contact.address, contact.name, contact.language = f"{ERASED}-{contact.id}@invalid", "", None
+    # What they asked for and where is theirs too; the platform enforces a self-exclusion
+    # (the webhook), and a returning player is a new contact anyway.
+    contact.safeguarded_at = contact.safeguard_intent = contact.safeguard_brand = None
     session.flush()
     report.erasure_id = tomb.id
     search.forget_removed_text(session)

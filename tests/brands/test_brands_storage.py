@@ -237,3 +237,19 @@ def test_an_erased_persons_ticket_keeps_its_brand(app: App) -> None:
         after = session.get(Ticket, ticket.id)
         assert after is not None and after.subject == ""
         assert after.brand == "lucky"  # reports per brand still count it
+
+
+def test_erasure_clears_the_persons_responsible_gambling_flag(app: App) -> None:
+    app.ingestor_for("lucky").ingest(mail(
+        sender="Sam <sam@player.test>", to="help@lucky.test", subject="Exclude me",
+        body="Please self-exclude me, close my account. I have a gambling problem."))
+    asked = _ticket(app, "Exclude me")
+    with app.sessions() as session:
+        erasure.erase(session, app.blobs, "sam@player.test", by="dpo")
+        session.commit()
+    with app.sessions() as session:
+        sam = session.get(Contact, asked.requester_id)
+        assert sam is not None and sam.address.endswith("@invalid")
+        # what they asked for, and under which brand, is their data too: gone with the rest
+        assert (sam.safeguarded_at, sam.safeguard_intent, sam.safeguard_brand) == (
+            None, None, None)
