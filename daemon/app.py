@@ -86,7 +86,8 @@ def build(settings: Settings, *, check_schema: bool = True,
     value = runtime_mod.build(settings, source)
     keys = vault(settings)
     engine = db.make_engine(settings.database.url, echo=settings.database.echo,
-                            masters=keys.masters if keys else None)
+                            masters=keys.masters if keys else None,
+                            held=len(settings.all_mailboxes))  # a lease lock per mailbox
     if check_schema:
         db.check_schema(engine)
     sessions = db.session_factory(engine, keys)

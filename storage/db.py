@@ -24,18 +24,25 @@ class SchemaError(RuntimeError):
     one, or it is sealed (SQLCipher) or in clear unlike what `[privacy]` says."""
 
 
-def make_engine(url: str, *, echo: bool = False, masters: MasterKeys | None = None) -> Engine:
+POOL_SIZE = 5  # PostgreSQL connections kept for the work (SQLAlchemy's default)
+
+
+def make_engine(url: str, *, echo: bool = False, masters: MasterKeys | None = None,
+                held: int = 0) -> Engine:
     """The engine of `url`. Its errors never carry the statement's parameters: they hold mail
     text (a player's card number) and error text ends up in logs and quarantine reasons.
     With master keys, a SQLite database file is sealed with SQLCipher (storage/dbcipher.py);
-    PostgreSQL is not under the storage path, and its encryption at rest is the server's."""
+    PostgreSQL is not under the storage path, and its encryption at rest is the server's.
+    `held`: connections taken for as long as the daemon runs (each mailbox watcher's lease
+    lock), on top of the pool the work shares, so many mailboxes do not starve it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url, parsed.database, echo, masters)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True,
+                         pool_size=POOL_SIZE + held)
 
 
 def _sqlite_engine(url: str, database: str | None, echo: bool,

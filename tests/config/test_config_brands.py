@@ -10,7 +10,7 @@ import pytest
 
 import config
 from config import ConfigError, load_settings
-from daemon import runtime
+from daemon import app, runtime
 from responders.complaints import final_text
 
 EXAMPLE = Path(config.__file__).with_name("ticketd.example.toml")
@@ -238,3 +238,15 @@ def test_a_brands_own_adr_entity_is_named_in_its_final_answer_not_the_desk_text(
     stars = final_text(value.brand("stars"), "en", "We cannot pay this out.")
     assert "Desk Arbitration Board" in stars
     assert "Desk Arbitration Board" in final_text(value.identity, "en", "No.")
+
+
+def test_the_postgresql_pool_has_room_for_each_mailboxs_lease_lock(write, env, tmp_path):
+    # Each watcher holds one pooled connection for its lease for as long as it runs: the
+    # pool is the work's five plus one per mailbox. Building it connects to nothing.
+    text = BRANDS.format(db=tmp_path / "t.db", pw=write("imap-password", "pw\n")).replace(
+        f'url = "sqlite:///{tmp_path / "t.db"}"',
+        'url = "postgresql+psycopg://ticketd@127.0.0.1:5432/ticketd"')
+    assert "postgresql" in text
+    desk = app.build(load_settings(write("ticketd.toml", text), env), check_schema=False)
+    assert len(desk.settings.all_mailboxes) == 2
+    assert desk.engine.pool.size() == 5 + 2
