@@ -190,7 +190,8 @@ def test_ticketd_ingest_takes_a_brand_for_an_mta_pipe(app: App, db_url: str,
     assert _ticket(app, "Piped").brand == "lucky"
 
 
-LUCKY_CGA = CONFIG.replace('routing = {{ self_exclusion = "lucky_rg" }}\n', '''routing = {{ self_exclusion = "lucky_rg" }}
+ROUTING = 'routing = {{ self_exclusion = "lucky_rg" }}\n'
+LUCKY_CGA = CONFIG.replace(ROUTING, ROUTING + '''
 
 [brands.complaints]
 profile = "cga"
