@@ -32,7 +32,6 @@ from responders.mime import (
     wire_bytes,
 )
 from responders.references import verify_message_id
-from responders.rendering import Templates
 
 KEYS = (b"current key",)
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
