@@ -173,7 +173,8 @@ def test_with_stderr_as_the_journal_errors_are_found_by_priority(
     assert str(ingested["ticket"]) == "10001" and ingested["outcome"] == "ticket"
     assert len(ingested["key"]) >= 32
     errors = [doc["msg"] for prio, doc in docs if prio == 3]
-    assert errors == ["nothing to do: neither [imap], [smtp] nor [webhooks] is configured"]
+    assert errors == ["nothing to do: neither [imap], [[mailboxes]], [smtp] nor [webhooks] "
+                      "is configured"]
 
 
 def test_stderr_that_is_not_the_named_journal_stream_keeps_timestamps(
