@@ -94,7 +94,8 @@ def database(backend: str, pg_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def through_outbox(url: str, transport: object, mails: list[bytes], batch: int) -> float:
+def through_outbox(url: str, transport: object, mails: list[bytes], batch: int,
+                   commit_every: int = 1) -> float:
     """Seconds to drain an outbox holding `mails`."""
     engine = db.make_engine(url)
     db.upgrade(engine)
@@ -104,7 +105,8 @@ def through_outbox(url: str, transport: object, mails: list[bytes], batch: int) 
             outbox.enqueue(session, raw=raw, message_id=f"<bench-{i}@casino.test>",
                            envelope_from="support@casino.test",
                            recipients=[f"player{i}@players.test"], kind="ack")
-    sender = OutboxSender(sessions, transport, ops_address=None, batch=batch)  # type: ignore[arg-type]
+    sender = OutboxSender(sessions, transport, ops_address=None, batch=batch,  # type: ignore[arg-type]
+                          commit_every=commit_every)
     started = time.perf_counter()
     stats = asyncio.run(sender.drain())
     elapsed = time.perf_counter() - started
@@ -129,10 +131,13 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--pg-url", default=PG_DEFAULT)
+    ap.add_argument("--commit-every", type=int, default=1,
+                    help="[outbox] commit_every: outcomes committed together (default 1)")
     args = ap.parse_args()
     mails = list(backlog(args.count))
     size = sum(map(len, mails)) / len(mails) / 1024
-    print(f"{args.count} mails, {size:.1f} KiB on average, batches of {args.batch}\n")
+    print(f"{args.count} mails, {size:.1f} KiB on average, batches of {args.batch}, "
+          f"outcomes committed {args.commit_every} at a time\n")
     print(f"{'path':<22} {'connections':<17} {'mails':>6} {'total s':>8} {'mails/s':>8}")
     with sink() as port:
         reused = SmtpTransport(HOST, port, tls="none", local_hostname="localhost")
@@ -145,7 +150,8 @@ def main() -> None:
                     elapsed = transport_only(transport, mails)
                 else:
                     with database(backend, args.pg_url) as url:
-                        elapsed = through_outbox(url, transport, mails, args.batch)
+                        elapsed = through_outbox(url, transport, mails, args.batch,
+                                                 args.commit_every)
                 print(f"{path:<22} {mode:<17} {len(mails):>6} {elapsed:>8.2f} "
                       f"{len(mails) / elapsed:>8.0f}")
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

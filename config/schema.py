@@ -384,6 +384,7 @@ class WebhooksSettings(Section):
 
 class OutboxSettings(Section):
     batch_size: Annotated[Positive, _in_range(1, 1000)] = 50
+    commit_every: Annotated[Positive, _in_range(1, 100)] = 1
     interval: Duration = timedelta(seconds=5)
     lease: Duration = timedelta(minutes=5)
     lifetime: Duration = timedelta(days=5)

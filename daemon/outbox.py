@@ -1,10 +1,10 @@
 """The outbox loop: claim due rows, send the mail over one SMTP connection and post the
 webhooks over one HTTP client, settle the batch's rows together.
 
-The outcomes of a claimed batch are committed together, every SETTLE_EVERY rows and when
-the batch is done (or cut short: the lease running out, the server down, no token), not
-one per row: a commit per mail cost more than the mail itself. So a crash repeats at most
-SETTLE_EVERY rows whose "250" (or "200") was not yet recorded, each with
+Outcomes are committed every `[outbox] commit_every` rows (default 1: each row right after
+the server's answer) and when the batch is done or cut short (the lease running out, the
+server down, no token). A crash repeats at most that many rows whose "250" (or "200") was
+not yet recorded, each with
 the same Message-ID (or delivery id), which lets the receiver drop it. Invariant 2 of
 DESIGN.md; webhooks keep it the same way (DESIGN: every side effect goes through the outbox).
 """
@@ -140,6 +140,9 @@ class SenderSetup:
     batch: int = 50
     lease: timedelta = timedelta(minutes=5)
     webhooks: WebhookTransport | None = None
+    # Outcomes committed together: a commit per mail costs about as much as the mail, and
+    # a crash may send this many twice (same Message-IDs).
+    commit_every: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SenderSetup:
@@ -149,11 +152,10 @@ class SenderSetup:
         smtp = SmtpTransport.from_settings(settings.smtp) if settings.smtp else None
         hooks = WebhookTransport.from_settings(settings.webhooks) if settings.webhooks else None
         return cls(smtp, settings.outbox.ops_address, settings.support.address,
-                   settings.outbox.batch_size, settings.outbox.lease, hooks)
+                   settings.outbox.batch_size, settings.outbox.lease, hooks,
+                   settings.outbox.commit_every)
 
 
-
-SETTLE_EVERY = 10  # outcomes committed together: at most this many sent twice on a crash
 
 class OutboxSender:
     """Sends the outbox. `now` is injectable so that tests move time instead of waiting.
@@ -175,9 +177,10 @@ class OutboxSender:
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         webhooks: WebhookTransport | None = None,
+        commit_every: int = 1,
     ) -> None:
         setup = SenderSetup(transport, ops_address, from_address or ops_address or "", batch,
-                            lease, webhooks)
+                            lease, webhooks, commit_every)
         self._sessions = sessions
         self._setup: Callable[[], SenderSetup] = lambda: setup
         # Outcomes of the batch in hand, written by _flush (one pass at a time per sender).
@@ -358,7 +361,7 @@ class OutboxSender:
         if isinstance(outcome, Retry):  # never later than the expiry: given up on time
             next_at = retry_at(outcome, mail.attempts, now, mail.expires_at, self._rng)
         self._unsettled.append((mail, outcome, now, next_at))
-        if len(self._unsettled) >= SETTLE_EVERY:  # bounds what a crash can send twice
+        if len(self._unsettled) >= setup.commit_every:  # bounds what a crash sends twice
             await self._flush(setup, stats, count=False)
 
     async def _flush(self, setup: SenderSetup, stats: DeliveryStats,

@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.outbox.smtp_sink import HOST, Refuses
 from tests.support.configs import write_config
 
@@ -91,27 +93,25 @@ def test_a_crash_between_250_and_the_commit_repeats_the_mail_once_with_its_messa
     assert (row.state, row.attempts) == ("sent", 2)
 
 
+@pytest.mark.parametrize(("commit_every", "committed"), [(1, 14), (10, 10)])
 def test_a_crash_mid_batch_repeats_at_most_the_unsettled_outcomes(
-        db_url, tmp_path, queue, smtp_server, ticketd, look):
-    """Outcomes are committed every SETTLE_EVERY rows: a crash at the 15th "250" of a batch
-    of 25 sends again only the rows after the last commit, with their Message-IDs."""
-    from daemon.outbox import SETTLE_EVERY
-
+        db_url, tmp_path, queue, smtp_server, ticketd, look, commit_every, committed):
+    """Outcomes are committed every `[outbox] commit_every` rows (default 1): a crash at the
+    15th "250" of a batch of 25 sends again only the rows after the last commit, with their
+    Message-IDs: one at the default, five when ten are committed together."""
     server = smtp_server()
     queued = [queue([f"p{i}@mail.test"])[1] for i in range(25)]
-    config = config_for(tmp_path, db_url, server.port, lease="1s")
+    config = config_for(tmp_path, db_url, server.port, lease="1s", commit_every=commit_every)
     crashed = ticketd("--config", config, "deliver", "--once",
                       env=ENV | {"TICKETD_FAILPOINT": "after-smtp-accept@15"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert server.handler.message_ids() == queued[:15]
-    sent = [r for r in look.rows() if r.state == "sent"]
-    assert len(sent) == SETTLE_EVERY  # the first ten were committed before the crash
+    assert len([r for r in look.rows() if r.state == "sent"]) == committed
     time.sleep(1.5)  # the lease of the claimed rows runs out
     again = ticketd("--config", config, "deliver", "--once", env=ENV)
     assert again.returncode == 0, again.stderr
     received = server.handler.message_ids()
-    repeated = received[15:]
     assert sorted(set(received)) == sorted(queued)
-    assert len(received) - len(queued) == 15 - SETTLE_EVERY  # only the unsettled ones ...
-    assert set(repeated) >= set(queued[SETTLE_EVERY:15])  # ... each with its Message-ID
+    assert len(received) - len(queued) == 15 - committed  # only the unsettled ones ...
+    assert set(received[15:]) >= set(queued[committed:15])  # ... each with its Message-ID
     assert {r.state for r in look.rows()} == {"sent"}
