@@ -182,6 +182,11 @@ class DovecotServer:
         return server
 
     @property
+    def pid(self) -> int | None:
+        """The master process's id while it runs (its workers are its children)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def log_path(self) -> Path:
         return self.root / "dovecot.log"
 
