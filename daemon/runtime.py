@@ -91,7 +91,8 @@ def build(settings: Settings, source: str = "configuration") -> Runtime:
     ours = frozenset().union(*(b.addresses for b in brands.values()))
     ingests = MappingProxyType({
         name: replace(ingest_policy(settings, brand, team and team.as_brand(name),
-                                    ack and replace(ack, identity=brand), sla),
+                                    ack and replace(ack, identity=brand,
+                                                    loops=loops.under(brand)), sla),
                       loops=loops, brand=name, support_addresses=ours)
         for name, brand in brands.items()})
     return Runtime(settings, brands, identity.brand, ingests[identity.brand], sla, team, ack,

@@ -86,9 +86,13 @@ class TeamPolicy:
 
     def as_brand(self, name: str | None) -> TeamPolicy:
         """The team speaking as brand `name` (a ticket's): its From, templates, signature,
-        regulator profile and routing; an unknown name leaves the team as it is."""
+        regulator profile, routing and loop summary; an unknown name leaves the team as it
+        is. A mail that joined a ticket is the ticket's brand's, whichever mailbox got it."""
         identity = self.brands.get(name or "")
-        return replace(self, identity=identity) if identity is not None else self
+        if identity is None:
+            return self
+        loops = self.loops.under(identity) if self.loops is not None else None
+        return replace(self, identity=identity, loops=loops)
 
     def member(self, address: str | None) -> Agent | None:
         """The agent or staff member writing from `address` (lower-case), else None."""

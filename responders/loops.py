@@ -25,7 +25,7 @@ their own, higher limit.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -79,6 +79,14 @@ class LoopPolicy:
     # desk's (agents); the others read `desk.language`
     summary_languages: tuple[tuple[str, str], ...] = ()
     desk: Identity | None = None  # name, templates and language of the summary; None: ours, en
+
+    def under(self, brand: Identity) -> LoopPolicy:
+        """The limits as a ticket of `brand` meets them: a stopped ticket is told of from
+        the brand's address, under its name and templates, whichever mailbox the mail came
+        in at; operations still read the desk's language, as in every staff mail."""
+        language = self.desk.language if self.desk is not None else brand.language
+        return replace(self, desk=replace(brand, language=language),
+                       summary_from=brand.address if self.summary_from else "")
 
     @property
     def kept(self) -> timedelta:
