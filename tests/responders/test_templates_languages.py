@@ -4,6 +4,7 @@ variable, and no sentence of the English templates shows through a translation."
 from __future__ import annotations
 
 import email
+import html
 import re
 from datetime import UTC, datetime, timedelta
 from email.policy import default
@@ -187,6 +188,15 @@ def test_no_english_sentence_in_a_translation(language: str, name: str) -> None:
 def test_each_language_has_its_own_reply_marker() -> None:
     assert set(REPLY_MARKER_BY_LANGUAGE) == set(LANGUAGES)
     assert len(set(REPLY_MARKER_BY_LANGUAGE.values())) == len(LANGUAGES)
+
+
+@pytest.mark.parametrize("name", ENGLISH_NAMES)
+def test_uzbek_is_written_with_its_own_apostrophes(name: str) -> None:
+    """Uzbek Latin writes oʻ, gʻ with U+02BB and the tutuq belgisi with U+02BC, as every
+    Uzbek template here does: an ASCII ' in one line reads as a typing slip."""
+    for context in _contexts("uz"):
+        text = _environment().get_template(f"uz/{name}").render(**context)
+        assert not re.search(r"[A-Za-z]'[a-z]", html.unescape(text)), f"uz/{name}"
 
 
 KEYS = (b"languages-test-key-0123456789abc",)
