@@ -12,13 +12,11 @@ recipients are marked bouncing, so they are not acknowledged again.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from responders.ops_notice import ops_notice
 from storage import outbox, queries
 from storage.models import Event
 
@@ -61,16 +59,6 @@ def _dead_in(session: Session, hour: datetime, now: datetime) -> list[dict]:
 def _digest(dead: list[dict], hour: datetime, *, to: str, sender: str, message_id: str,
             now: datetime) -> bytes:
     """Names each mail (row, Message-ID, error), never its body; automatic (invariant 3)."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = (f"ticketd: {len(dead)} acknowledgement(s) undeliverable, "
-                      f"{hour:%Y-%m-%d %H}:00 UTC")
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["Precedence"] = "bulk"
     lines = [f"ticketd gave up {len(dead)} acknowledgement(s) between {hour:%H}:00 and "
              f"{hour + timedelta(hours=1):%H}:00 UTC, most often to senders whose address",
              "does not exist. Their addresses are marked bouncing when the server refused them.",
@@ -81,5 +69,6 @@ def _digest(dead: list[dict], hour: datetime, *, to: str, sender: str, message_i
     if len(dead) > _LISTED:
         lines.append(f"... and {len(dead) - _LISTED} more")
     lines += ["", "All of them: ticketd outbox --state dead"]
-    msg.set_content("\n".join(lines))
-    return msg.as_bytes(policy=SMTP)
+    subject = f"ticketd: {len(dead)} acknowledgement(s) undeliverable, {hour:%Y-%m-%d %H}:00 UTC"
+    return ops_notice(sender=sender, to=(to,), subject=subject, message_id=message_id, now=now,
+                      text="\n".join(lines))

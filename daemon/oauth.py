@@ -19,8 +19,6 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from daemon import metrics
+from responders.ops_notice import ops_notice
 from storage import outbox
 from storage.crypto import MasterKeys
 from storage.models import utcnow
@@ -368,19 +367,11 @@ def refresh_failure_notice(mailbox: str, problem: str, token_id: str, *, to: str
     kind = "refused" if permanent else "unsaved" if error == "save_failed" else "unreachable"
     # Not make_msgid (time and randomness): the report must be the same mail every time.
     message_id = f"<oauth-refresh-{kind}-{mailbox}-{token_id}@{domain}>"
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = {
+    subject = {
         "refused": f"ticketd: OAuth login of the {mailbox} mailbox needs renewing",
         "unsaved": f"ticketd: OAuth token of the {mailbox} mailbox could not be saved",
         "unreachable": f"ticketd: OAuth token endpoint unreachable for the {mailbox} mailbox",
     }[kind]
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["Precedence"] = "bulk"
     stalled = "Until this is fixed, mail is not " + (
         "fetched." if mailbox == "imap" else "sent; it waits in the outbox.")
     if permanent:
@@ -394,7 +385,7 @@ def refresh_failure_notice(mailbox: str, problem: str, token_id: str, *, to: str
         advice = ["The token endpoint has been unreachable (or failing) for a while; the",
                   "login itself may be fine. Check the network, proxy and the provider's",
                   "status page. The daemon keeps retrying and resumes by itself."]
-    msg.set_content("\n".join([
+    text = "\n".join([
         f"ticketd could not save the refreshed OAuth 2 token of its {mailbox} mailbox:"
         if kind == "unsaved" else
         f"ticketd cannot refresh the OAuth 2 access token of its {mailbox} mailbox:",
@@ -406,8 +397,9 @@ def refresh_failure_notice(mailbox: str, problem: str, token_id: str, *, to: str
         "",
         "This is the only mail about this failure of this token; systemctl status ticketd",
         "and the metric ticketd_oauth_refresh_failures_total show whether it goes on.",
-    ]))
-    return message_id, msg.as_bytes()
+    ])
+    return message_id, ops_notice(sender=sender, to=(to,), subject=subject,
+                                  message_id=message_id, now=now, text=text)
 
 
 # -- wiring ------------------------------------------------------------------------------------

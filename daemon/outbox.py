@@ -18,9 +18,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 from typing import TypeVar
 
 import httpx
@@ -31,6 +29,7 @@ from daemon import metrics
 from daemon.dead_digest import DIGESTED_KINDS, bury_in_digest
 from daemon.failpoints import failpoint
 from daemon.webhooks import Answer, WebhookSession, WebhookTransport, WebhookUnreachable
+from responders.ops_notice import ops_notice
 from responders.transport import (
     DeliveryError,
     PermanentDeliveryError,
@@ -459,17 +458,8 @@ def dead_letter_notice(mail: ClaimedMail, error: str, *, to: str, sender: str,
     """
     domain = sender.rpartition("@")[2] or "localhost"
     message_id = make_msgid(idstring=f"outbox-dead-{mail.id}", domain=domain)
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
     what = f"webhook {mail.event}" if mail.is_webhook else f"{mail.kind} mail"
-    msg["Subject"] = f"ticketd: undeliverable {what} (outbox #{mail.id})"
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["Precedence"] = "bulk"
-    msg.set_content("\n".join([
+    text = "\n".join([
         f"ticketd gave up delivering an outgoing {'webhook' if mail.is_webhook else 'mail'}.",
         "",
         f"outbox row:  {mail.id}",
@@ -481,8 +471,10 @@ def dead_letter_notice(mail: ClaimedMail, error: str, *, to: str, sender: str,
         f"error:       {' '.join(error.split())}",
         "",
         f"To try again: ticketd outbox retry {mail.id}",
-    ]))
-    return message_id, msg.as_bytes(policy=SMTP)
+    ])
+    return message_id, ops_notice(sender=sender, to=(to,), message_id=message_id, now=now,
+                                  subject=f"ticketd: undeliverable {what} (outbox #{mail.id})",
+                                  text=text)
 
 
 def _said(row: ClaimedMail, what: str) -> str:

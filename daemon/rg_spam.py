@@ -12,13 +12,11 @@ hour (its Message-ID made from the hour), rewritten while it has not been tried.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from responders.ops_notice import ops_notice
 from storage import outbox
 from storage.models import IngestRecord
 
@@ -53,16 +51,6 @@ def _notice(flagged: list[tuple[int, str]], hour: datetime, to: tuple[str, ...],
             message_id: str, now: datetime) -> bytes:
     """Names each spam by its id and the intent found, never its sender or words (a
     spammer's text is not relayed to staff); automatic mail (invariant 3)."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = (f"ticketd: spam with a responsible-gambling sentence, "
-                      f"{hour:%Y-%m-%d %H}:00 UTC")
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["Precedence"] = "bulk"
     lines = [f"Our MTA marked {len(flagged) or 'some'} mail(s) as spam between {hour:%H}:00 and "
              f"{hour + timedelta(hours=1):%H}:00 UTC that ask for self-exclusion or account",
              "closure, or speak of gambling harm. Their senders are not vouched for, so no",
@@ -71,5 +59,6 @@ def _notice(flagged: list[tuple[int, str]], hour: datetime, to: tuple[str, ...],
     if len(flagged) > _LISTED:
         lines.append(f"... and {len(flagged) - _LISTED} more")
     lines += ["", "See them: ticketd spam list    Make one a ticket: ticketd spam release ID"]
-    msg.set_content("\n".join(lines))
-    return msg.as_bytes(policy=SMTP)
+    subject = f"ticketd: spam with a responsible-gambling sentence, {hour:%Y-%m-%d %H}:00 UTC"
+    return ops_notice(sender=sender, to=to, subject=subject, message_id=message_id, now=now,
+                      text="\n".join(lines))

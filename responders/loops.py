@@ -44,6 +44,7 @@ from responders.headers import (
 )
 from responders.identity import Identity
 from responders.mime import set_body
+from responders.ops_notice import mark_automatic
 from responders.rendering import Templates
 from responders.wording import localized_duration
 from storage import loops, outbox, queries
@@ -225,9 +226,7 @@ def loop_summary(number: int | None, over: Over, kind: str, *, to: tuple[str, ..
                     templates.render("loop_stopped.subject.txt.j2", language, **variables))
     put_header(msg, "Date", format_datetime(now if now.tzinfo else now.replace(tzinfo=UTC)))
     put_header(msg, "Message-ID", message_id)
-    put_header(msg, "Auto-Submitted", "auto-generated")
-    put_header(msg, "X-Auto-Response-Suppress", "All")
-    put_header(msg, "Precedence", "bulk")
+    mark_automatic(msg)
     put_header(msg, "X-Ticketd-Loop", sender)
     set_body(msg, templates.render("loop_stopped.txt.j2", language, **variables))
     return message_id.strip("<>"), msg.as_bytes()
