@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from daemon.cli_common import app_or_exit as _app
 from daemon.cli_common import settings_or_exit as _settings
 from daemon.cli_common import temp_failures_exit_75
+
+if TYPE_CHECKING:
+    from storage.models import IngestRecord
 
 
 def register(main: click.Group) -> None:
@@ -57,27 +62,19 @@ def spam_command() -> None:
 def spam_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """The spam kept, newest first: id, when, the verdict, the Message-ID. A spam that asks
     for self-exclusion or closure, or speaks of gambling harm, is marked "RG:<intent>"."""
-    from storage.spam import list_spam
+    from storage.spam import SPAM
 
-    @temp_failures_exit_75
-    def listed() -> list[dict]:
-        application = _app(ctx)
-        with application.sessions() as session:
-            return [{"id": r.id, "received": r.created_at.isoformat(timespec="seconds"),
-                     "verdict": r.reason, "message_id": r.header_message_id or "",
-                     "size": r.raw_size, "responsible_gambling": r.rg_intent}
-                    for r in list_spam(session, limit)]
+    def row(r: IngestRecord) -> dict:
+        return {"id": r.id, "received": r.created_at.isoformat(timespec="seconds"),
+                "verdict": r.reason, "message_id": r.header_message_id or "",
+                "size": r.raw_size, "responsible_gambling": r.rg_intent}
 
-    rows = listed()
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
-        return
-    for row in rows:
+    def line(row: dict) -> str:
         flag = f"RG:{row['responsible_gambling']}" if row["responsible_gambling"] else ""
-        click.echo(f"{row['id']:>7}  {row['received']}  {flag:<18}  {row['verdict'][:60]:<60}  "
-                   f"{row['message_id'][:60]}")
-    if not rows:
-        click.echo("no spam kept")
+        return (f"{row['id']:>7}  {row['received']}  {flag:<18}  {row['verdict'][:60]:<60}  "
+                f"{row['message_id'][:60]}")
+
+    _listing(ctx, SPAM, limit, as_json, row, line, empty="no spam kept")
 
 
 @spam_command.command("release")
@@ -101,25 +98,17 @@ def quarantine_command() -> None:
 @click.pass_context
 def quarantine_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """The quarantined mail, newest first: id, when, the reason, the Message-ID."""
-    from storage.spam import QUARANTINED, list_spam
+    from storage.spam import QUARANTINED
 
-    @temp_failures_exit_75
-    def listed() -> list[dict]:
-        application = _app(ctx)
-        with application.sessions() as session:
-            return [{"id": r.id, "received": r.created_at.isoformat(timespec="seconds"),
-                     "reason": r.reason, "message_id": r.header_message_id or "",
-                     "size": r.raw_size} for r in list_spam(session, limit, QUARANTINED)]
+    def row(r: IngestRecord) -> dict:
+        return {"id": r.id, "received": r.created_at.isoformat(timespec="seconds"),
+                "reason": r.reason, "message_id": r.header_message_id or "", "size": r.raw_size}
 
-    rows = listed()
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
-        return
-    for row in rows:
-        click.echo(f"{row['id']:>7}  {row['received']}  {row['reason'][:70]:<70}  "
-                   f"{row['message_id'][:50]}")
-    if not rows:
-        click.echo("nothing quarantined")
+    def line(row: dict) -> str:
+        return (f"{row['id']:>7}  {row['received']}  {row['reason'][:70]:<70}  "
+                f"{row['message_id'][:50]}")
+
+    _listing(ctx, QUARANTINED, limit, as_json, row, line, empty="nothing quarantined")
 
 
 @quarantine_command.command("release")
@@ -130,6 +119,28 @@ def quarantine_release(ctx: click.Context, record_id: int) -> None:
     person: an agent's forward is then taken as theirs. Moved from the quarantine folder to
     Processed unless it is quarantined again (a mail that cannot be parsed stays)."""
     click.echo(_release(ctx, record_id, "quarantined"))
+
+
+def _listing(ctx: click.Context, outcome: str, limit: int, as_json: bool,
+             row: Callable[[IngestRecord], dict], line: Callable[[dict], str], *,
+             empty: str) -> None:
+    """Print the newest `limit` records of `outcome`: one JSON array of `row`s, or a `line`
+    each and `empty` when there are none."""
+    from storage.spam import list_spam
+
+    @temp_failures_exit_75
+    def listed() -> list[dict]:
+        with _app(ctx).sessions() as session:
+            return [row(r) for r in list_spam(session, limit, outcome)]
+
+    rows = listed()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    for each in rows:
+        click.echo(line(each))
+    if not rows:
+        click.echo(empty)
 
 
 def _release(ctx: click.Context, record_id: int, outcome: str) -> str:
