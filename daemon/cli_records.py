@@ -78,9 +78,15 @@ def verify_command(ctx: click.Context, no_seal: bool) -> None:
 @click.pass_context
 @_temp_failures_exit_75
 def retention_command(ctx: click.Context, once: bool, at: str | None, apply: bool) -> None:
-    """Apply the [retention] rules: until SIGTERM, or with --once one sweep."""
+    """Apply the [retention] rules and prune the loop ledger: until SIGTERM, or with --once
+    one sweep."""
     from daemon.cli_common import app_or_exit as _app
-    from daemon.retention import RecordsKeeper, RetentionSweeper
+    from daemon.retention import (
+        RecordsKeeper,
+        RetentionSweeper,
+        ledger_kept,
+        prune_loop_ledger,
+    )
 
     if (at is not None or apply) and not once:
         raise click.UsageError("--now and --apply go with --once")
@@ -95,8 +101,11 @@ def retention_command(ctx: click.Context, once: bool, at: str | None, apply: boo
     dry = now is not None and now > datetime.now(UTC) and not apply
     sweeper = RetentionSweeper.from_settings(settings, application.sessions, application.blobs)
     counts = sweeper.run_once(now, apply=not dry)
-    click.echo(counts.line() + (" (dry run: --now is ahead of the clock; nothing changed, "
-                                "--apply to sweep)" if dry else ""))
+    # The same prune (and lock) as the daemon's records task, for a desk swept by cron.
+    pruned = prune_loop_ledger(application.sessions, ledger_kept(settings), now, apply=not dry)
+    click.echo(f"{counts.line()} loop_ledger={pruned}" + (
+        " (dry run: --now is ahead of the clock; nothing changed, --apply to sweep)"
+        if dry else ""))
 
 
 async def _serve(keeper: Any) -> None:

@@ -406,19 +406,30 @@ class RetentionSweeper:
 
 
 LEDGER_PRUNE_EVERY = 600.0  # seconds between two prunes of the loop ledger by one daemon
-_PRUNE_LOCK = "ticketd loop ledger prune"
+LEDGER_PRUNE_LOCK = "ticketd loop ledger prune"
+
+
+def ledger_kept(settings: Settings) -> timedelta:
+    """How long the loop ledger's rows matter under these [loops] windows."""
+    loops = settings.loops
+    return LoopPolicy(per_ticket_window=loops.per_ticket_window,
+                      per_ticket_day_window=loops.per_ticket_day_window,
+                      per_address_window=loops.per_address_window,
+                      repeat_window=loops.repeat_window).kept
 
 
 def prune_loop_ledger(sessions: sessionmaker[Session], kept: timedelta,
-                      now: datetime | None = None) -> int:
+                      now: datetime | None = None, *, apply: bool = True) -> int:
     """Remove the loop ledger's rows older than `kept` (storage/loops.py), in one short
-    transaction of its own; the rows removed. On PostgreSQL one daemon at a time prunes
-    (a daemon that finds another at it skips this pass): the check of each mail only
-    reads the ledger, so pruning never makes a mail wait."""
+    transaction of its own; the rows removed (with apply=False only counted). On
+    PostgreSQL one daemon or command at a time prunes (one that finds another at it skips
+    this pass): the check of each mail only reads the ledger, so pruning never makes a
+    mail wait."""
     with sessions.begin() as session:
-        if not try_lock_for_transaction(session, _PRUNE_LOCK):
+        if not try_lock_for_transaction(session, LEDGER_PRUNE_LOCK):
             return 0
-        return loop_ledger.prune(session, (now or utcnow()) - kept)
+        before = (now or utcnow()) - kept
+        return (loop_ledger.prune if apply else loop_ledger.expired)(session, before)
 
 
 @dataclass(frozen=True)
@@ -438,13 +449,8 @@ class KeeperPlan:
            blobs: BlobStore) -> KeeperPlan:
         rules = RetentionRules.from_settings(settings)
         sweeper = RetentionSweeper(sessions, blobs, rules) if rules.any else None
-        loops = settings.loops
-        kept = LoopPolicy(per_ticket_window=loops.per_ticket_window,
-                          per_ticket_day_window=loops.per_ticket_day_window,
-                          per_address_window=loops.per_address_window,
-                          repeat_window=loops.repeat_window).kept
         return cls(sweeper, settings.audit.seal_interval.total_seconds(),
-                   settings.retention.interval.total_seconds(), kept)
+                   settings.retention.interval.total_seconds(), ledger_kept(settings))
 
 
 class RecordsKeeper:

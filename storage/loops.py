@@ -5,9 +5,9 @@ stops growing at the limit (a blocked mail adds no row), so a runaway ticket nev
 its own check slower. The same ledger keeps the one sign of a responder that must be
 counted per sender, an answer dated within seconds of our mail (kind `quick_answer`, no
 outbox row): so no event is written only to be counted. Every count takes only the rows
-within its window; `prune`, run by the daemon's records task now and then (never on the
-path of a mail), removes the rows no window reaches. The decisions are in
-responders/loops.py.
+within its window; `prune`, run by the daemon's records task now and then and by
+`ticketd retention --once` (never on the path of a mail), removes the rows no window
+reaches. The decisions are in responders/loops.py.
 """
 
 from __future__ import annotations
@@ -89,6 +89,12 @@ def prune(session: Session, before: datetime) -> int:
     records task, not for the check of each mail, where a DELETE would make every daemon
     of a PostgreSQL desk wait on the others' row locks. The rows removed."""
     return int(session.execute(delete(_AUTO).where(_AUTO.c.created_at < before)).rowcount or 0)
+
+
+def expired(session: Session, before: datetime) -> int:
+    """The rows `prune` would remove (a dry run)."""
+    return int(session.scalar(select(func.count()).select_from(_AUTO)
+                              .where(_AUTO.c.created_at < before)) or 0)
 
 
 def stopped_at(session: Session, ticket_id: int) -> datetime | None:

@@ -11,11 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from daemon.ingest import Ingestor
+from daemon.retention import LEDGER_PRUNE_LOCK
 from storage import db
+from storage import loops as loop_ledger
 from storage.blobs import BlobStore
-from storage.models import Event, IngestRecord, LegalHold
+from storage.locks import try_lock_for_transaction
+from storage.models import AutoMail, Event, IngestRecord, LegalHold, utcnow
 from tests.records.desk import POLICY, RULES_TOML, build
 from tests.support.configs import write_config
 from tests.support.mails import mail
@@ -113,3 +117,50 @@ def test_retention_ahead_of_the_clock_is_a_dry_run_unless_applied(db_url: str,
     assert not desk.raw_on_disk("anna") and desk.raw_on_disk("dora")
     misuse = _ticketd(config, "retention", "--now", ahead)
     assert misuse.returncode == 2 and "--once" in misuse.stderr
+
+
+def _ledger(db_url: str, *ages: timedelta) -> sessionmaker[Session]:
+    """The loop ledger with one row per age (an acknowledgement sent that long ago)."""
+    sessions = db.session_factory(db.make_engine(db_url))
+    with sessions.begin() as session:
+        for n, age in enumerate(ages):
+            loop_ledger.record(session, None, [f"p{n}@players.test"], "ack", None,
+                               utcnow() - age)
+    return sessions
+
+
+def _ledger_addresses(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as session:
+        return sorted(session.scalars(select(AutoMail.address)))
+
+
+def test_retention_once_prunes_the_loop_ledger(db_url: str, tmp_path: Path) -> None:
+    """Rows no loop window reaches (a day by default) go, as the daemon's records task
+    removes them; a dry run ahead of the clock counts them and removes none."""
+    config = write_config(tmp_path / "etc", db_url)
+    sessions = _ledger(db_url, timedelta(days=3), timedelta(days=2), timedelta(hours=1))
+    ahead = (utcnow() + timedelta(days=1)).isoformat()
+    dry = _ticketd(config, "retention", "--once", "--now", ahead)
+    assert dry.returncode == 0, dry.stderr
+    assert " loop_ledger=3 " in dry.stdout and "(dry run" in dry.stdout
+    assert len(_ledger_addresses(sessions)) == 3
+    done = _ticketd(config, "retention", "--once")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(" loop_ledger=2")
+    assert _ledger_addresses(sessions) == ["p2@players.test"]  # the hour-old row is still counted
+
+
+def test_retention_once_leaves_the_ledger_to_a_daemon_pruning_it(pg_url: str,
+                                                                 tmp_path: Path) -> None:
+    """One prune at a time on PostgreSQL: while another holds the prune lock (a daemon's
+    records task), the command skips the ledger and says so with 0."""
+    config = write_config(tmp_path / "etc", pg_url)
+    sessions = _ledger(pg_url, timedelta(days=2))
+    with sessions.begin() as holder:
+        assert try_lock_for_transaction(holder, LEDGER_PRUNE_LOCK)
+        busy = _ticketd(config, "retention", "--once")
+        assert busy.returncode == 0, busy.stderr
+        assert busy.stdout.rstrip().endswith(" loop_ledger=0")
+    assert _ledger_addresses(sessions) == ["p0@players.test"]
+    done = _ticketd(config, "retention", "--once")
+    assert done.stdout.rstrip().endswith(" loop_ledger=1") and _ledger_addresses(sessions) == []
