@@ -140,9 +140,10 @@ def _refuse(reason: str | None) -> None:
 
 class _EnvelopeParser(MailParser):  # type: ignore[misc]
     """mail-parser reading the address and date headers of a header-only message, and no
-    more: those readings (and their defects) are made when it resets its state; the rest of
-    its parse walks the parts, builds a header view of each and a dict of every header,
-    which for this one empty part only doubles the work and reads nothing we use."""
+    more: those readings (and their defects) are made when it resets its state (the Date
+    ones from 4.8 on, hence the floor in pyproject.toml); the rest of its parse walks the
+    parts, builds a header view of each and a dict of every header, which for this one
+    empty part only doubles the work and reads nothing we use."""
 
     def parse(self) -> _EnvelopeParser:
         self._reset()

@@ -432,6 +432,17 @@ ENVELOPES = [
 ]
 
 
+def test_an_unreadable_date_is_a_defect_and_an_obsolete_year_is_read() -> None:
+    """The envelope readings the mail-parser floor in pyproject stands for: its reset reads
+    the Date header, reports what it cannot read, and takes a three-digit year as 1900 plus
+    it (RFC 5322 §4.3)."""
+    bad = parse(mail("From: a@b.example\nDate: Pn, 29 paX 2007 21:13:00 +0100"))
+    assert "DateHeaderDefect" in bad.defects
+    obsolete = parse(mail("From: a@b.example\nDate: Mon,  2 Apr 101 04:20:10 +0000"))
+    assert obsolete.date == datetime(2001, 4, 2, 4, 20, 10, tzinfo=UTC)
+    assert "DateHeaderDefect" not in parse(SIMPLE).defects
+
+
 @pytest.mark.parametrize("raw", ENVELOPES)
 def test_the_envelope_reads_what_a_whole_mail_parser_parse_reads(raw: bytes) -> None:
     """mail-parser is asked only for its readings of the address and date headers; they and
