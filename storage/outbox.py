@@ -91,8 +91,15 @@ def next_attempt(attempts: int, now: datetime, rng: random.Random | None = None)
 _OUTBOX = OutboxMessage.__table__
 _C = _OUTBOX.c
 _INSERT = insert(_OUTBOX).returning(_C.id)
-# Many rows in one executemany; the ids come back in the order the rows were given.
+# Many rows at once (`enqueue_many`). SQLite: in one INSERT, the ids returned in the order
+# the rows were given. PostgreSQL: without RETURNING, so that psycopg's own executemany sends
+# one short statement per row (pipelined) instead of one statement of all the rows (thousands
+# of parameters), which psycopg parses anew each time; the ids are then read back by the
+# unique Message-IDs, one array parameter. Less than half the CPU for a batch of 200 mails.
 _INSERT_MANY = insert(_OUTBOX).returning(_C.id, sort_by_parameter_order=True)
+_INSERT_ROWS = insert(_OUTBOX)
+_IDS_OF = select(_C.message_id, _C.id).where(_C.message_id == func.any(
+    bindparam("message_ids", type_=postgresql.ARRAY(_C.message_id.type))))
 # A row made once whatever the number of daemons: a concurrent insert waits, then does nothing.
 _INSERT_ONCE = {dialect.__name__.rpartition(".")[2]: dialect.insert(_OUTBOX)
                 .on_conflict_do_nothing(index_elements=["message_id"])
@@ -200,7 +207,7 @@ def enqueue_many(session: Session, mails: Sequence[Outgoing],
                             envelope_from=mail.envelope_from, recipients=mail.recipients,
                             kind=mail.kind, ticket_id=mail.ticket_id,
                             now=mail.now or utcnow(), lifetime=lifetime, event=None))
-    ids = list(session.execute(_INSERT_MANY, rows).scalars())
+    ids = _insert_rows(session, rows)
     events = [sent_mail_event(mail.ticket_id, outbox_id=oid, kind=mail.kind,
                               message_id=mail.message_id, recipients=mail.recipients,
                               raw=mail.raw, shown=mail.shown)
@@ -208,6 +215,16 @@ def enqueue_many(session: Session, mails: Sequence[Outgoing],
     if events:
         session.execute(_INSERT_EVENT, events)
     return ids
+
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert new outbox rows; their ids, in the order of `rows`."""
+    if session.get_bind().dialect.name != "postgresql":
+        return list(session.execute(_INSERT_MANY, rows).scalars())
+    session.execute(_INSERT_ROWS, rows)
+    ids = {message_id: row_id for message_id, row_id in session.execute(
+        _IDS_OF, {"message_ids": [row["message_id"] for row in rows]})}
+    return [ids[row["message_id"]] for row in rows]
 
 
 def enqueue_webhook(session: Session, *, body: bytes, delivery_id: str, event: str, url: str,

@@ -67,6 +67,40 @@ def test_the_same_message_id_cannot_be_queued_twice(sessions, clock):
         outbox.enqueue(session, **values)
 
 
+def test_enqueue_many_gives_each_mail_its_own_row_id_in_the_order_given(
+        sessions, clock, ticket_id, look):
+    # Message-IDs in no sorted order: the ids must follow the mails, not the ids' order.
+    names = ["<m-7@t>", "<m-2@t>", "<m-9@t>", "<m-1@t>", "<m-5@t>"]
+    mails = [outbox.Outgoing(raw=f"Subject: {name}\r\n\r\nx\r\n".encode(), message_id=name,
+                             envelope_from="support@casino.test", recipients=(f"{n}@mail.test",),
+                             kind="escalation", ticket_id=ticket_id if n % 2 else None,
+                             now=clock())
+             for n, name in enumerate(names)]
+    with sessions.begin() as session:
+        ids = outbox.enqueue_many(session, mails)
+    rows = {row.id: row for row in look.rows()}
+    assert len(set(ids)) == len(mails) == len(rows)
+    for row_id, mail in zip(ids, mails, strict=True):
+        assert (rows[row_id].message_id, rows[row_id].recipients) == (
+            mail.message_id, list(mail.recipients))
+    queued = {e.data["message_id"]: e.data["outbox_id"] for e in look.events("mail_queued")}
+    assert queued == {mail.message_id: row_id for row_id, mail in zip(ids, mails, strict=True)
+                      if mail.ticket_id is not None}
+
+
+def test_enqueue_many_with_a_message_id_already_queued_writes_nothing(sessions, clock, look):
+    def mail(name: str) -> outbox.Outgoing:
+        return outbox.Outgoing(raw=b"Subject: x\r\n\r\nx\r\n", message_id=name,
+                               envelope_from="support@casino.test",
+                               recipients=("lead@mail.test",), kind="escalation", now=clock())
+
+    with sessions.begin() as session:
+        outbox.enqueue_many(session, [mail("<a@t>")])
+    with pytest.raises(sa_exc.IntegrityError), sessions.begin() as session:
+        outbox.enqueue_many(session, [mail("<b@t>"), mail("<a@t>")])
+    assert [row.message_id for row in look.rows()] == ["<a@t>"]
+
+
 def test_claim_takes_due_rows_once_until_the_lease_passes(sessions, clock, queue):
     due, _ = queue()
     with sessions.begin() as session:
