@@ -466,6 +466,7 @@ class _Pass:
         self.desk, self.session, self.now = desk, session, now
         self.mails: list[outbox.Outgoing] = []
         self.events: list[tuple[str, int | None, dict[str, Any]]] = []
+        self._staff: dict[str, Identity] = {}  # by brand: see `staff_identity`
 
     def step(self, clock_id: int) -> list[Escalation] | None:
         """Move one clock on and record what it reached; None when it was not ours to move."""
@@ -539,6 +540,16 @@ class _Pass:
         return Escalation(facts.number, clock.kind, stage,
                           () if withheld else tuple(recipients), withheld)
 
+    def staff_identity(self, brand: str) -> Identity:
+        """Who escalations of a ticket of `brand` come from: the brand, written in the staff's
+        language, the desk's. Made once per brand and transaction, not once per mail: the desk
+        does not change within a pass."""
+        identity = self._staff.get(brand)
+        if identity is None:
+            identity = replace(of_brand(self.desk, brand), language=self.identity.language)
+            self._staff[brand] = identity
+        return identity
+
     def _queue(self, clock: Clock, stage: int, policy: Policy, facts: clocks.EscalationFacts,
                to: str) -> str:
         """Compose and enqueue the mail; "" when queued, else why it was not."""
@@ -550,8 +561,7 @@ class _Pass:
             assignee=facts.assignee,
             nonce=f"sla{clock.id}s{stage}",  # one Message-ID per clock and stage
         )
-        # From the ticket's brand; written in the staff's language, the desk's.
-        identity = replace(of_brand(self.desk, facts.brand), language=self.identity.language)
+        identity = self.staff_identity(facts.brand)
         try:
             msg = escalation(ctx, identity, to=to, timezone=self.options.timezone)
         except UnsafeRecipient as err:  # a configuration mistake: retrying would not help
