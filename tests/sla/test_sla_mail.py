@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta, timezone
 
 import pytest
 from sqlalchemy import update
 
-from daemon.sla import MonitorDesk, SlaMonitor
+from daemon.sla import MonitorDesk, SlaMonitor, SlaOptions
 from responders.escalation import EscalationContext, escalation
 from responders.headers import UnsafeRecipient
 from responders.identity import Identity
@@ -127,3 +127,34 @@ def test_mails_of_one_pass_share_the_desk_headers_but_each_has_its_own_moment() 
         _compose(to="support@casino.test")
     with pytest.raises(UnsafeRecipient):
         _compose(to="support@casino.test")
+
+
+@dataclass(frozen=True)
+class BrandedDesk:
+    """A desk that knows brands, as the daemon's runtime value does."""
+
+    sla: SlaOptions
+    identity: Identity
+    brands: dict[str, Identity]
+
+    def brand(self, name: str | None) -> Identity:
+        return self.brands.get(name or "default") or self.identity
+
+
+def test_each_escalation_of_a_pass_speaks_as_its_tickets_brand_in_the_desks_language(
+        new_ticket, sessions, options, identity, look) -> None:
+    poker = Identity("support@poker.test", "Poker Support", KEYS, identity.templates,
+                     language="ru", brand="poker")
+    desk = BrandedDesk(options, identity, {"default": identity, "poker": poker})
+    tickets = [new_ticket(text=QUESTION) for _ in range(4)]
+    with sessions.begin() as session:  # brands interleaved within the one batch
+        session.execute(update(Ticket).where(Ticket.id.in_(tickets[1::2])).values(
+            brand="poker"))
+    SlaMonitor(sessions, desk).run_once(at(hours=19, minutes=13))
+    for ticket, sender in zip(tickets, ["Casino Support <support@casino.test>",
+                                        "Poker Support <support@poker.test>"] * 2,
+                              strict=True):
+        [(_, _, raw)] = look.mails(ticket)
+        mail = parse(raw)
+        assert mail["From"] == sender
+        assert mail["Subject"].startswith("SLA warning: first response due")  # English
