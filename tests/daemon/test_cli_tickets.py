@@ -212,6 +212,28 @@ def test_the_search_index_follows_updates_and_deletes(db_url: str) -> None:
     engine.dispose()
 
 
+def test_a_common_word_is_ranked_among_its_newest_matches(db_url: str) -> None:
+    """Only the newest search.RANKED matches are ranked, so that a common word costs the same
+    on a million tickets as on ten thousand: an older ticket, however well it matches, is
+    left to a rarer word."""
+    engine = db.make_engine(db_url)
+    with db.session_factory(engine).begin() as session:
+        old = _ticket(session, subject="Old claim", text_="jackpot jackpot jackpot, voucher 77")
+        newer = [_ticket(session, subject=f"Bet {i}", text_=f"about the jackpot, bet {i}")
+                 for i in range(search.RANKED)]
+        best = _ticket(session, subject="Jackpot", text_="jackpot never paid")
+    with db.session_factory(engine)() as session:
+        common = [h.number for h in search.search(session, "jackpot")]
+        assert old not in common  # ranked among all, it would come second
+        assert common[0] == best  # a subject match first
+        assert common[1:] == newer[:-20:-1]  # equal matches newest first
+        [hit] = search.search(session, "jackpot voucher")
+        assert hit.number == old and "[voucher]" in hit.snippet
+        # A longer list ranks more of the newest matches: here all of them.
+        assert old in [h.number for h in search.search(session, "jackpot", limit=200)][:2]
+    engine.dispose()
+
+
 def test_the_search_is_answered_from_the_full_text_index(db_url: str) -> None:
     """The plan names the index, so that the search stays an index lookup on a million
     tickets (bench/search.py measures it)."""
@@ -226,10 +248,11 @@ def test_the_search_is_answered_from_the_full_text_index(db_url: str) -> None:
             assert "ix_messages_search" in plan and "Seq Scan" not in plan
         else:
             plan = search.explain_sqlite(conn, "card declined")
-            # FTS5 answers MATCH from its index (":M" in the index string); the messages
-            # are then fetched by rowid.
-            assert plan[0].startswith("SCAN messages_fts VIRTUAL TABLE INDEX") and ":M" in plan[0]
-            assert plan[1:] == ["SEARCH m USING INTEGER PRIMARY KEY (rowid=?)"]
+            # FTS5 answers MATCH from its index (":M" in the index string), newest first
+            # (index number 192: by rowid, descending, so that no match beyond the newest
+            # RANKED is read); the messages are then fetched by rowid.
+            assert plan[1] == "SCAN messages_fts VIRTUAL TABLE INDEX 192:M2", plan
+            assert "SEARCH m USING INTEGER PRIMARY KEY (rowid=?)" in plan[2:], plan
     engine.dispose()
 
 
