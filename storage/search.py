@@ -158,16 +158,21 @@ def _tsquery(terms: list[str]) -> str:
 
 # ts_rank parses each text it ranks again: the GIN index finds the matches, the newest
 # RANKED of them are picked by id (a sort of ids, no text read), and only those are parsed.
+# OFFSET 0 keeps the LIMIT out of the scan: else, for a word its statistics call rare but
+# that no recent row holds, the planner walks the primary key backwards and parses every
+# row until it finds RANKED matches (a whole table for a word that is nowhere).
 _PG_MESSAGES = text(
     f"SELECT m.ticket_id, m.id, ts_rank({_PG_MESSAGE_VECTOR}, q) AS score, '' "
-    f"FROM (SELECT m.id FROM messages m WHERE {_PG_MESSAGE_VECTOR} @@ to_tsquery('simple', :q) "
-    "ORDER BY m.id DESC LIMIT :ranked) AS c JOIN messages m ON m.id = c.id, "
+    f"FROM (SELECT h.id FROM (SELECT m.id FROM messages m WHERE {_PG_MESSAGE_VECTOR} @@ "
+    "to_tsquery('simple', :q) OFFSET 0) AS h ORDER BY h.id DESC LIMIT :ranked) AS c "
+    "JOIN messages m ON m.id = c.id, "
     "to_tsquery('simple', :q) AS q ORDER BY score DESC, m.id DESC LIMIT :n")
 _PG_TICKETS = text(
     f"SELECT t.id, NULL, ts_rank({_PG_TICKET_VECTOR}, q) AS score, "
     "ts_headline('simple', t.subject, q, 'StartSel=[, StopSel=], HighlightAll=true') "
-    f"FROM (SELECT t.id FROM tickets t WHERE {_PG_TICKET_VECTOR} @@ to_tsquery('simple', :q) "
-    "ORDER BY t.id DESC LIMIT :ranked) AS c JOIN tickets t ON t.id = c.id, "
+    f"FROM (SELECT h.id FROM (SELECT t.id FROM tickets t WHERE {_PG_TICKET_VECTOR} @@ "
+    "to_tsquery('simple', :q) OFFSET 0) AS h ORDER BY h.id DESC LIMIT :ranked) AS c "
+    "JOIN tickets t ON t.id = c.id, "
     "to_tsquery('simple', :q) AS q ORDER BY score DESC, t.id DESC LIMIT :n")
 _PG_SNIPPET = text(
     "SELECT ts_headline('simple', left(m.visible_text, 200000), to_tsquery('simple', :q), "
