@@ -103,6 +103,7 @@ _APOSTROPHES = str.maketrans(dict.fromkeys("’‘ʼʻ`´", "'"))
 # mix scripts) is read as the Cyrillic letter it looks like: "грошi" is "гроші".
 _LOOKALIKES = str.maketrans("aceiopxyï", "асеіорхуї")
 _CYRILLIC_WORD = re.compile(r"[^\W\d_]*[\u0400-\u04ff][^\W\d_]*")
+_CYRILLIC_LETTER = re.compile(r"[\u0400-\u04ff]")  # what every _CYRILLIC_WORD has
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ def _transliterated(line: str, languages: tuple[str, ...]) -> str | None:
 def _rules_view(line: str) -> str:
     """The text as the rules read it: lower case, one apostrophe, Cyrillic words in Cyrillic."""
     lower = line.lower().translate(_APOSTROPHES)
+    if not _CYRILLIC_LETTER.search(lower):  # no Cyrillic word to rewrite: skip the word scan
+        return lower
     return _CYRILLIC_WORD.sub(lambda word: word.group().translate(_LOOKALIKES), lower)
 
 
