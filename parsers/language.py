@@ -45,6 +45,8 @@ _LABEL = "__label__"
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _URL_OR_ADDRESS = re.compile(r"\S+@\S+|\b\w+://\S+|\bwww\.\S+", re.IGNORECASE)
+# What every match of it holds, found without its backtracking scan of each word.
+_URL_OR_ADDRESS_MARK = re.compile(r"@|://|www\.", re.IGNORECASE)
 _LATIN_WORD = re.compile(r"[a-z']+")
 
 # Russian as players type it without a Cyrillic keyboard, in the spellings seen in mail.
@@ -168,7 +170,10 @@ def _model() -> Any:
 
 def _clean(text: str) -> str:
     """One line of words: the model reads one line, and addresses say nothing of language."""
-    return " ".join(_URL_OR_ADDRESS.sub(" ", text[:_SAMPLE]).split())
+    sample = text[:_SAMPLE]
+    if _URL_OR_ADDRESS_MARK.search(sample):
+        sample = _URL_OR_ADDRESS.sub(" ", sample)
+    return " ".join(sample.split())
 
 
 def _transliterated(line: str, languages: tuple[str, ...]) -> str | None:

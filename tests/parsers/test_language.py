@@ -157,3 +157,27 @@ def test_asking_only_for_labels_that_can_pass_changes_no_answer(path: Path) -> N
     for _, _, text in _held_out(path):
         for languages in (DESK_LANGUAGES, *((code,) for code in DESK_LANGUAGES)):
             assert detect(text, languages) == _full_list_answer(text, languages)
+
+
+_READ_AS_IS = [
+    "Write to me at ivan@example.test, not at the old address",
+    "see https://casino.test/help or WWW.Casino.Test/faq, my bet is gone",
+    "деньги не пришли, пишите на ivan@example.test или www.casino.test",
+    "вiтаю, де мої грошi", "грошi", "Hesabımı kapatın", "", "@", "x://y",
+]
+
+
+@pytest.mark.parametrize("path", [HELD_OUT, FRESH], ids=["held-out", "fresh"])
+def test_the_shortcuts_read_every_text_as_the_full_rewrite_does(path: Path) -> None:
+    """`_clean` skips the address pattern when no "@", "://" or "www." is there, and
+    `_rules_view` the Cyrillic word rewrite when no Cyrillic letter is: each gives what
+    the full rewrite gives, with addresses and with Latin letters in Cyrillic words."""
+    for text in [*_READ_AS_IS, *(text for _, _, text in _held_out(path))]:
+        line = " ".join(language._URL_OR_ADDRESS.sub(" ", text[:language._SAMPLE]).split())
+        assert language._clean(text) == line
+        lower = line.lower().translate(language._APOSTROPHES)
+        view = language._CYRILLIC_WORD.sub(
+            lambda word: word.group().translate(language._LOOKALIKES), lower)
+        assert language._rules_view(line) == view
+    assert "@" not in language._clean(_READ_AS_IS[0])  # the address is gone, as before
+    assert language._rules_view("грошi") == "гроші"
