@@ -19,6 +19,7 @@ from jinja2 import (
     PackageLoader,
     StrictUndefined,
     Template,
+    TemplatesNotFound,
 )
 
 __all__ = ["DEFAULT_LANGUAGE", "Templates"]
@@ -70,7 +71,9 @@ class Templates:
         self._languages = self._listed() if frozen else None  # frozen: the files never change
         # Frozen: the template chosen for (name, language) never changes either, so it is
         # looked up once (a pass of the SLA monitor renders thousands of the same two).
-        self._chosen: dict[tuple[str, str], Template] | None = {} if frozen else None
+        # A name none of the languages has keeps the names looked for, to raise again.
+        self._chosen: dict[tuple[str, str], Template | tuple[str, ...]] | None = \
+            {} if frozen else None
 
     def _listed(self) -> frozenset[str]:
         return frozenset(name.split("/", 1)[0] for name in self._env.list_templates()
@@ -102,9 +105,19 @@ class Templates:
     def _template(self, name: str, language: str) -> Template:
         key = (name, language)  # a language we have: bounded by the templates themselves
         if self._chosen is not None and key in self._chosen:
-            return self._chosen[key]
+            chosen = self._chosen[key]
+            if isinstance(chosen, tuple):  # frozen: still missing, as it was
+                raise TemplatesNotFound(list(chosen))
+            return chosen
         chain = dict.fromkeys((language, self.default_language, DEFAULT_LANGUAGE))
-        template = self._env.select_template([f"{code}/{name}" for code in chain])
+        try:
+            template = self._env.select_template([f"{code}/{name}" for code in chain])
+        except TemplatesNotFound as missing:
+            # The acknowledgement asks for an FAQ of every new ticket's category, and most
+            # categories have none: a frozen set answers that once, not per ticket.
+            if self._chosen is not None:
+                self._chosen[key] = tuple(map(str, missing.templates))
+            raise
         if self._chosen is not None:
             self._chosen[key] = template
         return template

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jinja2 import UndefinedError
+from jinja2 import TemplateNotFound, UndefinedError
 
 from responders.rendering import Templates
 
@@ -70,3 +70,16 @@ def test_frozen_templates_keep_the_same_fallback(tmp_path: Path) -> None:
     frozen = Templates(str(tmp_path), frozen=True, default_language="kk")
     assert frozen.language("fr") == "kk" and frozen.language("uz-Latn") == "uz"
     assert frozen.render("held.subject.txt.j2", "fr").startswith("Сіздің")
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["live", "frozen"])
+def test_a_template_no_language_has_is_missing_every_time(frozen: bool) -> None:
+    """An FAQ for a category without one is asked for on every new ticket: each time it is
+    TemplateNotFound naming where it was looked for, and the others still render."""
+    templates = Templates(frozen=frozen)
+    for _ in range(3):
+        with pytest.raises(TemplateNotFound) as missing:
+            templates.render("faq_no_such_category.txt.j2", "ru")
+        assert "ru/faq_no_such_category.txt.j2" in str(missing.value)
+        assert "en/faq_no_such_category.txt.j2" in str(missing.value)
+        assert templates.render("faq_refund.txt.j2", "ru").strip()
