@@ -94,6 +94,10 @@ class TemporaryFailure(Exception):
     """Storing failed for a reason that may pass (database locked or down, disk full)."""
 
 
+class _Raced(Exception):
+    """Another daemon stored a mail of the batch after the batch looked it up."""
+
+
 @dataclass(frozen=True)
 class IngestPolicy:
     support_addresses: frozenset[str] = frozenset({"support@localhost"})
@@ -191,27 +195,14 @@ class Ingestor:
         go on; a temporary failure (database or disk) records none of them. Each mail is
         (raw, source) or (raw, source, when the mailbox got it: a complaint's receipt)."""
         try:
-            with self.blobs.batch() as files:
-                # In clear, files are written while the next mails are parsed; sealed, once
-                # the batch's transaction has found (or made) each sender's data key.
-                early = files if self.vault is None else None
-                arrivals = [self._arrive(raw, source, early, released, *delivered)
-                            for raw, source, *delivered in mails]
-                with self.sessions.begin() as session:
-                    if self.vault is not None:
-                        self._seal(session, arrivals, files)
-                    known = _Known.of(session, arrivals)
-                    results = [self._settle(session, arrival, known) for arrival in arrivals]
-                    files.publish()  # named on disk before the rows that refer to them commit
-        except TemporaryFailure:
-            raise
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
-            raise TemporaryFailure(f"{type(err).__name__}: {_first_line(err)}") from err
-        except KeyProblem as err:  # a key file that does not open the data keys: mail waits
-            raise TemporaryFailure(f"encryption at rest: {err}") from err
-        except OSError as err:  # the file store: full, read-only, gone
-            raise TemporaryFailure(f"file store {self.blobs.root}: {type(err).__name__}: "
-                                   f"{_first_line(err)}") from err
+            results = self._ingest_batch(mails, released)
+        except _Raced:
+            # Another daemon stored one of these mails since the batch looked: all of it was
+            # rolled back, and stored again it finds that mail stored (a duplicate).
+            try:
+                results = self._ingest_batch(mails, released)
+            except _Raced as err:
+                raise TemporaryFailure("stored by another daemon meanwhile, twice") from err
         failpoint("after-commit")
         for result in results:
             if result.outcome == "quarantined" and not result.duplicate:
@@ -220,6 +211,38 @@ class Ingestor:
             else:
                 log.info("ingested", extra={"fields": {"key": result.key, "outcome": result.outcome,
                                                        "ticket": result.ticket_number}})
+        return results
+
+    def _ingest_batch(self, mails: Sequence[tuple[bytes, str] | tuple[bytes, str, datetime | None]],
+                      released: bool) -> list[IngestResult]:
+        """`ingest_many`'s one try. The batch's events and ingest records are inserted as it
+        ends (storage.queries.hold_rows): a key another daemon stored meanwhile clashes there,
+        and the batch is _Raced."""
+        try:
+            with self.blobs.batch() as files:
+                # In clear, files are written while the next mails are parsed; sealed, once
+                # the batch's transaction has found (or made) each sender's data key.
+                early = files if self.vault is None else None
+                arrivals = [self._arrive(raw, source, early, released, *delivered)
+                            for raw, source, *delivered in mails]
+                with self.sessions.begin() as session, queries.hold_rows(session):
+                    if self.vault is not None:
+                        self._seal(session, arrivals, files)
+                    known = _Known.of(session, arrivals)
+                    results = [self._settle(session, arrival, known) for arrival in arrivals]
+                    queries.flush_held(session)
+                    files.publish()  # named on disk before the rows that refer to them commit
+        except TemporaryFailure:
+            raise
+        except sa_exc.IntegrityError as err:  # each mail's own clash is handled in its savepoint
+            raise _Raced from err
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
+            raise TemporaryFailure(f"{type(err).__name__}: {_first_line(err)}") from err
+        except KeyProblem as err:  # a key file that does not open the data keys: mail waits
+            raise TemporaryFailure(f"encryption at rest: {err}") from err
+        except OSError as err:  # the file store: full, read-only, gone
+            raise TemporaryFailure(f"file store {self.blobs.root}: {type(err).__name__}: "
+                                   f"{_first_line(err)}") from err
         return results
 
     def refuse_unfetched(self, source: str, size: int) -> IngestResult:
@@ -359,12 +382,14 @@ class Ingestor:
             spam_store.forget_spam(session, arrival.key)  # ingested afresh below, same commit
             kind = "spam_released" if known.outcome == "spam" else "quarantine_released"
             queries.insert_event(session, kind, ingest_key=arrival.key)
+        held = queries.mark_held(session)  # the batch's rows so far: a rollback keeps them
         try:
             with session.begin_nested():
                 return self._store_arrival(session, arrival)
         except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError, TemporaryFailure):
             raise
         except sa_exc.IntegrityError:
+            queries.back_to_mark(session, held)
             # Another worker stored the same key since our look-up: its outcome is ours.
             known = _stored_before(session, arrival.key)
             if known:
@@ -374,6 +399,7 @@ class Ingestor:
             # Types and places only: the error's text would carry the mail (SQL parameters).
             log.error("ingest failed", extra={"fields": {"key": arrival.key,
                                                          **failure_fields(err)}})
+            queries.back_to_mark(session, held)
             reason = f"internal error: {type(err).__name__}"
         arrival.rejected = reason
         with session.begin_nested():

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from responders.ops_notice import ops_notice
-from storage import outbox
+from storage import outbox, queries
 from storage.models import IngestRecord
 
 EVENT = "spam_responsible_gambling"
@@ -41,6 +41,7 @@ def tell_operations(session: Session, *, to: tuple[str, ...], sender: str,
 
 def _flagged_in(session: Session, hour: datetime) -> list[tuple[int, str]]:
     """(spam id, intent) of the flagged spam kept since `hour` and still spam."""
+    queries.flush_held(session)  # this batch's spam, its own record among them
     rows = session.execute(select(IngestRecord.id, IngestRecord.rg_intent).where(
         IngestRecord.outcome == "spam", IngestRecord.rg_intent.is_not(None),
         IngestRecord.created_at >= hour).order_by(IngestRecord.id)).all()

@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.crypto import DataKey, KeyProblem, open_sealed, seal
-from storage.models import Event, OutboxMessage, Ticket, utcnow
-from storage.queries import insert_event, record_sent_mail, sent_mail_event
+from storage.models import OutboxMessage, Ticket, utcnow
+from storage.queries import insert_event, record_sent_mail, sent_mail_event, write_events
 from storage.vault import vault_of
 
 DEFAULT_LIFETIME = timedelta(days=5)  # as Mailman's deliver_until: then the mail is dead
@@ -104,7 +104,6 @@ _IDS_OF = select(_C.message_id, _C.id).where(_C.message_id == func.any(
 _INSERT_ONCE = {dialect.__name__.rpartition(".")[2]: dialect.insert(_OUTBOX)
                 .on_conflict_do_nothing(index_elements=["message_id"])
                 for dialect in (postgresql, sqlite)}
-_INSERT_EVENT = insert(Event.__table__)
 # SKIP LOCKED lets several senders on PostgreSQL claim disjoint rows without waiting on
 # each other; SQLite has no row locks (nor the clause), there BEGIN IMMEDIATE serialises.
 def _claim(*only: ColumnElement[bool]) -> Any:
@@ -212,8 +211,7 @@ def enqueue_many(session: Session, mails: Sequence[Outgoing],
                               message_id=mail.message_id, recipients=mail.recipients,
                               raw=mail.raw, shown=mail.shown)
               for oid, mail in zip(ids, mails, strict=True) if mail.ticket_id is not None]
-    if events:
-        session.execute(_INSERT_EVENT, events)
+    write_events(session, events)
     return ids
 
 
@@ -450,12 +448,12 @@ def mark_dead(session: Session, outbox_id: int, error: str, now: datetime, *,
 def _failed(session: Session, outbox_id: int, row: Any, error: str,
             refused: Mapping[str, str], now: datetime | None, dead: bool = False) -> None:
     """A `delivery_failed` event on the mail's ticket (or on none, for mail of no ticket)."""
-    session.execute(_INSERT_EVENT, {
+    write_events(session, [{
         "ticket_id": row.ticket_id, "kind": "delivery_failed", "actor": "system",
         "created_at": now or utcnow(),
         "data": {"outbox_id": outbox_id, "kind": row.kind, "message_id": row.message_id,
                  "error": error[:2000], "refused": dict(refused), "dead": dead},
-    })
+    }])
 
 
 def _settle(session: Session, outbox_id: int, accepted: Sequence[str],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from storage.models import (
 
 
 def find_ingested(session: Session, key: str) -> IngestRecord | None:
+    flush_held(session)
     return session.scalar(select(IngestRecord).where(IngestRecord.ingest_key == key))
 
 
@@ -71,12 +73,14 @@ def ingested_among(session: Session, keys: Sequence[str], contents: Sequence[str
     """(ingest key, content digest, outcome, reason, ticket number) of every mail already
     ingested under one of `keys` or with one of `contents`, oldest first: a batch's
     `ingested_outcome` and `ingested_copy` in one statement."""
+    flush_held(session)
     rows = session.execute(_INGESTED_AMONG, {"keys": list(keys), "contents": list(contents)})
     return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
 def ingested_outcome(session: Session, key: str) -> tuple[str, str, int | None] | None:
     """(outcome, reason, ticket number) of a mail already ingested under this key."""
+    flush_held(session)  # an earlier mail of the batch is one
     row = session.execute(_INGESTED, {"key": key}).first()
     return (row[0], row[1], row[2]) if row else None
 
@@ -84,6 +88,7 @@ def ingested_outcome(session: Session, key: str) -> tuple[str, str, int | None] 
 def ingested_copy(session: Session, content: str) -> tuple[str, str, int | None, str] | None:
     """(outcome, reason, ticket number, ingest key) of a mail already ingested with the same
     content (the same mail delivered again with other trace fields), else None."""
+    flush_held(session)
     row = session.execute(_INGESTED_CONTENT, {"content": content}).first()
     return (row[0], row[1], row[2], row[3]) if row else None
 
@@ -283,6 +288,7 @@ def count_events(session: Session, kind: str, actor: str, short: timedelta,
                  long: timedelta) -> tuple[int, int]:
     """Events of a kind by one actor within a short and a long window, in one indexed query
     (kind, actor, created_at)."""
+    flush_held(session)  # an earlier mail of the batch counts
     now = utcnow()
     row = session.execute(
         select(func.count().filter(Event.created_at >= now - short), func.count())
@@ -339,13 +345,92 @@ def touch_ticket(session: Session, ticket_id: int) -> None:
 
 
 def insert_ingest_record(session: Session, **values: Any) -> None:
-    session.execute(_INSERT_RECORD, _no_nul(values))
+    """Held like events inside `hold_rows`: every column is given, so that the rows of a
+    batch, whatever their outcome, go in one executemany."""
+    _write(session, _INSERT_RECORD, [_no_nul({**_RECORD_DEFAULTS, "created_at": utcnow(),
+                                               **values})])
+
+
+_RECORD_DEFAULTS: dict[str, Any] = {"reason": "", "source": "", "header_message_id": None,
+                                    "content_sha256": None, "raw_size": 0, "key_id": None,
+                                    "ticket_id": None, "message_id": None, "rg_intent": None}
 
 
 def insert_event(
     session: Session, kind: str, ticket_id: int | None = None, actor: str = "system", **data: Any
 ) -> None:
-    session.execute(_INSERT_EVENT, {"ticket_id": ticket_id, "kind": kind, "actor": actor, "data": data})
+    write_events(session, [{"ticket_id": ticket_id, "kind": kind, "actor": actor, "data": data}])
+
+
+# session.info key of the rows `hold_rows` keeps back: {table: rows in the order written}.
+_HELD = "ticketd held rows"
+
+
+def write_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert events (ticket_id, kind, actor, data, created_at optional), in this order: at once,
+    or, inside `hold_rows`, with the rest of the block's events when it ends. Every event of
+    ticketd goes through here, so held or not, ids follow the order events happened in."""
+    now = utcnow()
+    _write(session, _INSERT_EVENT, [
+        {"ticket_id": row.get("ticket_id"), "kind": row["kind"],
+         "actor": row.get("actor", "system"), "data": row.get("data", {}),
+         "created_at": row.get("created_at") or now} for row in rows])
+
+
+def _write(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.setdefault(statement, []).extend(rows)
+    elif rows:
+        session.execute(statement, rows)
+
+
+@contextmanager
+def hold_rows(session: Session) -> Iterator[None]:
+    """Keep back the events and ingest records written in this block, and insert each table's
+    in one executemany when it ends: a batch of mails writes three or four such rows a mail,
+    each a round trip of its own otherwise. The block ends inside the transaction, before its
+    commit; an error drops the held rows, as the rollback would. Until then they are rows like
+    any other: sealing (storage.audit) chains events after the commit, in id order, which is
+    the order they were written in. A query that reads either table calls `flush_held` first.
+
+    An ingest record's unique key then clashes at the flush, not when its mail is stored:
+    `ingest_many` stores the batch again (see there)."""
+    session.info[_HELD] = {}
+    try:
+        yield
+        flush_held(session)
+    finally:
+        session.info.pop(_HELD, None)
+
+
+def flush_held(session: Session) -> None:
+    """Insert the rows `hold_rows` keeps back now (a query is about to read them)."""
+    held = session.info.get(_HELD)
+    for statement, rows in (held or {}).items():
+        if rows:
+            session.execute(statement, list(rows))
+            rows.clear()
+
+
+HeldMark = dict[Any, list[dict[str, Any]]] | None
+
+
+def mark_held(session: Session) -> HeldMark:
+    """A mark of the rows held now, to go back to with `back_to_mark` when a savepoint rolls
+    back; None when none are held. A copy: rows flushed inside the savepoint were rolled back
+    with it, earlier mails' among them, and are to be held again."""
+    held = session.info.get(_HELD)
+    return None if held is None else {statement: list(rows) for statement, rows in held.items()}
+
+
+def back_to_mark(session: Session, mark: HeldMark) -> None:
+    """Hold again what was held at `mark` (see `mark_held`): a rolled-back savepoint's rows
+    are forgotten, the earlier ones kept."""
+    held = session.info.get(_HELD)
+    if held is not None and mark is not None:
+        held.clear()
+        held.update({statement: list(rows) for statement, rows in mark.items()})
 
 
 def ticket_by_ref(session: Session, ref: str | int) -> Ticket | None:
@@ -486,6 +571,7 @@ def count_tickets_of(session: Session, requester_id: int) -> int:
 def list_events(
     session: Session, ticket_ref: str | None = None, kind: str | None = None, limit: int = 100
 ) -> list[Event]:
+    flush_held(session)
     query = select(Event).order_by(Event.id.desc()).limit(limit)
     if ticket_ref:
         ticket = ticket_by_ref(session, ticket_ref)
@@ -526,10 +612,9 @@ def record_sent_mail(session: Session, ticket_id: int, *, outbox_id: int, kind: 
     escalations included. `shown` is (subject, text) as `parsers.outgoing.sent_text` reads
     them from `raw`, handed by a composer that knows them (`responders.mime.shown`); None
     reads them from `raw`."""
-    session.execute(_INSERT_EVENT, sent_mail_event(ticket_id, outbox_id=outbox_id, kind=kind,
-                                                   message_id=message_id,
-                                                   recipients=recipients, raw=raw,
-                                                   shown=shown))
+    write_events(session, [sent_mail_event(ticket_id, outbox_id=outbox_id, kind=kind,
+                                           message_id=message_id, recipients=recipients,
+                                           raw=raw, shown=shown)])
 
 
 def sent_mail_event(ticket_id: int, *, outbox_id: int, kind: str, message_id: str,
@@ -546,9 +631,8 @@ def sent_mail_event(ticket_id: int, *, outbox_id: int, kind: str, message_id: st
 def insert_events(session: Session, events: Sequence[tuple[str, int | None, dict[str, Any]]],
                   actor: str = "system") -> None:
     """Several events, (kind, ticket id, data) each, in this order: one executemany."""
-    if events:
-        session.execute(_INSERT_EVENT, [{"ticket_id": ticket_id, "kind": kind, "actor": actor,
-                                         "data": data} for kind, ticket_id, data in events])
+    write_events(session, [{"ticket_id": ticket_id, "kind": kind, "actor": actor, "data": data}
+                           for kind, ticket_id, data in events])
 
 
 @dataclass(frozen=True)
@@ -572,6 +656,7 @@ class SentMail:
 
 def sent_mail(session: Session, ticket_id: int) -> list[SentMail]:
     """The mails queued for a ticket, oldest first, with their delivery state."""
+    flush_held(session)
     events = session.execute(
         select(Event.data, Event.created_at)
         .where(Event.ticket_id == ticket_id, Event.kind == SENT_MAIL_EVENT)

@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage.models import IngestRecord
+from storage.queries import flush_held
 
 SPAM = "spam"
 QUARANTINED = "quarantined"
@@ -29,6 +30,7 @@ def spam_record(session: Session, record_id: int, outcome: str = SPAM) -> Ingest
 def forget_spam(session: Session, key: str) -> bool:
     """Drop the spam (or quarantine) record of a mail being released, so that it is ingested
     afresh under the same key in the same transaction; False when there is none (any more)."""
+    flush_held(session)  # a record held by the batch is one
     done = session.execute(delete(IngestRecord).where(IngestRecord.ingest_key == key,
                                                       IngestRecord.outcome.in_(RELEASABLE)))
     return bool(done.rowcount)
