@@ -58,9 +58,11 @@ def content_digest(raw: bytes) -> str:
     """The sha256 of the author's fields (`_AUTHOR`, in their order) and the body, line ends
     made LF: the same for every delivery of one mail whatever fields the hops added,
     different as soon as an author's field or the body differs."""
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    # Stored digests are compared with new ones: the bytes hashed must never change, only
+    # how many copies of the mail it takes to get them (none of the body, for a mail in LF).
+    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
     end = data.find(b"\n\n")
-    head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
+    head, body = (data, b"") if end < 0 else (data[: end + 1], memoryview(data)[end + 1 :])
     kept: list[bytes] = []
     keeping = False
     for line in head.split(b"\n"):
@@ -72,4 +74,6 @@ def content_digest(raw: bytes) -> str:
         keeping = bool(name) and name.group(1).lower() in _AUTHOR  # type: ignore[union-attr]
         if keeping:
             kept.append(line)
-    return hashlib.sha256(b"\n".join(kept) + body).hexdigest()
+    digest = hashlib.sha256(b"\n".join(kept))
+    digest.update(body)
+    return digest.hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,9 @@ class Attachment:
     def size(self) -> int:
         return len(self.payload)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
+        # Hashed once: screening, the file store and the attachment rows all ask for it.
         return hashlib.sha256(self.payload).hexdigest()
 
 
