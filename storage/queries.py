@@ -6,9 +6,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Insert, bindparam, cast, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -301,9 +302,6 @@ def count_events(session: Session, kind: str, actor: str, short: timedelta,
 # Ingest runs these for every mail: constant Core statements with parameters,
 # compiled once and cached, instead of ORM units of work.
 _TICKETS, _MESSAGES = Ticket.__table__, Message.__table__
-_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
-_NUMBER_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("tid")).values(
-    number=bindparam("number"))
 _TOUCH_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("tid")).values(
     updated_at=bindparam("now"))
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
@@ -318,13 +316,32 @@ def _no_nul(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def insert_ticket(session: Session, **values: Any) -> tuple[int, int]:
-    """A new ticket's (id, public number)."""
+    """A new ticket's (id, public number), in one statement."""
     now = utcnow()
     values = _no_nul({"status": "open", "created_at": now, "updated_at": now, **values})
-    ticket_id = session.execute(_INSERT_TICKET, values).scalar_one()
-    number = ticket_id + TICKET_NUMBER_OFFSET
-    session.execute(_NUMBER_TICKET, {"tid": ticket_id, "number": number})
-    return ticket_id, number
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    ticket_id = session.execute(_insert_ticket(dialect, tuple(sorted(values))), values).scalar_one()
+    return ticket_id, ticket_id + TICKET_NUMBER_OFFSET
+
+
+@lru_cache(maxsize=16)
+def _insert_ticket(dialect: str, columns: tuple[str, ...]) -> Insert:
+    """The INSERT of a ticket with these columns that also writes its public number (its id
+    plus the offset), so no UPDATE follows. The id is taken in the statement itself: from the
+    id sequence on PostgreSQL, where concurrent daemons each get their own; on SQLite the
+    next rowid (one writer at a time holds the database, so no other can take it meanwhile)."""
+    if dialect == "postgresql":
+        taken = select(func.nextval(func.pg_get_serial_sequence("tickets", "id")).label("n"))
+        # A parameter in a SELECT list has no type of its own there: give it the column's.
+        given = [cast(bindparam(c), _TICKETS.c[c].type) for c in columns]
+    else:
+        taken = select((func.coalesce(func.max(_TICKETS.c.id), 0) + 1).label("n"))
+        given = [bindparam(c, type_=_TICKETS.c[c].type) for c in columns]
+    # A subquery, so that the id is taken once for both columns.
+    new = taken.subquery()
+    return insert(_TICKETS).from_select(
+        ["id", "number", *columns], select(new.c.n, new.c.n + TICKET_NUMBER_OFFSET, *given),
+    ).returning(_TICKETS.c.id)
 
 
 def insert_message(session: Session, **values: Any) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event, select
 from sqlalchemy import exc as sa_exc
 
 from storage import db, queries
 from storage.blobs import BlobStore
-from storage.models import TICKET_NUMBER_OFFSET, Contact, IngestRecord
+from storage.models import TICKET_NUMBER_OFFSET, Contact, IngestRecord, Ticket
 
 
 def test_migrated_database_is_at_head(db_url: str) -> None:
@@ -33,6 +34,56 @@ def test_ticket_numbers_are_public_and_unique(db_url: str) -> None:
     with sessions() as session:
         assert queries.ticket_by_ref(session, f"#{second}").subject == "b"
         assert queries.ticket_by_ref(session, "nonsense") is None
+
+
+def test_a_ticket_is_numbered_by_its_own_insert(db_url: str) -> None:
+    """The public number is written with the row: no UPDATE follows the INSERT, and the row
+    holds the number `insert_ticket` returns."""
+    engine = db.make_engine(db_url)
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _k, sql, *_: sent.append(sql))
+    sessions = db.session_factory(engine)
+    with sessions.begin() as session:
+        who = queries.contact_id(session, "p@mail.test", "P")
+        sent.clear()
+        ticket_id, number = queries.insert_ticket(session, subject="a", requester_id=who,
+                                                  linked_ticket_id=None, category="bonus")
+    assert [sql.split()[0] for sql in sent] == ["INSERT"]
+    with sessions() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        assert (ticket.number, ticket.subject, ticket.category, ticket.priority,
+                ticket.status) == (number, "a", "bonus", "normal", "open")
+        assert ticket.created_at.tzinfo is not None
+    engine.dispose()
+
+
+def test_tickets_of_overlapping_transactions_get_numbers_of_their_own(pg_url: str) -> None:
+    """Two daemons create tickets at once: each takes its id, and so its number, from the
+    sequence; the one that commits last neither waits for nor collides with the other."""
+    engine = db.make_engine(pg_url)
+    sessions = db.session_factory(engine)
+    with sessions.begin() as session:
+        who = queries.contact_id(session, "p@mail.test", "P")
+    first, second, dropped = sessions(), sessions(), sessions()
+    for session in (first, second, dropped):
+        session.begin()
+    a = queries.insert_ticket(first, subject="a", requester_id=who)
+    gone = queries.insert_ticket(dropped, subject="gone", requester_id=who)
+    b = queries.insert_ticket(second, subject="b", requester_id=who)
+    dropped.rollback()
+    second.commit()
+    first.commit()
+    with sessions.begin() as session:
+        c = queries.insert_ticket(session, subject="c", requester_id=who)
+    with sessions() as session:
+        rows = session.execute(select(Ticket.id, Ticket.number).order_by(Ticket.id)).all()
+    assert [tuple(row) for row in rows] == [a, b, c]
+    assert all(number == tid + TICKET_NUMBER_OFFSET for tid, number in rows)
+    assert gone[1] not in {number for _, number in rows}  # a number is never handed out twice
+    for session in (first, second, dropped):
+        session.close()
+    engine.dispose()
 
 
 def test_contact_for_the_same_address_is_one_row(db_url: str) -> None:
