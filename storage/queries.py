@@ -333,7 +333,9 @@ def _insert_ticket(dialect: str, columns: tuple[str, ...]) -> Insert:
     if dialect == "postgresql":
         taken = select(func.nextval(func.pg_get_serial_sequence("tickets", "id")).label("n"))
         # A parameter in a SELECT list has no type of its own there: give it the column's.
-        given = [cast(bindparam(c), _TICKETS.c[c].type) for c in columns]
+        # Typed, so that the column's own conversion (UTC for times) runs on the value.
+        given = [cast(bindparam(c, type_=_TICKETS.c[c].type), _TICKETS.c[c].type)
+                 for c in columns]
     else:
         taken = select((func.coalesce(func.max(_TICKETS.c.id), 0) + 1).label("n"))
         given = [bindparam(c, type_=_TICKETS.c[c].type) for c in columns]
@@ -403,7 +405,7 @@ def _write(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None
 
 
 @contextmanager
-def hold_rows(session: Session) -> Iterator[None]:
+def hold_rows(session: Session, hold: bool = True) -> Iterator[None]:
     """Keep back the events and ingest records written in this block, and insert each table's
     in one executemany when it ends: a batch of mails writes three or four such rows a mail,
     each a round trip of its own otherwise. The block ends inside the transaction, before its
@@ -412,7 +414,11 @@ def hold_rows(session: Session) -> Iterator[None]:
     the order they were written in. A query that reads either table calls `flush_held` first.
 
     An ingest record's unique key then clashes at the flush, not when its mail is stored:
-    `ingest_many` stores the batch again (see there)."""
+    `ingest_many` stores the batch again (see there), then with `hold` false: the rows are
+    written at once, as outside the block."""
+    if not hold:
+        yield
+        return
     session.info[_HELD] = {}
     try:
         yield

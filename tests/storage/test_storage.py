@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy import exc as sa_exc
@@ -56,6 +58,31 @@ def test_a_ticket_is_numbered_by_its_own_insert(db_url: str) -> None:
                 ticket.status) == (number, "a", "bonus", "normal", "open")
         assert ticket.created_at.tzinfo is not None
     engine.dispose()
+
+
+def test_a_new_tickets_times_are_utc_whatever_the_servers_time_zone(pg_url: str) -> None:
+    """A server whose TimeZone is not UTC (initdb takes the host's) stores a new ticket's
+    created_at and updated_at as given: the values go through the column's own conversion."""
+    engine = db.make_engine(pg_url)
+    event.listen(engine, "connect", lambda conn, _record: _berlin(conn))
+    sessions = db.session_factory(engine)
+    given = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    with sessions.begin() as session:
+        who = queries.contact_id(session, "tz@mail.test", "T")
+        ticket_id, _ = queries.insert_ticket(session, subject="tz", requester_id=who,
+                                             linked_ticket_id=None, created_at=given,
+                                             updated_at=given)
+    with sessions() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        assert (ticket.created_at, ticket.updated_at) == (given, given)
+    engine.dispose()
+
+
+def _berlin(dbapi_connection) -> None:  # noqa: ANN001
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET TimeZone = 'Europe/Berlin'")
+    dbapi_connection.commit()
 
 
 def test_tickets_of_overlapping_transactions_get_numbers_of_their_own(pg_url: str) -> None:
