@@ -195,14 +195,18 @@ class Ingestor:
         go on; a temporary failure (database or disk) records none of them. Each mail is
         (raw, source) or (raw, source, when the mailbox got it: a complaint's receipt)."""
         try:
-            results = self._ingest_batch(mails, released)
-        except _Raced:
-            # Another daemon stored one of these mails since the batch looked: all of it was
-            # rolled back, and stored again it finds that mail stored (a duplicate).
-            try:
-                results = self._ingest_batch(mails, released)
-            except _Raced as err:
-                raise TemporaryFailure("stored by another daemon meanwhile, twice") from err
+            results = self._ingest_batch(mails, released, hold=True)
+        except TemporaryFailure:
+            raise
+        except Exception as err:  # noqa: BLE001 - the batch is stored again, row by row
+            # A held row failed as the batch ended: another daemon stored one of these mails
+            # since the batch looked (its ingest record clashes), or one mail's row is bad.
+            # All of it was rolled back. Stored again with each mail's rows written inside its
+            # own savepoint, the race is that mail's duplicate and a bad row quarantines only
+            # its mail, as the savepoints promise; a second failure is the caller's.
+            log.warning("batch stored again row by row", extra={"fields": {
+                "mails": len(mails), **failure_fields(err.__cause__ or err)}})
+            results = self._ingest_batch(mails, released, hold=False)
         failpoint("after-commit")
         for result in results:
             if result.outcome == "quarantined" and not result.duplicate:
@@ -214,10 +218,11 @@ class Ingestor:
         return results
 
     def _ingest_batch(self, mails: Sequence[tuple[bytes, str] | tuple[bytes, str, datetime | None]],
-                      released: bool) -> list[IngestResult]:
-        """`ingest_many`'s one try. The batch's events and ingest records are inserted as it
-        ends (storage.queries.hold_rows): a key another daemon stored meanwhile clashes there,
-        and the batch is _Raced."""
+                      released: bool, hold: bool) -> list[IngestResult]:
+        """`ingest_many`'s one try. With `hold`, the batch's events and ingest records are
+        inserted as it ends (storage.queries.hold_rows): a key another daemon stored meanwhile
+        clashes there, and the batch is _Raced. Without, each mail's are written in its own
+        savepoint, where a clash or a bad row is that mail's alone."""
         try:
             with self.blobs.batch() as files:
                 # In clear, files are written while the next mails are parsed; sealed, once
@@ -225,7 +230,7 @@ class Ingestor:
                 early = files if self.vault is None else None
                 arrivals = [self._arrive(raw, source, early, released, *delivered)
                             for raw, source, *delivered in mails]
-                with self.sessions.begin() as session, queries.hold_rows(session):
+                with self.sessions.begin() as session, queries.hold_rows(session, hold):
                     if self.vault is not None:
                         self._seal(session, arrivals, files)
                     known = _Known.of(session, arrivals)
@@ -235,7 +240,9 @@ class Ingestor:
         except TemporaryFailure:
             raise
         except sa_exc.IntegrityError as err:  # each mail's own clash is handled in its savepoint
-            raise _Raced from err
+            if hold:
+                raise _Raced from err
+            raise TemporaryFailure(f"IntegrityError: {_first_line(err)}") from err
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
             raise TemporaryFailure(f"{type(err).__name__}: {_first_line(err)}") from err
         except KeyProblem as err:  # a key file that does not open the data keys: mail waits

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import event, func, select
 
 from daemon.ingest import IngestPolicy, Ingestor
@@ -115,3 +116,38 @@ def test_a_mail_another_daemon_stores_meanwhile_is_stored_once(
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Ticket)) == 2
         assert session.scalar(select(func.count()).select_from(IngestRecord)) == 2
+
+
+class _BadRowIngestor(Ingestor):
+    """The real ingest, with a bug planted on mails whose subject says BADROW: an event whose
+    data cannot be written, which fails only when the held rows reach the database."""
+
+    def _store(self, session, mail, record, automated, *rest):  # noqa: ANN001, ANN002, ANN202
+        result = super()._store(session, mail, record, automated, *rest)
+        if "BADROW" in mail.subject:
+            queries.write_events(session, [{"kind": "planted", "data": {"x": object()}}])
+        if "FLUSH" in mail.subject:
+            queries.flush_held(session)
+        return result
+
+
+@pytest.mark.parametrize("last", ["plain", "FLUSH"])
+def test_a_mails_bad_held_row_quarantines_that_mail_alone(
+        db_url: str, tmp_path: Path, last: str) -> None:
+    """A row held for the batch's end that the database refuses sinks neither the batch nor a
+    later mail that reads the held tables first (FLUSH): the batch is stored again with each
+    mail's rows in its own savepoint, and only the bad mail is quarantined."""
+    sessions = db.session_factory(db.make_engine(db_url))
+    ingestor = _BadRowIngestor(sessions, BlobStore(tmp_path / "state"), POLICY)
+    results = ingestor.ingest_many([
+        (mail(sender="a@mail.test"), "1"),
+        (mail(sender="c@mail.test", subject="BADROW"), "2"),
+        (mail(sender="b@mail.test", subject=last), "3")])
+    assert [r.outcome for r in results] == ["ticket", "quarantined", "ticket"]
+    with sessions() as session:
+        assert _created_keys(session) == [results[0].key, results[2].key]
+        assert session.scalar(select(func.count()).select_from(Event)
+                              .where(Event.kind == "planted")) == 0
+        records = dict(session.execute(select(IngestRecord.ingest_key, IngestRecord.outcome)).all())
+    assert records == {results[0].key: "ticket", results[1].key: "quarantined",
+                       results[2].key: "ticket"}
