@@ -101,8 +101,11 @@ def retention_command(ctx: click.Context, once: bool, at: str | None, apply: boo
     dry = now is not None and now > datetime.now(UTC) and not apply
     sweeper = RetentionSweeper.from_settings(settings, application.sessions, application.blobs)
     counts = sweeper.run_once(now, apply=not dry)
-    # The same prune (and lock) as the daemon's records task, for a desk swept by cron.
-    pruned = prune_loop_ledger(application.sessions, ledger_kept(settings), now, apply=not dry)
+    # The same prune (and lock) as the daemon's records task, for a desk swept by cron. The
+    # ledger holds the live loop limits: a sweep applied ahead of the clock prunes it as of now.
+    ledger_at = None if now is not None and not dry and now > datetime.now(UTC) else now
+    pruned = prune_loop_ledger(application.sessions, ledger_kept(settings), ledger_at,
+                               apply=not dry)
     click.echo(f"{counts.line()} loop_ledger={pruned}" + (
         " (dry run: --now is ahead of the clock; nothing changed, --apply to sweep)"
         if dry else ""))
