@@ -8,7 +8,11 @@ step directly, in the runner's batches, to show what IMAP adds. `--from floor` d
 same backlog from Dovecot as the runner does (its batch, its SEARCH, its two FETCHes, its move
 to Processed) with no store at all: once doing nothing with the bytes, once with the eager
 parse of bench/parse_limit.py on each mail; that is the ceiling no store can beat.
-Each configuration runs in a fresh child process so that its peak RSS is its own.
+Each configuration runs in a fresh child process so that its peak RSS is its own. A child
+run may switch on what a deployment adds: `--encrypt`, every mail's files sealed as with
+`[privacy] key_file` (the database in clear), and `--scan`, each attachment scanned by
+clamd as with `[scan]` (the tests' clamd and its two-signature database, started before
+the clock and stopped after it).
 Usage: python bench/ingest.py [--count 5000] [--pg-url URL] [--from imap|files|floor|both|all]
 """
 
@@ -35,11 +39,11 @@ PG_DEFAULT = os.environ.get("TICKETD_TEST_PG_URL", "postgresql+psycopg://postgre
 
 
 def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap",
-          encrypt: bool = False, sqlcipher: bool = False, profile: int = 0) -> dict:
+          encrypt: bool = False, sqlcipher: bool = False, scan: bool = False,
+          profile: int = 0) -> dict:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from bench.corpus import backlog
     from daemon.ingest import Ingestor, IngestPolicy
     from responders.acks import AckPolicy
     from responders.identity import Identity
@@ -74,7 +78,28 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
 
         vault = Vault(masters)
     sessions = db.session_factory(engine, vault)
-    ingestor = Ingestor(sessions, BlobStore(work / "state"), policy)
+    with contextlib.ExitStack() as stack:
+        screener = stack.enter_context(_clamd_screener(url)) if scan else None
+        ingestor = Ingestor(sessions, BlobStore(work / "state"), policy, screener)
+        result = _timed_ingest(ingestor, sessions, statements, work, count, source, profile)
+    engine.dispose()
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    return {
+        "backend": backend, "from": source, "acks": "yes" if acks else "no",
+        "encrypt": "files+db" if encrypt and sqlcipher else "files" if encrypt else "no",
+        "scan": "clamd" if scan else "no", **result,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _timed_ingest(ingestor, sessions, statements: list[None], work: Path,  # noqa: ANN001
+                  count: int, source: str, profile: int) -> dict:
+    """The backlog through `ingestor`, from Dovecot or from files: the clock, the SQL
+    statements and the outcomes of the timed part, then the search reads after it."""
+    from bench.corpus import backlog
+
     outcomes: dict[str, int] = {}
 
     def tally(result, _seconds: float) -> None:  # noqa: ANN001
@@ -110,17 +135,28 @@ def child(backend: str, count: int, pg_url: str, acks: bool, source: str = "imap
                     tally(result, 0.0)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     executed = len(statements)
-    sql_ms = _searches_ms(sessions)
-    engine.dispose()
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     return {
-        "backend": backend, "from": source, "acks": "yes" if acks else "no", "count": count, "mb": size / 2**20, "wall": wall, "cpu": cpu,
-        "server_cpu": server_cpu,
-        "rate": count / wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "outcomes": outcomes, "search_ms": sql_ms, "statements_per_mail": executed / count,
+        "count": count, "mb": size / 2**20, "wall": wall, "cpu": cpu, "server_cpu": server_cpu,
+        "rate": count / wall, "outcomes": outcomes, "search_ms": _searches_ms(sessions),
+        "statements_per_mail": executed / count,
     }
+
+
+@contextlib.contextmanager
+def _clamd_screener(url: str) -> Iterator[object]:
+    """The tests' clamd (tests/support/clamd.py: two signatures, so the scan cost is the
+    protocol and the transfer, not a full database's matching), and the screener the daemon
+    builds from settings whose `[scan] socket` is clamd's; clamd is stopped afterwards."""
+    from config.schema import Settings
+    from daemon.safety import screener
+    from tests.support.clamd import ClamdServer, require_clamd
+
+    server = ClamdServer.start_new(require_clamd())
+    try:
+        yield screener(Settings(database={"url": url}, scan={"socket": str(server.socket_path)}))
+    finally:
+        server.stop()
+        server.remove_directory()
 
 
 def floor_child(work: str, count: int, profile: int = 0) -> dict:
@@ -281,12 +317,16 @@ def main() -> None:
                     help="with --child: profile the timed part, print the TOP entries to stderr")
     ap.add_argument("--child", nargs=4, metavar=("BACKEND", "COUNT", "ACKS", "FROM"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--encrypt", action="store_true",
+                    help="with --child: files sealed as with [privacy] key_file, database in clear")
+    ap.add_argument("--scan", action="store_true",
+                    help="with --child: attachments scanned by the tests' clamd, as with [scan]")
     ap.add_argument("--floor-child", nargs=2, metavar=("WORK", "COUNT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         backend, count, acks, source = args.child
         print(json.dumps(child(backend, int(count), args.pg_url, acks == "1", source,
-                               profile=args.profile)))
+                               encrypt=args.encrypt, scan=args.scan, profile=args.profile)))
         return
     if args.floor_child:
         work, count = args.floor_child
