@@ -6,11 +6,29 @@ from __future__ import annotations
 
 import mailbox
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.imap import Fetched
+
+
+_NAME = re.compile(r"(\d+)\.([^.]*)")
+_MICROSECONDS = re.compile(r"M(\d+)")
+
+
+def delivery_order(key: str) -> tuple[int, int, str]:
+    """A sort key putting Maildir names in the order they were delivered. A name starts with
+    the delivery's second, and Dovecot, Postfix and Python's mailbox write its microseconds
+    after an M in the next part, not zero-padded: sorted as text, M100000 would come before
+    M99999 of the same second, and a player's follow-up before the mail it answers. A name
+    of another shape sorts after these, as text."""
+    name = _NAME.match(key)
+    if name is None:
+        return (2**63, 0, key)
+    micro = _MICROSECONDS.search(name.group(2))
+    return (int(name.group(1)), int(micro.group(1)) if micro else 0, key)
 
 
 class MaildirSource:
@@ -34,7 +52,7 @@ class MaildirSource:
 
     def pending(self, limit: int) -> list[int]:
         self.root = mailbox.Maildir(self.root._path, create=False)  # noqa: SLF001 - see new files
-        keys = sorted(self.root.keys())[:limit]
+        keys = sorted(self.root.keys(), key=delivery_order)[:limit]
         self._keys = {i + 1: key for i, key in enumerate(keys)}
         return list(self._keys)
 

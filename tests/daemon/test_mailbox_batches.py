@@ -70,3 +70,18 @@ def test_a_maildir_mail_is_delivered_when_its_file_was_written(tmp_path: Path) -
     [fetched] = source.fetch(source.pending(10))
     assert fetched.delivered_at == written
     assert box.get_message(key).get_date() == written.timestamp()
+
+
+def test_maildir_mails_are_taken_in_the_order_they_were_delivered(tmp_path: Path) -> None:
+    """Maildir names carry the delivery's microseconds unpadded (M99999, then M100000 in the
+    same second): the runner takes the earlier first, so a follow-up never overtakes the mail
+    it answers. Names as Dovecot, Postfix and Python's mailbox write them."""
+    root = tmp_path / "Maildir"
+    mailbox.Maildir(str(root), create=True)
+    names = ["1700000000.M99999P7Q1.mx", "1700000000.M100000P7Q2.mx",
+             "1700000000.V803I1a2bM654321.mx", "1700000001.M5P7Q3.mx"]
+    for n, name in enumerate(reversed(names)):
+        (root / "new" / name).write_bytes(mail(message_id=f"<order-{n}@mail.test>"))
+    source = MaildirSource(root)
+    taken = [source._keys[uid] for uid in source.pending(10)]  # noqa: SLF001
+    assert taken == names
