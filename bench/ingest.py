@@ -284,6 +284,8 @@ def _profiled(top: int) -> Iterator[None]:
         yield
     finally:
         profiler.disable()
+        if os.environ.get("TICKETD_BENCH_PROFILE_FILE"):
+            profiler.dump_stats(os.environ["TICKETD_BENCH_PROFILE_FILE"])
         for order in ("cumulative", "tottime"):
             pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(top)
 

@@ -190,20 +190,22 @@ class Ingestor:
 
     def ingest_many(self, mails: Sequence[tuple[bytes, str] | tuple[bytes, str, datetime | None]],
                     *, released: bool = False) -> list[IngestResult]:
-        """Several mails, one transaction, a savepoint each: one commit and one flush of the
-        files for the batch. A mail whose storing fails on a bug is quarantined and the rest
-        go on; a temporary failure (database or disk) records none of them. Each mail is
-        (raw, source) or (raw, source, when the mailbox got it: a complaint's receipt)."""
+        """Several mails, one transaction: one commit and one flush of the files for the
+        batch. A mail whose storing fails on a bug is quarantined and the rest go on (the
+        batch is stored again with a savepoint each); a temporary failure (database or disk)
+        records none of them. Each mail is (raw, source) or (raw, source, when the mailbox
+        got it: a complaint's receipt)."""
         try:
             results = self._ingest_batch(mails, released, hold=True)
         except TemporaryFailure:
             raise
         except Exception as err:  # noqa: BLE001 - the batch is stored again, row by row
-            # A held row failed as the batch ended: another daemon stored one of these mails
-            # since the batch looked (its ingest record clashes), or one mail's row is bad.
-            # All of it was rolled back. Stored again with each mail's rows written inside its
-            # own savepoint, the race is that mail's duplicate and a bad row quarantines only
-            # its mail, as the savepoints promise; a second failure is the caller's.
+            # One mail failed on a bug, or a held row failed as the batch ended: another
+            # daemon stored one of these mails since the batch looked (its ingest record
+            # clashes), or one mail's row is bad. All of it was rolled back. Stored again
+            # with each mail in its own savepoint and its rows written there, the race is
+            # that mail's duplicate and a bug or a bad row quarantines only its mail, as the
+            # savepoints promise; a second failure is the caller's.
             log.warning("batch stored again row by row", extra={"fields": {
                 "mails": len(mails), **failure_fields(err.__cause__ or err)}})
             results = self._ingest_batch(mails, released, hold=False)
@@ -219,10 +221,12 @@ class Ingestor:
 
     def _ingest_batch(self, mails: Sequence[tuple[bytes, str] | tuple[bytes, str, datetime | None]],
                       released: bool, hold: bool) -> list[IngestResult]:
-        """`ingest_many`'s one try. With `hold`, the batch's events and ingest records are
-        inserted as it ends (storage.queries.hold_rows): a key another daemon stored meanwhile
-        clashes there, and the batch is _Raced. Without, each mail's are written in its own
-        savepoint, where a clash or a bad row is that mail's alone."""
+        """`ingest_many`'s one try. With `hold` (the first), no mail has a savepoint of its
+        own and the batch's events and ingest records are inserted as it ends
+        (storage.queries.hold_rows): a key another daemon stored meanwhile clashes there, and
+        the batch is _Raced; any other error fails the try as well. Without, each mail is
+        stored in its own savepoint with its rows, where a bug, a clash or a bad row is that
+        mail's alone."""
         try:
             with self.blobs.batch() as files:
                 # In clear, files are written while the next mails are parsed; sealed, once
@@ -234,7 +238,8 @@ class Ingestor:
                     if self.vault is not None:
                         self._seal(session, arrivals, files)
                     known = _Known.of(session, arrivals)
-                    results = [self._settle(session, arrival, known) for arrival in arrivals]
+                    results = [self._settle(session, arrival, known, guarded=not hold)
+                               for arrival in arrivals]
                     queries.flush_held(session)
                     files.publish()  # named on disk before the rows that refer to them commit
         except TemporaryFailure:
@@ -373,8 +378,11 @@ class Ingestor:
         return requester if requester is not None else sender
 
     def _settle(self, session: Session, arrival: _Arrival,
-                batch: _Known | None = None) -> IngestResult:
-        """Store one mail of the batch in its own savepoint; a bug quarantines it alone."""
+                batch: _Known | None = None, guarded: bool = True) -> IngestResult:
+        """Store one mail of the batch in its own savepoint; a bug quarantines it alone.
+        Unguarded (a batch's first try), without one: any error fails the whole try, and
+        `ingest_many` stores the batch again, guarded. A savepoint is two statements a mail,
+        and a mail that fails is rare."""
         if batch is not None:
             known = batch.before(session, arrival)
         else:
@@ -389,14 +397,14 @@ class Ingestor:
             spam_store.forget_spam(session, arrival.key)  # ingested afresh below, same commit
             kind = "spam_released" if known.outcome == "spam" else "quarantine_released"
             queries.insert_event(session, kind, ingest_key=arrival.key)
-        held = queries.mark_held(session)  # the batch's rows so far: a rollback keeps them
+        if not guarded:
+            return self._store_arrival(session, arrival)
         try:
             with session.begin_nested():
                 return self._store_arrival(session, arrival)
         except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError, TemporaryFailure):
             raise
         except sa_exc.IntegrityError:
-            queries.back_to_mark(session, held)
             # Another worker stored the same key since our look-up: its outcome is ours.
             known = _stored_before(session, arrival.key)
             if known:
@@ -406,7 +414,6 @@ class Ingestor:
             # Types and places only: the error's text would carry the mail (SQL parameters).
             log.error("ingest failed", extra={"fields": {"key": arrival.key,
                                                          **failure_fields(err)}})
-            queries.back_to_mark(session, held)
             reason = f"internal error: {type(err).__name__}"
         arrival.rejected = reason
         with session.begin_nested():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from daemon import complaints
@@ -83,9 +84,15 @@ def _flag_contact(session: Session, ticket: Ticket, hit: RgHit, now: datetime) -
     contact.safeguard_brand = ticket.brand
 
 
+_ASKED_BEFORE = select(Contact.safeguarded_at.is_not(None)).join(
+    Ticket, Ticket.requester_id == Contact.id).where(Ticket.id == bindparam("tid"))
+
+
 def known_safeguarded(session: Session, ticket_id: int, group: str) -> Contact | None:
     """A new ticket of a person who asked before (under this brand or another): it goes to
     the responsible-gambling group, with an event saying where they asked; the contact."""
+    if not session.scalar(_ASKED_BEFORE, {"tid": ticket_id}):
+        return None  # every new ticket asks: one indexed look-up, no objects loaded
     ticket = session.get(Ticket, ticket_id)
     assert ticket is not None
     contact = session.get(Contact, ticket.requester_id)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ScalarSelect, delete, func, insert, select, update
+from sqlalchemy import ScalarSelect, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import AutoMail, Contact, Message, OutboxMessage, Ticket, utcnow
@@ -67,14 +67,21 @@ def standing(session: Session, address: str, kind: str, short_since: datetime,
              long_since: datetime) -> tuple[bool, int, int]:
     """Whether the address is bouncing, and its rows of one kind since `short_since` and
     since `long_since`, in one statement: what every acknowledgement asks."""
-    counts = (select(func.count().filter(_AUTO.c.created_at >= short_since), func.count())
-              .select_from(_AUTO)
-              .where(_AUTO.c.address == address.lower(), _AUTO.c.created_at >= long_since,
-                     _AUTO.c.kind == kind)
-              .subquery())
-    bouncing = select(Contact.bouncing).where(Contact.address == address).scalar_subquery()
-    row = session.execute(select(bouncing, *counts.c)).one()
+    row = session.execute(_STANDING, {"address": address.lower(), "contact": address,
+                                      "kind": kind, "short": short_since,
+                                      "long": long_since}).one()
     return bool(row[0]), int(row[1] or 0), int(row[2] or 0)
+
+
+# Built once: composing the statement anew cost more than running it (every new ticket's).
+_COUNTS = (select(func.count().filter(_AUTO.c.created_at >= bindparam("short")), func.count())
+           .select_from(_AUTO)
+           .where(_AUTO.c.address == bindparam("address"),
+                  _AUTO.c.created_at >= bindparam("long"), _AUTO.c.kind == bindparam("kind"))
+           .subquery())
+_STANDING = select(
+    select(Contact.bouncing).where(Contact.address == bindparam("contact")).scalar_subquery(),
+    *_COUNTS.c)
 
 
 def record(session: Session, ticket_id: int | None, addresses: Sequence[str], kind: str,

@@ -139,7 +139,10 @@ def contact_language(session: Session, contact: int, detected: str | None) -> st
 
 def ticket_brand(session: Session, ticket_id: int) -> str | None:
     """The brand a ticket is under (None: no such ticket)."""
-    return session.scalar(select(Ticket.brand).where(Ticket.id == ticket_id))
+    return session.scalar(_BRAND, {"tid": ticket_id})
+
+
+_BRAND = select(Ticket.brand).where(Ticket.id == bindparam("tid"))
 
 
 @dataclass(frozen=True)
@@ -434,26 +437,6 @@ def flush_held(session: Session) -> None:
         if rows:
             session.execute(statement, list(rows))
             rows.clear()
-
-
-HeldMark = dict[Any, list[dict[str, Any]]] | None
-
-
-def mark_held(session: Session) -> HeldMark:
-    """A mark of the rows held now, to go back to with `back_to_mark` when a savepoint rolls
-    back; None when none are held. A copy: rows flushed inside the savepoint were rolled back
-    with it, earlier mails' among them, and are to be held again."""
-    held = session.info.get(_HELD)
-    return None if held is None else {statement: list(rows) for statement, rows in held.items()}
-
-
-def back_to_mark(session: Session, mark: HeldMark) -> None:
-    """Hold again what was held at `mark` (see `mark_held`): a rolled-back savepoint's rows
-    are forgotten, the earlier ones kept."""
-    held = session.info.get(_HELD)
-    if held is not None and mark is not None:
-        held.clear()
-        held.update({statement: list(rows) for statement, rows in mark.items()})
 
 
 def ticket_by_ref(session: Session, ref: str | int) -> Ticket | None:

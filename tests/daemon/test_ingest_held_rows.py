@@ -1,7 +1,7 @@
 """A batch's events and ingest records go to the database together as the batch ends
 (storage.queries.hold_rows), on SQLite and PostgreSQL: one statement per table, the event
-chain intact, a failed mail's rows dropped and no one else's, and a key another daemon
-stored meanwhile still stored once."""
+chain intact, no savepoint per mail on a batch's first try, a failed mail's rows dropped
+and no one else's, and a key another daemon stored meanwhile still stored once."""
 
 from __future__ import annotations
 
@@ -34,12 +34,15 @@ class _FailingIngestor(Ingestor):
 
 
 def _inserts(engine) -> list[str]:  # noqa: ANN001
-    """The tables of the INSERT statements sent to `engine` from now on, one per statement."""
+    """The tables of the INSERT statements sent to `engine` from now on, one per statement,
+    and "SAVEPOINT" for each savepoint taken."""
     sent: list[str] = []
 
     def seen(_conn, _cursor, statement: str, *_rest) -> None:  # noqa: ANN001, ANN002
         if statement.startswith("INSERT INTO "):
             sent.append(statement.split()[2])
+        elif statement.startswith("SAVEPOINT "):
+            sent.append("SAVEPOINT")
 
     event.listen(engine, "before_cursor_execute", seen)
     return sent
@@ -61,6 +64,7 @@ def test_a_batch_writes_its_events_and_records_in_one_statement_each_and_the_cha
     results = ingestor.ingest_many(mails)
     assert [r.outcome for r in results] == ["ticket"] * 6
     assert sent.count("events") == 1 and sent.count("ingest_log") == 1
+    assert "SAVEPOINT" not in sent  # a savepoint a mail only when the batch is stored again
     assert audit.seal(sessions) > 6
     with sessions() as session:
         assert _created_keys(session) == [r.key for r in results]  # ids in the order written
@@ -70,15 +74,19 @@ def test_a_batch_writes_its_events_and_records_in_one_statement_each_and_the_cha
 
 def test_a_failed_mail_drops_its_held_rows_and_keeps_those_of_the_mails_before_it(
         db_url: str, tmp_path: Path) -> None:
-    sessions = db.session_factory(db.make_engine(db_url))
+    engine = db.make_engine(db_url)
+    sessions = db.session_factory(engine)
     ingestor = _FailingIngestor(sessions, BlobStore(tmp_path / "state"), POLICY)
-    # The bad mail flushes the first mail's rows inside its own savepoint, which rolls them
-    # back: they must be written again all the same.
+    sent = _inserts(engine)
+    # The bad mail flushes the first mail's rows, then fails the batch's first try: all of
+    # it rolls back, and the batch is stored again with a savepoint a mail, where only the
+    # bad mail's rows are dropped.
     results = ingestor.ingest_many([
         (mail(sender="a@mail.test"), "1"),
         (mail(sender="c@mail.test", subject="FLUSH then BUG"), "2"),
         (mail(sender="b@mail.test"), "3")])
     assert [r.outcome for r in results] == ["ticket", "quarantined", "ticket"]
+    assert sent.count("SAVEPOINT") >= 3  # the second try's
     with sessions() as session:
         assert _created_keys(session) == [results[0].key, results[2].key]
         quarantined = session.scalars(select(Event.data["ingest_key"].as_string())
