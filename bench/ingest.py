@@ -316,7 +316,8 @@ def main() -> None:
     ap.add_argument("--from", dest="source", choices=("imap", "files", "floor", "both", "all"),
                     default="both", help="both: imap and files; all: those and floor")
     ap.add_argument("--profile", type=int, default=0, metavar="TOP",
-                    help="with --child: profile the timed part, print the TOP entries to stderr")
+                    help="with --child: profile the timed part, print the TOP entries to stderr "
+                         "(and write the whole profile to $TICKETD_BENCH_PROFILE_FILE if set)")
     ap.add_argument("--child", nargs=4, metavar=("BACKEND", "COUNT", "ACKS", "FROM"),
                     help=argparse.SUPPRESS)
     ap.add_argument("--encrypt", action="store_true",
