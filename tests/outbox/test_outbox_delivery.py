@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import timedelta
 
 from prometheus_client import REGISTRY
+from sqlalchemy import event
 
 from daemon.outbox import OutboxSender
 from tests.outbox.smtp_sink import (
@@ -16,6 +18,7 @@ from tests.outbox.smtp_sink import (
     FailsFirst,
     Refuses,
     RefusesNamed,
+    Sink,
     free_port,
     transport_to,
 )
@@ -201,3 +204,40 @@ def test_two_senders_at_once_deliver_every_row_once(sessions, clock, queue, smtp
     assert sorted(received) == sorted(queued)  # every one, and none twice
     assert sum(totals) == 80
     assert {r.state for r in look.rows()} == {"sent"}
+
+
+class _Checks(Sink):
+    """Reads the database as each message arrives (after DATA, before its "250"): how many
+    rows the outbox has recorded as sent by then."""
+
+    def __init__(self, look) -> None:  # noqa: ANN001
+        super().__init__()
+        self.look = look
+        self.sent_before: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        self.sent_before.append(len(self.look.rows("sent")))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_message_goes_only_once_the_mail_before_it_is_recorded(
+        sessions, clock, queue, smtp_server, look):
+    """The commit of one mail's "250" overlaps the next mail's envelope, never its message:
+    at the default commit_every = 1, the server is handed mail k only after mails 1..k-1
+    are recorded as sent, so a crash can repeat at most the one mail in flight."""
+    server = smtp_server(_Checks(look))
+    queued = [queue([f"p{i}@mail.test"])[1] for i in range(8)]
+    # A slow disk: each commit takes longer than the next mail's whole SMTP exchange.
+    engine = sessions.kw["bind"]
+
+    def slow(_conn) -> None:  # noqa: ANN001
+        time.sleep(0.15)
+
+    event.listen(engine, "commit", slow)
+    try:
+        stats = deliver(sender(sessions, server.port, clock))
+    finally:
+        event.remove(engine, "commit", slow)
+    assert stats.sent == 8
+    assert server.handler.message_ids() == queued
+    assert server.handler.sent_before == list(range(8))
