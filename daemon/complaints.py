@@ -84,6 +84,8 @@ def resume_clock(session: Session, profile: ComplaintProfile, ticket_id: int, ac
                  now: datetime) -> bool:
     """The player wrote again, or the ticket no longer waits on them: a paused clock runs on,
     its deadline later by the pause (True when it was paused)."""
+    if not records.paused(session, ticket_id):
+        return False  # most answers: the clock runs, nothing to change
     return _apply(session, ticket_id, "complaint_resumed", actor,
                   lambda row: rules.resume(facts(row), profile, now))
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Complaint, Contact, Erasure, Ticket
 
-__all__ = ["GuardFacts", "advance", "by_reference", "due_complaints", "for_ticket",
+__all__ = ["GuardFacts", "advance", "by_reference", "due_complaints", "for_ticket", "paused",
            "guard_facts", "insert_complaint", "lock", "mark_enquiry_reminded", "move",
            "reference_words", "write"]
 
@@ -58,6 +58,16 @@ def insert_complaint(session: Session, ticket_id: int, values: dict[str, Any]) -
     """The complaint of a ticket; None (nothing written) when it already has one."""
     dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
     return session.execute(_INSERT[dialect], {**values, "ticket_id": ticket_id}).scalar()
+
+
+_PAUSED = select(_C.paused_at.is_not(None)).where(_C.ticket_id == bindparam("tid")) \
+    .with_for_update()
+
+
+def paused(session: Session, ticket_id: int) -> bool:
+    """Whether the ticket's complaint clock stands still (waits on the player), read under
+    the lock `for_ticket` takes: one cheap statement for the answer that changes nothing."""
+    return bool(session.scalar(_PAUSED, {"tid": ticket_id}))
 
 
 def for_ticket(session: Session, ticket_id: int) -> Complaint | None:
