@@ -482,7 +482,7 @@ class Ingestor:
         if decision.action == "join":
             assert decision.ticket is not None
             ticket_id, number = decision.ticket.id, decision.ticket.number
-            rules = self._ticket_policy(session, ticket_id)
+            rules = self._ticket_policy(session, decision.ticket)
             if not automated and not adr:  # an out-of-office neither reopens nor appeals
                 self._follow_up(session, rules, ticket_id, decision.reopen, visible,
                                 mail.sender.addr, received)
@@ -724,9 +724,10 @@ class Ingestor:
                     verified.append(number)
         return verified, forged
 
-    def _ticket_policy(self, session: Session, ticket_id: int) -> IngestPolicy:
+    def _ticket_policy(self, session: Session, ticket: TicketFacts) -> IngestPolicy:
         """The rules of a ticket's own brand; the mailbox's when that brand is not known."""
-        brand = queries.ticket_brand(session, ticket_id)
+        brand = ticket.brand if ticket.brand is not None \
+            else queries.ticket_brand(session, ticket.id)
         return self.brands.get(brand or "", self.policy)
 
     def _follow_up(self, session: Session, rules: IngestPolicy, ticket_id: int, reopen: bool,

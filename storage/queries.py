@@ -154,12 +154,13 @@ class TicketFacts:
     status: str
     resolved_at: datetime | None
     participant: bool  # the sender is its requester or a recorded participant
+    brand: str | None = None  # the brand it is under ("": the desk's own)
 
 
 _PARTICIPATES = select(Participant.id).where(
     Participant.ticket_id == Ticket.id, Participant.address == bindparam("sender")).exists()
 _FACTS = (select(Ticket.id, Ticket.number, Ticket.status, Ticket.resolved_at,
-                 (Contact.address == bindparam("sender")) | _PARTICIPATES)
+                 (Contact.address == bindparam("sender")) | _PARTICIPATES, Ticket.brand)
           .join(Contact, Contact.id == Ticket.requester_id))
 _FACTS_BY_REFERENCE = _FACTS.where(Ticket.id.in_(
     select(Message.ticket_id).where(Message.header_message_id.in_(bindparam("ids", expanding=True)))
@@ -179,7 +180,7 @@ def ticket_facts(session: Session, sender: str, *, message_ids: Sequence[str] = 
                                                   "numbers": list(numbers)[:20]}).all()
     else:
         return []
-    facts = [TicketFacts(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+    facts = [TicketFacts(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
     if numbers and not ids:
         order = {n: i for i, n in enumerate(numbers)}
         facts.sort(key=lambda f: order.get(f.number, 0))
