@@ -7,10 +7,6 @@ server down, no token). A crash repeats at most that many rows whose "250" (or "
 not yet recorded, each with
 the same Message-ID (or delivery id), which lets the receiver drop it. Invariant 2 of
 DESIGN.md; webhooks keep it the same way (DESIGN: every side effect goes through the outbox).
-
-A commit runs while the next mail's envelope (MAIL FROM, RCPT TO) goes out, and that mail's
-message is sent only once the commit is over: nothing more is ever handed over unrecorded
-than `commit_every` rows, and the commit's wait is hidden behind the server's round trips.
 """
 
 from __future__ import annotations
@@ -188,7 +184,6 @@ class OutboxSender:
         self._setup: Callable[[], SenderSetup] = lambda: setup
         # Outcomes of the batch in hand, written by _flush (one pass at a time per sender).
         self._unsettled: list[tuple[ClaimedMail, Outcome, datetime, datetime | None]] = []
-        self._writing: asyncio.Task[dict[str, int] | None] | None = None  # a _flush running
         self._now = now
         self._rng = rng or random.Random()
 
@@ -279,7 +274,6 @@ class OutboxSender:
         """Deliver rows one by one until the lease runs short, or the server is `down`."""
         for index, row in enumerate(rows):
             if self._now() >= stop_at:
-                await self._written()
                 rest = [r.id for r in rows[index:]]
                 await self._db(lambda s, rest=rest: outbox.release(s, rest))
                 stats.released += len(rest)
@@ -309,7 +303,6 @@ class OutboxSender:
             return
         # The post must be over, and its outcome committed, while the row is still ours:
         # past the lease another sender claims it and posts it a second time.
-        await self._written()  # the last outcome recorded before the next post goes
         within = (hook.claimed_until - self._now()).total_seconds() - _margin(setup.lease)
         if within <= 0:
             await self._db(lambda s: outbox.release(s, [hook.id]))
@@ -338,8 +331,7 @@ class OutboxSender:
             return
         metrics.DELIVERY_ATTEMPTS.inc()
         try:
-            result = await smtp.send(mail.envelope_from, mail.recipients, mail.raw,
-                                     before_data=self._written)
+            result = await smtp.send(mail.envelope_from, mail.recipients, mail.raw)
         except TokenUnavailable:
             raise  # our credentials, not this mail: _send_all holds the batch, uncounted
         except DeliveryError as err:
@@ -355,7 +347,6 @@ class OutboxSender:
         lifetime and wait, however long, until sending works again."""
         ids = [m.id for m in mails]
         now = self._now()
-        await self._written()
         await self._db(lambda s: outbox.hold(s, ids, now + TOKEN_WAIT, error, now))
         stats.released += len(ids)
         log.warning("outbox held: no smtp token", extra={"fields": {
@@ -370,26 +361,13 @@ class OutboxSender:
             next_at = retry_at(outcome, mail.attempts, now, mail.expires_at, self._rng)
         self._unsettled.append((mail, outcome, now, next_at))
         if len(self._unsettled) >= setup.commit_every:  # bounds what a crash sends twice
-            await self._written()  # one write at a time, in order
-            self._writing = asyncio.create_task(self._flush(setup, stats, count=False))
-
-    async def _written(self) -> None:
-        """Wait for the outcomes `_settle` is writing (a database error is raised here)."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            await writing
+            await self._flush(setup, stats, count=False)
 
     async def _flush(self, setup: SenderSetup, stats: DeliveryStats,
                      count: bool = True) -> dict[str, int] | None:
         """Write the noted outcomes in one transaction; count and log them once committed.
         The rows by state, counted in the same transaction (None: nothing to write, or not
         asked to count)."""
-        if count:  # the batch's last write: after the one still running
-            try:
-                await self._written()
-            except Exception as err:  # noqa: BLE001 - this write may still succeed
-                log.error("outbox outcomes not recorded", extra={"fields": {
-                    "error": _describe(err)}})
         pending, self._unsettled = self._unsettled, []
         if not pending:
             return None

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -150,21 +150,16 @@ class SmtpSession:
         self._smtp: aiosmtplib.SMTP | None = None
         self.connections = 0  # connections opened by this session (for tests and the bench)
 
-    async def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes,
-                   before_data: Callable[[], Awaitable[None]] | None = None) -> SendResult:
-        """Hand one mail to the server; raises a DeliveryError when no recipient took it.
-        `before_data` is awaited once the recipients are accepted and before the message
-        goes: the server has taken nothing yet, so what it waits for (the outbox's record
-        of the mail before) overlaps the envelope's round trips."""
+    async def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
+        """Hand one mail to the server; raises a DeliveryError when no recipient took it."""
         try:
-            return await self._transaction(await self._connected(), envelope_from, recipients,
-                                           raw, before_data)
+            return await self._transaction(await self._connected(), envelope_from, recipients, raw)
         except _ClosedBeforeMail:
             # An idle connection the server dropped, or a 421 at MAIL: nothing was handed
             # over yet, so this mail goes on a fresh connection right away.
             smtp = await self._connected()
             try:
-                return await self._transaction(smtp, envelope_from, recipients, raw, before_data)
+                return await self._transaction(smtp, envelope_from, recipients, raw)
             except _ClosedBeforeMail as err:
                 raise TemporaryDeliveryError(f"server closed the connection: {err}") from None
 
@@ -238,8 +233,7 @@ class SmtpSession:
     # -- one mail ------------------------------------------------------------------------
 
     async def _transaction(self, smtp: aiosmtplib.SMTP, envelope_from: str,
-                           recipients: Sequence[str], raw: bytes,
-                           before_data: Callable[[], Awaitable[None]] | None) -> SendResult:
+                           recipients: Sequence[str], raw: bytes) -> SendResult:
         options, encoding = _mail_options(smtp, envelope_from, recipients, raw)
         try:
             await self._mail(smtp, envelope_from, options, encoding)
@@ -248,8 +242,6 @@ class SmtpSession:
             if not accepted:
                 await _reset(smtp)
                 raise _all_refused(refused)
-            if before_data is not None:
-                await before_data()
             await _data(smtp, raw)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as err:
             # aiosmtplib has closed the connection; the next send opens another.
