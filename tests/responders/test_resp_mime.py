@@ -242,8 +242,23 @@ def test_any_file_round_trips(name: str, payload: bytes) -> None:
     raw = _message("x\n", files=(File(name, "application/octet-stream", payload),))
     _check_wire(raw)
     (attached,) = _parse(raw).iter_attachments()
-    assert attached.get_filename() == name
+    assert _filename(attached) == name
     assert attached.get_content() == payload
+
+
+def _filename(part: EmailMessage) -> str:
+    """The filename parameter as the header carries it. Not get_filename(): it unquotes the
+    decoded value once more, so a name written in quotes ('"a"', '""') loses them."""
+    value = part.get_param("filename", header="content-disposition")
+    assert isinstance(value, str)
+    return value
+
+
+def test_a_filename_in_quotes_keeps_them() -> None:
+    for name in ('""', '"a"', 'плохой "файл"'):
+        raw = _message("x\n", files=(File(name, "application/octet-stream", b"1"),))
+        (attached,) = _parse(raw).iter_attachments()
+        assert _filename(attached) == name
 
 
 @settings(max_examples=200, deadline=None)
