@@ -106,7 +106,8 @@ def retention_command(ctx: click.Context, once: bool, at: str | None, apply: boo
     ledger_at = None if now is not None and not dry and now > datetime.now(UTC) else now
     pruned = prune_loop_ledger(application.sessions, ledger_kept(settings), ledger_at,
                                apply=not dry)
-    click.echo(f"{counts.line()} loop_ledger={pruned}" + (
+    ledger = "skipped (another process is pruning it)" if pruned is None else pruned
+    click.echo(f"{counts.line()} loop_ledger={ledger}" + (
         " (dry run: --now is ahead of the clock; nothing changed, --apply to sweep)"
         if dry else ""))
 

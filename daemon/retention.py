@@ -419,15 +419,15 @@ def ledger_kept(settings: Settings) -> timedelta:
 
 
 def prune_loop_ledger(sessions: sessionmaker[Session], kept: timedelta,
-                      now: datetime | None = None, *, apply: bool = True) -> int:
+                      now: datetime | None = None, *, apply: bool = True) -> int | None:
     """Remove the loop ledger's rows older than `kept` (storage/loops.py), in one short
     transaction of its own; the rows removed (with apply=False only counted). On
-    PostgreSQL one daemon or command at a time prunes (one that finds another at it skips
-    this pass): the check of each mail only reads the ledger, so pruning never makes a
-    mail wait."""
+    PostgreSQL one daemon or command at a time prunes: one that finds another at it skips
+    this pass and returns None. The check of each mail only reads the ledger, so pruning
+    never makes a mail wait."""
     with sessions.begin() as session:
         if not try_lock_for_transaction(session, LEDGER_PRUNE_LOCK):
-            return 0
+            return None
         before = (now or utcnow()) - kept
         return (loop_ledger.prune if apply else loop_ledger.expired)(session, before)
 
