@@ -12,30 +12,12 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from config import load_settings
-from daemon import runtime
 from daemon.app import App
-from daemon.runtime import Current
-from storage import db
-from storage.blobs import BlobStore
 from storage.models import AutoMail, Event, OutboxMessage, Ticket, utcnow
+from tests.support.desks import DESK, desk_from
 from tests.support.mails import mail
 
-CONFIG = """
-[support]
-address = "desk@ops.test"
-name = "Operations Desk"
-
-[database]
-url = "{url}"
-
-[smtp]
-host = "127.0.0.1"
-tls = "none"
-
-[scan]
-enabled = false
-
+CONFIG = DESK + """
 [outbox]
 ops_address = "ops@ops.test"
 
@@ -61,12 +43,8 @@ signature = "Stars Poker, Gibraltar"
 
 
 def _desk(db_url: str, tmp_path: Path, per_ticket: int = 10) -> App:
-    path = tmp_path / "ticketd.toml"
-    path.write_text(CONFIG.format(url=db_url, per_ticket=per_ticket))
-    settings = load_settings(path, {"TICKETD_SECURITY__SECRET": "brand-joined-key-0123456789"})
-    engine = db.make_engine(db_url)
-    return App(engine, db.session_factory(engine), BlobStore(tmp_path / "files"),
-               Current(runtime.build(settings)))
+    return desk_from(CONFIG.format(url=db_url, per_ticket=per_ticket), tmp_path,
+                     "brand-joined-key-0123456789")
 
 
 def _rows(desk: App, kind: str) -> list[OutboxMessage]:

@@ -11,33 +11,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from config import load_settings
-from daemon import runtime
 from daemon.app import App
 from daemon.responsible import may_automate
-from daemon.runtime import Current
 from responders.identity import DEFAULT_BRAND
 from storage import db, erasure
-from storage.blobs import BlobStore
 from storage.models import Contact, Event, OutboxMessage, Ticket
 from tests.support.db import PG_ADMIN_URL, _pg_url
+from tests.support.desks import DESK, desk_from
 from tests.support.mails import mail
 
-CONFIG = """
-[support]
-address = "desk@ops.test"
-name = "Operations Desk"
+SECRET = "brand-storage-key-0123456789"
 
-[database]
-url = "{url}"
-
-[smtp]
-host = "127.0.0.1"
-tls = "none"
-
-[scan]
-enabled = false
-
+CONFIG = DESK + """
 [team]
 agents = [{{ address = "anna@desk.test", name = "Anna", groups = ["support"] }}]
 
@@ -58,12 +43,7 @@ default_group = "stars_team"
 
 @pytest.fixture
 def app(db_url: str, tmp_path: Path) -> App:
-    path = tmp_path / "ticketd.toml"
-    path.write_text(CONFIG.format(url=db_url))
-    settings = load_settings(path, {"TICKETD_SECURITY__SECRET": "brand-storage-key-0123456789"})
-    engine = db.make_engine(db_url)
-    return App(engine, db.session_factory(engine), BlobStore(tmp_path / "files"),
-               Current(runtime.build(settings)))
+    return desk_from(CONFIG.format(url=db_url), tmp_path, SECRET)
 
 
 def _ticket(app: App, subject: str) -> Ticket:
@@ -202,12 +182,7 @@ adr_url = "https://adr.lucky.test"
 
 def test_a_reply_at_another_brands_mailbox_meets_the_tickets_brands_rules(
         db_url: str, tmp_path: Path) -> None:
-    path = tmp_path / "ticketd.toml"
-    path.write_text(LUCKY_CGA.format(url=db_url))
-    settings = load_settings(path, {"TICKETD_SECURITY__SECRET": "brand-storage-key-0123456789"})
-    engine = db.make_engine(db_url)
-    desk = App(engine, db.session_factory(engine), BlobStore(tmp_path / "files"),
-               Current(runtime.build(settings)))
+    desk = desk_from(LUCKY_CGA.format(url=db_url), tmp_path, SECRET)
     desk.ingestor_for("lucky").ingest(mail(
         sender="Sam <sam@player.test>", to="help@lucky.test", subject="Bonus terms",
         body="Why was my bonus cancelled?"))
