@@ -94,10 +94,6 @@ class TemporaryFailure(Exception):
     """Storing failed for a reason that may pass (database locked or down, disk full)."""
 
 
-class _Raced(Exception):
-    """Another daemon stored a mail of the batch after the batch looked it up."""
-
-
 @dataclass(frozen=True)
 class IngestPolicy:
     support_addresses: frozenset[str] = frozenset({"support@localhost"})
@@ -207,7 +203,7 @@ class Ingestor:
             # that mail's duplicate and a bug or a bad row quarantines only its mail, as the
             # savepoints promise; a second failure is the caller's.
             log.warning("batch stored again row by row", extra={"fields": {
-                "mails": len(mails), **failure_fields(err.__cause__ or err)}})
+                "mails": len(mails), **failure_fields(err)}})
             results = self._ingest_batch(mails, released, hold=False)
         failpoint("after-commit")
         for result in results:
@@ -223,8 +219,8 @@ class Ingestor:
                       released: bool, hold: bool) -> list[IngestResult]:
         """`ingest_many`'s one try. With `hold` (the first), no mail has a savepoint of its
         own and the batch's events and ingest records are inserted as it ends
-        (storage.queries.hold_rows): a key another daemon stored meanwhile clashes there, and
-        the batch is _Raced; any other error fails the try as well. Without, each mail is
+        (storage.queries.hold_rows): a key another daemon stored meanwhile clashes there and
+        fails the try, as any other error does. Without, each mail is
         stored in its own savepoint with its rows, where a bug, a clash or a bad row is that
         mail's alone."""
         try:
@@ -246,7 +242,7 @@ class Ingestor:
             raise
         except sa_exc.IntegrityError as err:  # each mail's own clash is handled in its savepoint
             if hold:
-                raise _Raced from err
+                raise  # `ingest_many` stores the batch again, a savepoint a mail
             raise TemporaryFailure(f"IntegrityError: {_first_line(err)}") from err
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as err:
             raise TemporaryFailure(f"{type(err).__name__}: {_first_line(err)}") from err
