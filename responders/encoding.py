@@ -58,9 +58,15 @@ def encode_text(text: str) -> str:
     Plain ASCII words stay readable; each run of other words becomes encoded words
     that hold the run's inner spaces, so no reader can lose or add one.
     """
+    words = text.split()
+    # Most subjects are plain ASCII words: every word stays as it is (what the loop below
+    # gives for them), decided for the whole text at once.
+    if text.isascii() and text.isprintable() and "=?" not in text \
+            and all(len(word) <= _PLAIN_MAX for word in words):
+        return " ".join(words)
     tokens: list[str] = []
     run: list[str] = []
-    for word in text.split():
+    for word in words:
         if _is_plain(word):
             tokens.extend(encoded_words(" ".join(run)))
             run.clear()

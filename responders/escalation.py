@@ -22,12 +22,14 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from responders.headers import (
+    Folded,
     UnsafeRecipient,
     clean_header_text,
+    folded,
     format_address,
-    put_header,
-    set_text_header,
+    put_folded,
     single_recipient,
+    text_header,
 )
 from responders.identity import Identity
 from responders.mime import set_body
@@ -84,19 +86,14 @@ def escalation(
     language = templates.language(identity.language)
     variables = _variables(ctx, language, timezone, desk.name, subject_format)
     msg = EmailMessage(policy=SMTP)
-    put_header(msg, "From", desk.from_value)
-    put_header(msg, "To", to_value)
+    sender, receiver, *marks = _fixed_headers(desk, to_value)
     line = clean_header_text(templates.render("escalation_subject.txt.j2", language, **variables))
     subject = tag_subject(line, ctx.ticket_number, subject_format)
-    set_text_header(msg, "Subject", subject, max_len=len(subject))
-    put_header(msg, "Date", _date(ctx.now))
     # The recipient's credential for the ticket: staff answer with "#assign me".
     msgid = agent_message_id_for(ctx.ticket_number, keys, desk.domain, recipient,
                                  nonce=ctx.nonce)
-    put_header(msg, "Message-ID", f"<{msgid}>")
-    put_header(msg, "Auto-Submitted", "auto-generated")  # RFC 3834 §5
-    put_header(msg, "X-Auto-Response-Suppress", "All")  # Exchange: no out-of-office back
-    put_header(msg, "X-Ticketd-Loop", desk.support)  # how our own classify spots our mail
+    put_folded(msg, (sender, receiver, text_header("Subject", subject, max_len=len(subject)),
+                     _date(ctx.now), folded("Message-ID", f"<{msgid}>"), *marks))
     text = templates.render("escalation.txt.j2", language, **variables)
     set_body(msg, text)
     return msg
@@ -133,14 +130,24 @@ def _recipient(to: str, support: str) -> tuple[str, str]:
     return recipient, format_address("", recipient)
 
 
-def _date(now: datetime) -> str:
+@lru_cache(maxsize=256)
+def _fixed_headers(desk: _Desk, to_value: str) -> tuple[Folded, ...]:
+    """From, To, then the headers after the Message-ID, checked and folded once per desk
+    and escalation address."""
+    return (folded("From", desk.from_value), folded("To", to_value),
+            folded("Auto-Submitted", "auto-generated"),  # RFC 3834 §5
+            folded("X-Auto-Response-Suppress", "All"),  # Exchange: no out-of-office back
+            folded("X-Ticketd-Loop", desk.support))  # how our own classify spots our mail
+
+
+def _date(now: datetime) -> Folded:
     # The offset in the key: 12:00 UTC equals 14:00+02:00, and each is written as it is.
     return _formatted_date(now, now.utcoffset())
 
 
 @lru_cache(maxsize=8)
-def _formatted_date(now: datetime, _offset: timedelta | None) -> str:
-    return format_datetime(now)
+def _formatted_date(now: datetime, _offset: timedelta | None) -> Folded:
+    return folded("Date", format_datetime(now))
 
 
 def _variables(ctx: EscalationContext, language: str, timezone: str, support_name: str,
@@ -150,14 +157,15 @@ def _variables(ctx: EscalationContext, language: str, timezone: str, support_nam
 
     subject = strip_tags(strip_reply_prefixes(clean_header_text(ctx.subject, _SUBJECT_LEN)), fmt)
     due = ctx.due_at.astimezone(ZoneInfo(timezone))
+    promised, promised_in = _promised(ctx.promised, language)
     return {
         "stage": ctx.stage,
         "kind": ctx.clock_kind,
         "policy": ctx.policy,
         "tag": subject_tag(ctx.ticket_number, fmt),
         "subject": subject,
-        "promised": duration(ctx.promised),
-        "promised_in": duration(ctx.promised, "accusative"),  # "within" / "за"
+        "promised": promised,
+        "promised_in": promised_in,  # "within" / "за"
         "waited": duration(ctx.now - ctx.started_at),
         "left": duration(ctx.due_at - ctx.now, "accusative"),  # "in" / "через"
         "overdue": duration(ctx.now - ctx.due_at, "accusative"),  # "by", "ago" / "назад"
@@ -167,6 +175,14 @@ def _variables(ctx: EscalationContext, language: str, timezone: str, support_nam
         "question": _quoted_lines(ctx.question),
         "support_name": support_name,  # cleaned by _desk
     }
+
+
+@lru_cache(maxsize=64)
+def _promised(promised: timedelta, language: str) -> tuple[str, str]:
+    """A policy's promise in words (nominative, accusative): the same for every mail of it."""
+    promised = max(promised, timedelta(0))
+    return (localized_duration(promised, language),
+            localized_duration(promised, language, case="accusative"))
 
 
 def _quoted_lines(text: str) -> list[str]:

@@ -10,20 +10,26 @@ once more, and stored with ``set_raw`` so that the stdlib does not refold it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from email.message import EmailMessage
+from typing import NamedTuple
 
 from responders.addresses import addr_spec
 from responders.encoding import MAX_LINE, encode_phrase, encode_text, fold
 
 __all__ = [
+    "Folded",
     "UnsafeRecipient",
     "clean_header_text",
+    "folded",
     "format_address",
     "message_id_token",
+    "put_folded",
     "put_header",
     "set_address_header",
     "set_text_header",
     "single_recipient",
+    "text_header",
 ]
 
 
@@ -195,21 +201,51 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _WIRE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 
 
-def put_header(msg: EmailMessage, name: str, value: str) -> None:
-    """Store an encoded value: printable ASCII only, folded by us, never twice the same name.
+class Folded(NamedTuple):
+    """A header as ``put_header`` stores it: made only by ``folded`` (or ``text_header``),
+    which check and fold the value; ``put_folded`` stores it as it is."""
+
+    name: str
+    value: str  # what follows "Name: ", continuation lines joined by CRLF and a space
+
+
+def folded(name: str, value: str) -> Folded:
+    """``value`` checked (printable ASCII, one line) and folded by us: refused otherwise.
 
     The error names the header but not the value, which may hold personal data.
     """
     if not _HEADER_NAME.fullmatch(name) or not _WIRE.fullmatch(value):
         raise ValueError(f"refusing header {name}: not one line of printable ASCII")
-    if name in msg:
-        raise ValueError(f"refusing header {name}: already set")
-    folded = fold(name, value)
-    lines = folded.split("\r\n ")
+    text = fold(name, value)
+    lines = text.split("\r\n ")
     widths = [len(name) + 2 + len(lines[0])] + [len(line) + 1 for line in lines[1:]]
     if max(widths) > MAX_LINE:
         raise ValueError(f"refusing header {name}: a token longer than a line")
-    msg.set_raw(name, folded)
+    return Folded(name, text)
+
+
+def put_header(msg: EmailMessage, name: str, value: str) -> None:
+    """Store an encoded value: printable ASCII only, folded by us, never twice the same name."""
+    header = folded(name, value)
+    if name in msg:
+        raise ValueError(f"refusing header {name}: already set")
+    msg.set_raw(name, header.value)
+
+
+def put_folded(msg: EmailMessage, headers: Iterable[Folded]) -> None:
+    """Store headers made by ``folded``, in order, never twice the same name: for a composer
+    that folds what depends only on the settings once, not once per mail."""
+    names = {name.lower() for name in msg.keys()}
+    for name, value in headers:
+        if name.lower() in names:
+            raise ValueError(f"refusing header {name}: already set")
+        names.add(name.lower())
+        msg.set_raw(name, value)
+
+
+def text_header(name: str, text: str, max_len: int = 200) -> Folded:
+    """An unstructured header (a subject) of any text: cleaned, encoded and folded."""
+    return folded(name, encode_text(clean_header_text(text, max_len)))
 
 
 def set_text_header(msg: EmailMessage, name: str, text: str, max_len: int = 200) -> None:

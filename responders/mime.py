@@ -67,6 +67,10 @@ def set_body(
     """
     if "Content-Type" in msg:
         raise ValueError("the message already has a body")
+    if html is None and not files:  # text alone: no part to build and copy
+        msg.set_raw("MIME-Version", "1.0")
+        _set_text(msg, "plain", text)
+        return
     body = _text_part("plain", text)
     if html is not None:
         body = _multipart("alternative", [body, _text_part("html", html)])
@@ -87,10 +91,14 @@ _TEXT_TYPE = 'text/{}; charset="utf-8"'
 
 def _text_part(subtype: str, text: str) -> EmailMessage:
     part = _part()
+    _set_text(part, subtype, text)
+    return part
+
+
+def _set_text(part: EmailMessage, subtype: str, text: str) -> None:
     part.set_raw("Content-Type", _TEXT_TYPE.format(subtype))
     part.set_raw("Content-Transfer-Encoding", "quoted-printable")
     part.set_payload(quoted_printable(text))
-    return part
 
 
 def _multipart(subtype: str, parts: list[EmailMessage]) -> EmailMessage:
@@ -342,8 +350,12 @@ def shown(msg: Message) -> tuple[str, str]:
     A mail whose parts were not written by ``set_body`` is read from its bytes.
     """
     # As stored, folded: the very value the parser would read back from the bytes.
-    subject = subject_text(next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"),
-                                None))
+    value = next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"), None)
+    if value is not None and value.isascii() and "=?" not in value:
+        # No encoded word: the stdlib's decoding gives the value back as it is, unfolded.
+        subject = value.replace("\r\n", "").replace("\n", "")
+    else:
+        subject = subject_text(value)
     for part in _leaves(msg):
         kind = header_value(part, "Content-Type") or ""
         if not kind.startswith("text/plain") or "Content-Disposition" in part:

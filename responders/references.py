@@ -55,8 +55,12 @@ _AGENT_PURPOSE = "to-agent"
 
 
 def _signature(key: bytes, text: str, length: int) -> str:
-    digest = hmac.new(key, text.encode("ascii"), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:length]
+    digest = hmac.digest(key, text.encode("ascii"), "sha256")
+    # Base32 writes each 5 bytes as 8 characters on their own, so the first `length`
+    # characters need only the first 5-byte groups: the same prefix for a fraction of the
+    # work (b32encode is Python code, and every mail we send is signed once or twice).
+    groups = -(-length // 8)
+    return base64.b32encode(digest[: 5 * groups]).decode("ascii").lower()[:length]
 
 
 def _signing_key(keys: tuple[bytes, ...]) -> bytes:
