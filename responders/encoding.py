@@ -62,7 +62,7 @@ def encode_text(text: str) -> str:
     # Most subjects are plain ASCII words: every word stays as it is (what the loop below
     # gives for them), decided for the whole text at once.
     if text.isascii() and text.isprintable() and "=?" not in text \
-            and all(len(word) <= _PLAIN_MAX for word in words):
+            and max(map(len, words), default=0) <= _PLAIN_MAX:
         return " ".join(words)
     tokens: list[str] = []
     run: list[str] = []

@@ -237,9 +237,10 @@ def put_folded(msg: EmailMessage, headers: Iterable[Folded]) -> None:
     that folds what depends only on the settings once, not once per mail."""
     names = {name.lower() for name in msg.keys()}
     for name, value in headers:
-        if name.lower() in names:
+        key = name.lower()
+        if key in names:
             raise ValueError(f"refusing header {name}: already set")
-        names.add(name.lower())
+        names.add(key)
         msg.set_raw(name, value)
 
 

@@ -38,6 +38,13 @@ def test_plain_words_stay_readable() -> None:
     assert "=?x?q?y?=" not in encode_text("=?x?q?y?=")  # would be decoded by the receiver
 
 
+def test_a_plain_word_longer_than_a_line_allows_is_encoded() -> None:
+    assert encode_text(f"Refund {'x' * 70} now") == f"Refund {'x' * 70} now"
+    encoded = encode_text(f"Refund {'x' * 71} now")
+    assert encoded.startswith("Refund =?utf-8?b?") and encoded.endswith("?= now")
+    assert str(make_header(decode_header(encoded))) == f"Refund {'x' * 71} now"
+
+
 def test_subjects_survive_compliant_readers_and_the_stdlib_parser() -> None:
     for subject in _subjects(300):
         msg = EmailMessage(policy=SMTP)

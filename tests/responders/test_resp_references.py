@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 import pytest
 
 from responders.references import (
@@ -20,6 +24,25 @@ from responders.references import (
 
 NEW, OLD = b"new signing key", b"old signing key"
 DOMAIN = "casino.example"
+
+
+def _b32_hmac(key: bytes, text: str) -> str:
+    digest = hmac.new(key, text.encode("ascii"), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode("ascii").lower()
+
+
+def test_signatures_are_the_base32_hmac_that_mail_already_sent_carries() -> None:
+    # Replies to mail sent months ago must still verify: the signatures are pinned to
+    # HMAC-SHA256 in lower-case base32, cut to 16 characters (12 for a reply token).
+    msgid = message_id_for(10234, (NEW,), DOMAIN, nonce="abc123")
+    assert msgid == f"t10234.abc123.{_b32_hmac(NEW, 't10234.abc123')[:16]}@{DOMAIN}"
+    agent = agent_message_id_for(10234, (NEW,), DOMAIN, "Lead@Casino.example", nonce="sla7s1")
+    bound = _b32_hmac(NEW, "to-agent:lead@casino.example:t10234.sla7s1")[:16]
+    nonce = f"a{bound}sla7s1"
+    assert agent == f"t10234.{nonce}.{_b32_hmac(NEW, f't10234.{nonce}')[:16]}@{DOMAIN}"
+    token = _b32_hmac(NEW, "reply:t10234")[:12]
+    assert reply_address("support@casino.example", 10234, (NEW,)) == \
+        f"support+t10234.{token}@casino.example"
 
 
 def test_message_id_round_trip_and_shape() -> None:
