@@ -217,7 +217,7 @@ def advance_many(session: Session,
     not at its stage: the caller rolls back."""
     if not moves:
         return True
-    if session.get_bind().dialect.name == "postgresql":
+    if len(moves) > 1 and session.get_bind().dialect.name == "postgresql":
         ids, froms, tos, nexts = (list(column) for column in zip(*moves, strict=True))
         done = session.execute(_ADVANCE_UNNESTED, {"cids": ids, "froms": froms, "tos": tos,
                                                    "nexts": nexts})
