@@ -226,10 +226,7 @@ def folded(name: str, value: str) -> Folded:
 
 def put_header(msg: EmailMessage, name: str, value: str) -> None:
     """Store an encoded value: printable ASCII only, folded by us, never twice the same name."""
-    header = folded(name, value)
-    if name in msg:
-        raise ValueError(f"refusing header {name}: already set")
-    msg.set_raw(name, header.value)
+    put_folded(msg, (folded(name, value),))
 
 
 def put_folded(msg: EmailMessage, headers: Iterable[Folded]) -> None:
@@ -250,7 +247,7 @@ def text_header(name: str, text: str, max_len: int = 200) -> Folded:
 
 
 def set_text_header(msg: EmailMessage, name: str, text: str, max_len: int = 200) -> None:
-    put_header(msg, name, encode_text(clean_header_text(text, max_len)))
+    put_folded(msg, (text_header(name, text, max_len),))
 
 
 def set_address_header(msg: EmailMessage, name: str, display_name: str, addr: str) -> None:
